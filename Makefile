@@ -1,0 +1,47 @@
+# tunnelproof: two promises on a fresh clone.
+#   make demo   the main job (all local, no key needed)
+#   make test   the test suite (creates .venv and installs what it needs on first use)
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench chaos soak system-deps venv clean help
+
+help:
+	@echo "make demo | make test | make lint | make bench | make chaos"
+
+# The venv is rebuilt only when pyproject.toml changes; otherwise this is a fast no-op.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian packages the tests use (redis-server, nftables, iproute2). Installs only what is
+# missing, and only as root; otherwise the tests that need them skip and say why.
+system-deps:
+	@bash scripts/ensure-system-deps.sh
+
+demo: $(STAMP)
+	$(BIN)/tunnelproof demo
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy src
+
+bench: $(STAMP) system-deps
+	$(BIN)/tunnelproof bench
+
+chaos: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

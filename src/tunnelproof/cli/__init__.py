@@ -1,0 +1,22 @@
+"""The ``tunnelproof`` command line: one module per command, assembled here."""
+
+from __future__ import annotations
+
+import typer
+
+from tunnelproof.cli import bench, chat, demo, emulator, serve, tunnel
+
+app = typer.Typer(
+    name="tunnelproof",
+    help="Keep Gemini Live sessions alive through network drops.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (demo, chat, serve, emulator, tunnel, bench):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

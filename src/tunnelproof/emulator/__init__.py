@@ -1,0 +1,1 @@
+"""A protocol-faithful local Live API server with fault controls."""

@@ -1,0 +1,378 @@
+"""Parse server -> client frames into small typed values.
+
+Google sends UTF-8 JSON in **binary** frames; text frames are accepted too. Field names
+may be camelCase or snake_case. A frame may hold ``usageMetadata`` beside its one main
+field, and newer models put several parts in one ``serverContent``, so a frame parses into
+a :class:`ServerFrame` holding a tuple of messages.
+
+Unknown fields and unknown message kinds are kept (``raw``, :class:`UnknownMessage`), never
+errors: Google adds fields often. Malformed JSON or wrong types are a clear
+:class:`~tunnelproof.protocol.errors.ProtocolError`, never another exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tunnelproof.protocol.casing import get_field, to_camel
+from tunnelproof.protocol.durations import parse_duration
+from tunnelproof.protocol.errors import ProtocolError
+
+JsonDict = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InlineData:
+    """Binary content (audio chunk) as the server sent it: base64 text plus MIME type."""
+
+    mime_type: str
+    data_b64: str
+
+    def decode(self) -> bytes:
+        """The raw bytes. Raises ``ProtocolError`` for invalid base64."""
+        try:
+            return base64.b64decode(self.data_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ProtocolError(
+                f"inlineData is not valid base64: {exc}", size=len(self.data_b64)
+            ) from exc
+
+    @property
+    def is_audio(self) -> bool:
+        """True for ``audio/pcm`` data."""
+        return self.mime_type.startswith("audio/pcm")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One part of a model turn: text, inline data, or something newer (kept in ``raw``)."""
+
+    text: str | None
+    inline_data: InlineData | None
+    thought: bool
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    """Input or output audio transcription text."""
+
+    text: str
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SetupComplete:
+    """The server accepted ``setup``; other messages may be sent now."""
+
+    session_id: str | None
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class ServerContent:
+    """Model output and turn signals."""
+
+    parts: tuple[Part, ...]
+    input_transcription: Transcription | None
+    output_transcription: Transcription | None
+    interrupted: bool
+    generation_complete: bool
+    turn_complete: bool
+    waiting_for_input: bool
+    turn_complete_reason: str | None
+    raw: JsonDict
+
+    @property
+    def text(self) -> str:
+        """All non-thought text parts joined."""
+        return "".join(p.text for p in self.parts if p.text is not None and not p.thought)
+
+    @property
+    def audio_chunks(self) -> tuple[InlineData, ...]:
+        """The audio parts (24 kHz s16le PCM, base64)."""
+        return tuple(
+            p.inline_data
+            for p in self.parts
+            if p.inline_data is not None and p.inline_data.is_audio
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """One function the model wants the app to run."""
+
+    id: str
+    name: str
+    args: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """The model asks for one or more function calls."""
+
+    function_calls: tuple[FunctionCall, ...]
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCancellation:
+    """Earlier tool calls are cancelled (the user interrupted the turn)."""
+
+    ids: tuple[str, ...]
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """The server will close this connection in ``time_left`` seconds."""
+
+    time_left: float | None
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class SessionResumptionUpdate:
+    """A resumption handle. ``new_handle`` is ``None`` when ``resumable`` is false."""
+
+    new_handle: str | None
+    resumable: bool
+    last_consumed_client_message_index: int | None
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class UsageMetadata:
+    """Token counts (sent periodically)."""
+
+    prompt_token_count: int | None
+    response_token_count: int | None
+    total_token_count: int | None
+    raw: JsonDict
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownMessage:
+    """A top-level field this version does not know; kept for the app to inspect."""
+
+    kind: str
+    raw: Any
+
+
+ServerMessage = (
+    SetupComplete
+    | ServerContent
+    | ToolCall
+    | ToolCallCancellation
+    | GoAway
+    | SessionResumptionUpdate
+    | UsageMetadata
+    | UnknownMessage
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFrame:
+    """One parsed frame: its messages in the order their keys appeared, and the raw dict."""
+
+    messages: tuple[ServerMessage, ...]
+    raw: JsonDict
+    size: int
+
+
+def decode_json_frame(data: bytes | bytearray | memoryview | str) -> JsonDict:
+    """Decode one frame's JSON object. ``ProtocolError`` (with the size) on anything else."""
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    size = len(payload)
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"frame is not valid JSON: {exc.msg}", size=size) from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"frame must be a JSON object, got {type(value).__name__}", size=size)
+    return value
+
+
+def parse_server_frame(data: bytes | bytearray | memoryview | str) -> ServerFrame:
+    """Parse one server frame (binary or text)."""
+    raw = decode_json_frame(data)
+    size = len(data) if not isinstance(data, str) else len(data.encode("utf-8"))
+    messages: list[ServerMessage] = []
+    for key, value in raw.items():
+        kind = to_camel(key)
+        parser = _PARSERS.get(kind)
+        if parser is None:
+            messages.append(UnknownMessage(kind, value))
+            continue
+        try:
+            messages.append(parser(_obj(value, kind)))
+        except ProtocolError as exc:
+            raise ProtocolError(str(exc), size=size) from None
+    return ServerFrame(tuple(messages), raw, size)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _obj(value: Any, where: str) -> JsonDict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where} must be an object, got {type(value).__name__}")
+    return value
+
+
+def _str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = get_field(obj, name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ProtocolError(f"{where}.{name} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], name: str, where: str) -> bool:
+    value = get_field(obj, name)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    # proto-JSON allows "true"/"false" strings; the SDK's own tests mock them.
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ProtocolError(f"{where}.{name} must be a boolean, got {type(value).__name__}")
+
+
+def _int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
+    value = get_field(obj, name)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ProtocolError(f"{where}.{name} must be an integer, got bool")
+    if isinstance(value, int):
+        return value
+    # int64 fields arrive as JSON strings in proto-JSON.
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    raise ProtocolError(f"{where}.{name} must be an integer, got {type(value).__name__}")
+
+
+def _list(obj: Mapping[str, Any], name: str, where: str) -> list[Any]:
+    value = get_field(obj, name)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ProtocolError(f"{where}.{name} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _parse_setup_complete(obj: JsonDict) -> SetupComplete:
+    return SetupComplete(_str(obj, "sessionId", "setupComplete"), obj)
+
+
+def _parse_transcription(obj: Mapping[str, Any], name: str) -> Transcription | None:
+    value = get_field(obj, name)
+    if value is None:
+        return None
+    inner = _obj(value, f"serverContent.{name}")
+    return Transcription(_str(inner, "text", name) or "", _bool(inner, "finished", name))
+
+
+def _parse_part(value: Any) -> Part:
+    part = _obj(value, "modelTurn.parts[]")
+    inline: InlineData | None = None
+    inline_raw = get_field(part, "inlineData")
+    if inline_raw is not None:
+        inline_obj = _obj(inline_raw, "inlineData")
+        inline = InlineData(
+            _str(inline_obj, "mimeType", "inlineData") or "",
+            _str(inline_obj, "data", "inlineData") or "",
+        )
+    return Part(_str(part, "text", "part"), inline, _bool(part, "thought", "part"), part)
+
+
+def _parse_server_content(obj: JsonDict) -> ServerContent:
+    turn_raw = get_field(obj, "modelTurn")
+    parts: tuple[Part, ...] = ()
+    if turn_raw is not None:
+        turn = _obj(turn_raw, "serverContent.modelTurn")
+        parts = tuple(_parse_part(p) for p in _list(turn, "parts", "modelTurn"))
+    w = "serverContent"
+    return ServerContent(
+        parts=parts,
+        input_transcription=_parse_transcription(obj, "inputTranscription"),
+        output_transcription=_parse_transcription(obj, "outputTranscription"),
+        interrupted=_bool(obj, "interrupted", w),
+        generation_complete=_bool(obj, "generationComplete", w),
+        turn_complete=_bool(obj, "turnComplete", w),
+        waiting_for_input=_bool(obj, "waitingForInput", w),
+        turn_complete_reason=_str(obj, "turnCompleteReason", w),
+        raw=obj,
+    )
+
+
+def _parse_function_call(value: Any) -> FunctionCall:
+    call = _obj(value, "toolCall.functionCalls[]")
+    args = get_field(call, "args")
+    return FunctionCall(
+        id=_str(call, "id", "functionCall") or "",
+        name=_str(call, "name", "functionCall") or "",
+        args=_obj(args, "functionCall.args"),
+    )
+
+
+def _parse_tool_call(obj: JsonDict) -> ToolCall:
+    return ToolCall(
+        tuple(_parse_function_call(c) for c in _list(obj, "functionCalls", "toolCall")), obj
+    )
+
+
+def _parse_tool_call_cancellation(obj: JsonDict) -> ToolCallCancellation:
+    ids = _list(obj, "ids", "toolCallCancellation")
+    if not all(isinstance(i, str) for i in ids):
+        raise ProtocolError("toolCallCancellation.ids must be strings")
+    return ToolCallCancellation(tuple(ids), obj)
+
+
+def _parse_go_away(obj: JsonDict) -> GoAway:
+    text = _str(obj, "timeLeft", "goAway")
+    return GoAway(parse_duration(text) if text is not None else None, obj)
+
+
+def _parse_resumption_update(obj: JsonDict) -> SessionResumptionUpdate:
+    w = "sessionResumptionUpdate"
+    resumable = _bool(obj, "resumable", w)
+    handle = _str(obj, "newHandle", w) or None
+    return SessionResumptionUpdate(
+        new_handle=handle if resumable else None,
+        resumable=resumable and handle is not None,
+        last_consumed_client_message_index=_int(obj, "lastConsumedClientMessageIndex", w),
+        raw=obj,
+    )
+
+
+def _parse_usage(obj: JsonDict) -> UsageMetadata:
+    w = "usageMetadata"
+    return UsageMetadata(
+        _int(obj, "promptTokenCount", w),
+        _int(obj, "responseTokenCount", w),
+        _int(obj, "totalTokenCount", w),
+        obj,
+    )
+
+
+_PARSERS: dict[str, Any] = {
+    "setupComplete": _parse_setup_complete,
+    "serverContent": _parse_server_content,
+    "toolCall": _parse_tool_call,
+    "toolCallCancellation": _parse_tool_call_cancellation,
+    "goAway": _parse_go_away,
+    "sessionResumptionUpdate": _parse_resumption_update,
+    "usageMetadata": _parse_usage,
+}

@@ -1,0 +1,1 @@
+"""Test tools: tunnel proxy, network-namespace tunnel, pytest fixtures."""

@@ -1,0 +1,1 @@
+"""The token service: authenticated, rate-limited minting of single-use ephemeral tokens."""
