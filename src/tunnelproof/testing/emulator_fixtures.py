@@ -1,0 +1,1 @@
+"""pytest fixtures (emulator); exported through tunnelproof.testing.pytest_plugin."""

@@ -1,0 +1,1 @@
+"""pytest fixtures (tokens); exported through tunnelproof.testing.pytest_plugin."""

@@ -1,0 +1,1 @@
+"""pytest fixtures (tunnel); exported through tunnelproof.testing.pytest_plugin."""
