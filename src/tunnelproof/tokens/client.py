@@ -1,0 +1,175 @@
+"""A :data:`~tunnelproof.session.credentials.TokenSource` that asks a token service.
+
+Each call POSTs to the service with the user's own credential and returns a fresh
+:class:`~tunnelproof.session.credentials.Credential`. Failures become the typed errors the
+reconnecting client classifies: 401/403 fatal, 429 wait, 5xx/timeouts retry, network gone
+probe.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httpx
+
+from tunnelproof.protocol.endpoints import API_VERSIONS, ApiVersion
+from tunnelproof.session.credentials import (
+    Credential,
+    TokenAuthError,
+    TokenConfigError,
+    TokenOffline,
+    TokenRateLimited,
+    TokenUnavailable,
+)
+
+UserCredential = str | Mapping[str, str] | None
+"""What ``get_credential`` returns: the ``Authorization`` header value (``"Bearer …"``), a
+mapping of headers (e.g. ``{"Cookie": "session=…"}``), or ``None`` for no credential."""
+
+GetCredential = Callable[[], UserCredential | Awaitable[UserCredential]]
+
+_WS_URL = re.compile(
+    r"^(?P<base>wss?://[^/?#]+(?:/[^?#]*?)?)/+ws/google\.ai\.generativelanguage\."
+    r"(?P<version>v1|v1alpha|v1beta)\.GenerativeService\.BidiGenerateContentConstrained$"
+)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(0.0, float(text))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    reference = now or datetime.now(when.tzinfo)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _timestamp(value: Any) -> float:
+    if not isinstance(value, str):
+        raise ValueError("not a timestamp string")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+class TokenServiceSource:
+    """Fetch a fresh ephemeral token from a tunnelproof token service on every call.
+
+    ``url`` is the full route URL (``https://api.example.com/api/live/token``).
+    ``get_credential`` (sync or async) returns the user's credential for each request, so a
+    refreshed login is picked up on the next reconnect. ``timeout`` bounds the whole request.
+
+    Each call uses a new connection: token fetches happen only when (re)connecting, often
+    right after a network drop, when a pooled keep-alive socket is likely half-open and
+    would stall the fetch until the timeout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        get_credential: GetCredential | None = None,
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float | None = None,
+        verify: Any = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """See the class docstring. ``verify``/``transport`` are passed to httpx."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise TokenConfigError(f"token service URL must be http(s)://host/…: {url!r}")
+        if timeout <= 0:
+            raise TokenConfigError("timeout must be positive")
+        self.url = url
+        self._get_credential = get_credential
+        self._timeout = httpx.Timeout(
+            timeout, connect=connect_timeout if connect_timeout is not None else timeout
+        )
+        self._verify = verify
+        self._transport = transport
+
+    async def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if self._get_credential is None:
+            return headers
+        value = self._get_credential()
+        if inspect.isawaitable(value):
+            value = await value
+        if isinstance(value, str):
+            headers["Authorization"] = value
+        elif value is not None:
+            headers.update(value)
+        return headers
+
+    async def __call__(self) -> Credential:
+        """Ask the service for a token. Raises a ``TokenSourceError`` subclass on failure."""
+        headers = await self._headers()
+        try:
+            async with httpx.AsyncClient(
+                timeout=self._timeout,
+                verify=self._verify,
+                transport=self._transport,
+                limits=httpx.Limits(max_keepalive_connections=0),
+                follow_redirects=False,
+            ) as client:
+                response = await client.post(self.url, headers=headers)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise TokenOffline(f"token service unreachable: {type(exc).__name__}") from exc
+        except httpx.TimeoutException as exc:
+            raise TokenUnavailable(f"token service timed out: {type(exc).__name__}") from exc
+        except httpx.TransportError as exc:
+            raise TokenUnavailable(
+                f"token service connection failed: {type(exc).__name__}"
+            ) from exc
+        return self._credential(response)
+
+    def _credential(self, response: httpx.Response) -> Credential:
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in (401, 403):
+            raise TokenAuthError(f"token service refused the user ({status})", status=status)
+        if status == 429:
+            raise TokenRateLimited("token service rate limit", retry_after=retry_after)
+        if status >= 500:
+            raise TokenUnavailable(
+                f"token service error {status}", status=status, retry_after=retry_after
+            )
+        if status != 200:
+            # 3xx/404/413/415/…: the URL or the deployment is wrong; retrying cannot help.
+            raise TokenConfigError(f"token service answered {status} at {self.url}")
+        try:
+            body = response.json()
+            token = body["token"]
+            match = _WS_URL.match(body["wsUrl"])
+            if not isinstance(token, str) or not token or match is None:
+                raise ValueError("bad token or wsUrl")
+            version = match["version"]
+            assert version in API_VERSIONS
+            model = body.get("model")
+            return Credential(
+                kind="ephemeral_token",
+                secret=token,
+                ws_base=match["base"],
+                api_version=cast(ApiVersion, version),
+                expires_at=_timestamp(body["expiresAt"]),
+                new_session_expires_at=_timestamp(body["newSessionExpiresAt"]),
+                model=model if isinstance(model, str) else None,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TokenUnavailable(
+                f"token service sent an unusable answer ({type(exc).__name__})", status=status
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"TokenServiceSource({self.url!r})"

@@ -1,0 +1,297 @@
+"""The token route as a FastAPI ``APIRouter`` to mount in an app.
+
+``POST {path}`` runs, in this order (cheapest and least revealing first):
+
+1. body guard: at most 1 KiB, JSON object or empty (413 / 415 / 400) — the body is reserved
+   for future options and ignored today, but we never buffer an attacker's megabytes;
+2. ``Origin`` against the allow-list (403) — before auth, so cross-site junk never reaches
+   the JWKS fetcher;
+3. caller authentication (401 + ``WWW-Authenticate``; 503 if the IdP's keys are unreachable);
+4. API key present (500 ``Server misconfigured``);
+5. per-user rate limit (429 + ``Retry-After``);
+6. upstream mint (503 + ``Retry-After`` when every mint slot is busy, 502 on failure).
+
+Every answer of the route carries ``Cache-Control: no-store`` and ``Pragma: no-cache``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tunnelproof.tokens.auth import (
+    AuthenticationFailed,
+    Authenticator,
+    AuthenticatorUnavailable,
+    authenticator_from_settings,
+)
+from tunnelproof.tokens.metrics import TokenMetrics
+from tunnelproof.tokens.minting import Minter, MintingOverloaded, UpstreamError
+from tunnelproof.tokens.origin import OriginPolicy
+from tunnelproof.tokens.ratelimit import RateLimiterUnavailable, UserRateLimiter
+from tunnelproof.tokens.settings import TokenServiceSettings
+
+log = logging.getLogger("tunnelproof.tokens")
+
+MAX_BODY_BYTES = 1024
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+WWW_AUTHENTICATE = 'Bearer realm="tunnelproof"'
+
+MISSING_KEY_MESSAGE = (
+    "tunnelproof token service: no Gemini API key configured (set GEMINI_API_KEY or "
+    "TUNNELPROOF_API_KEY); POST %s answers 500 until it is set"
+)
+
+_TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["token", "expiresAt", "newSessionExpiresAt", "model", "wsUrl"],
+    "properties": {
+        "token": {"type": "string", "description": "auth_tokens/…, single use"},
+        "expiresAt": {"type": "string", "format": "date-time"},
+        "newSessionExpiresAt": {"type": "string", "format": "date-time"},
+        "model": {"type": "string"},
+        "wsUrl": {"type": "string", "description": "Constrained WebSocket URL, no token"},
+    },
+}
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {"type": "string"}},
+}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": message}, status_code=status, headers={**NO_STORE, **(headers or {})}
+    )
+
+
+def _retry_after(seconds: float) -> dict[str, str]:
+    return {"Retry-After": str(max(1, round(seconds)))}
+
+
+class TokenService:
+    """The token route's dependencies and handler. Build it, then mount :attr:`router`.
+
+    Any dependency may be injected (tests, custom setups); missing ones are built from
+    ``settings``. The minter is ``None`` when no API key is configured: the route then
+    answers 500 and one clear line is logged at start-up.
+    """
+
+    def __init__(
+        self,
+        settings: TokenServiceSettings | None = None,
+        *,
+        authenticator: Authenticator | None = None,
+        minter: Minter | None = None,
+        limiter: UserRateLimiter | None = None,
+        origin_policy: OriginPolicy | None = None,
+        metrics: TokenMetrics | None = None,
+    ) -> None:
+        """Wire the service; see the module docstring for what the route does."""
+        self.settings = settings or TokenServiceSettings()
+        s = self.settings
+        self.authenticator = authenticator or authenticator_from_settings(s)
+        self.origin_policy = origin_policy or OriginPolicy(s.allowed_origins)
+        self.limiter = limiter or UserRateLimiter(s.rate_limit, redis_url=s.redis_url)
+        self.metrics = metrics or TokenMetrics()
+        key = s.api_key_value()
+        if minter is None and key is not None:
+            minter = Minter(
+                key,
+                s.live_config(),
+                base_url=s.upstream_base_url,
+                api_version=s.api_version,
+                ws_base=s.ws_base_url,
+                expire_seconds=s.expire_seconds,
+                new_session_expire_seconds=s.new_session_expire_seconds,
+                timeout=s.mint_timeout,
+                max_concurrent=s.max_concurrent_mints,
+            )
+        self.minter = minter
+        self.router = self._build_router()
+
+    @property
+    def configured(self) -> bool:
+        """True when an API key is set (the route can mint)."""
+        return self.minter is not None
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        """Log misconfiguration at start-up; close upstream clients at shutdown."""
+        if not self.configured:
+            log.error(MISSING_KEY_MESSAGE, self.settings.path)
+        try:
+            yield
+        finally:
+            if self.minter is not None:
+                await self.minter.aclose()
+
+    def _build_router(self) -> APIRouter:
+        router = APIRouter(lifespan=self.lifespan)
+        router.add_api_route(
+            self.settings.path,
+            self.handle,
+            methods=["POST"],
+            summary="Mint a single-use ephemeral Live API token for the authenticated caller",
+            response_class=JSONResponse,
+            responses={
+                200: {"content": {"application/json": {"schema": _TOKEN_RESPONSE_SCHEMA}}},
+                **{
+                    code: {
+                        "description": why,
+                        "content": {"application/json": {"schema": _ERROR_SCHEMA}},
+                    }
+                    for code, why in (
+                        (400, "Body is not a JSON object"),
+                        (401, "Not authenticated"),
+                        (403, "Origin not allowed"),
+                        (413, "Body too large"),
+                        (415, "Body is not JSON"),
+                        (429, "Rate limited (Retry-After)"),
+                        (500, "Server misconfigured"),
+                        (502, "Upstream failed"),
+                        (503, "Overloaded or auth keys unreachable (Retry-After)"),
+                    )
+                },
+            },
+            openapi_extra={
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {
+                            "schema": {"type": "object", "maxProperties": 16},
+                        }
+                    },
+                },
+                "security": [{"bearer": []}],
+            },
+        )
+        return router
+
+    async def handle(self, request: Request) -> Response:
+        """``POST {path}``: see the module docstring."""
+        try:
+            return await self._handle(request)
+        except Exception:
+            # Last line of defence: whatever broke, answer without detail and keep no-store.
+            log.exception("token route failed unexpectedly")
+            return _error(500, "Internal error")
+
+    async def _handle(self, request: Request) -> Response:
+        refused = await self._check_body(request)
+        if refused is not None:
+            return refused
+
+        if not self.origin_policy.permits(request.headers.get("origin")):
+            self.metrics.auth_failures.labels("origin").inc()
+            log.info("token request refused: origin not allowed")
+            return _error(403, "Origin not allowed")
+
+        try:
+            principal = await self.authenticator(request)
+        except AuthenticationFailed as exc:
+            self.metrics.auth_failures.labels("unauthenticated").inc()
+            log.info("token request refused: %s", exc.reason)
+            challenge = WWW_AUTHENTICATE
+            if exc.credentials_present:
+                challenge += ', error="invalid_token"'
+            return _error(401, "Unauthorized", {"WWW-Authenticate": challenge})
+        except AuthenticatorUnavailable as exc:
+            log.warning("cannot authenticate token request: %s", exc)
+            return _error(503, "Authentication unavailable", _retry_after(5))
+
+        if self.minter is None:
+            return _error(500, "Server misconfigured")
+
+        try:
+            wait = await self.limiter.hit(principal.user_id)
+        except RateLimiterUnavailable as exc:
+            # Fail closed: without the shared budget we cannot tell abuse from use.
+            log.warning("rate-limit storage unavailable (%s)", exc)
+            return _error(503, "Rate limiter unavailable", _retry_after(2))
+        if wait is not None:
+            self.metrics.rate_limited.labels("user").inc()
+            log.info("token request rate limited for %.0fs", wait)
+            return _error(429, "Too many token requests", _retry_after(wait))
+
+        started = time.perf_counter()
+        try:
+            minted = await self.minter.mint()
+        except MintingOverloaded as exc:
+            self.metrics.rate_limited.labels("overload").inc()
+            log.warning("token request shed: all mint slots busy")
+            return _error(503, "Busy, retry shortly", _retry_after(exc.retry_after))
+        except UpstreamError as exc:
+            self.metrics.upstream_latency.observe(time.perf_counter() - started)
+            self.metrics.upstream_errors.labels(exc.kind).inc()
+            log.error("upstream mint failed (%s): %s", exc.kind, exc)
+            return _error(502, "Failed to issue token")
+        self.metrics.upstream_latency.observe(time.perf_counter() - started)
+        self.metrics.tokens_issued.inc()
+        log.info("token issued (model %s)", minted.model)
+        return JSONResponse(minted.to_json(), headers=NO_STORE)
+
+    async def _check_body(self, request: Request) -> Response | None:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                if int(length) > MAX_BODY_BYTES:
+                    return _error(413, "Body too large")
+            except ValueError:
+                return _error(400, "Bad Content-Length")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_BODY_BYTES:
+                return _error(413, "Body too large")
+        if not body.strip():
+            return None
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            return _error(415, "Body must be application/json")
+        try:
+            parsed = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "Body is not valid JSON")
+        if not isinstance(parsed, dict):
+            return _error(400, "Body must be a JSON object")
+        return None
+
+
+def create_token_router(
+    settings: TokenServiceSettings | None = None,
+    *,
+    authenticator: Authenticator | None = None,
+    minter: Minter | None = None,
+    limiter: UserRateLimiter | None = None,
+    origin_policy: OriginPolicy | None = None,
+    metrics: TokenMetrics | None = None,
+) -> APIRouter:
+    """An ``APIRouter`` with ``POST {settings.path}`` to ``include_router`` in your app.
+
+    Its lifespan (start-up check, closing the upstream client) runs with the app's. Add
+    CORS with :func:`tunnelproof.tokens.origin.add_cors` if browsers call it. To reach the
+    metrics, build a :class:`TokenService` yourself and use ``service.metrics``.
+    """
+    return TokenService(
+        settings,
+        authenticator=authenticator,
+        minter=minter,
+        limiter=limiter,
+        origin_policy=origin_policy,
+        metrics=metrics,
+    ).router
+
+
+def mount(app: FastAPI, service: TokenService) -> None:
+    """Include ``service``'s router in ``app``."""
+    app.include_router(service.router)
