@@ -54,7 +54,7 @@ async def test_async_context_manager() -> None:
         try:
             assert await client.ping()
         finally:
-            await client.aclose()
+            await client.aclose()  # type: ignore[attr-defined]
     assert not server.running
 
 
@@ -113,7 +113,7 @@ def test_missing_binary_without_install_is_a_clear_error(
 
 def test_missing_binary_as_non_root_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_server_module, "find_redis_server", lambda: None)
-    monkeypatch.setattr(redis_server_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(RedisServerUnavailable, match="not root"):
         ensure_redis_server()
 
