@@ -111,17 +111,19 @@ async def test_oversized_chunked_body_is_refused_without_content_length(emu: Any
 
 
 async def test_healthz_and_metrics_count_what_happened(emu: Any) -> None:
-    async with running_token_service(settings_for(emu.http_base, rate_limit="2/minute")) as svc:
-        async with httpx.AsyncClient() as http:
-            assert (await http.get(svc.url + "/healthz")).json() == {"status": "ok"}
-            assert (await http.post(svc.token_url, headers=ALICE)).status_code == 200
-            assert (await http.post(svc.token_url, headers=ALICE)).status_code == 200
-            assert (await http.post(svc.token_url, headers=ALICE)).status_code == 429
-            assert (await http.post(svc.token_url)).status_code == 401
-            assert (
-                await http.post(svc.token_url, headers={"Origin": "https://evil.example"})
-            ).status_code == 403
-            metrics = (await http.get(svc.url + "/metrics")).text
+    async with (
+        running_token_service(settings_for(emu.http_base, rate_limit="2/minute")) as svc,
+        httpx.AsyncClient() as http,
+    ):
+        assert (await http.get(svc.url + "/healthz")).json() == {"status": "ok"}
+        assert (await http.post(svc.token_url, headers=ALICE)).status_code == 200
+        assert (await http.post(svc.token_url, headers=ALICE)).status_code == 200
+        assert (await http.post(svc.token_url, headers=ALICE)).status_code == 429
+        assert (await http.post(svc.token_url)).status_code == 401
+        assert (
+            await http.post(svc.token_url, headers={"Origin": "https://evil.example"})
+        ).status_code == 403
+        metrics = (await http.get(svc.url + "/metrics")).text
     assert "tunnelproof_tokens_issued_total 2.0" in metrics
     assert 'tunnelproof_token_auth_failures_total{kind="unauthenticated"} 1.0' in metrics
     assert 'tunnelproof_token_auth_failures_total{kind="origin"} 1.0' in metrics

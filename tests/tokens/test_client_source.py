@@ -1,0 +1,140 @@
+"""TokenServiceSource against the real service: Credentials and the typed errors."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tunnelproof.protocol.endpoints import Method, live_url
+from tunnelproof.session.credentials import (
+    TokenAuthError,
+    TokenConfigError,
+    TokenOffline,
+    TokenRateLimited,
+    TokenUnavailable,
+)
+from tunnelproof.testing.tokens_fixtures import running_token_service
+from tunnelproof.tokens import TokenServiceSource
+
+from .helpers import closed_port_url, misbehaving_upstream, settings_for
+
+
+async def test_fresh_credential_per_call(emu: Any) -> None:
+    calls: list[int] = []
+
+    async def get_credential() -> str:
+        calls.append(1)
+        return "Bearer alice-key-0001"
+
+    async with running_token_service(settings_for(emu.http_base, emu.ws_base)) as svc:
+        source = TokenServiceSource(svc.token_url, get_credential, timeout=10)
+        first = await source()
+        second = await source()
+    assert len(calls) == 2  # the user's credential is asked for on every fetch
+    assert first.kind == "ephemeral_token"
+    assert first.secret.startswith("auth_tokens/")
+    assert first.secret != second.secret
+    assert first.api_version == "v1alpha"
+    assert first.model == settings_for(emu.http_base).model
+    assert first.expires_at is not None
+    assert first.new_session_expires_at is not None
+    assert time.time() + 1700 < first.expires_at < time.time() + 1900
+    assert first.usable_for_new_session(time.time())
+    endpoint = first.endpoint()
+    assert endpoint.url.startswith(
+        live_url(emu.ws_base, version="v1alpha", method=Method.CONSTRAINED) + "?access_token="
+    )
+    assert first.secret not in repr(first)
+
+
+async def test_sync_header_mapping_credential(emu: Any) -> None:
+    async with running_token_service(settings_for(emu.http_base)) as svc:
+        source = TokenServiceSource(
+            svc.token_url, lambda: {"Authorization": "Bearer bob-key-0002"}, timeout=10
+        )
+        assert (await source()).secret.startswith("auth_tokens/")
+
+
+async def test_auth_failure_is_token_auth_error(emu: Any) -> None:
+    async with running_token_service(settings_for(emu.http_base)) as svc:
+        with pytest.raises(TokenAuthError) as caught:
+            await TokenServiceSource(svc.token_url, lambda: "Bearer wrong", timeout=10)()
+        assert caught.value.status == 401
+        with pytest.raises(TokenAuthError) as forbidden:
+            await TokenServiceSource(
+                svc.token_url,
+                lambda: {"Authorization": "Bearer bob-key-0002", "Origin": "https://evil.example"},
+                timeout=10,
+            )()
+        assert forbidden.value.status == 403
+
+
+async def test_rate_limit_is_token_rate_limited_with_retry_after(emu: Any) -> None:
+    async with running_token_service(settings_for(emu.http_base, rate_limit="1/minute")) as svc:
+        source = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=10)
+        await source()
+        with pytest.raises(TokenRateLimited) as caught:
+            await source()
+    assert caught.value.retry_after is not None
+    assert 1 <= caught.value.retry_after <= 60
+
+
+async def test_upstream_failure_is_token_unavailable() -> None:
+    async with running_token_service(settings_for(closed_port_url())) as svc:
+        with pytest.raises(TokenUnavailable) as caught:
+            await TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=10)()
+    assert caught.value.status == 502
+
+
+async def test_service_down_is_token_offline() -> None:
+    with pytest.raises(TokenOffline):
+        await TokenServiceSource(closed_port_url() + "/api/live/token", timeout=5)()
+
+
+async def test_service_hanging_is_token_unavailable() -> None:
+    async with misbehaving_upstream("hang") as base:
+        started = time.monotonic()
+        with pytest.raises(TokenUnavailable):
+            await TokenServiceSource(base + "/api/live/token", timeout=0.5)()
+    assert time.monotonic() - started < 5
+
+
+async def test_bad_answer_is_token_unavailable() -> None:
+    async with misbehaving_upstream("garbage") as base:
+        with pytest.raises(TokenUnavailable):
+            await TokenServiceSource(base + "/api/live/token", timeout=5)()
+
+
+async def test_wrong_url_is_token_config_error(emu: Any) -> None:
+    async with running_token_service(settings_for(emu.http_base)) as svc:
+        with pytest.raises(TokenConfigError):
+            await TokenServiceSource(svc.url + "/no/such/route", lambda: "Bearer x", timeout=5)()
+
+
+async def test_misconfigured_service_is_token_unavailable(emu: Any) -> None:
+    async with running_token_service(settings_for(emu.http_base, api_key=None)) as svc:
+        with pytest.raises(TokenUnavailable) as caught:
+            await TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=5)()
+    assert caught.value.status == 500
+
+
+def test_errors_are_distinct_classes() -> None:
+    # The reconnecting client dispatches on the class; none may be a subclass of another.
+    classes = [TokenAuthError, TokenRateLimited, TokenUnavailable, TokenOffline, TokenConfigError]
+    for a in classes:
+        for b in classes:
+            assert a is b or not issubclass(a, b)
+
+
+async def test_transport_errors_map_without_a_server() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("dns failure", request=request)
+
+    source = TokenServiceSource(
+        "https://tokens.invalid/api/live/token", transport=httpx.MockTransport(refuse)
+    )
+    with pytest.raises(TokenOffline):
+        await source()
