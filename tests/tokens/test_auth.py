@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from tunnelproof.tokens import AuthenticationFailed, Principal, TokenService, from_callable
 from tunnelproof.testing.tokens_fixtures import running_token_service
+from tunnelproof.tokens import AuthenticationFailed, Principal, TokenService, from_callable
 
 from .helpers import AUDIENCE, ISSUER, Jwks, closed_port_url, settings_for
 
