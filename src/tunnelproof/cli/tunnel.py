@@ -1,16 +1,189 @@
-"""`tunnelproof tunnel`."""
+"""`tunnelproof tunnel`: run the TCP fault proxy standalone, controlled over HTTP.
+
+::
+
+    tunnelproof tunnel --upstream 127.0.0.1:9000 --listen 127.0.0.1:8443 \\
+        --schedule 5:blackhole --schedule 35:restore
+
+prints one JSON line when ready::
+
+    {"event": "ready", "listen": "127.0.0.1:8443", "port": 8443, "upstream": "127.0.0.1:9000",
+     "control": "http://127.0.0.1:41234"}
+
+then one ``{"event": "action", ...}`` line per fault applied, and ``{"event": "stopped",
+...}`` with the counters on SIGINT/SIGTERM. The control API (loopback only by default):
+
+* ``GET /stats`` — counters, current faults, action history;
+* ``POST /blackhole`` (``?mode=hold`` to hold bytes instead of dropping them), ``POST
+  /restore``, ``POST /reset``, ``POST /latency?ms=200&jitter_ms=50``, ``POST
+  /bandwidth?bytes_per_s=16000`` (``off`` for no cap);
+* ``POST /action`` with a text body such as ``latency 200 50`` (the schedule's syntax).
+
+e.g. ``curl -X POST http://127.0.0.1:41234/blackhole``.
+"""
 
 from __future__ import annotations
 
-import typer
+import asyncio
+import signal
+import sys
+from typing import Annotated, Any
 
-from tunnelproof.cli._unbuilt import not_built
+import orjson
+import typer
+from aiohttp import web
+
+from tunnelproof.testing.tunnel import TunnelProxy, parse_action
+
+
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint=option)
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(event).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _state(tunnel: TunnelProxy) -> dict[str, Any]:
+    stats = tunnel.stats
+    return {
+        "stats": {name: getattr(stats, name) for name in stats.__dataclass_fields__},
+        "faults": tunnel.describe(),
+        "history": tunnel.history[-100:],
+    }
+
+
+def control_app(tunnel: TunnelProxy) -> web.Application:
+    """The aiohttp app of the HTTP control API (see the module docstring)."""
+
+    def command_for(request: web.Request, name: str, body: str) -> str:
+        q = request.query
+        if name == "blackhole":
+            return f"blackhole {q.get('mode', 'drop')}"
+        if name == "latency":
+            return f"latency {q.get('ms', '0')} {q.get('jitter_ms', '0')}"
+        if name == "bandwidth":
+            return f"bandwidth {q.get('bytes_per_s', 'off')}"
+        if name == "action":
+            return body.strip()
+        return name
+
+    async def stats(request: web.Request) -> web.Response:
+        return web.json_response(_state(tunnel), dumps=lambda o: orjson.dumps(o).decode())
+
+    async def control(request: web.Request) -> web.Response:
+        name = request.match_info["command"]
+        if name not in ("blackhole", "restore", "reset", "latency", "bandwidth", "action"):
+            raise web.HTTPNotFound(text=f"unknown control {name!r}")
+        command = command_for(request, name, await request.text())
+        try:
+            parse_action(command)(tunnel)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        return await stats(request)
+
+    app = web.Application(client_max_size=4096)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/{command}", control)
+    return app
+
+
+async def run_tunnel(
+    upstream: tuple[str, int],
+    listen: tuple[str, int],
+    control: tuple[str, int] | None,
+    schedule: list[tuple[float, str]],
+    seed: int | None,
+) -> None:
+    """Run until SIGINT/SIGTERM, printing the ready, action and stopped JSON lines."""
+    tunnel = TunnelProxy(
+        upstream[0],
+        upstream[1],
+        listen_host=listen[0],
+        listen_port=listen[1],
+        seed=seed,
+        on_action=lambda t, what: _emit({"event": "action", "t": round(t, 3), "action": what}),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    async with tunnel:
+        control_url = None
+        if control is not None:
+            runner = web.AppRunner(control_app(tunnel), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, control[0], control[1])
+            await site.start()
+            host, port = runner.addresses[0][:2]
+            control_url = f"http://{host}:{port}"
+        _emit(
+            {
+                "event": "ready",
+                "listen": f"{tunnel.listen_host}:{tunnel.port}",
+                "port": tunnel.port,
+                "upstream": f"{upstream[0]}:{upstream[1]}",
+                "control": control_url,
+            }
+        )
+        if schedule:
+            tunnel.schedule(schedule)
+        try:
+            await stop.wait()
+        finally:
+            if runner is not None:
+                await runner.cleanup()
+            _emit({"event": "stopped", **_state(tunnel)})
 
 
 def register(app: typer.Typer) -> None:
     """Add the `tunnel` command to ``app``."""
 
     @app.command("tunnel")
-    def tunnel_command() -> None:
-        """Not built yet."""
-        not_built("tunnel", "the tunnel issue #6")
+    def tunnel_command(
+        upstream: Annotated[
+            str, typer.Option("--upstream", help="HOST:PORT to forward to (e.g. the emulator).")
+        ],
+        listen: Annotated[
+            str, typer.Option("--listen", help="HOST:PORT to listen on; port 0 picks one.")
+        ] = "127.0.0.1:0",
+        control: Annotated[
+            str,
+            typer.Option("--control", help="HOST:PORT of the HTTP control API, or 'off'."),
+        ] = "127.0.0.1:0",
+        schedule: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--schedule",
+                help="AT_S:ACTION, repeatable, e.g. '5:blackhole' '30:restore' "
+                "'40:latency 300 50'.",
+            ),
+        ] = None,
+        seed: Annotated[int | None, typer.Option("--seed", help="Jitter random seed.")] = None,
+    ) -> None:
+        """A TCP proxy with a controllable tunnel: blackhole, reset, latency, bandwidth."""
+        steps: list[tuple[float, str]] = []
+        for item in schedule or []:
+            at, sep, action = item.partition(":")
+            try:
+                if not sep:
+                    raise ValueError("expected AT_S:ACTION")
+                parse_action(action)
+                steps.append((float(at), action))
+            except ValueError as exc:
+                raise typer.BadParameter(f"{item!r}: {exc}", param_hint="--schedule") from None
+        control_address = None if control == "off" else _host_port(control, "--control")
+        asyncio.run(
+            run_tunnel(
+                _host_port(upstream, "--upstream"),
+                _host_port(listen, "--listen"),
+                control_address,
+                steps,
+                seed,
+            )
+        )
