@@ -1,0 +1,257 @@
+"""Typed events a :class:`~tunnelproof.session.live_session.LiveSession` delivers to the app.
+
+Two families share one stream, in the order things happened:
+
+* **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
+  :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
+  :class:`Failed`, :class:`SendDropped`, :class:`Closed`, :class:`ProtocolViolation`;
+* **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
+  :class:`OutputTranscript`, :class:`ToolCallRequested`, :class:`ToolCallCancelled`,
+  :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Interrupted`,
+  :class:`Usage`, :class:`UnknownServerMessage`.
+
+Match on the class (``match event: case TextDelta(text=t): ...``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tunnelproof.protocol.close_codes import CloseVerdict
+from tunnelproof.protocol.server_messages import FunctionCall
+
+FailureKind = Literal["offline", "server"]
+
+
+# -- lifecycle -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    """A new server session is ready (``setupComplete`` on a fresh session)."""
+
+    attempt: int
+    first: bool  # the first connection of this LiveSession
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """A reconnect resumed the previous server session with its handle.
+
+    ``gap`` is the seconds the app was without a usable session, ``replayed`` how many
+    queued or unconfirmed messages were (re)sent after ``setupComplete``.
+    """
+
+    attempt: int
+    gap: float
+    replayed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnecting:
+    """The next connection attempt starts in ``delay`` seconds.
+
+    ``kind`` is ``"offline"`` (the network is gone: steady probing) or ``"server"``
+    (exponential backoff). ``attempt`` counts attempts in this outage, from 1.
+    """
+
+    delay: float
+    attempt: int
+    reason: str
+    kind: FailureKind
+    planned: bool = False  # a goAway handover, not a failure
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnected:
+    """The connection was lost (or handed over). ``code`` is ``None`` without a close frame."""
+
+    code: int | None
+    reason: str
+    planned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Rewound:
+    """The server state we reconnect to lacks something the app saw or did.
+
+    ``partial_text`` is model output of a turn that was cut off (the server never continues
+    an interrupted generation after a resume); ``reply_lost`` says a reply was due and will
+    not come; ``cancelled_tool_call_ids`` are tool calls the resumed session never saw: do
+    not answer them (answers are refused with ``SendResult.dropped``).
+    """
+
+    partial_text: str
+    reply_lost: bool
+    cancelled_tool_call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextReset:
+    """The server session could not be resumed; a fresh one was started.
+
+    ``seeded_turns`` turns of the client's own transcript were sent to the new session as
+    history (``clientContent`` with ``turnComplete: false``).
+    """
+
+    reason: str
+    seeded_turns: int
+
+
+@dataclass(frozen=True, slots=True)
+class GoAwayReceived:
+    """The server will end this connection in ``time_left`` seconds; a handover is planned."""
+
+    time_left: float | None
+    handover_by: float  # monotonic deadline of the handover
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The session stopped and will not retry by itself. ``verdict.advice`` says what to do.
+
+    Call :meth:`LiveSession.resume` after fixing the cause (or to try again after giving up).
+    """
+
+    verdict: CloseVerdict
+
+    @property
+    def advice(self) -> str:
+        """What a person should do about it."""
+        return self.verdict.advice
+
+
+@dataclass(frozen=True, slots=True)
+class SendDropped:
+    """Messages the app sent earlier were dropped and will never reach the server.
+
+    ``seqs`` are the ``SendResult.seq`` values of the dropped messages; for audio,
+    ``audio_ms`` is the total duration dropped.
+    """
+
+    seqs: tuple[int, ...]
+    kind: str
+    reason: str
+    audio_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The session was closed by the app; no more events follow."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolViolation:
+    """A server frame could not be parsed; it was skipped."""
+
+    message: str
+    size: int | None
+
+
+# -- server content ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """Model text (TEXT modality)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Model audio: 24 kHz 16-bit little-endian mono PCM."""
+
+    pcm: bytes
+    mime_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputTranscript:
+    """Transcription of the user's audio."""
+
+    text: str
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutputTranscript:
+    """Transcription of the model's audio."""
+
+    text: str
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequested:
+    """The model wants these functions run; answer with ``send_tool_response``."""
+
+    calls: tuple[FunctionCall, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallCancelled:
+    """The server cancelled these tool calls (the user interrupted)."""
+
+    ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationComplete:
+    """The model finished generating this turn (playback may still be running)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The model's turn is over."""
+
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """The user barged in; stop playing the model's audio."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts reported by the server."""
+
+    prompt_tokens: int | None
+    response_tokens: int | None
+    total_tokens: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownServerMessage:
+    """A server message kind this version does not know (kept raw)."""
+
+    kind: str
+    raw: Any
+
+
+AppEvent = (
+    Connected
+    | Resumed
+    | Reconnecting
+    | Disconnected
+    | Rewound
+    | ContextReset
+    | GoAwayReceived
+    | Failed
+    | SendDropped
+    | Closed
+    | ProtocolViolation
+    | TextDelta
+    | AudioChunk
+    | InputTranscript
+    | OutputTranscript
+    | ToolCallRequested
+    | ToolCallCancelled
+    | GenerationComplete
+    | TurnComplete
+    | Interrupted
+    | Usage
+    | UnknownServerMessage
+)

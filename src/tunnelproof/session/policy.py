@@ -1,0 +1,167 @@
+"""Retry and watchdog policies: numbers with reasons, no I/O.
+
+Two kinds of failure get two policies (client contract point 5):
+
+* **the network is gone** (DNS fails, host unreachable, connection refused, connect
+  timeout, token source offline): an attempt costs the server nothing, so probe at a short
+  steady interval with a little jitter. The conversation is then back within about one
+  interval of the tunnel's end however long the tunnel was. By default this never gives up.
+* **the server answers with an error** (close 1011, HTTP 5xx/429, setup stalls): back off
+  exponentially with *full* jitter (``uniform(0, base * multiplier**n)``, AWS's "full
+  jitter", which spreads a herd of clients best), honour ``Retry-After``, and cap attempts
+  per outage and per session.
+
+The failure counter is reset only after a connection stayed up ``stable_after`` seconds,
+never on socket open (the seed reset it on open, so a server that accepts and then
+refuses looped forever at its shortest delay).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Literal
+
+JitterMode = Literal["full", "additive"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When to try again after a failure, and when to stop.
+
+    Attributes:
+        offline_interval: seconds between probes while the network is gone. 0.75 s keeps
+            recovery within about a second of the network's return; probes are cheap (a
+            failed DNS lookup or a SYN) and cost the server nothing.
+        offline_jitter: probes are spread by ``± offline_jitter`` seconds so a train full
+            of phones leaving a tunnel does not dial in lockstep.
+        max_offline_seconds: give up after the network has been gone this long. ``None``
+            (default) never gives up: a tunnel is not a reason to lose the conversation.
+        base_delay: the first server-error backoff ceiling (seconds).
+        multiplier: growth of the ceiling per consecutive server failure.
+        max_delay: the largest ceiling.
+        jitter: ``"full"``: ``uniform(0, ceiling)``; ``"additive"``: ``ceiling +
+            uniform(0, additive_jitter)`` (only for reproducing the seed).
+        additive_jitter: see ``jitter``.
+        max_attempts_per_outage: server-error failures in a row (without a stable
+            connection in between) before giving up with ``Failed``. ``None``: no cap.
+        max_attempts_per_session: server-error failures over the whole session. ``None``:
+            no cap. This only bites a server that hangs up as fast as we dial.
+        stable_after: seconds a connection must stay up before the failure counter resets.
+        reset_on_open: reset the counter as soon as a socket opens (the seed's bug; only
+            ``SEED_POLICY`` sets it).
+        probe_offline: treat network-gone failures with the probe interval. ``False`` sends
+            them through the server-error backoff and its caps (the seed's behaviour).
+    """
+
+    offline_interval: float = 0.75
+    offline_jitter: float = 0.15
+    max_offline_seconds: float | None = None
+    base_delay: float = 0.5
+    multiplier: float = 2.0
+    max_delay: float = 30.0
+    jitter: JitterMode = "full"
+    additive_jitter: float = 0.0
+    max_attempts_per_outage: int | None = 12
+    max_attempts_per_session: int | None = 100
+    stable_after: float = 10.0
+    reset_on_open: bool = False
+    probe_offline: bool = True
+
+    def __post_init__(self) -> None:
+        if self.offline_interval <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
+            raise ValueError("retry delays must be positive")
+        if self.offline_jitter < 0 or self.offline_jitter >= self.offline_interval:
+            raise ValueError("offline_jitter must be in [0, offline_interval)")
+        if self.multiplier < 1:
+            raise ValueError("multiplier must be >= 1")
+
+    def offline_delay(self, rng: random.Random) -> float:
+        """Delay before the next probe while the network is gone."""
+        return self.offline_interval + rng.uniform(-self.offline_jitter, self.offline_jitter)
+
+    def server_delay(
+        self, failures: int, rng: random.Random, retry_after: float | None = None
+    ) -> float:
+        """Delay after the ``failures``-th (0-based) consecutive server failure.
+
+        ``Retry-After`` is a floor: the server said when it can take us again; a little
+        jitter on top keeps the herd from returning on the same tick.
+        """
+        ceiling = min(self.max_delay, self.base_delay * self.multiplier ** min(failures, 60))
+        if self.jitter == "full":
+            delay = rng.uniform(0.0, ceiling)
+        else:
+            delay = ceiling + rng.uniform(0.0, self.additive_jitter)
+        if retry_after is not None and retry_after > 0:
+            delay = max(delay, retry_after + rng.uniform(0.0, self.base_delay))
+        return delay
+
+
+DEFAULT_POLICY = RetryPolicy()
+"""The policy :class:`~tunnelproof.session.live_session.LiveSession` uses by default."""
+
+SEED_POLICY = RetryPolicy(
+    offline_interval=1.0,
+    offline_jitter=0.0,
+    base_delay=1.0,
+    multiplier=2.0,
+    max_delay=1e9,
+    jitter="additive",
+    additive_jitter=0.5,
+    max_attempts_per_outage=6,
+    max_attempts_per_session=None,
+    stable_after=0.0,
+    reset_on_open=True,
+    probe_offline=False,
+)
+"""The seed's policy: ``1 s · 2ⁿ + uniform(0, 0.5 s)``, six tries, then give up for good.
+
+Network-gone and server failures share the backoff, and the counter resets when a socket
+opens. Benchmarks run it through the same client to compare with :data:`DEFAULT_POLICY`.
+(The seed's *code* also stops retrying after a failed token fetch; that is a bug of its
+driver, not of its policy, and is not reproduced.)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Watchdogs:
+    """Timeouts that find dead links and stuck steps (client contract point 6).
+
+    The kernel finds most half-open links (the driver sets ``TCP_USER_TIMEOUT`` and TCP
+    keepalive); these application-level timers cover what the kernel cannot see: a server
+    that accepts TCP but never answers setup, or a link that goes quiet while a reply is
+    due. None of them uses WebSocket pings: Gemini's pongs can take 8-30 s, so ping
+    timeouts raise false alarms.
+
+    Attributes:
+        token_timeout: a token fetch taking longer counts as the network being gone.
+        connect_timeout: TCP + TLS + WebSocket upgrade of a normal attempt.
+        probe_connect_timeout: the same while probing a gone network: short, because a
+            connect started inside the tunnel only completes at the next SYN retransmit
+            (1, 3, 7 s ...), and a fresh probe is faster than waiting for it.
+        setup_timeout: ``setupComplete`` must arrive this long after the socket opened.
+        reply_timeout: when a reply is due (the user finished a turn, or answered a tool
+            call), some server message must arrive within this many seconds.
+        close_timeout: a graceful close taking longer is turned into an abort.
+        go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
+        handle_validity: seconds a stored handle stays usable after the last disconnect.
+        tcp_user_timeout: ``TCP_USER_TIMEOUT`` for the driver's socket (seconds).
+        keepalive_idle / keepalive_interval / keepalive_count: TCP keepalive for the driver.
+    """
+
+    token_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    probe_connect_timeout: float = 3.0
+    setup_timeout: float = 10.0
+    reply_timeout: float = 20.0
+    close_timeout: float = 2.0
+    go_away_margin: float = 5.0
+    handle_validity: float = 2 * 60 * 60
+    tcp_user_timeout: float = 5.0
+    keepalive_idle: int = 2
+    keepalive_interval: int = 1
+    keepalive_count: int = 3
+
+
+DEFAULT_WATCHDOGS = Watchdogs()
