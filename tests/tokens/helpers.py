@@ -117,8 +117,14 @@ async def serve_aiohttp(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+@dataclass
+class FakeUpstream:
+    base: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
 @contextlib.asynccontextmanager
-async def misbehaving_upstream(mode: str) -> AsyncIterator[str]:
+async def misbehaving_upstream(mode: str) -> AsyncIterator[FakeUpstream]:
     """A fake upstream, used only where the emulator cannot misbehave this way.
 
     ``hang``: accepts ``POST /v1alpha/auth_tokens`` and never answers (until closed);
@@ -126,8 +132,18 @@ async def misbehaving_upstream(mode: str) -> AsyncIterator[str]:
     """
     release = asyncio.Event()
 
+    upstream = FakeUpstream("")
+
     async def handler(request: web.Request) -> web.StreamResponse:
-        await request.read()
+        body = await request.read()
+        upstream.requests.append(
+            {
+                "path": request.path,
+                "query": request.query_string,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": body.decode(),
+            }
+        )
         if mode == "hang":
             await release.wait()
             return web.Response(status=504)
@@ -148,8 +164,9 @@ async def misbehaving_upstream(mode: str) -> AsyncIterator[str]:
     app.router.add_post("/{version}/auth_tokens", handler)
     app.router.add_post("/api/live/token", handler)  # lets the client tests aim at it too
     async with serve_aiohttp(app) as base:
+        upstream.base = base
         try:
-            yield base
+            yield upstream
         finally:
             release.set()
 

@@ -95,17 +95,17 @@ async def test_service_down_is_token_offline() -> None:
 
 
 async def test_service_hanging_is_token_unavailable() -> None:
-    async with misbehaving_upstream("hang") as base:
+    async with misbehaving_upstream("hang") as upstream:
         started = time.monotonic()
         with pytest.raises(TokenUnavailable):
-            await TokenServiceSource(base + "/api/live/token", timeout=0.5)()
+            await TokenServiceSource(upstream.base + "/api/live/token", timeout=0.5)()
     assert time.monotonic() - started < 5
 
 
 async def test_bad_answer_is_token_unavailable() -> None:
-    async with misbehaving_upstream("garbage") as base:
+    async with misbehaving_upstream("garbage") as upstream:
         with pytest.raises(TokenUnavailable):
-            await TokenServiceSource(base + "/api/live/token", timeout=5)()
+            await TokenServiceSource(upstream.base + "/api/live/token", timeout=5)()
 
 
 async def test_wrong_url_is_token_config_error(emu: Any) -> None:

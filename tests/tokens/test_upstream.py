@@ -41,7 +41,7 @@ async def test_upstream_down_is_502(caplog: pytest.LogCaptureFixture) -> None:
 async def test_upstream_slow_times_out_as_502() -> None:
     async with (
         misbehaving_upstream("hang") as upstream,
-        running_token_service(settings_for(upstream, mint_timeout=1.0)) as svc,
+        running_token_service(settings_for(upstream.base, mint_timeout=1.0)) as svc,
         httpx.AsyncClient(timeout=30) as http,
     ):
         started = time.monotonic()
@@ -59,7 +59,7 @@ async def test_upstream_error_text_stays_in_the_server_log(
     caplog.set_level(logging.DEBUG)
     async with (
         misbehaving_upstream("error") as upstream,
-        running_token_service(settings_for(upstream)) as svc,
+        running_token_service(settings_for(upstream.base)) as svc,
         httpx.AsyncClient(timeout=30) as http,
     ):
         r = await http.post(svc.token_url, headers=ALICE)
@@ -73,7 +73,7 @@ async def test_upstream_error_text_stays_in_the_server_log(
 async def test_upstream_answer_without_token_is_502() -> None:
     async with (
         misbehaving_upstream("garbage") as upstream,
-        running_token_service(settings_for(upstream)) as svc,
+        running_token_service(settings_for(upstream.base)) as svc,
         httpx.AsyncClient(timeout=30) as http,
     ):
         r = await http.post(svc.token_url, headers=ALICE)
@@ -84,7 +84,7 @@ async def test_saturated_mint_slots_shed_load_fast_with_retry_after() -> None:
     async with (
         misbehaving_upstream("hang") as upstream,
         running_token_service(
-            settings_for(upstream, mint_timeout=6.0, max_concurrent_mints=2)
+            settings_for(upstream.base, mint_timeout=6.0, max_concurrent_mints=2)
         ) as svc,
         httpx.AsyncClient(timeout=30) as http,
     ):
