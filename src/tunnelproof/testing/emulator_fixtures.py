@@ -1,1 +1,53 @@
-"""pytest fixtures (emulator); exported through tunnelproof.testing.pytest_plugin."""
+"""pytest fixtures (emulator); exported through tunnelproof.testing.pytest_plugin.
+
+* ``emulator``: a running in-process :class:`~tunnelproof.emulator.EmulatorServer` on
+  plain ws with the default policy.
+* ``emulator_tls``: the same over wss (``emu.ca_file`` is the CA to trust).
+* ``emulator_factory``: ``await emulator_factory(policy=..., tls=..., **kwargs)`` for a
+  customised one; every emulator it made is stopped after the test.
+
+All fixtures are async (pytest-asyncio) and function-scoped, so tests never share state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest_asyncio
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+
+EmulatorFactory = Callable[..., Awaitable[EmulatorServer]]
+
+__all__ = ["EmulatorFactory", "emulator", "emulator_factory", "emulator_tls"]
+
+
+@pytest_asyncio.fixture
+async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
+    """Start emulators with any policy; all are stopped at teardown."""
+    started: list[EmulatorServer] = []
+
+    async def make(policy: EmulatorPolicy | None = None, **kwargs: Any) -> EmulatorServer:
+        server = EmulatorServer(policy=policy, **kwargs)
+        await server.start()
+        started.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in reversed(started):
+            await server.stop()
+
+
+@pytest_asyncio.fixture
+async def emulator(emulator_factory: EmulatorFactory) -> EmulatorServer:
+    """A running emulator on plain ws (``emu.ws_base``) with the default policy."""
+    return await emulator_factory()
+
+
+@pytest_asyncio.fixture
+async def emulator_tls(emulator_factory: EmulatorFactory) -> EmulatorServer:
+    """A running emulator on wss; trust ``emu.ca_file``."""
+    return await emulator_factory(tls=True)

@@ -1,0 +1,180 @@
+"""Client frame decoding and setup validation, with Google's close codes. No I/O.
+
+* A frame must be a JSON object with exactly one of ``setup``, ``clientContent``,
+  ``realtimeInput``, ``toolResponse`` (either spelling); anything else is 1007.
+* ``setup`` fields are checked the way a proto-JSON parser does: an unknown name is 1007
+  ``Unknown name "x" at 'setup': Cannot find field.`` (``responseModalities`` at the setup
+  root is the classic case).
+* An unknown or retired model is 1008 with the "not found for API version" text, cut to
+  the 123-byte close-reason limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from tunnelproof.emulator.errors import CloseRefusal
+from tunnelproof.emulator.policy import EmulatorPolicy
+from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, model_not_found_reason
+from tunnelproof.protocol.models import LIVE_MODELS, bare_model_id
+
+JsonDict = dict[str, Any]
+
+CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
+SETUP_FIELDS = frozenset(
+    {
+        "model",
+        "generationConfig",
+        "systemInstruction",
+        "tools",
+        "realtimeInputConfig",
+        "sessionResumption",
+        "contextWindowCompression",
+        "inputAudioTranscription",
+        "outputAudioTranscription",
+        "proactivity",
+        "historyConfig",
+        "avatarConfig",
+        "safetySettings",
+    }
+)
+REALTIME_FIELDS = frozenset(
+    {"audio", "video", "text", "audioStreamEnd", "activityStart", "activityEnd", "mediaChunks"}
+)
+
+
+def invalid(reason: str = REASON_INVALID_ARGUMENT) -> CloseRefusal:
+    """A 1007 close (invalid payload)."""
+    return CloseRefusal(1007, reason)
+
+
+def decode_client_frame(data: bytes | str) -> tuple[str, Any]:
+    """``(kind, body)`` of one client frame, or a 1007 :class:`CloseRefusal`."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise invalid() from None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise invalid()
+    ((key, body),) = value.items()
+    kind = to_camel(key)
+    if kind not in CLIENT_KINDS:
+        raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise invalid()
+    return kind, body
+
+
+@dataclass(frozen=True, slots=True)
+class SetupInfo:
+    """A validated setup in camelCase, with the facts the session needs."""
+
+    setup: JsonDict
+    model: str  # bare id
+    modality: str  # "TEXT" or "AUDIO"
+    input_transcription: bool
+    output_transcription: bool
+    manual_activity: bool
+    silence_ms: int | None
+
+
+def check_setup_fields(raw: Mapping[str, Any]) -> JsonDict:
+    """camelCase copy of a setup whose top-level names are all known (else 1007)."""
+    for key in raw:
+        if to_camel(key) not in SETUP_FIELDS:
+            raise invalid(f"Unknown name \"{key}\" at 'setup': Cannot find field.")
+    setup: JsonDict = camelize_keys(dict(raw))
+    return setup
+
+
+def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolicy) -> SetupInfo:
+    """Check an (already token-merged) camelCase setup; 1007/1008 when Google would refuse."""
+    model_raw = setup.get("model")
+    if not isinstance(model_raw, str) or not model_raw.strip():
+        raise invalid()
+    model = bare_model_id(model_raw)
+    if model not in LIVE_MODELS and model not in policy.extra_models:
+        raise CloseRefusal(1008, model_not_found_reason(model, version))
+    generation = setup.get("generationConfig") or {}
+    if not isinstance(generation, Mapping):
+        raise invalid()
+    modalities = generation.get("responseModalities") or ["AUDIO"]
+    if not isinstance(modalities, list) or len(modalities) != 1:
+        raise invalid()
+    modality = str(modalities[0]).upper()
+    if modality not in ("TEXT", "AUDIO"):
+        raise invalid()
+    realtime = setup.get("realtimeInputConfig") or {}
+    if not isinstance(realtime, Mapping):
+        raise invalid()
+    aad = realtime.get("automaticActivityDetection") or {}
+    if not isinstance(aad, Mapping):
+        raise invalid()
+    silence = aad.get("silenceDurationMs")
+    silence_ms: int | None = None
+    if silence is not None:
+        try:
+            silence_ms = int(silence)
+        except (TypeError, ValueError):
+            raise invalid() from None
+    return SetupInfo(
+        setup=dict(setup),
+        model=model,
+        modality=modality,
+        input_transcription="inputAudioTranscription" in setup,
+        output_transcription="outputAudioTranscription" in setup,
+        manual_activity=bool(aad.get("disabled", False)),
+        silence_ms=silence_ms,
+    )
+
+
+def content_text(content: Mapping[str, Any]) -> str:
+    """All text parts of a ``Content`` joined by spaces."""
+    parts = get_field(content, "parts") or []
+    if not isinstance(parts, list):
+        raise invalid()
+    texts = [get_field(p, "text") for p in parts if isinstance(p, Mapping)]
+    return " ".join(t for t in texts if isinstance(t, str))
+
+
+def realtime_field(body: Mapping[str, Any]) -> tuple[str, Any]:
+    """The one field of a ``realtimeInput`` (1007 when there is not exactly one)."""
+    if len(body) != 1:
+        raise invalid()
+    ((key, value),) = body.items()
+    name = to_camel(key)
+    if name not in REALTIME_FIELDS:
+        raise invalid(f"Unknown name \"{key}\" at 'realtime_input': Cannot find field.")
+    return name, value
+
+
+def decode_blob(blob: Any) -> tuple[str, bytes]:
+    """``(mimeType, bytes)`` of a ``Blob`` (1007 on bad base64)."""
+    if not isinstance(blob, Mapping):
+        raise invalid()
+    mime = get_field(blob, "mimeType") or ""
+    data = get_field(blob, "data") or ""
+    if not isinstance(mime, str) or not isinstance(data, str):
+        raise invalid()
+    try:
+        return mime, base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid() from None
+
+
+def pcm_rate(mime: str, default: int = 16_000) -> int:
+    """The ``rate=`` of an ``audio/pcm;rate=N`` MIME type."""
+    for part in mime.split(";")[1:]:
+        name, _, value = part.strip().partition("=")
+        if name == "rate" and value.isdigit():
+            return int(value)
+    return default

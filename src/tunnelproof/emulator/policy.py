@@ -1,0 +1,160 @@
+"""``EmulatorPolicy``: every duration and every behaviour of the emulator in one value.
+
+All durations are in seconds (floats), so a test can run a "10-minute" connection in two
+seconds by setting ``connection_lifetime=2.0``. Defaults follow
+``shared/reference/live-api-protocol.md`` sections 2 and 5; where the reference is unsure
+the default is our assumption and the field is configurable (see docs/emulator.md).
+
+The policy is mutable on purpose: the fault controls change it while the server runs, and
+every rule reads it at the moment it decides, so a change applies from the next decision.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tunnelproof.protocol.close_codes import (
+    REASON_DEADLINE_EXPIRED,
+    REASON_INTERNAL_ERROR,
+    REASON_INVALID_ARGUMENT,
+)
+
+# Google's standard UNAUTHENTICATED text; used where the reference records no close reason.
+REASON_UNAUTHENTICATED = (
+    "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+    "login cookie or other valid authentication credential."
+)
+
+TokenRejection = Literal["http", "close"]
+
+
+@dataclass(slots=True)
+class EmulatorPolicy:
+    """What the emulator does, and when. Every field may be changed while it runs."""
+
+    # -- connection and session lifetimes (reference section 5) -----------------------
+    connection_lifetime: float = 600.0
+    """A connection is closed this long after it opened ("around 10 minutes")."""
+    go_away_lead: float = 50.0
+    """``goAway`` is sent this long before the lifetime ends (observed ``"50s"``)."""
+    lifetime_close_code: int = 1011
+    lifetime_close_reason: str = REASON_DEADLINE_EXPIRED
+    session_limit_audio: float = 900.0
+    """Session length without context-window compression (15 min, audio-only)."""
+    session_limit_video: float = 120.0
+    """Session length without compression once video was sent (2 min)."""
+    session_limit_close_code: int = 1011
+    session_limit_close_reason: str = REASON_DEADLINE_EXPIRED
+    handle_validity: float = 7200.0
+    """Handles stay valid this long after the session's last connection ended (2 h)."""
+
+    # -- ephemeral tokens (reference section 2) ----------------------------------------
+    token_default_uses: int = 1
+    token_default_expire: float = 1800.0
+    token_default_new_session: float = 60.0
+    token_max_ahead: float = 20 * 3600.0
+    """``expireTime``/``newSessionExpireTime`` must be less than this far ahead (20 h)."""
+    strict_token_uses: bool = False
+    """Every connection (resumes too) consumes a use: reproduces the seed's 401 loop."""
+    token_rejection: TokenRejection = "http"
+    """How an unknown/expired/used token is refused at the upgrade: HTTP 401 or a close."""
+    token_rejection_close_code: int = 1008
+    token_rejection_close_reason: str = REASON_UNAUTHENTICATED
+    token_expired_close_code: int = 1008
+    """Close used when a token's ``expireTime`` passes during a session."""
+    token_expired_close_reason: str = REASON_UNAUTHENTICATED
+    token_response_echo: bool = False
+    """Echo ``expireTime``/``newSessionExpireTime``/``uses`` in the mint response.
+
+    Off by default: the reference reports Google answers with ``name`` only.
+    """
+
+    # -- credential errors that Google reports as close reasons (section 1.2) ----------
+    api_key_invalid_close_code: int = 1007
+    unregistered_caller_close_code: int = 1008
+
+    # -- resumption (section 5) --------------------------------------------------------
+    invalid_handle_close_code: int = 1007
+    invalid_handle_close_reason: str = REASON_INVALID_ARGUMENT
+    resume_while_open_close_code: int = 1011
+    resume_while_open_close_reason: str = REASON_INTERNAL_ERROR
+    refused_resume_close_code: int = 1011
+    refused_resume_close_reason: str = REASON_INTERNAL_ERROR
+
+    # -- frames -------------------------------------------------------------------------
+    text_frames: bool = False
+    """Send server frames as text instead of binary (binary is what Google sends)."""
+    usage_metadata: bool = True
+    """Send a ``usageMetadata`` message after each completed turn."""
+
+    # -- generation pacing ------------------------------------------------------------
+    text_chunk_words: int = 3
+    """Words per ``modelTurn`` text part in TEXT modality."""
+    text_chunk_interval: float = 0.02
+    """Seconds between text chunks at ``generation_speed`` 1.0."""
+    audio_chunk_duration: float = 0.04
+    """Seconds of 24 kHz audio per ``inlineData`` chunk."""
+    seconds_per_word: float = 0.25
+    """Seconds of synthesised speech per word of the answer."""
+    generation_speed: float = 1.0
+    """Pacing factor: audio is sent at real time times this (0 or less = no pacing)."""
+    tool_call_delay: float = 0.0
+    """Seconds to wait before sending a ``toolCall``."""
+
+    # -- audio input (automatic activity detection) ------------------------------------
+    vad_energy_threshold: float = 500.0
+    """RMS (s16 units) above which an input chunk counts as speech."""
+    vad_silence_duration: float = 0.5
+    """Audio seconds of silence that end an utterance (setup's silenceDurationMs wins)."""
+
+    # -- pongs (fault) ---------------------------------------------------------------------
+    pong_delay: float = 0.0
+    withhold_pongs: bool = False
+
+    # -- models -----------------------------------------------------------------------
+    extra_models: frozenset[str] = field(default_factory=frozenset)
+    """Model IDs accepted besides ``protocol.models.LIVE_MODELS``."""
+
+    def update(self, changes: Mapping[str, Any]) -> EmulatorPolicy:
+        """Set fields from ``changes`` in place (unknown names raise ``KeyError``)."""
+        names = {f.name: f for f in dataclasses.fields(self)}
+        for name, value in changes.items():
+            if name not in names:
+                raise KeyError(f"EmulatorPolicy has no field {name!r}")
+            current = getattr(self, name)
+            setattr(self, name, _coerce(name, value, current))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly view (frozensets become sorted lists)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = sorted(value) if isinstance(value, frozenset) else value
+        return out
+
+    def go_away_at(self) -> float:
+        """Seconds after opening at which ``goAway`` is due (never negative)."""
+        return max(0.0, self.connection_lifetime - self.go_away_lead)
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """Keep field types stable when values come from JSON or the command line."""
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.lower() in ("1", "true", "yes", "on")
+        return bool(value)
+    if isinstance(current, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise TypeError(f"{name} must be a number")
+        return float(value)
+    if isinstance(current, int):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise TypeError(f"{name} must be an integer")
+        return int(value)
+    if isinstance(current, frozenset):
+        return frozenset(value)
+    return value

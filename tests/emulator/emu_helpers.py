@@ -1,0 +1,193 @@
+"""Raw-websocket helpers for the emulator tests (no SDK, so every byte is ours)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiohttp
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from tunnelproof.emulator import EmulatorServer
+from tunnelproof.protocol.endpoints import Method, live_path
+
+MODEL = "gemini-3.8-live"
+TIMEOUT = 15.0
+Json = dict[str, Any]
+
+
+def ws_url(
+    emu: EmulatorServer,
+    *,
+    version: str = "v1beta",
+    method: Method = Method.BIDI,
+    query: str = "",
+    double_slash: bool = False,
+) -> str:
+    path = live_path(version, method)  # type: ignore[arg-type]
+    if double_slash:
+        path = "/" + path
+    return emu.ws_base + path + (f"?{query}" if query else "")
+
+
+def key_url(emu: EmulatorServer, **kwargs: Any) -> str:
+    return ws_url(emu, query=f"key={emu.api_key}", **kwargs)
+
+
+def token_url(emu: EmulatorServer, token: str, *, encode: bool = True, **kwargs: Any) -> str:
+    value = token.replace("/", "%2F") if encode else token
+    return ws_url(emu, method=Method.CONSTRAINED, query=f"access_token={value}", **kwargs)
+
+
+async def open_ws(url: str, headers: Mapping[str, str] | None = None) -> ClientConnection:
+    return await websockets.connect(
+        url, additional_headers=dict(headers or {}), ping_interval=None, open_timeout=TIMEOUT
+    )
+
+
+def setup(
+    *,
+    model: str = MODEL,
+    modality: str = "TEXT",
+    resumption: bool = True,
+    handle: str | None = None,
+    **extra: Any,
+) -> Json:
+    body: Json = {
+        "model": f"models/{model}",
+        "generationConfig": {"responseModalities": [modality]},
+    }
+    if handle is not None:
+        body["sessionResumption"] = {"handle": handle}
+    elif resumption:
+        body["sessionResumption"] = {}
+    body.update(extra)
+    return {"setup": body}
+
+
+async def send(ws: ClientConnection, message: Mapping[str, Any]) -> None:
+    await ws.send(json.dumps(message))
+
+
+async def recv(ws: ClientConnection, timeout: float = TIMEOUT) -> Json:
+    raw = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(raw, bytes), f"server frames must be binary, got {type(raw).__name__}"
+    value = json.loads(raw)
+    assert isinstance(value, dict)
+    return value
+
+
+async def recv_until(
+    ws: ClientConnection,
+    done: Callable[[Json], bool],
+    *,
+    timeout: float = TIMEOUT,
+    limit: int = 5000,
+) -> list[Json]:
+    """Messages up to and including the first for which ``done`` is true."""
+    out: list[Json] = []
+    async with asyncio.timeout(timeout):
+        for _ in range(limit):
+            message = await recv(ws, timeout)
+            out.append(message)
+            if done(message):
+                return out
+    raise AssertionError(f"no matching message in {limit} messages")
+
+
+def turn_complete(message: Json) -> bool:
+    return bool(message.get("serverContent", {}).get("turnComplete"))
+
+
+def is_update(message: Json) -> bool:
+    return "sessionResumptionUpdate" in message
+
+
+def text_of(messages: list[Json]) -> str:
+    parts = []
+    for m in messages:
+        for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", []):
+            if "text" in part:
+                parts.append(part["text"])
+    return "".join(parts)
+
+
+async def expect_close(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int | None, str]:
+    """Drain until the server closes; return its close code and reason."""
+    async with asyncio.timeout(timeout):
+        for _ in range(10_000):
+            try:
+                await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                rcvd = exc.rcvd
+                return (rcvd.code, rcvd.reason) if rcvd is not None else (None, "")
+    raise AssertionError("server never closed")
+
+
+async def start(
+    emu: EmulatorServer,
+    url: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **setup_kwargs: Any,
+) -> tuple[ClientConnection, str | None]:
+    """Open, send setup, read setupComplete (+ the first handle if resumption is on)."""
+    ws = await open_ws(url or key_url(emu), headers)
+    await send(ws, setup(**setup_kwargs))
+    first = await recv(ws)
+    assert first == {"setupComplete": {}}, first
+    handle = None
+    if setup_kwargs.get("resumption", True) or setup_kwargs.get("handle"):
+        update = await recv(ws)
+        assert update["sessionResumptionUpdate"]["resumable"] is True
+        handle = update["sessionResumptionUpdate"]["newHandle"]
+    return ws, handle
+
+
+async def ask(ws: ClientConnection, text: str) -> tuple[str, str | None, list[Json]]:
+    """Send a user turn; return the answer text, the handle after it, and all messages."""
+    await send(
+        ws,
+        {
+            "clientContent": {
+                "turns": [{"role": "user", "parts": [{"text": text}]}],
+                "turnComplete": True,
+            }
+        },
+    )
+    messages = await recv_until(ws, turn_complete)
+    handle = None
+    after = await recv_until(ws, is_update)
+    messages.extend(after)
+    update = after[-1]["sessionResumptionUpdate"]
+    if update.get("resumable"):
+        handle = update["newHandle"]
+    return text_of(messages), handle, messages
+
+
+async def mint(
+    emu: EmulatorServer,
+    body: Any = None,
+    *,
+    version: str = "v1alpha",
+    key: str | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Json]:
+    headers = {"x-goog-api-key": key if key is not None else emu.api_key}
+    async with aiohttp.ClientSession() as http:
+        data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
+        async with http.post(
+            f"{emu.http_base}/{version}/auth_tokens", data=data, headers=headers
+        ) as response:
+            return response.status, await response.json()
+
+
+async def mint_token(emu: EmulatorServer, body: Any = None, **kwargs: Any) -> str:
+    status, data = await mint(emu, body, **kwargs)
+    assert status == 200, data
+    name = data["name"]
+    assert isinstance(name, str)
+    return name
