@@ -148,15 +148,11 @@ async def misbehaving_upstream(mode: str) -> AsyncIterator[FakeUpstream]:
             await release.wait()
             return web.Response(status=504)
         if mode == "error":
+            # Echo the key back, as a careless upstream might: the service must redact it.
+            key = request.headers.get("x-goog-api-key", "")
+            message = f"UPSTREAM-SECRET-DETAIL internal (key {key})"
             return web.json_response(
-                {
-                    "error": {
-                        "code": 500,
-                        "message": "UPSTREAM-SECRET-DETAIL internal",
-                        "status": "INTERNAL",
-                    }
-                },
-                status=500,
+                {"error": {"code": 500, "message": message, "status": "INTERNAL"}}, status=500
             )
         return web.json_response({"unexpected": True})
 
