@@ -1,0 +1,103 @@
+"""End to end with google-genai over wss: mint, Live session, resume with the handle."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+from google import genai
+from google.genai import types
+
+from tunnelproof.emulator import EmulatorServer
+
+MODEL = "gemini-3.8-live"
+
+
+def _client(emu: EmulatorServer, key: str) -> genai.Client:
+    assert emu.ca_file is not None
+    return genai.Client(
+        api_key=key,
+        http_options={
+            "base_url": emu.http_base,
+            "api_version": "v1alpha",
+            "async_client_args": {"ssl": ssl.create_default_context(cafile=emu.ca_file)},
+        },
+    )
+
+
+async def _turn(session: Any, text: str) -> tuple[str, str | None]:
+    """Send one user turn; return the answer and the newest resumable handle."""
+    await session.send_client_content(
+        turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
+    )
+    answer: list[str] = []
+    done = False
+    # receive() stops at turnComplete; the handle after it arrives on the next receive().
+    for _ in range(50):
+        async for message in session.receive():
+            if message.text:
+                answer.append(message.text)
+            update = message.session_resumption_update
+            # Only a handle issued after this turn completed contains the turn.
+            if done and update is not None and update.resumable and update.new_handle:
+                return "".join(answer), update.new_handle
+            if message.server_content is not None and message.server_content.turn_complete:
+                done = True
+    raise AssertionError(f"no handle after the turn; answer so far {''.join(answer)!r}")
+
+
+def _config(handle: str | None) -> types.LiveConnectConfig:
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.TEXT],
+        session_resumption=types.SessionResumptionConfig(handle=handle),
+    )
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_genai_token_session_resumes_with_context(emulator_tls: EmulatorServer) -> None:
+    emu = emulator_tls
+    minting = _client(emu, emu.api_key)
+    token = await minting.aio.auth_tokens.create(
+        config=types.CreateAuthTokenConfig(uses=1, http_options={"api_version": "v1alpha"})
+    )
+    assert token.name is not None and token.name.startswith("auth_tokens/")
+
+    client = _client(emu, token.name)
+    async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
+        answer, handle = await _turn(session, "the password is swordfish")
+        assert answer == 'You said: "the password is swordfish".'
+    assert handle is not None
+    await emu.controls.wait_for_connections(0)
+
+    # A new connection with the same single-use token: resuming is not a use.
+    async with client.aio.live.connect(model=MODEL, config=_config(handle)) as session:
+        answer, _ = await _turn(session, "what did I say first?")
+    assert answer == 'You first said: "the password is swordfish".'
+
+    (ledger,) = emu.controls.token_ledger()
+    assert ledger["usesConsumed"] == 1
+    assert [c["resume"] for c in ledger["connections"]] == [False, True]
+    conns = emu.controls.connections()
+    assert [c["method"] for c in conns] == ["BidiGenerateContentConstrained"] * 2
+    assert conns[0]["session"] == conns[1]["session"]
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_genai_api_key_session_resumes_with_context(emulator_tls: EmulatorServer) -> None:
+    emu = emulator_tls
+    client = _client(emu, emu.api_key)
+    async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
+        await _turn(session, "my name is Grace")
+        answer, handle = await _turn(session, "how many turns")
+        assert answer == "You have taken 2 turns so far."
+    assert handle is not None
+    await emu.controls.wait_for_connections(0)
+    async with client.aio.live.connect(model=MODEL, config=_config(handle)) as session:
+        answer, _ = await _turn(session, "what is my name")
+    assert answer == "Your name is Grace."
+    conns = emu.controls.connections()
+    assert [c["auth_form"] for c in conns] == ["key_header", "key_header"]
+    assert [c["resumed"] for c in conns] == [False, True]
