@@ -38,11 +38,12 @@ from typing import IO, Self
 __all__ = [
     "RedisServer",
     "RedisServerUnavailable",
+    "apt_install",
     "ensure_redis_server",
     "find_redis_server",
 ]
 
-_APT_LOCK = Path(tempfile.gettempdir()) / "tunnelproof-apt-redis.lock"
+_APT_LOCK = Path(tempfile.gettempdir()) / "tunnelproof-apt.lock"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -75,49 +76,57 @@ def ensure_redis_server(*, install: bool = True, timeout: float = 600.0) -> str:
         return found
     if not install:
         raise RedisServerUnavailable("redis-server is not installed (apt-get install redis-server)")
-    if os.geteuid() != 0:
-        raise RedisServerUnavailable(
-            "redis-server is not installed and we are not root to apt-get it "
-            "(run `sudo apt-get install -y redis-server` or `make system-deps` as root)"
-        )
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        raise RedisServerUnavailable("redis-server is not installed and apt-get is not available")
-    with _APT_LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            found = find_redis_server()  # another process may have installed it meanwhile
-            if found:
-                return found
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            try:
-                for args in (
-                    [apt_get, "update", "-qq"],
-                    [apt_get, "install", "-y", "-qq", "--no-install-recommends", "redis-server"],
-                ):
-                    subprocess.run(  # noqa: S603 - fixed argv, no shell
-                        args, env=env, check=True, capture_output=True, timeout=timeout
-                    )
-            except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-                detail = ""
-                if isinstance(exc, subprocess.CalledProcessError):
-                    detail = (exc.stderr or b"").decode(errors="replace").strip()[-500:]
-                raise RedisServerUnavailable(
-                    f"redis-server is not installed and apt-get failed: {exc} {detail}".strip()
-                ) from exc
-            # The Debian package may start a system redis on 6379; we never use it.
-            systemctl = shutil.which("systemctl")
-            if systemctl:
-                with contextlib.suppress(OSError, subprocess.SubprocessError):
-                    subprocess.run(  # noqa: S603
-                        [systemctl, "stop", "redis-server"], capture_output=True, timeout=30
-                    )
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    try:
+        apt_install("redis-server", timeout=timeout)
+    except RuntimeError as exc:
+        raise RedisServerUnavailable(f"redis-server is not installed and {exc}") from exc
+    # The Debian package may start a system redis on 6379; we never use it.
+    systemctl = shutil.which("systemctl")
+    if systemctl:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [systemctl, "stop", "redis-server"], capture_output=True, timeout=30
+            )
     found = find_redis_server()
     if found is None:
         raise RedisServerUnavailable("apt-get reported success but redis-server is not on PATH")
     return found
+
+
+def apt_install(package: str, *, timeout: float = 600.0) -> None:
+    """``apt-get install -y package`` as root, serialised across processes by a lock file.
+
+    Shared by the helpers that need a system tool (redis-server, nftables).
+
+    Raises:
+        RuntimeError: not root, no apt-get, or apt-get failed (the message says which).
+    """
+    if os.geteuid() != 0:
+        raise RuntimeError(
+            f"we are not root to apt-get it (run `sudo apt-get install -y {package}` or "
+            "`make system-deps` as root)"
+        )
+    apt_get = shutil.which("apt-get")
+    if apt_get is None:
+        raise RuntimeError("apt-get is not available to install it")
+    with _APT_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for args in (
+                [apt_get, "update", "-qq"],
+                [apt_get, "install", "-y", "-qq", "--no-install-recommends", package],
+            ):
+                subprocess.run(  # noqa: S603 - fixed argv, no shell
+                    args, env=env, check=True, capture_output=True, timeout=timeout
+                )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+            detail = ""
+            if isinstance(exc, subprocess.CalledProcessError):
+                detail = (exc.stderr or b"").decode(errors="replace").strip()[-500:]
+            raise RuntimeError(f"apt-get install {package} failed: {exc} {detail}".strip()) from exc
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _free_port(host: str) -> int:
