@@ -65,12 +65,16 @@ async def running_token_service(
     settings: TokenServiceSettings | None = None,
     *,
     service: TokenService | None = None,
+    app: FastAPI | None = None,
     host: str = "127.0.0.1",
     startup_timeout: float = 20.0,
 ) -> AsyncIterator[RunningTokenService]:
-    """Serve ``create_app(settings or service)`` with uvicorn on ``host`` and a free port."""
+    """Serve ``create_app(settings or service)`` with uvicorn on ``host`` and a free port.
+
+    Pass ``app`` (with ``service``'s router mounted in it) to serve your own app instead.
+    """
     service = service or TokenService(settings)
-    app = create_app(service=service)
+    app = app or create_app(service=service)
     config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
