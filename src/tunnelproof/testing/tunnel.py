@@ -242,6 +242,12 @@ class TunnelProxy:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    def url(self, scheme: str = "ws") -> str:
+        """``scheme://listen_host:port``, e.g. the ``ws_base`` to give a client instead of
+        the upstream's (TLS passes through untouched, so ``wss`` works too)."""
+        host = f"[{self.listen_host}]" if ":" in self.listen_host else self.listen_host
+        return f"{scheme}://{host}:{self.port}"
+
     @property
     def address(self) -> tuple[str, int]:
         """``(listen_host, port)``."""

@@ -1,23 +1,111 @@
-"""pytest fixtures (tunnel, Redis); exported through tunnelproof.testing.pytest_plugin.
+"""pytest fixtures (tunnel, netns, Redis); exported through tunnelproof.testing.pytest_plugin.
+
+Drop the link mid-answer and check the app recovers, in a few lines::
+
+    async def test_survives_a_tunnel(emulator, tunnel):
+        link = await tunnel(emulator.host, emulator.port)   # a TunnelProxy in front of it
+        async with my_app(ws_base=link.url("ws")) as app:  # the app talks through the tunnel
+            await app.ask("my name is Ada")
+            await link.wait_for_connections(1)
+            link.blackhole()                                # the train enters the tunnel
+            link.schedule([(5.0, "restore")])               # and leaves it 5 s later
+            assert "Ada" in await app.ask("what is my name?")
 
 Fixtures:
 
+``tunnel``
+    A factory: ``await tunnel(host, port, **kwargs)`` starts a
+    :class:`~tunnelproof.testing.tunnel.TunnelProxy` on a free loopback port in front of
+    ``host:port`` (keyword arguments go to ``TunnelProxy``); every proxy it made is stopped
+    after the test. ``host`` may also be any object with ``host`` and ``port`` attributes
+    (e.g. the ``emulator`` fixture's server).
+``emulator_tunnel``
+    A ``TunnelProxy`` in front of the ``emulator`` fixture: ``emulator_tunnel.url("ws")`` is
+    the ``ws_base`` to give your client.
+``netns_tunnel``
+    A started :class:`~tunnelproof.testing.netns.NetnsTunnel` (network namespace + veth +
+    nftables blackhole) for half-open detection against the real kernel; skips with the
+    reason where namespaces are unavailable (not root, no ``ip``/``nft``).
 ``redis_server``
-    A private ``redis-server`` for the whole test session (:class:`RedisServer`). Skips the
-    test, with the reason, when Redis is not installed and cannot be installed.
+    A private ``redis-server`` for the whole session
+    (:class:`~tunnelproof.testing.redis_server.RedisServer`); skips with the reason when
+    Redis is not installed and cannot be installed.
 ``redis_url``
     ``redis_server.url`` after ``FLUSHALL``, so each test starts from an empty server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, Protocol
 
 import pytest
+import pytest_asyncio
 
+from tunnelproof.testing.netns import NetnsTunnel, netns_available
 from tunnelproof.testing.redis_server import RedisServer, RedisServerUnavailable
+from tunnelproof.testing.tunnel import TunnelProxy
 
-__all__ = ["redis_server", "redis_url"]
+__all__ = [
+    "TunnelFactory",
+    "emulator_tunnel",
+    "netns_tunnel",
+    "redis_server",
+    "redis_url",
+    "tunnel",
+]
+
+
+class _HasHostPort(Protocol):
+    host: str
+    port: int
+
+
+TunnelFactory = Callable[..., Awaitable[TunnelProxy]]
+"""``await tunnel(host, port, **TunnelProxy_kwargs)`` or ``await tunnel(server)``."""
+
+
+@pytest_asyncio.fixture
+async def tunnel() -> AsyncIterator[TunnelFactory]:
+    """Start TunnelProxy instances in front of any host:port; all stopped at teardown."""
+    started: list[TunnelProxy] = []
+
+    async def make(
+        target: str | _HasHostPort, port: int | None = None, **kwargs: Any
+    ) -> TunnelProxy:
+        if isinstance(target, str):
+            if port is None:
+                raise TypeError("tunnel(host, port): the port is missing")
+            host = target
+        else:
+            host, port = target.host, target.port if port is None else port
+        proxy = TunnelProxy(host, port, **kwargs)
+        await proxy.start()
+        started.append(proxy)
+        return proxy
+
+    try:
+        yield make
+    finally:
+        for proxy in reversed(started):
+            await proxy.stop()
+
+
+@pytest_asyncio.fixture
+async def emulator_tunnel(request: pytest.FixtureRequest, tunnel: TunnelFactory) -> TunnelProxy:
+    """A TunnelProxy in front of the ``emulator`` fixture (requested lazily)."""
+    emulator: _HasHostPort = request.getfixturevalue("emulator")
+    return await tunnel(emulator)
+
+
+@pytest_asyncio.fixture
+async def netns_tunnel() -> AsyncIterator[NetnsTunnel]:
+    """A started network-namespace tunnel; skips with the reason where unavailable."""
+    available, reason = netns_available()
+    if not available:
+        pytest.skip(reason)
+    async with NetnsTunnel() as ns:
+        yield ns
 
 
 @pytest.fixture(scope="session")
