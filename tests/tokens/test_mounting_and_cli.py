@@ -70,3 +70,11 @@ async def test_serve_refuses_incomplete_auth_config_without_echoing_secrets() ->
     assert b"bad configuration" in err
     assert b"no-colon-secret" not in err + out
     assert not [line for line in out.splitlines() if json.loads(line or b"{}").get("event")]
+
+
+async def test_plugin_fixture_token_service(token_service: Any) -> None:
+    # The fixture users get from the pytest plugin: a service minting from an emulator.
+    async with httpx.AsyncClient(timeout=20) as http:
+        r = await http.post(token_service.token_url, headers=token_service.auth_header)
+    assert r.status_code == 200
+    assert r.json()["wsUrl"].startswith("ws://127.0.0.1:")
