@@ -191,3 +191,35 @@ async def mint_token(emu: EmulatorServer, body: Any = None, **kwargs: Any) -> st
     name = data["name"]
     assert isinstance(name, str)
     return name
+
+
+class FakeClock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+async def expect_http_status(url: str, headers: Mapping[str, str] | None = None) -> int:
+    """Open a websocket that must be refused at the upgrade; return the HTTP status."""
+    try:
+        ws = await open_ws(url, headers)
+    except websockets.InvalidStatus as exc:
+        return exc.response.status_code
+    await ws.close()
+    raise AssertionError("the upgrade was accepted")
+
+
+async def refused_with(
+    url: str, message: Mapping[str, Any] | None = None, headers: Mapping[str, str] | None = None
+) -> tuple[int | None, str]:
+    """Open, send ``message`` (a setup by default), return the close the server sent."""
+    ws = await open_ws(url, headers)
+    await send(ws, message if message is not None else setup())
+    return await expect_close(ws)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +84,7 @@ class EmulatorServer:
         self._hub: Hub | None = None
         self._controls: EmulatorControls | None = None
         self._runner: web.AppRunner | None = None
+        self._temp_dir: str | None = None
 
     # -- public attributes -------------------------------------------------------------
 
@@ -155,7 +158,9 @@ class EmulatorServer:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         ssl_context = None
         if self.tls:
-            material = make_tls(self.state_dir)
+            if self.state_dir is None:
+                self._temp_dir = tempfile.mkdtemp(prefix="tp-emu-")
+            material = make_tls(self.state_dir or Path(self._temp_dir or "."))
             ssl_context = material.context
             self.ca_file = str(material.ca_file)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -183,6 +188,9 @@ class EmulatorServer:
             self._save_state()
         await self._runner.cleanup()
         self._runner = None
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
 
     # -- state file --------------------------------------------------------------------
 
@@ -193,7 +201,7 @@ class EmulatorServer:
     def _save_state(self) -> None:
         hub = self.hub
         data = {"store": hub.store.dump(), "tokens": hub.ledger.ledger()}
-        self.state_dir.mkdir(parents=True, exist_ok=True) if self.state_dir else None
+        self._state_path().parent.mkdir(parents=True, exist_ok=True)
         self._state_path().write_text(json.dumps(data))
 
     def _load_state(self) -> None:
