@@ -64,6 +64,7 @@ class Jwks:
     key: rsa.RSAPrivateKey
     kid: str
     hits: list[float] = field(default_factory=list)
+    down: bool = False  # answer 503 to simulate an IdP outage
 
     def token(
         self, *, key: Any = None, kid: str | None = None, alg: str = "RS256", **claims: Any
@@ -90,6 +91,8 @@ async def jwks(rsa_keys: tuple[rsa.RSAPrivateKey, rsa.RSAPrivateKey]) -> AsyncIt
 
     async def handler(_request: web.Request) -> web.Response:
         holder["jwks"].hits.append(time.monotonic())
+        if holder["jwks"].down:
+            return web.Response(status=503)
         return web.json_response({"keys": [public]})
 
     app = web.Application()

@@ -6,6 +6,7 @@ cryptography. Minting goes to the emulator so a 200 is a real token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -16,7 +17,13 @@ from pydantic import SecretStr
 from starlette.requests import Request
 
 from tunnelproof.testing.tokens_fixtures import running_token_service
-from tunnelproof.tokens import AuthenticationFailed, Principal, TokenService, from_callable
+from tunnelproof.tokens import (
+    AuthenticationFailed,
+    JwksAuthenticator,
+    Principal,
+    TokenService,
+    from_callable,
+)
 
 from .helpers import AUDIENCE, ISSUER, Jwks, closed_port_url, settings_for
 
@@ -187,3 +194,19 @@ async def test_callable_authenticator(emu: Any) -> None:
     assert ok.status_code == 200
     assert missing.status_code == 401
     assert revoked.status_code == 401
+
+
+async def test_idp_outage_keeps_known_keys_working(emu: Any, jwks: Jwks) -> None:
+    authenticator = JwksAuthenticator(
+        jwks.url, issuer=ISSUER, audience=AUDIENCE, cache_seconds=0.2, min_refresh_seconds=0
+    )
+    service = TokenService(settings_for(emu.http_base), authenticator=authenticator)
+    async with running_token_service(service=service) as svc, httpx.AsyncClient(timeout=20) as http:
+        assert (await http.post(svc.token_url, headers=_bearer(jwks.token()))).status_code == 200
+        jwks.down = True
+        await asyncio.sleep(0.4)  # the cache is now stale: the next request tries a refresh
+        stale_ok = await http.post(svc.token_url, headers=_bearer(jwks.token()))
+        unknown = await http.post(svc.token_url, headers=_bearer(jwks.token(kid="rotated")))
+    assert len(jwks.hits) >= 2  # a refresh was attempted and failed
+    assert stale_ok.status_code == 200
+    assert unknown.status_code == 503

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import inspect
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from typing import Any
 import jwt
 from jwt import PyJWKClient
 from starlette.requests import Request
+
+log = logging.getLogger("tunnelproof.tokens.auth")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +199,7 @@ class JwksAuthenticator(_JwtAuthenticator):
     """An OIDC JWT verified against the issuer's JWKS (RS256 by default).
 
     The key set is fetched with PyJWT's :class:`~jwt.PyJWKClient` in a worker thread (its
-    HTTP client blocks) and cached for ``cache_seconds``. A token naming an unknown ``kid``
+    HTTP client blocks) and cached here for ``cache_seconds``. A token naming an unknown ``kid``
     triggers at most one refetch per ``min_refresh_seconds``: otherwise anyone could make us
     hammer the identity provider by sending made-up key ids.
     """
@@ -229,9 +232,8 @@ class JwksAuthenticator(_JwtAuthenticator):
             leeway=leeway,
             cookie=cookie,
         )
-        self._client = PyJWKClient(
-            jwks_url, cache_jwk_set=True, lifespan=int(cache_seconds), timeout=int(fetch_timeout)
-        )
+        # We cache (and rate-limit refreshes) ourselves, so the client fetches when told to.
+        self._client = PyJWKClient(jwks_url, cache_jwk_set=False, timeout=fetch_timeout)
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
         self._cache_seconds = cache_seconds
@@ -250,7 +252,14 @@ class JwksAuthenticator(_JwtAuthenticator):
         async with self._lock:
             age = time.monotonic() - self._fetched_at
             if age > self._cache_seconds or (kid not in self._keys and age > self._min_refresh):
-                await self._refresh()
+                try:
+                    await self._refresh()
+                except AuthenticatorUnavailable:
+                    # An IdP outage should not sign everyone out: keep using a key we
+                    # already verified came from the JWKS, until it comes back.
+                    if kid not in self._keys:
+                        raise
+                    log.warning("JWKS refresh failed; using the cached key set")
             key = self._keys.get(kid)
         if key is None:
             raise AuthenticationFailed("unknown key id")

@@ -220,7 +220,7 @@ class TokenService:
             return _error(503, "Rate limiter unavailable", _retry_after(2))
         if wait is not None:
             self.metrics.rate_limited.labels("user").inc()
-            log.info("token request rate limited for %.0fs", wait)
+            log.info("token request from user %r rate limited for %.0fs", principal.user_id, wait)
             return _error(429, "Too many token requests", _retry_after(wait))
 
         started = time.perf_counter()
@@ -237,7 +237,7 @@ class TokenService:
             return _error(502, "Failed to issue token")
         self.metrics.upstream_latency.observe(time.perf_counter() - started)
         self.metrics.tokens_issued.inc()
-        log.info("token issued (model %s)", minted.model)
+        log.info("token issued to user %r (model %s)", principal.user_id, minted.model)
         return JSONResponse(minted.to_json(), headers=NO_STORE)
 
     async def _check_body(self, request: Request) -> Response | None:
