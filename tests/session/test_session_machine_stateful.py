@@ -1,0 +1,320 @@
+"""Hypothesis explores event orders nobody thought of and checks the machine's invariants.
+
+A small model of the server sits behind the harness: it keeps, per connection, the
+conversation state (user texts and tool calls it has seen), snapshots it whenever it
+issues a resumable handle, and restores the snapshot when a setup resumes with that
+handle. Invariants checked after every step:
+
+* at most one socket per session at any time (the harness);
+* never a token reused after its handshake completed (the harness);
+* never a non-resumable handle in a setup;
+* the outbox never over its bounds (the harness);
+* no user text twice in a server state; no tool answer into a state without its call;
+* at the end, once the session is healthy again, every user text is in the server's state
+  exactly once or was reported dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
+from session_harness import Harness
+
+from tunnelproof.protocol.client_messages import (
+    FunctionResponse,
+    realtime_audio,
+    realtime_text,
+    tool_response,
+)
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.actions import SendFrame
+from tunnelproof.session.events import CloseRequested, OpenFailure, ResumeRequested, TokenFailure
+from tunnelproof.session.machine import Phase
+from tunnelproof.session.outbox import OutboxLimits
+
+
+@dataclass
+class ServerState:
+    texts: list[str] = field(default_factory=list)
+    calls: set[str] = field(default_factory=set)
+
+    def copy(self) -> ServerState:
+        return ServerState(list(self.texts), set(self.calls))
+
+
+class SessionModel(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness(limits=OutboxLimits(max_messages=8, max_audio_ms=400, audio_ttl=5.0))
+        self.h.start()
+        self.conns: dict[int, ServerState] = {}
+        self.resuming: dict[int, bool] = {}
+        self.snapshots: dict[str, ServerState] = {}
+        self.non_resumable: set[str] = set()
+        self.read = 0
+        self.n_handles = 0
+        self.n_texts = 0
+        self.n_calls = 0
+        self.sent_texts: dict[int, str] = {}  # seq -> text
+        self.refused: set[int] = set()  # seqs refused at send time
+        self.closed_by_app = False
+
+    # -- the server model ---------------------------------------------------------------
+
+    def sync(self) -> None:
+        log = self.h.log
+        while self.read < len(log):
+            action = log[self.read]
+            self.read += 1
+            if not isinstance(action, SendFrame):
+                continue
+            msg: dict[str, Any] = orjson.loads(action.text)
+            if "setup" in msg:
+                handle = msg["setup"].get("sessionResumption", {}).get("handle")
+                assert handle not in self.non_resumable, "a non-resumable handle was used"
+                if handle is None:
+                    self.conns[action.attempt] = ServerState()
+                else:
+                    assert handle in self.snapshots, f"unknown handle {handle}"
+                    self.conns[action.attempt] = self.snapshots[handle].copy()
+                self.resuming[action.attempt] = handle is not None
+                continue
+            state = self.conns[action.attempt]
+            if "clientContent" in msg:
+                for turn in msg["clientContent"]["turns"]:
+                    text = turn["parts"][0]["text"]
+                    if turn["role"] == "user" and text.startswith("u"):
+                        state.texts.append(text)
+            elif "realtimeInput" in msg and "text" in msg["realtimeInput"]:
+                state.texts.append(msg["realtimeInput"]["text"])
+            elif "toolResponse" in msg:
+                for response in msg["toolResponse"]["functionResponses"]:
+                    assert response["id"] in state.calls, "answer into a session without the call"
+
+    def conn(self) -> ServerState:
+        return self.conns[self.h.attempt]
+
+    def live(self) -> bool:
+        return self.h.m.phase in (Phase.SETUP, Phase.CONNECTED) and self.h.attempt in self.conns
+
+    def step(self) -> None:
+        self.sync()
+
+    # -- rules: token source and network ----------------------------------------------
+
+    @precondition(lambda self: self.h.pending_request() is not None)
+    @rule()
+    def token_ok(self) -> None:
+        self.h.give_token()
+        self.step()
+
+    @precondition(lambda self: self.h.pending_request() is not None)
+    @rule(
+        kind=st.sampled_from(
+            [TokenFailure.OFFLINE, TokenFailure.UNAVAILABLE, TokenFailure.RATE_LIMITED]
+        )
+    )
+    def token_fails(self, kind: TokenFailure) -> None:
+        self.h.fail_token(kind, "model", retry_after=1.0 if kind == "rate_limited" else None)
+        self.step()
+
+    @precondition(lambda self: self.h.m.phase is Phase.OPENING)
+    @rule()
+    def socket_opens(self) -> None:
+        self.h.opened()
+        self.step()
+
+    @precondition(lambda self: self.h.m.phase is Phase.OPENING)
+    @rule(status=st.sampled_from([None, 503, 429]))
+    def socket_open_fails(self, status: int | None) -> None:
+        if status is None:
+            self.h.open_failed(OpenFailure.OFFLINE)
+        else:
+            self.h.open_failed(OpenFailure.HANDSHAKE, status=status, retry_after=1.0)
+        self.step()
+
+    @precondition(lambda self: self.h.m.phase is Phase.SETUP and self.live())
+    @rule()
+    def setup_complete(self) -> None:
+        self.h.setup_complete()
+        self.step()
+
+    @precondition(lambda self: self.live())
+    @rule(code=st.sampled_from([None, 1006, 1011, 1000, 1008]))
+    def server_closes(self, code: int | None) -> None:
+        reason = "Internal error occurred." if code == 1011 else ""
+        if code == 1008:
+            reason = "Operation is not implemented, or supported, or enabled."
+        self.h.closed(code, reason)
+        self.step()
+
+    @precondition(
+        lambda self: (
+            self.live() and self.h.m.phase is Phase.SETUP and self.resuming.get(self.h.attempt)
+        )
+    )
+    @rule()
+    def server_refuses_resume(self) -> None:
+        self.h.closed(1007, "Request contains an invalid argument.")
+        self.step()
+
+    @precondition(lambda self: self.h.m.phase is Phase.CLOSING)
+    @rule()
+    def close_completes(self) -> None:
+        self.h.closed(1000)
+        self.step()
+
+    @rule(seconds=st.sampled_from([0.1, 0.5, 1.0, 3.0, 12.0, 30.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.h.advance(seconds)
+        self.step()
+
+    # -- rules: the server talks ---------------------------------------------------------
+
+    @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
+    @rule(resumable=st.booleans())
+    def handle_update(self, resumable: bool) -> None:
+        self.n_handles += 1
+        name = f"h{self.n_handles}"
+        if resumable:
+            self.snapshots[name] = self.conn().copy()
+        else:
+            self.non_resumable.add(name)
+        self.h.server(sessionResumptionUpdate={"newHandle": name, "resumable": resumable})
+        self.step()
+
+    @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
+    @rule(complete=st.booleans())
+    def model_speaks(self, complete: bool) -> None:
+        self.h.server(
+            serverContent={"modelTurn": {"parts": [{"text": "m"}]}, "turnComplete": complete}
+        )
+        self.step()
+
+    @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
+    @rule()
+    def model_calls_tool(self) -> None:
+        self.n_calls += 1
+        call_id = f"c{self.n_calls}"
+        self.conn().calls.add(call_id)
+        self.h.server(toolCall={"functionCalls": [{"id": call_id, "name": "f", "args": {}}]})
+        self.step()
+
+    @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
+    @rule(left=st.sampled_from(["0s", "5s", "30s"]))
+    def go_away(self, left: str) -> None:
+        self.h.server(goAway={"timeLeft": left})
+        self.step()
+
+    # -- rules: the app --------------------------------------------------------------------
+
+    @rule()
+    def app_sends_text(self) -> None:
+        self.n_texts += 1
+        text = f"u{self.n_texts}"
+        result = self.h.send(realtime_text(text))
+        self.sent_texts[result.seq] = text
+        if result.dropped:
+            self.refused.add(result.seq)
+        self.step()
+
+    @rule()
+    def app_sends_audio(self) -> None:
+        self.h.send(realtime_audio(b"\x00\x00" * 1600))
+        self.step()
+
+    @precondition(lambda self: bool(self.h.of(ev.ToolCallRequested)))
+    @rule(data=st.data())
+    def app_answers_tool(self, data: st.DataObject) -> None:
+        calls = [c.id for e in self.h.of(ev.ToolCallRequested) for c in e.calls]
+        call_id = data.draw(st.sampled_from(calls))
+        self.h.send(tool_response([FunctionResponse(call_id, "f", {"ok": 1})]))
+        self.step()
+
+    @precondition(lambda self: self.h.m.phase is Phase.FAILED)
+    @rule()
+    def app_resumes(self) -> None:
+        self.h.feed(ResumeRequested())
+        self.step()
+
+    @precondition(lambda self: not self.closed_by_app)
+    @rule()
+    def app_closes(self) -> None:
+        self.closed_by_app = True
+        self.h.feed(CloseRequested())
+        self.step()
+
+    # -- invariants ----------------------------------------------------------------------
+
+    @invariant()
+    def no_duplicate_text_in_the_server_state(self) -> None:
+        state = self.conns.get(self.h.attempt)
+        if state is not None:
+            user_texts = [t for t in state.texts if t.startswith("u")]
+            assert len(user_texts) == len(set(user_texts)), user_texts
+
+    @invariant()
+    def at_most_one_socket(self) -> None:
+        assert len(self.h.live_sockets) <= 1
+        assert self.h.m.outbox.within_bounds()
+
+    def teardown(self) -> None:
+        # Heal the world, then every text is delivered exactly once or reported dropped.
+        h = self.h
+        for _ in range(200):
+            phase = h.m.phase
+            if phase is Phase.CLOSED:
+                break
+            if phase is Phase.CONNECTED and not h.m.outbox.pending:
+                break
+            if phase is Phase.FAILED:
+                h.feed(ResumeRequested())
+            elif phase is Phase.FETCHING:
+                if h.pending_request() is None:
+                    h.advance(0.1)
+                else:
+                    h.give_token()
+            elif phase is Phase.OPENING:
+                h.opened()
+            elif phase is Phase.SETUP:
+                h.setup_complete()
+            elif phase is Phase.WAITING:
+                h.retry()
+            elif phase is Phase.CLOSING:
+                h.closed(1000)
+            self.sync()
+        self.sync()
+        if h.m.phase is not Phase.CLOSED:
+            assert h.m.phase is Phase.CONNECTED, h.m.phase
+        dropped = set(self.refused)
+        for event in h.of(ev.SendDropped):
+            dropped.update(event.seqs)
+        state = self.conns.get(h.attempt, ServerState())
+        for seq, text in self.sent_texts.items():
+            count = state.texts.count(text)
+            if h.m.phase is Phase.CLOSED:
+                assert count <= 1
+                continue
+            if seq in dropped:
+                assert count <= 1, (text, count)
+            else:
+                assert count == 1, (text, count, state.texts)
+
+
+SessionModel.TestCase.settings = settings(
+    max_examples=250,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestSessionModel = SessionModel.TestCase
