@@ -28,6 +28,8 @@ import jwt
 from jwt import PyJWKClient
 from starlette.requests import Request
 
+from tunnelproof.tokens.settings import TokenServiceSettings
+
 log = logging.getLogger("tunnelproof.tokens.auth")
 
 
@@ -297,7 +299,7 @@ def from_callable(
     return authenticate
 
 
-def authenticator_from_settings(settings: Any) -> Authenticator:
+def authenticator_from_settings(settings: TokenServiceSettings) -> Authenticator:
     """Build the authenticator ``settings.auth_mode`` names (see :class:`TokenServiceSettings`)."""
     mode = settings.auth_mode
     if mode == "static":

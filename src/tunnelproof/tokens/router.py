@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -290,8 +290,3 @@ def create_token_router(
         origin_policy=origin_policy,
         metrics=metrics,
     ).router
-
-
-def mount(app: FastAPI, service: TokenService) -> None:
-    """Include ``service``'s router in ``app``."""
-    app.include_router(service.router)
