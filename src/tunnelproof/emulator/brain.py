@@ -86,7 +86,7 @@ def respond(history: Sequence[Entry], tools: Sequence[str] = ()) -> Answer:
     if count is not None:
         n = min(int(count.group(1)), MAX_COUNT)
         return Answer(text=", ".join(str(i) for i in range(1, n + 1)) + ".")
-    if "story" in low:
+    if re.search(r"\bstory\b", low):
         return Answer(text=STORY)
     return Answer(text=f'You said: "{utterance}".')
 

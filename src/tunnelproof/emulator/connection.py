@@ -408,7 +408,12 @@ class LiveConnection:
                     await asyncio.wait_for(changed.wait(), timeout=when - now_loop)
                 continue
             if what == "go_away":
-                await self.send_go_away(max(0.0, lifetime_end - now_loop), schedule_close=False)
+                # Announce the configured lead ("50s"), unless a live policy change left
+                # less time than that; a timer that fires a little late must not turn
+                # "50s" into "49.998s".
+                left = max(0.0, lifetime_end - now_loop)
+                lead = policy.go_away_lead
+                await self.send_go_away(lead if left >= lead - 0.05 else left, schedule_close=False)
             elif what == "lifetime":
                 hub.events.emit("lifetime_expired", connection=self.id)
                 await self.close(policy.lifetime_close_code, policy.lifetime_close_reason)
