@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from emu_helpers import (
     ask,
     expect_close,
@@ -19,7 +20,6 @@ from emu_helpers import (
     start,
     token_url,
 )
-from aiohttp.test_utils import make_mocked_request
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.emulator.control import is_loopback, loopback_only
