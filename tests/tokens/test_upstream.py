@@ -89,14 +89,12 @@ async def test_saturated_mint_slots_shed_load_fast_with_retry_after() -> None:
         httpx.AsyncClient(timeout=30) as http,
     ):
         stuck = [asyncio.create_task(http.post(svc.token_url, headers=h)) for h in (ALICE, BOB)]
-        # Wait (bounded) until both requests occupy a mint slot.
-        minter = svc.service.minter
-        assert minter is not None
-        for _ in range(500):
-            if minter._slots.locked():
+        # Wait (bounded) until both mints are in flight at the (hanging) upstream.
+        for _ in range(1000):
+            if len(upstream.requests) == 2:
                 break
             await asyncio.sleep(0.01)
-        assert minter._slots.locked()
+        assert len(upstream.requests) == 2
         started = time.monotonic()
         shed = await http.post(svc.token_url, headers=ALICE)
         elapsed = time.monotonic() - started
@@ -108,3 +106,4 @@ async def test_saturated_mint_slots_shed_load_fast_with_retry_after() -> None:
     assert elapsed < 2  # answered at once, not queued behind the stuck mints
     assert 'tunnelproof_token_rate_limited_total{reason="overload"} 1.0' in metrics
     assert [r.status_code for r in results] == [502, 502]
+    assert len(upstream.requests) == 2  # the shed request never reached upstream

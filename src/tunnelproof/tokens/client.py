@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -82,7 +83,7 @@ class TokenServiceSource:
         *,
         timeout: float = 10.0,
         connect_timeout: float | None = None,
-        verify: Any = True,
+        verify: ssl.SSLContext | str | bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """See the class docstring. ``verify``/``transport`` are passed to httpx."""
