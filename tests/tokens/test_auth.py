@@ -2,6 +2,10 @@
 
 The JWKS is served over loopback by aiohttp (helpers.jwks); RS256 keys come from
 cryptography. Minting goes to the emulator so a 200 is a real token.
+
+The JWKS server runs in the same event loop as the in-process service, so these tests also
+show the JWKS fetch does not block the loop: if it did, the JWKS server could not answer,
+the fetch would time out and every "good token" case would get 503 instead of 200.
 """
 
 from __future__ import annotations

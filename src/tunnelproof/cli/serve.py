@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
         auth_mode: Annotated[str | None, typer.Option(help="jwks | jwt_secret | static")] = None,
         static_key: Annotated[
-            list[str] | None, typer.Option(help="Dev bearer key as user:key (repeat).")
+            list[str] | None,
+            typer.Option(help="Dev bearer key as user:key (repeat; dev only, visible in ps)."),
         ] = None,
         jwks_url: Annotated[str | None, typer.Option(help="OIDC JWKS URL.")] = None,
         issuer: Annotated[str | None, typer.Option(help="Expected JWT issuer.")] = None,
