@@ -19,7 +19,7 @@ from tunnelproof.session.credentials import (
 from tunnelproof.testing.tokens_fixtures import running_token_service
 from tunnelproof.tokens import TokenServiceSource
 
-from .helpers import closed_port_url, misbehaving_upstream, settings_for
+from .helpers import AUDIENCE, ISSUER, Jwks, closed_port_url, misbehaving_upstream, settings_for
 
 
 async def test_fresh_credential_per_call(emu: Any) -> None:
@@ -138,3 +138,20 @@ async def test_transport_errors_map_without_a_server() -> None:
     )
     with pytest.raises(TokenOffline):
         await source()
+
+
+async def test_503_keeps_its_retry_after(emu: Any, jwks: Jwks) -> None:
+    # The IdP's JWKS is unreachable: the service answers 503 + Retry-After, not 401.
+    settings = settings_for(
+        emu.http_base,
+        auth_mode="jwks",
+        jwks_url=closed_port_url() + "/jwks.json",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+    )
+    async with running_token_service(settings) as svc:
+        source = TokenServiceSource(svc.token_url, lambda: f"Bearer {jwks.token()}", timeout=10)
+        with pytest.raises(TokenUnavailable) as caught:
+            await source()
+    assert caught.value.status == 503
+    assert caught.value.retry_after == 5.0
