@@ -3,6 +3,9 @@ service processes (one budget, not two)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +79,29 @@ async def test_redis_unreachable_fails_closed(emu: Any) -> None:
         r = await http.post(svc.token_url, headers=ALICE)
     assert r.status_code == 503
     assert "retry-after" in r.headers
+
+
+async def test_hanging_redis_does_not_hang_token_requests(emu: Any) -> None:
+    # A TCP peer that accepts and never answers: what a wedged Redis looks like to us.
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            while await reader.read(4096):
+                pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with (
+            running_token_service(
+                settings_for(emu.http_base, redis_url=f"redis://127.0.0.1:{port}/0")
+            ) as svc,
+            httpx.AsyncClient(timeout=30) as http,
+        ):
+            started = time.monotonic()
+            r = await http.post(svc.token_url, headers=ALICE)
+            elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert r.status_code == 503
+    assert elapsed < 10  # bounded by the limiter's 2 s timeout, not by the peer

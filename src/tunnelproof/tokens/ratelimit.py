@@ -6,6 +6,7 @@ budget, so running three replicas does not triple what a user may mint.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -22,8 +23,18 @@ class RateLimiterUnavailable(Exception):
 class UserRateLimiter:
     """A moving-window budget per user id, e.g. ``"10/minute"``."""
 
-    def __init__(self, limit: str, *, redis_url: str | None = None, namespace: str = "") -> None:
-        """``limit`` in ``limits`` notation; ``redis_url`` shares the budget between replicas."""
+    def __init__(
+        self,
+        limit: str,
+        *,
+        redis_url: str | None = None,
+        namespace: str = "",
+        timeout: float = 2.0,
+    ) -> None:
+        """``limit`` in ``limits`` notation; ``redis_url`` shares the budget between replicas.
+
+        ``timeout`` bounds each check: a Redis that hangs must not hang every token request.
+        """
         self.item: RateLimitItem = parse(limit)
         self.storage: Storage
         if redis_url:
@@ -36,14 +47,16 @@ class UserRateLimiter:
         self._limiter = MovingWindowRateLimiter(self.storage)
         # Keys are namespaced so several services can share one Redis database.
         self._namespace = namespace or "tunnelproof-token"
+        self._timeout = timeout
 
     async def hit(self, user_id: str) -> float | None:
         """Count one request for ``user_id``. ``None`` if allowed, else seconds to wait."""
         try:
-            if await self._limiter.hit(self.item, self._namespace, user_id):
-                return None
-            stats = await self._limiter.get_window_stats(self.item, self._namespace, user_id)
-        except Exception as exc:  # the storage's errors differ by backend
+            async with asyncio.timeout(self._timeout):
+                if await self._limiter.hit(self.item, self._namespace, user_id):
+                    return None
+                stats = await self._limiter.get_window_stats(self.item, self._namespace, user_id)
+        except Exception as exc:  # the storage's errors differ by backend; TimeoutError too
             raise RateLimiterUnavailable(type(exc).__name__) from exc
         return max(1.0, float(math.ceil(stats.reset_time - time.time())))
 
