@@ -1,1 +1,108 @@
-"""The reconnecting client: a sans-I/O state machine and a thin asyncio driver."""
+"""The reconnecting client: a sans-I/O state machine and a thin asyncio driver.
+
+The public API:
+
+* :class:`LiveSession` — ``async with LiveSession(config, token_source, ...) as s``;
+  ``send_text`` / ``send_audio`` / ``send_client_content`` / ``send_tool_response`` /
+  ``send_raw`` return a :class:`SendResult`; ``async for event in s`` yields the typed
+  events below; ``s.state``, ``s.metrics``, ``await s.close()``, ``await s.resume()``.
+* Policies: :class:`RetryPolicy` (:data:`DEFAULT_POLICY`, :data:`SEED_POLICY`),
+  :class:`Watchdogs`, :class:`OutboxLimits`.
+* Credentials: :class:`Credential`, :data:`TokenSource` and the typed token errors.
+* The core: :class:`SessionMachine` (no I/O), for tests and other drivers.
+"""
+
+from tunnelproof.session.app_events import (
+    AppEvent,
+    AudioChunk,
+    Closed,
+    Connected,
+    ContextReset,
+    Disconnected,
+    Failed,
+    GenerationComplete,
+    GoAwayReceived,
+    InputTranscript,
+    Interrupted,
+    OutputTranscript,
+    ProtocolViolation,
+    Reconnecting,
+    Resumed,
+    Rewound,
+    SendDropped,
+    TextDelta,
+    ToolCallCancelled,
+    ToolCallRequested,
+    TurnComplete,
+    UnknownServerMessage,
+    Usage,
+)
+from tunnelproof.session.credentials import (
+    Credential,
+    TokenAuthError,
+    TokenConfigError,
+    TokenOffline,
+    TokenRateLimited,
+    TokenSource,
+    TokenSourceError,
+    TokenUnavailable,
+)
+from tunnelproof.session.handle_store import HandleStore, StoredSession
+from tunnelproof.session.live_session import LiveSession
+from tunnelproof.session.machine import SessionMachine, SessionState
+from tunnelproof.session.metrics import SessionMetrics
+from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.policy import (
+    DEFAULT_POLICY,
+    DEFAULT_WATCHDOGS,
+    SEED_POLICY,
+    RetryPolicy,
+    Watchdogs,
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DEFAULT_WATCHDOGS",
+    "SEED_POLICY",
+    "AppEvent",
+    "AudioChunk",
+    "Closed",
+    "Connected",
+    "ContextReset",
+    "Credential",
+    "Disconnected",
+    "Failed",
+    "GenerationComplete",
+    "GoAwayReceived",
+    "HandleStore",
+    "InputTranscript",
+    "Interrupted",
+    "LiveSession",
+    "OutboxLimits",
+    "OutputTranscript",
+    "ProtocolViolation",
+    "Reconnecting",
+    "Resumed",
+    "RetryPolicy",
+    "Rewound",
+    "SendDropped",
+    "SendResult",
+    "SessionMachine",
+    "SessionMetrics",
+    "SessionState",
+    "StoredSession",
+    "TextDelta",
+    "TokenAuthError",
+    "TokenConfigError",
+    "TokenOffline",
+    "TokenRateLimited",
+    "TokenSource",
+    "TokenSourceError",
+    "TokenUnavailable",
+    "ToolCallCancelled",
+    "ToolCallRequested",
+    "TurnComplete",
+    "UnknownServerMessage",
+    "Usage",
+    "Watchdogs",
+]

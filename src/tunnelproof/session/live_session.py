@@ -1,0 +1,517 @@
+"""``LiveSession``: a Gemini Live session that survives network drops.
+
+Usage::
+
+    from tunnelproof.protocol import LiveConfig
+    from tunnelproof.session import LiveSession, TextDelta, TurnComplete
+    from tunnelproof.tokens.client import TokenServiceSource
+
+    config = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+    tokens = TokenServiceSource("https://app.example.com/api/live/token")
+    async with LiveSession(config, tokens, conversation_id="user-42") as session:
+        await session.send_text("Hello!")
+        async for event in session:
+            match event:
+                case TextDelta(text=text):
+                    print(text, end="")
+                case TurnComplete():
+                    break
+
+The session owns the reconnect logic: it asks ``token_source`` for a fresh credential on
+every attempt, resumes with the newest resumable handle, queues what the app sends while
+disconnected and replays what the resumed server state lacks, hands over planned on
+``goAway``, and reports everything as typed events (:mod:`~tunnelproof.session.app_events`).
+
+Design: all decisions are made by the pure :class:`~tunnelproof.session.machine.SessionMachine`;
+this class only performs its actions (token fetches, sockets, timers, handle-store writes)
+and feeds the results back. It runs on one event loop; use it from that loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl as ssl_module
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tunnelproof.protocol.client_messages import (
+    INPUT_AUDIO_RATE,
+    FunctionResponse,
+    JsonDict,
+    Turn,
+    client_content,
+    realtime_audio,
+    realtime_text,
+    tool_response,
+)
+from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.endpoints import Endpoint
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.actions import (
+    AbortSocket,
+    Action,
+    CancelTimer,
+    CancelTokenFetch,
+    CloseSocket,
+    DeleteHandle,
+    Emit,
+    FetchToken,
+    OpenSocket,
+    SaveHandle,
+    SendFrame,
+    SetTimer,
+)
+from tunnelproof.session.credentials import TokenSource
+from tunnelproof.session.driver import classify_connect_error, classify_token_error, tune_socket
+from tunnelproof.session.events import (
+    CloseRequested,
+    Event,
+    FrameReceived,
+    ResumeRequested,
+    SocketClosed,
+    SocketOpened,
+    Started,
+    TimerFired,
+    TokenFetched,
+)
+from tunnelproof.session.handle_store import HandleStore, StoredSession
+from tunnelproof.session.machine import SessionMachine, SessionState
+from tunnelproof.session.metrics import SessionMetrics
+from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+
+log = logging.getLogger("tunnelproof.session")
+
+# Server frames carry base64 audio; Google's biggest frames are well under this. A bound
+# keeps a misbehaving peer from making us buffer without limit.
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
+
+_END = object()
+
+
+@dataclass(slots=True)
+class _Socket:
+    """Driver-side state of one socket attempt."""
+
+    attempt: int
+    task: asyncio.Task[None] | None = None
+    ws: ClientConnection | None = None
+    outgoing: deque[str] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    writer: asyncio.Task[None] | None = None
+    dead: bool = False  # the machine no longer wants events from it
+
+    def gone(self) -> bool:
+        """True once aborted (a method, so type checkers do not narrow it across awaits)."""
+        return self.dead
+
+
+class LiveSession:
+    """A reconnecting Gemini Live session.
+
+    Args:
+        config: the session's :class:`~tunnelproof.protocol.config.LiveConfig` (model,
+            modality, tools, ...). ``config.session_resumption`` should stay on: it is what
+            lets a reconnect keep the conversation.
+        token_source: an async callable returning a fresh
+            :class:`~tunnelproof.session.credentials.Credential` per call, e.g.
+            :class:`tunnelproof.tokens.client.TokenServiceSource` (devices),
+            :class:`tunnelproof.tokens.direct.ApiKeyMintingSource` (servers), or your own.
+            Raise the typed errors of :mod:`tunnelproof.session.credentials` so failures
+            are classified (401 fatal, 429 wait, 5xx back off, offline probe).
+        conversation_id: the app's id for this conversation; the handle store keys on it
+            so a restarted process resumes the same server session. Default: a random id.
+        handle_store: where handles live; default a new
+            :class:`~tunnelproof.session.stores.MemoryHandleStore`. Use
+            :class:`~tunnelproof.session.stores.SqliteHandleStore` to survive restarts.
+        policy: the :class:`~tunnelproof.session.policy.RetryPolicy` (default
+            :data:`~tunnelproof.session.policy.DEFAULT_POLICY`).
+        watchdogs: timeouts for dead links and stuck steps
+            (:class:`~tunnelproof.session.policy.Watchdogs`).
+        limits: outbox bounds (:class:`~tunnelproof.session.outbox.OutboxLimits`).
+        rng: random source for jitter (tests pass a seeded one).
+        ssl: TLS context for ``wss://`` endpoints (e.g. trusting the emulator's test CA).
+        max_frame_bytes: the largest server frame accepted.
+        connect_kwargs: extra keyword arguments for ``websockets.asyncio.client.connect``
+            (e.g. ``proxy=None``). Keepalive pings stay off whatever is passed here.
+    """
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        token_source: TokenSource,
+        *,
+        conversation_id: str | None = None,
+        handle_store: HandleStore | None = None,
+        policy: RetryPolicy | None = None,
+        watchdogs: Watchdogs | None = None,
+        limits: OutboxLimits | None = None,
+        rng: random.Random | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        connect_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._watchdogs = watchdogs or DEFAULT_WATCHDOGS
+        self._machine = SessionMachine(
+            config,
+            policy=policy or DEFAULT_POLICY,
+            watchdogs=self._watchdogs,
+            limits=limits,
+            rng=rng,
+        )
+        self._token_source = token_source
+        self.conversation_id = conversation_id or uuid.uuid4().hex
+        self._own_store = handle_store is None
+        self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
+        self._ssl = ssl
+        self._max_frame_bytes = max_frame_bytes
+        self._connect_kwargs = {
+            k: v for k, v in (connect_kwargs or {}).items() if k not in _MANAGED_KWARGS
+        }
+        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._sockets: dict[int, _Socket] = {}
+        self._token_tasks: dict[int, asyncio.Task[None]] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._store_ops: asyncio.Queue[Any] = asyncio.Queue()
+        self._store_task: asyncio.Task[None] | None = None
+        self._closed = asyncio.Event()
+        self._started = False
+        self._shut_down = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> LiveSession:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Load any stored handle for ``conversation_id`` and start connecting.
+
+        Returns at once; watch :meth:`events` for ``Connected``/``Resumed``.
+        """
+        if self._started:
+            return
+        self._started = True
+        stored: StoredSession | None = None
+        try:
+            stored = await self._store.load(self.conversation_id, now_wall=time.time())
+        except Exception:
+            log.warning("handle store load failed; starting a fresh session", exc_info=True)
+        self._store_task = asyncio.create_task(self._store_worker(), name="tunnelproof-store")
+        self._feed(Started(stored))
+
+    async def close(self) -> None:
+        """Close the session gracefully (code 1000) and stop all background work.
+
+        Queued messages are reported dropped (``SendDropped``); the handle is kept in the
+        store with its disconnect time, so a later session with the same
+        ``conversation_id`` can resume within the 2-hour window.
+        """
+        if self._shut_down:
+            return
+        if self._started:
+            self._feed(CloseRequested())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._watchdogs.close_timeout + 1.0)
+        await self._shutdown()
+
+    async def resume(self) -> None:
+        """Try again after a ``Failed`` event (or skip a pending backoff wait)."""
+        self._feed(ResumeRequested())
+
+    @property
+    def state(self) -> SessionState:
+        """``idle``, ``connecting``, ``connected``, ``reconnecting``, ``failed``,
+        ``closing`` or ``closed``."""
+        return self._machine.state
+
+    @property
+    def metrics(self) -> SessionMetrics:
+        """A snapshot of the session's counters (reconnects, downtime, replays, ...)."""
+        return self._machine.metrics.copy()
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """The newest resumable handle (opaque; for diagnostics)."""
+        return self._machine.resumption_handle
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ev.AppEvent]:
+        """Every event, in order, until the session is closed.
+
+        Consume it steadily: events are buffered without bound (audio included) so that
+        none is ever dropped behind the app's back.
+        """
+        while True:
+            item = await self._events.get()
+            if item is _END:
+                self._events.put_nowait(_END)  # later iterators end too
+                return
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[ev.AppEvent]:
+        return self.events()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    async def send_text(self, text: str) -> SendResult:
+        """Send user text as ``realtimeInput.text`` (the model answers it as a turn)."""
+        return self._send(realtime_text(text))
+
+    async def send_audio(self, pcm: bytes, *, rate: int = INPUT_AUDIO_RATE) -> SendResult:
+        """Send 16-bit little-endian mono PCM (20-40 ms chunks are best)."""
+        return self._send(realtime_audio(pcm, rate=rate))
+
+    async def send_client_content(
+        self, turns: Iterable[Turn | Mapping[str, Any]], *, turn_complete: bool = True
+    ) -> SendResult:
+        """Append ``turns`` to the history; ``turn_complete`` asks the model to answer."""
+        return self._send(client_content(turns, turn_complete=turn_complete))
+
+    async def send_tool_response(self, responses: Sequence[FunctionResponse]) -> SendResult:
+        """Answer tool calls. Answers to calls cancelled by a reconnect are refused."""
+        return self._send(tool_response(responses))
+
+    async def send_raw(self, message: Mapping[str, Any]) -> SendResult:
+        """Send any client message dict (one of clientContent/realtimeInput/toolResponse)."""
+        return self._send(dict(message))
+
+    def _send(self, message: JsonDict) -> SendResult:
+        if not self._started:
+            raise RuntimeError("start the session first (async with LiveSession(...))")
+        loop = asyncio.get_running_loop()
+        result, actions = self._machine.send(message, now=loop.time(), wall=time.time())
+        self._perform(actions)
+        return result
+
+    # -- the driver ---------------------------------------------------------------------------
+
+    def _feed(self, event: Event) -> None:
+        if self._shut_down:
+            return
+        loop = asyncio.get_running_loop()
+        actions = self._machine.handle(event, now=loop.time(), wall=time.time())
+        self._perform(actions)
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Emit(event=event):
+                    self._events.put_nowait(event)
+                    if isinstance(event, ev.Closed):
+                        self._closed.set()
+                case SendFrame(attempt=attempt, text=text):
+                    sock = self._sockets.get(attempt)
+                    if sock is not None and not sock.dead:
+                        sock.outgoing.append(text)
+                        sock.wake.set()
+                case SetTimer(name=name, serial=serial, at=at):
+                    old = self._timers.pop(name, None)
+                    if old is not None:
+                        old.cancel()
+                    loop = asyncio.get_running_loop()
+                    self._timers[name] = loop.call_at(at, self._fire, name, serial)
+                case CancelTimer(name=name):
+                    handle = self._timers.pop(name, None)
+                    if handle is not None:
+                        handle.cancel()
+                case FetchToken(request=request):
+                    self._token_tasks[request] = asyncio.create_task(
+                        self._fetch_token(request), name=f"tunnelproof-token-{request}"
+                    )
+                case CancelTokenFetch(request=request):
+                    task = self._token_tasks.pop(request, None)
+                    if task is not None:
+                        task.cancel()
+                case OpenSocket(attempt=attempt, endpoint=endpoint, timeout=timeout):
+                    sock = _Socket(attempt)
+                    self._sockets[attempt] = sock
+                    sock.task = asyncio.create_task(
+                        self._run_socket(sock, endpoint, timeout),
+                        name=f"tunnelproof-socket-{attempt}",
+                    )
+                case CloseSocket(attempt=attempt, code=code, reason=reason):
+                    sock = self._sockets.get(attempt)
+                    if sock is not None and sock.ws is not None:
+                        asyncio.create_task(  # noqa: RUF006 - the socket task owns the outcome
+                            _close_quietly(sock.ws, code, reason)
+                        )
+                case AbortSocket(attempt=attempt):
+                    self._abort(attempt)
+                case SaveHandle(session=session):
+                    self._store_ops.put_nowait(("save", session))
+                case DeleteHandle():
+                    self._store_ops.put_nowait(("delete", None))
+
+    def _fire(self, name: str, serial: int) -> None:
+        self._timers.pop(name, None)
+        self._feed(TimerFired(name, serial))
+
+    def _abort(self, attempt: int) -> None:
+        """Tear the socket down now: no close handshake, no close_timeout wait."""
+        sock = self._sockets.pop(attempt, None)
+        if sock is None:
+            return
+        sock.dead = True
+        if sock.ws is not None:
+            sock.ws.transport.abort()
+        if sock.task is not None:
+            sock.task.cancel()
+        if sock.writer is not None:
+            sock.writer.cancel()
+
+    async def _fetch_token(self, request: int) -> None:
+        try:
+            credential = await self._token_source()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._token_tasks.pop(request, None)
+            self._feed(classify_token_error(request, exc))
+            return
+        self._token_tasks.pop(request, None)
+        self._feed(TokenFetched(request, credential))
+
+    async def _run_socket(self, sock: _Socket, endpoint: Endpoint, timeout: float) -> None:
+        attempt = sock.attempt
+        kwargs: dict[str, Any] = dict(self._connect_kwargs)
+        if endpoint.url.startswith("wss://") and self._ssl is not None:
+            kwargs["ssl"] = self._ssl
+        log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
+        try:
+            ws = await connect(
+                endpoint.url,
+                additional_headers=endpoint.headers,
+                open_timeout=timeout,
+                # No WebSocket pings: Gemini pongs take 8-30 s, so ping timeouts are false
+                # alarms. The kernel (TCP_USER_TIMEOUT, keepalive) and the machine's
+                # setup/reply watchdogs find dead links instead.
+                ping_interval=None,
+                ping_timeout=None,
+                # Audio does not compress; permessage-deflate only costs CPU.
+                compression=None,
+                max_size=self._max_frame_bytes,
+                close_timeout=self._watchdogs.close_timeout,
+                **kwargs,
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not sock.dead:
+                self._sockets.pop(attempt, None)
+                self._feed(classify_connect_error(attempt, exc))
+            return
+        if sock.dead:
+            ws.transport.abort()
+            return
+        sock.ws = ws
+        missing = tune_socket(ws.transport.get_extra_info("socket"), self._watchdogs)
+        if missing:
+            log.debug("socket options not available here: %s", ", ".join(missing))
+        sock.writer = asyncio.create_task(
+            self._write_loop(sock), name=f"tunnelproof-writer-{attempt}"
+        )
+        self._feed(SocketOpened(attempt))
+        try:
+            async for message in ws:
+                if sock.gone():
+                    return
+                self._feed(FrameReceived(attempt, message))
+        except ConnectionClosed:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug in a frame handler must not kill the session silently
+            log.exception("unexpected error reading attempt %d", attempt)
+            ws.transport.abort()
+        if sock.gone():
+            return
+        received = ws.protocol.close_rcvd
+        code = received.code if received is not None else None
+        reason = received.reason if received is not None else ""
+        self._sockets.pop(attempt, None)
+        if sock.writer is not None:
+            sock.writer.cancel()
+        self._feed(SocketClosed(attempt, code, reason))
+
+    async def _write_loop(self, sock: _Socket) -> None:
+        ws = sock.ws
+        assert ws is not None
+        while not sock.dead:
+            if not sock.outgoing:
+                sock.wake.clear()
+                await sock.wake.wait()
+                continue
+            text = sock.outgoing.popleft()
+            try:
+                await ws.send(text)
+            except ConnectionClosed:
+                return  # the reader reports the close
+
+    async def _store_worker(self) -> None:
+        while True:
+            op, session = await self._store_ops.get()
+            try:
+                if op == "save":
+                    await self._store.save(self.conversation_id, session)
+                elif op == "delete":
+                    await self._store.delete(self.conversation_id)
+                elif op == "stop":
+                    return
+            except Exception:
+                log.warning("handle store %s failed", op, exc_info=True)
+
+    async def _shutdown(self) -> None:
+        self._shut_down = True
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for attempt in list(self._sockets):
+            self._abort(attempt)
+        for task in list(self._token_tasks.values()):
+            task.cancel()
+        self._token_tasks.clear()
+        if self._store_task is not None:
+            self._store_ops.put_nowait(("stop", None))
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(self._store_task, 5.0)
+        if self._own_store:
+            with contextlib.suppress(Exception):
+                await self._store.close()
+        self._events.put_nowait(_END)
+
+
+_MANAGED_KWARGS = frozenset(
+    {"ping_interval", "ping_timeout", "open_timeout", "additional_headers", "close_timeout"}
+)
+
+
+async def _close_quietly(ws: ClientConnection, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await ws.close(code, reason)
+
+
+def _memory_store() -> HandleStore:
+    from tunnelproof.session.stores import MemoryHandleStore
+
+    return MemoryHandleStore()

@@ -1,0 +1,186 @@
+"""Helpers for end-to-end tests of ``LiveSession`` against the emulator on loopback.
+
+* :class:`EmulatorMint`: a token source that mints directly against the emulator's
+  ``POST /v1alpha/auth_tokens`` (one fresh single-use token per call);
+* :class:`StubTokenService`: a tiny token service (aiohttp) that answers a scripted list of
+  failures (401/429/503) and then mints from the emulator, used through the real
+  ``TokenServiceSource`` client;
+* :class:`Recorder`: consumes a session's events into a log and waits on it, so a test can
+  await "the next TurnComplete" without sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.endpoints import Method, live_path
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.credentials import Credential
+from tunnelproof.session.live_session import LiveSession
+from tunnelproof.session.policy import Watchdogs
+
+TEXT_CONFIG = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+FIRST = "My favourite colour is teal."
+ASK_FIRST = "What did I say first?"
+EXPECTED_FIRST = f'You first said: "{FIRST}".'
+
+# Short watchdogs so dead links are found in test time, not production time.
+FAST_WATCHDOGS = Watchdogs(
+    token_timeout=5.0,
+    connect_timeout=5.0,
+    probe_connect_timeout=2.0,
+    setup_timeout=5.0,
+    reply_timeout=4.0,
+    close_timeout=1.0,
+    go_away_margin=1.0,
+)
+
+
+class EmulatorMint:
+    """Mint a fresh token per call from the emulator (what a backend would do)."""
+
+    def __init__(self, emu: Any, *, verify: ssl.SSLContext | bool = True) -> None:
+        self.emu = emu
+        self.verify = verify
+        self.calls = 0
+
+    async def __call__(self) -> Credential:
+        self.calls += 1
+        async with httpx.AsyncClient(verify=self.verify, timeout=5.0) as client:
+            response = await client.post(
+                f"{self.emu.http_base}/v1alpha/auth_tokens",
+                headers={"x-goog-api-key": self.emu.api_key},
+                json={"uses": 1},
+            )
+        response.raise_for_status()
+        now = time.time()
+        return Credential(
+            kind="ephemeral_token",
+            secret=response.json()["name"],
+            ws_base=self.emu.ws_base,
+            api_version="v1alpha",
+            expires_at=now + 1800,
+            new_session_expires_at=now + 60,
+        )
+
+
+class StubTokenService:
+    """``POST /api/live/token``: scripted failures first, then real tokens from the emulator."""
+
+    def __init__(self, emu: Any, script: list[int] | None = None, retry_after: int = 1) -> None:
+        self.emu = emu
+        self.script = list(script or [])
+        self.retry_after = retry_after
+        self.answers: list[int] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _token(self, request: web.Request) -> web.Response:
+        if self.script:
+            status = self.script.pop(0)
+            self.answers.append(status)
+            headers = {"Retry-After": str(self.retry_after)} if status in (429, 503) else {}
+            return web.json_response({"error": "scripted"}, status=status, headers=headers)
+        credential = await EmulatorMint(self.emu)()
+        self.answers.append(200)
+        iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 1800))
+        iso_new = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60))
+        ws_url = self.emu.ws_base + live_path("v1alpha", Method.CONSTRAINED)
+        return web.json_response(
+            {
+                "token": credential.secret,
+                "expiresAt": iso,
+                "newSessionExpiresAt": iso_new,
+                "model": "gemini-3.8-live",
+                "wsUrl": ws_url,
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def __aenter__(self) -> StubTokenService:
+        app = web.Application()
+        app.router.add_post("/api/live/token", self._token)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/api/live/token"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class Recorder:
+    """Pulls events from a session into ``log``; ``wait`` returns the first match."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self.log: list[ev.AppEvent] = []
+        self._iter = session.events().__aiter__()
+        self._cursor = 0
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    async def wait(
+        self,
+        predicate: Callable[[ev.AppEvent], bool] | type[Any],
+        *,
+        since: int | None = None,
+        timeout: float = 20.0,
+    ) -> ev.AppEvent:
+        test: Callable[[ev.AppEvent], bool]
+        if isinstance(predicate, type):
+            kind = predicate
+            test = lambda e: isinstance(e, kind)  # noqa: E731
+        else:
+            test = predicate
+        start = self._cursor if since is None else since
+        for index in range(start, len(self.log)):
+            if test(self.log[index]):
+                self._cursor = index + 1
+                return self.log[index]
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self._iter.__anext__()
+                self.log.append(event)
+                if test(event):
+                    self._cursor = len(self.log)
+                    return event
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.log if isinstance(e, kind)]
+
+    async def ask(self, text: str, *, timeout: float = 20.0) -> str:
+        """Send ``text`` and return the model's full text answer (after TurnComplete)."""
+        mark = self.mark()
+        result = await self.session.send_text(text)
+        assert not result.dropped, result
+        await self.wait(ev.TurnComplete, since=mark, timeout=timeout)
+        return self.answer_since(mark)
+
+    def answer_since(self, mark: int) -> str:
+        texts: list[str] = []
+        for event in self.log[mark:]:
+            if isinstance(event, ev.TextDelta):
+                texts.append(event.text)
+            if isinstance(event, ev.TurnComplete) and texts:
+                break
+        return "".join(texts)
+
+
+async def check_first(recorder: Recorder) -> None:
+    """Every e2e test ends here: the assistant still knows what was said first."""
+    answer = await recorder.ask(ASK_FIRST)
+    assert answer == EXPECTED_FIRST, answer

@@ -1,0 +1,43 @@
+"""End-to-end: LiveSession against the emulator on loopback — drops and resumes."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from session_e2e_helpers import (
+    FAST_WATCHDOGS,
+    FIRST,
+    TEXT_CONFIG,
+    EmulatorMint,
+    Recorder,
+    check_first,
+)
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.session import LiveSession
+from tunnelproof.session import app_events as ev
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+
+async def test_connect_converse_and_drop_while_idle() -> None:
+    async with EmulatorServer(policy=EmulatorPolicy()) as emu:
+        mint = EmulatorMint(emu)
+        async with LiveSession(
+            TEXT_CONFIG, mint, watchdogs=FAST_WATCHDOGS, rng=random.Random(1)
+        ) as session:
+            rec = Recorder(session)
+            await rec.wait(ev.Connected)
+            answer = await rec.ask(FIRST)
+            assert "teal" in answer
+            emu.controls.abort_connection()  # no close frame: like a tunnel's RST
+            await rec.wait(ev.Disconnected)
+            resumed = await rec.wait(ev.Resumed)
+            assert isinstance(resumed, ev.Resumed)
+            await check_first(rec)
+            metrics = session.metrics
+            assert metrics.reconnects == 1
+            assert metrics.resume_success_rate == 1.0
+            assert mint.calls == 2, "a fresh token for the reconnect"
+        assert session.state == "closed"
