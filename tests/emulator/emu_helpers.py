@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -11,40 +12,65 @@ import aiohttp
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from tunnelproof.emulator import EmulatorServer
+from tunnelproof.emulator import EmulatorProcess, EmulatorServer
 from tunnelproof.protocol.endpoints import Method, live_path
 
 MODEL = "gemini-3.8-live"
 TIMEOUT = 15.0
 Json = dict[str, Any]
+Emu = EmulatorServer | EmulatorProcess
 
 
 def ws_url(
-    emu: EmulatorServer,
+    emu: Emu,
     *,
     version: str = "v1beta",
     method: Method = Method.BIDI,
     query: str = "",
     double_slash: bool = False,
 ) -> str:
+    _remember(emu)
     path = live_path(version, method)  # type: ignore[arg-type]
     if double_slash:
         path = "/" + path
     return emu.ws_base + path + (f"?{query}" if query else "")
 
 
-def key_url(emu: EmulatorServer, **kwargs: Any) -> str:
+def key_url(emu: Emu, **kwargs: Any) -> str:
     return ws_url(emu, query=f"key={emu.api_key}", **kwargs)
 
 
-def token_url(emu: EmulatorServer, token: str, *, encode: bool = True, **kwargs: Any) -> str:
+def token_url(emu: Emu, token: str, *, encode: bool = True, **kwargs: Any) -> str:
     value = token.replace("/", "%2F") if encode else token
     return ws_url(emu, method=Method.CONSTRAINED, query=f"access_token={value}", **kwargs)
 
 
+CA_FILES: dict[str, str] = {}  # ws base -> CA file, so helpers can open wss URLs
+
+
+def _ssl_for(url: str) -> ssl.SSLContext | None:
+    for base, ca in CA_FILES.items():
+        if url.startswith(base) or url.startswith(base.replace("wss://", "https://")):
+            return ssl.create_default_context(cafile=ca)
+    return None
+
+
+def _remember(emu: Any) -> None:
+    if getattr(emu, "ca_file", None):
+        CA_FILES[emu.ws_base] = emu.ca_file
+
+
 async def open_ws(url: str, headers: Mapping[str, str] | None = None) -> ClientConnection:
+    kwargs: dict[str, Any] = {}
+    context = _ssl_for(url)
+    if context is not None:
+        kwargs["ssl"] = context
     return await websockets.connect(
-        url, additional_headers=dict(headers or {}), ping_interval=None, open_timeout=TIMEOUT
+        url,
+        additional_headers=dict(headers or {}),
+        ping_interval=None,
+        open_timeout=TIMEOUT,
+        **kwargs,
     )
 
 
@@ -128,7 +154,7 @@ async def expect_close(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[
 
 
 async def start(
-    emu: EmulatorServer,
+    emu: Emu,
     url: str | None = None,
     *,
     headers: Mapping[str, str] | None = None,
@@ -169,7 +195,7 @@ async def ask(ws: ClientConnection, text: str) -> tuple[str, str | None, list[Js
 
 
 async def mint(
-    emu: EmulatorServer,
+    emu: Emu,
     body: Any = None,
     *,
     version: str = "v1alpha",
@@ -177,7 +203,10 @@ async def mint(
     raw: bytes | None = None,
 ) -> tuple[int, Json]:
     headers = {"x-goog-api-key": key if key is not None else emu.api_key}
-    async with aiohttp.ClientSession() as http:
+    _remember(emu)
+    context = _ssl_for(emu.http_base)
+    connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
+    async with aiohttp.ClientSession(connector=connector) as http:
         data = raw if raw is not None else json.dumps(body if body is not None else {}).encode()
         async with http.post(
             f"{emu.http_base}/{version}/auth_tokens", data=data, headers=headers
@@ -185,7 +214,7 @@ async def mint(
             return response.status, await response.json()
 
 
-async def mint_token(emu: EmulatorServer, body: Any = None, **kwargs: Any) -> str:
+async def mint_token(emu: Emu, body: Any = None, **kwargs: Any) -> str:
     status, data = await mint(emu, body, **kwargs)
     assert status == 200, data
     name = data["name"]

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 from pathlib import Path
@@ -42,15 +43,23 @@ class EmulatorProcessError(RuntimeError):
 class RemoteControls:
     """The fault controls of a running emulator, over its HTTP control API."""
 
-    def __init__(self, control_url: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, control_url: str, *, ca_file: str | None = None, timeout: float = 30.0
+    ) -> None:
         self.control_url = control_url.rstrip("/")
+        self.ca_file = ca_file
         self.timeout = timeout
 
     async def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         query = {k: str(v) for k, v in params.items() if v is not None}
+        connector = (
+            aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=self.ca_file))
+            if self.ca_file
+            else None
+        )
         async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as http,
             http.request(method, self.control_url + path, json=body, params=query) as response,
         ):
             data = await response.json()
@@ -177,7 +186,7 @@ class EmulatorProcess:
         """Fault controls over HTTP (coroutine methods)."""
         if not self.control_url:
             raise RuntimeError("EmulatorProcess is not started")
-        return RemoteControls(self.control_url)
+        return RemoteControls(self.control_url, ca_file=self.ca_file)
 
     @property
     def running(self) -> bool:
