@@ -172,7 +172,6 @@ class TokenService:
                         }
                     },
                 },
-                "security": [{"bearer": []}],
             },
         )
         return router
@@ -191,9 +190,12 @@ class TokenService:
         if refused is not None:
             return refused
 
-        if not self.origin_policy.permits(request.headers.get("origin")):
+        origin = request.headers.get("origin")
+        if not self.origin_policy.permits(origin):
             self.metrics.auth_failures.labels("origin").inc()
-            log.info("token request refused: origin not allowed")
+            log.info(
+                "token request refused: origin %r not allowed", origin[:200] if origin else origin
+            )
             return _error(403, "Origin not allowed")
 
         try:
