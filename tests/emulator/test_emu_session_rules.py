@@ -17,6 +17,7 @@ from emu_helpers import (
     send,
     setup,
     start,
+    text_of,
     turn_complete,
 )
 
@@ -215,3 +216,41 @@ async def test_client_content_without_turn_complete_only_appends(emulator: Emula
     answer, _, _ = await ask(ws, "what did I say first")
     assert answer == 'You first said: "seeded first".'
     await ws.close()
+
+
+async def test_client_content_interrupts_generation_in_order(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = await emulator_factory(EmulatorPolicy(text_chunk_interval=0.05, text_chunk_words=1))
+    ws, _ = await start(emu)
+    await send(ws, {"realtimeInput": {"text": "count to 100"}})
+    await emu.controls.wait_for_event("generation_chunk", count=2)
+    await send(
+        ws,
+        USER_TURN
+        | {
+            "clientContent": {
+                **USER_TURN["clientContent"],
+                "turns": [{"role": "user", "parts": [{"text": "stop"}]}],
+            }
+        },
+    )
+    cut = await recv_until(ws, turn_complete)
+    contents = [next(iter(m)) + "." + next(iter(m[next(iter(m))])) for m in cut]
+    assert contents[-2:] == ["serverContent.interrupted", "serverContent.turnComplete"]
+    assert "serverContent.generationComplete" not in contents
+    answer = await recv_until(ws, turn_complete)
+    assert text_of(answer) == 'You said: "stop".'
+    history = emu.controls.history()
+    assert [e["text"] for e in history if e["role"] == "user"] == ["count to 100", "stop"]
+    assert history[1]["data"] == {"interrupted": True}
+    await ws.close()
+
+
+async def test_refused_credential_closes_even_without_a_message(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = await emulator_factory(EmulatorPolicy(auth_close_timeout=0.2))
+    ws = await open_ws(key_url(emu).replace("emulator-key", "wrong"))
+    code, _ = await expect_close(ws)
+    assert code == 1007

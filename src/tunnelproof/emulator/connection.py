@@ -103,6 +103,7 @@ class LiveConnection:
         self._manual_audio: bytearray | None = None
         self._partial: list[str] = []
         self._closing = False
+        self.finished = False
 
     # -- views -------------------------------------------------------------------------
 
@@ -152,6 +153,8 @@ class LiveConnection:
         hub.events.emit(
             "connection_opened", connection=self.id, token=self.token_name, method=self.method
         )
+        if self.pending_close is not None:
+            self._spawn(self._refuse_later(self.pending_close))
         try:
             while True:
                 msg = await self.ws.receive()
@@ -182,16 +185,20 @@ class LiveConnection:
         for task in (self._generation, self._timers, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
+        # Detach before anything awaits, so "no connection open" and "the session has
+        # no socket" become true together (a resume right after must not get 1011).
+        session = self.session
+        if session is not None:
+            self.hub.store.detach(session, self.id)
         if self.state != "aborted":
             self.state = "closed"
         if self.close_code is None:
             self.close_code = self.ws.close_code
+        self.finished = True
+        self.hub.events.poke()
         if not self.ws.closed:
             with contextlib.suppress(Exception):
                 await self.ws.close()
-        session = self.session
-        if session is not None:
-            self.hub.store.detach(session, self.id)
         self.hub.events.emit(
             "connection_closed",
             connection=self.id,
@@ -203,20 +210,25 @@ class LiveConnection:
 
     # -- sending and closing -------------------------------------------------------------
 
-    async def send(self, message: Mapping[str, Any]) -> bool:
-        """Send one server message; ``False`` when the socket is gone."""
-        if self._closing or self.ws.closed:
-            return False
-        data = orjson.dumps(message)
+    async def send(self, *messages: Mapping[str, Any]) -> bool:
+        """Send server messages back to back (one frame each); ``False`` if the socket is gone.
+
+        Several messages are sent under one lock so no other task's frame can land
+        between them (``interrupted`` must be followed by its ``turnComplete``).
+        """
         async with self._send_lock:
-            try:
-                if self.hub.policy.text_frames:
-                    await self.ws.send_str(data.decode("utf-8"))
-                else:
-                    await self.ws.send_bytes(data)
-            except (ConnectionError, RuntimeError):
-                return False
-        self.frames_out += 1
+            for message in messages:
+                if self._closing or self.ws.closed:
+                    return False
+                data = orjson.dumps(message)
+                try:
+                    if self.hub.policy.text_frames:
+                        await self.ws.send_str(data.decode("utf-8"))
+                    else:
+                        await self.ws.send_bytes(data)
+                except (ConnectionError, RuntimeError):
+                    return False
+                self.frames_out += 1
         return True
 
     async def close(self, code: int, reason: str, *, by: str = "server") -> None:
@@ -251,6 +263,12 @@ class LiveConnection:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    async def _refuse_later(self, refusal: CloseRefusal) -> None:
+        # A bad credential is refused after the first message; a client that sends
+        # nothing still gets the close once the policy's grace period ends.
+        await asyncio.sleep(self.hub.policy.auth_close_timeout)
+        await self.close(refusal.code, refusal.reason, by="rule")
 
     # -- pings ---------------------------------------------------------------------------
 
@@ -613,8 +631,9 @@ class LiveConnection:
             self._spawn(self.send({"toolCallCancellation": {"ids": ids}}))
 
     async def _send_interrupted(self) -> None:
-        await self.send({"serverContent": {"interrupted": True}})
-        await self.send({"serverContent": {"turnComplete": True}})
+        await self.send(
+            {"serverContent": {"interrupted": True}}, {"serverContent": {"turnComplete": True}}
+        )
 
     def _start_generation(self) -> None:
         session = self._session()

@@ -137,10 +137,16 @@ class EmulatorControls:
     async def wait_for_connections(
         self, n: int, *, timeout: float = 10.0, total: bool = False
     ) -> list[JsonDict]:
-        """Wait until ``n`` connections are open and set up (``total``: ever set up)."""
+        """Wait until exactly ``n`` connections are open and set up.
+
+        ``n=0`` waits until every connection has been fully closed server-side (its
+        session detached, so a resume is no longer "while the old socket is open").
+        With ``total``, wait until at least ``n`` connections have ever been set up.
+        """
 
         def ready() -> bool:
-            return self._count_ready(total) >= n
+            count = self._count_ready(total)
+            return count >= n if total else count == n
 
         await self._hub.events.wait_until(ready, timeout)
         return self.connections(open_only=not total)
@@ -153,7 +159,9 @@ class EmulatorControls:
     def _count_ready(self, total: bool) -> int:
         if total:
             return self._hub.events.count("setup_complete")
-        return sum(1 for c in self._hub.connections.values() if c.is_open and c.state == "open")
+        return sum(
+            1 for c in self._hub.connections.values() if c.session is not None and not c.finished
+        )
 
     # -- lookups -------------------------------------------------------------------------
 

@@ -75,6 +75,8 @@ class EmulatorPolicy:
     # -- credential errors that Google reports as close reasons (section 1.2) ----------
     api_key_invalid_close_code: int = 1007
     unregistered_caller_close_code: int = 1008
+    auth_close_timeout: float = 10.0
+    """A refused credential is closed after the first message, or after this long."""
 
     # -- resumption (section 5) --------------------------------------------------------
     invalid_handle_close_code: int = 1007
