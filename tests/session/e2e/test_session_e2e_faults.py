@@ -186,9 +186,10 @@ async def test_expired_handle_starts_a_fresh_session_from_the_transcript() -> No
                 raise TokenOffline("tunnel")
             return await self.inner()
 
-    async with EmulatorServer(policy=policy) as emu, LiveSession(
-        TEXT_CONFIG, GatedMint(EmulatorMint(emu)), watchdogs=FAST_WATCHDOGS
-    ) as session:
+    async with (
+        EmulatorServer(policy=policy) as emu,
+        LiveSession(TEXT_CONFIG, GatedMint(EmulatorMint(emu)), watchdogs=FAST_WATCHDOGS) as session,
+    ):
         rec = Recorder(session)
         await rec.wait(ev.Connected)
         await rec.ask(FIRST)
