@@ -101,3 +101,37 @@ async def test_genai_api_key_session_resumes_with_context(emulator_tls: Emulator
     conns = emu.controls.connections()
     assert [c["auth_form"] for c in conns] == ["key_header", "key_header"]
     assert [c["resumed"] for c in conns] == [False, True]
+
+
+@pytest.mark.e2e
+async def test_genai_sees_close_codes_as_api_errors(emulator_tls: EmulatorServer) -> None:
+    from google.genai import errors
+
+    emu = emulator_tls
+    bad = _client(emu, "wrong-key")
+    with pytest.raises(errors.APIError) as info:
+        async with bad.aio.live.connect(model=MODEL, config=_config(None)):
+            pass
+    assert info.value.code == 1007
+    assert "API key not valid" in str(info.value)
+
+    good = _client(emu, emu.api_key)
+    with pytest.raises(errors.APIError) as info:
+        async with good.aio.live.connect(
+            model="gemini-live-2.5-flash-preview", config=_config(None)
+        ):
+            pass
+    assert info.value.code == 1008
+    assert "is not found for API version v1alpha" in str(info.value)
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+async def test_genai_unknown_token_is_refused_at_the_upgrade(emulator_tls: EmulatorServer) -> None:
+    import websockets
+
+    client = _client(emulator_tls, "auth_tokens/never-minted")
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with client.aio.live.connect(model=MODEL, config=_config(None)):
+            pass
+    assert info.value.response.status_code == 401
