@@ -118,6 +118,40 @@ async def test_blackhole_makes_the_connection_half_open_until_the_kernel_gives_u
     assert server.connections == 2
 
 
+def keepalive_and_user_timeout(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 3000)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+
+
+async def test_idle_connection_is_found_dead_by_keepalive(
+    ns: NetnsTunnel, server: EchoServer
+) -> None:
+    """An idle client only learns of the blackhole through keepalive probes.
+
+    This fails (30+ s) if the drops are visible to the sender's stack as local errors (an
+    egress hook): Linux then never counts the probes. Ingress drops look like a dead wire.
+    """
+    reader, writer = await ns.open_connection(
+        ns.host_address, server.port, configure=keepalive_and_user_timeout
+    )
+    writer.write(b"x")
+    assert await asyncio.wait_for(reader.readexactly(1), 10) == b"x"
+    ns.blackhole()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        await asyncio.wait_for(reader.read(1), 40)
+    detected_after = time.monotonic() - started
+    assert info.value.errno == errno.ETIMEDOUT  # the kernel's verdict, not wait_for's
+    print(
+        f"idle half-open link detected by keepalive + TCP_USER_TIMEOUT=3s after {detected_after:.2f} s"
+    )
+    assert 2.0 <= detected_after <= 15
+    writer.transport.abort()
+
+
 async def test_new_connections_hang_in_the_blackhole(ns: NetnsTunnel, server: EchoServer) -> None:
     ns.blackhole()
     # The SYN is dropped on the wire: connect neither succeeds nor fails fast (no EPERM).
@@ -189,6 +223,8 @@ def test_namespace_has_no_route_out_and_is_removed_on_failure() -> None:
     assert tunnel.name not in names
     link = subprocess.run(["ip", "link", "show", tunnel.host_interface], capture_output=True)
     assert link.returncode != 0
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert tunnel.host_interface not in tables
 
 
 def test_cleanup_stale_removes_namespaces_of_dead_processes() -> None:
@@ -200,3 +236,32 @@ def test_cleanup_stale_removes_namespaces_of_dead_processes() -> None:
         assert name in cleanup_stale()
     finally:
         subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+
+
+def test_leftovers_of_a_killed_process_are_cleaned_up() -> None:
+    code = (
+        "import os, sys\n"
+        "from tunnelproof.testing.netns import NetnsTunnel\n"
+        "t = NetnsTunnel().start()\n"
+        "t.blackhole()\n"
+        "print(t.name, t.host_interface, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        name, host_interface = child.stdout.readline().split()
+    finally:
+        child.kill()  # no cleanup runs: namespace, veth and host table are left behind
+        child.wait(timeout=10)
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert host_interface in tables
+    assert name in cleanup_stale()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert host_interface not in tables
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert name not in names
+    link = subprocess.run(["ip", "link", "show", host_interface], capture_output=True)
+    assert link.returncode != 0

@@ -3,11 +3,11 @@
 The TCP proxy in :mod:`tunnelproof.testing.tunnel` cannot show whether a client *detects*
 a dead link by itself: the proxy's kernel keeps ACKing what the client sends. Here the client
 lives in a fresh network namespace joined to the host by a veth pair with private addresses
-(``10.213.x.y/30``), and :meth:`NetnsTunnel.blackhole` installs an nftables table on the
-namespace's veth that drops every packet in both directions. Nothing is closed and nothing
+(``10.213.x.y/30``), and :meth:`NetnsTunnel.blackhole` installs nftables rules on that veth
+that drop every packet in both directions. Nothing is closed and nothing
 answers: the client's TCP stack retransmits into the void, exactly as in a train tunnel, so
 ``TCP_USER_TIMEOUT``, keepalive and application watchdogs are measured against the real
-kernel. :meth:`NetnsTunnel.restore` deletes the table.
+kernel. :meth:`NetnsTunnel.restore` deletes the tables.
 
 ::
 
@@ -27,10 +27,15 @@ The client side runs inside the namespace in one of two ways:
 * in a child process: :meth:`~NetnsTunnel.spawn` / :meth:`~NetnsTunnel.spawn_async` run a
   command through ``ip netns exec``.
 
-Drops happen on the netdev ``ingress``/``egress`` hooks of the namespace's veth, i.e. "on the
-wire": the sender's own stack sees no error. (An ``inet output`` drop would make ``connect``
-fail at once with EPERM, which no tunnel does; that is only used as a fallback on kernels
-without the egress hook, older than 5.16.)
+Where the packets are dropped matters. Both drops sit on nftables netdev *ingress* hooks:
+one in the namespace on its veth end (packets towards the client), one on the host end of
+our own veth (packets from the client; that table is bound to this device only and removed
+with it). A packet is dropped after the sender's veth transmit has succeeded, so the
+sender's stack cannot tell it from a dead wire. Dropping on an egress/output hook instead
+is reported to the sender as a local failure: Linux then counts keepalive probes as "local
+congestion" and never gives up on them (measured here: an idle connection with
+``TCP_USER_TIMEOUT`` 5 s + keepalive 2/1/3 took 30–53 s to fail instead of about 5 s), and
+``connect`` fails at once with EPERM, which no tunnel does.
 
 Safety: traffic only flows between the host end and the namespace end of the veth; the
 namespace has no default route. Names carry the creating process's pid
@@ -189,6 +194,13 @@ def cleanup_stale() -> list[str]:
                     _run([ip, "netns", "delete", name])
                     removed.append(name)
     with contextlib.suppress(NetnsError):
+        nft = ensure_nft(install=False)
+        for line in _run([nft, "list", "tables", "netdev"]).splitlines():
+            table = re.match(r"^table netdev (tunnelproof_tp([0-9a-f]+)h[0-9a-f]+)$", line.strip())
+            if table and not _pid_alive(int(table.group(2), 16)):
+                with contextlib.suppress(NetnsError):
+                    _run([nft, "delete", "table", "netdev", table.group(1)])
+    with contextlib.suppress(NetnsError):
         for line in _run([ip, "-o", "link", "show", "type", "veth"]).splitlines():
             parts = line.split(":")
             if len(parts) < 2:
@@ -210,6 +222,15 @@ def _used_subnets(ip: str) -> set[ipaddress.IPv4Network]:
             if address in _SUBNET:
                 used.add(ipaddress.IPv4Network(f"{address}/30", strict=False))
     return used
+
+
+def _ingress_drop_table(table: str, device: str) -> str:
+    return (
+        f"table netdev {table} {{\n"
+        f'  chain in {{ type filter hook ingress device "{device}" priority -500; '
+        "policy drop; }\n"
+        "}\n"
+    )
 
 
 def _enter_namespace(path: str) -> None:
@@ -248,7 +269,6 @@ class NetnsTunnel:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._processes: list[subprocess.Popen[bytes]] = []
         self._async_processes: list[asyncio.subprocess.Process] = []
-        self._family = "netdev"
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -314,8 +334,12 @@ class NetnsTunnel:
         if not self._started:
             return
         self._started = False
-        self._blackholed = False
+        was_blackholed, self._blackholed = self._blackholed, False
         ip = _ip()
+        if was_blackholed:
+            # The namespace's own table dies with it; the host-side one must go explicitly.
+            with contextlib.suppress(NetnsError):
+                _run([ensure_nft(install=False), "delete", "table", "netdev", self._host_table()])
         # Deleting the namespace removes its veth end (and so the pair) and its nftables
         # tables, but asynchronously: delete the host end ourselves so the name and the
         # address are free as soon as we return.
@@ -363,42 +387,45 @@ class NetnsTunnel:
         """True while the blackhole table is installed."""
         return self._blackholed
 
+    def _host_table(self) -> str:
+        return f"tunnelproof_{self.host_interface}"
+
     def blackhole(self) -> None:
         """Drop every packet to and from the namespace; nothing is closed or answered."""
         self._require_started()
         if self._blackholed:
             return
         nft = ensure_nft()
-        rules = (
-            f"table netdev {_TABLE} {{\n"
-            f'  chain in {{ type filter hook ingress device "{self.ns_interface}" '
-            "priority -500; policy drop; }\n"
-            f'  chain out {{ type filter hook egress device "{self.ns_interface}" '
-            "priority -500; policy drop; }\n"
-            "}\n"
+        # Both drops sit on an *ingress* hook: the sender's veth transmit has already
+        # succeeded, so its stack cannot tell the loss from a dead wire. (An egress or
+        # output drop is reported to the sender as a local failure: TCP then treats its
+        # keepalive probes as "local congestion" and never counts them, which hides the
+        # very detection these tests measure.)
+        _run(
+            [_ip(), "netns", "exec", self.name, nft, "-f", "-"],
+            input_text=_ingress_drop_table(_TABLE, self.ns_interface),
         )
         try:
-            _run([_ip(), "netns", "exec", self.name, nft, "-f", "-"], input_text=rules)
-            self._family = "netdev"
-        except NetnsError:
-            # Kernels before 5.16 have no egress hook: drop at the IP layer instead.
-            fallback = (
-                f"table inet {_TABLE} {{\n"
-                "  chain in { type filter hook input priority -400; policy drop; }\n"
-                "  chain out { type filter hook output priority -400; policy drop; }\n"
-                "}\n"
+            # Packets leaving the namespace are dropped as they arrive at the host end of
+            # our own veth; the table is bound to that device only.
+            _run(
+                [nft, "-f", "-"],
+                input_text=_ingress_drop_table(self._host_table(), self.host_interface),
             )
-            _run([_ip(), "netns", "exec", self.name, nft, "-f", "-"], input_text=fallback)
-            self._family = "inet"
+        except BaseException:
+            with contextlib.suppress(NetnsError):
+                _run([_ip(), "netns", "exec", self.name, nft, "delete", "table", "netdev", _TABLE])
+            raise
         self._blackholed = True
 
     def restore(self) -> None:
-        """Delete the blackhole table: packets flow again."""
+        """Delete the blackhole tables: packets flow again."""
         self._require_started()
         if not self._blackholed:
             return
-        _run([_ip(), "netns", "exec", self.name, ensure_nft(), "delete", "table", self._family,
-              _TABLE])  # fmt: skip
+        nft = ensure_nft()
+        _run([_ip(), "netns", "exec", self.name, nft, "delete", "table", "netdev", _TABLE])
+        _run([nft, "delete", "table", "netdev", self._host_table()])
         self._blackholed = False
 
     # -- running things inside ----------------------------------------------------------
