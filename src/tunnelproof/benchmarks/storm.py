@@ -1,0 +1,232 @@
+"""Benchmark 7: reconnect storm — every session dropped at once by a server restart.
+
+Question: when the Live server restarts under N connected sessions, how long until 99% and
+100% of them are back, and how hard do they hit the token service meanwhile?
+
+Method, two parts:
+
+* **Real sessions** (as many as this machine holds, target 500): the emulator runs as a
+  subprocess (``EmulatorProcess``), a token service (one uvicorn worker, in another
+  subprocess) mints from it, and N ``LiveSession`` s in one client process connect through
+  it. Then ``EmulatorProcess.restart()`` stops the emulator (every socket closes with 1001)
+  and starts it again on the same port. We record when each session's ``Resumed``/
+  ``Connected`` arrives and count token requests per second at the service. Run once with
+  ``DEFAULT_POLICY`` and once with ``SEED_POLICY``. A restart loses the emulator's
+  sessions (as a crash would), so clients come back as fresh sessions: what is measured is
+  the reconnect herd, not resumption.
+* **Virtual clock, 100,000 clients**: the same ``SessionMachine`` s in the discrete-event
+  simulator (:mod:`tunnelproof.benchmarks.simulator`). The server is down for 1.5 s
+  (connects refused, minting answers 502); the token service is a token bucket whose rate
+  is the requests/s benchmark 6 measured in this run for one worker (or 400/s if it did not
+  run), shedding the excess with 503 + ``Retry-After: 1``. Healthy latencies 50 ms each.
+
+Reported: time to 99% and 100% restored, how many clients gave up, the peak token
+requests/s offered to the service. The seed policy honours ``Retry-After`` here because it
+runs through our machine; the seed's own code does not, so the real seed is worse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Any
+
+from tunnelproof.benchmarks import charts
+from tunnelproof.benchmarks.harness import BenchContext, BenchResult, Comparison, method_text
+from tunnelproof.benchmarks.simulator import StormOutcome, simulate_storm
+from tunnelproof.session.policy import DEFAULT_POLICY, SEED_POLICY, RetryPolicy
+
+NAME = "storm"
+TITLE = "Reconnect storm after a server restart"
+
+POLICIES: dict[str, RetryPolicy] = {"tunnelproof": DEFAULT_POLICY, "seed": SEED_POLICY}
+DEFAULT_CAPACITY_RPS = 400.0
+RESTART_S = 1.5
+
+
+def _capacity(ctx: BenchContext) -> tuple[float, str]:
+    prev = ctx.previous.get("token_service")
+    if prev is not None and not prev.error and not prev.skipped:
+        rps = prev.data.get("capacity_rps")
+        if isinstance(rps, (int, float)) and rps > 0:
+            return float(rps), "measured by benchmark token_service in this run"
+    return DEFAULT_CAPACITY_RPS, "assumed (benchmark token_service did not run)"
+
+
+def _outcome_json(o: StormOutcome) -> dict[str, Any]:
+    return {
+        "clients": o.clients,
+        "restored": o.restored,
+        "gave_up": o.gave_up,
+        "t99_s": o.t99_s,
+        "t100_s": o.t100_s,
+        "peak_offered_rps": o.peak_offered_rps,
+        "token_requests": o.token_requests,
+        "events": o.events,
+        "restored_curve": o.restored_curve,
+        "offered_rps": o.offered_rps,
+        "served_rps": o.served_rps,
+    }
+
+
+def _time_text(value: float | None, o: dict[str, Any]) -> str | None:
+    if value is not None:
+        return None
+    return f"never ({o['gave_up']} of {o['clients']} gave up)"
+
+
+async def run(ctx: BenchContext) -> BenchResult:
+    """Run both parts (see the module docstring)."""
+    result = BenchResult(name=NAME, title=TITLE, method=method_text(__doc__), quick=ctx.quick)
+    capacity, source = _capacity(ctx)
+    clients = 2_000 if ctx.quick else 100_000
+    if ctx.quick:
+        capacity = min(capacity, 100.0)  # keep the quick herd's ratio of load to capacity
+    result.params = {
+        "sim_clients": clients,
+        "token_capacity_rps": capacity,
+        "capacity_source": source,
+        "restart_s": RESTART_S,
+    }
+
+    real = await _real(ctx, result)
+
+    sim: dict[str, Any] = {}
+    for pname, policy in POLICIES.items():
+        ctx.log(f"  virtual clock: {clients} clients, {pname}")
+        started = time.monotonic()
+        outcome = simulate_storm(
+            policy,
+            clients,
+            token_rate=capacity,
+            restart_s=RESTART_S,
+            seed=ctx.seed,
+            horizon=1800.0,
+        )
+        sim[pname] = _outcome_json(outcome)
+        sim[pname]["wall_s"] = time.monotonic() - started
+    result.data["simulated"] = sim
+    ours, seed = sim["tunnelproof"], sim["seed"]
+    label = f"{clients:,} clients (virtual clock, {capacity:.0f} tokens/s)"
+    result.comparisons += [
+        Comparison(
+            metric=f"{label}: time to 99% restored",
+            unit="s",
+            ours=ours["t99_s"],
+            ours_text=_time_text(ours["t99_s"], ours),
+            against="seed policy",
+            theirs=seed["t99_s"],
+            theirs_text=_time_text(seed["t99_s"], seed),
+            ratio_text="∞ (seed never got there)" if seed["t99_s"] is None else None,
+        ),
+        Comparison(
+            metric=f"{label}: restored / gave up",
+            unit="count",
+            ours=float(ours["restored"]),
+            ours_text=f"{ours['restored']:,} / {ours['gave_up']:,}",
+            against="seed policy",
+            theirs=float(seed["restored"]),
+            theirs_text=f"{seed['restored']:,} / {seed['gave_up']:,}",
+            better="higher",
+        ),
+        Comparison(
+            metric=f"{label}: peak token requests/s offered",
+            unit="req/s",
+            ours=ours["peak_offered_rps"],
+            against="seed policy",
+            theirs=seed["peak_offered_rps"],
+        ),
+    ]
+    if real is not None:
+        result.data["real"] = real
+        result.comparisons[0:0] = _real_comparisons(real)
+    _charts(ctx, result, sim, real)
+    return result
+
+
+async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None:
+    try:
+        live: Any = importlib.import_module("tunnelproof.benchmarks.live")
+    except ImportError as exc:
+        result.notes.append(f"real-session part not run: {exc}")
+        return None
+    real: dict[str, Any] | None = await live.storm_real(ctx, result)
+    return real
+
+
+def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:
+    ours, seed = real.get("tunnelproof"), real.get("seed")
+    if ours is None or seed is None:
+        return []
+    label = f"{ours['clients']} real sessions"
+    return [
+        Comparison(
+            metric=f"{label}: time to 99% restored",
+            unit="s",
+            ours=ours["t99_s"],
+            ours_text=_time_text(ours["t99_s"], ours),
+            against="seed policy",
+            theirs=seed["t99_s"],
+            theirs_text=_time_text(seed["t99_s"], seed),
+        ),
+        Comparison(
+            metric=f"{label}: time to 100% restored",
+            unit="s",
+            ours=ours["t100_s"],
+            ours_text=_time_text(ours["t100_s"], ours),
+            against="seed policy",
+            theirs=seed["t100_s"],
+            theirs_text=_time_text(seed["t100_s"], seed),
+        ),
+        Comparison(
+            metric=f"{label}: peak token requests/s",
+            unit="req/s",
+            ours=ours["peak_offered_rps"],
+            against="seed policy",
+            theirs=seed["peak_offered_rps"],
+        ),
+    ]
+
+
+def _charts(
+    ctx: BenchContext, result: BenchResult, sim: dict[str, Any], real: dict[str, Any] | None
+) -> None:
+    restored = {
+        f"{p} restored (sim)": [(t, f * 100) for t, f in sim[p]["restored_curve"]] for p in sim
+    }
+    offered = {f"{p} token req/s (sim)": sim[p]["offered_rps"] for p in sim}
+    charts.safe_chart(
+        result.notes,
+        result.charts,
+        charts.lines,
+        ctx.chart_path(NAME),
+        f"Reconnect storm, {sim['tunnelproof']['clients']:,} clients (virtual clock)",
+        restored,
+        xlabel="seconds after the server restart",
+        ylabel="% of clients restored",
+        secondary=offered,
+        secondary_label="token requests/s offered",
+    )
+    if real:
+        curves = {
+            f"{p} restored": [(t, f * 100) for t, f in v["restored_curve"]]
+            for p, v in real.items()
+            if isinstance(v, dict) and "restored_curve" in v
+        }
+        rps = {
+            f"{p} token req/s": v["offered_rps"]
+            for p, v in real.items()
+            if isinstance(v, dict) and "offered_rps" in v
+        }
+        charts.safe_chart(
+            result.notes,
+            result.charts,
+            charts.lines,
+            ctx.chart_path(NAME, "_real"),
+            "Reconnect storm, real sessions",
+            curves,
+            xlabel="seconds after the restart",
+            ylabel="% of sessions restored",
+            secondary=rps,
+            secondary_label="token requests/s",
+        )
