@@ -291,3 +291,28 @@ def test_policy_update_coerces_and_rejects_unknown_fields() -> None:
     assert policy.go_away_at() == 0.0  # a lead longer than the lifetime: goAway at once
     policy.update({"go_away_lead": 2})
     assert policy.go_away_at() == 10.0
+
+
+# -- lifetimes ----------------------------------------------------------------------------
+
+
+def test_next_limit_orders_go_away_lifetime_session_and_token() -> None:
+    from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
+
+    policy = EmulatorPolicy()  # 600 s lifetime, 50 s lead
+    assert next_limit(policy, age=0, go_away_sent=False) == next_limit(
+        policy, age=0, go_away_sent=False
+    )
+    first = next_limit(policy, age=0, go_away_sent=False)
+    assert (first.what, first.delay) == ("go_away", 550)
+    after = next_limit(policy, age=550, go_away_sent=True)
+    assert (after.what, after.delay) == ("lifetime", 50)
+    forced = next_limit(policy, age=10, go_away_sent=True, forced_close_in=3)
+    assert (forced.what, forced.delay) == ("lifetime", 3)
+    session = next_limit(policy, age=0, go_away_sent=False, session_left=100)
+    assert session.what == "session_limit"
+    token = next_limit(policy, age=0, go_away_sent=False, session_left=100, token_left=5)
+    assert (token.what, token.delay) == ("token_expired", 5)
+    assert go_away_time_left(policy, age=550.004) == 50  # a late timer still says "50s"
+    policy.update({"connection_lifetime": 560})  # live change: only 10 s were left
+    assert go_away_time_left(policy, age=550) == 10

@@ -24,6 +24,7 @@ from tunnelproof.emulator.audio import VoiceDetector, synthesize, transcribe
 from tunnelproof.emulator.auth import Credential
 from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.hub import Hub
+from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
 from tunnelproof.emulator.messages import (
     SetupInfo,
     check_setup_fields,
@@ -396,47 +397,42 @@ class LiveConnection:
         return token.expire_time if token is not None else float("inf")
 
     async def _run_timers(self) -> None:
-        """goAway, connection lifetime, session length limit and token expiry."""
+        """goAway, connection lifetime, session length limit and token expiry.
+
+        The rules live in :mod:`lifetimes`; this loop only sleeps until the next limit
+        and re-checks whenever the policy changes (so a live change applies at once).
+        """
         loop = asyncio.get_running_loop()
         hub = self.hub
+        session = self._session()
         while not self._closing:
             policy = hub.policy
-            session = self.session
-            assert session is not None
             now_loop = loop.time()
-            age = now_loop - self.loop_opened_at
-            lifetime_end = self.loop_opened_at + policy.connection_lifetime
-            if self.go_away_deadline is not None:
-                lifetime_end = min(lifetime_end, self.go_away_deadline)
-            go_away_due = self.loop_opened_at + policy.go_away_at()
-            deadlines: list[tuple[float, str]] = [(lifetime_end, "lifetime")]
-            if self.go_away_sent_at is None:
-                deadlines.append((go_away_due, "go_away"))
             session_end = hub.store.session_deadline(session)
-            if session_end is not None:
-                deadlines.append((now_loop + (session_end - hub.clock()), "session_limit"))
             token_end = self._token_expiry()
-            if token_end != float("inf"):
-                deadlines.append((now_loop + (token_end - hub.clock()), "token_expired"))
-            when, what = min(deadlines)
-            del age
-            if when > now_loop:
+            limit = next_limit(
+                policy,
+                age=now_loop - self.loop_opened_at,
+                go_away_sent=self.go_away_sent_at is not None,
+                forced_close_in=(
+                    self.go_away_deadline - now_loop if self.go_away_deadline is not None else None
+                ),
+                session_left=session_end - hub.clock() if session_end is not None else None,
+                token_left=token_end - hub.clock() if token_end != float("inf") else None,
+            )
+            if limit.delay > 0:
                 changed = hub.policy_changed
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=when - now_loop)
+                    await asyncio.wait_for(changed.wait(), timeout=limit.delay)
                 continue
-            if what == "go_away":
-                # Announce the configured lead ("50s"), unless a live policy change left
-                # less time than that; a timer that fires a little late must not turn
-                # "50s" into "49.998s".
-                left = max(0.0, lifetime_end - now_loop)
-                lead = policy.go_away_lead
-                await self.send_go_away(lead if left >= lead - 0.05 else left, schedule_close=False)
-            elif what == "lifetime":
+            if limit.what == "go_away":
+                left = go_away_time_left(policy, age=now_loop - self.loop_opened_at)
+                await self.send_go_away(left, schedule_close=False)
+            elif limit.what == "lifetime":
                 hub.events.emit("lifetime_expired", connection=self.id)
                 await self.close(policy.lifetime_close_code, policy.lifetime_close_reason)
                 return
-            elif what == "session_limit":
+            elif limit.what == "session_limit":
                 hub.store.end(session)
                 hub.events.emit("session_limit", connection=self.id, session=session.id)
                 await self.close(policy.session_limit_close_code, policy.session_limit_close_reason)
