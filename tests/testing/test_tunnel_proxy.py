@@ -313,6 +313,30 @@ async def test_client_rst_is_passed_upstream(upstream: Upstream) -> None:
         await tunnel.wait_for_active(0)
 
 
+async def test_offline_resets_and_refuses_until_restore(upstream: Upstream) -> None:
+    async with TunnelProxy("127.0.0.1", upstream.port) as tunnel:
+        reader, writer = await asyncio.open_connection("127.0.0.1", tunnel.port)
+        up_r, _ = await upstream.next()
+        tunnel.offline()
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(1), 10)
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(up_r.read(1), 10)
+        writer.close()
+        r2, w2 = await asyncio.open_connection("127.0.0.1", tunnel.port)
+        with pytest.raises(ConnectionResetError):  # refused at once, not hanging
+            await asyncio.wait_for(r2.read(1), 10)
+        w2.close()
+        assert upstream.count == 1
+        tunnel.restore()
+        _, w3 = await asyncio.open_connection("127.0.0.1", tunnel.port)
+        up3_r, _ = await upstream.next()
+        w3.write(b"back")
+        assert await read_exactly(up3_r, 4) == b"back"
+        w3.close()
+        assert tunnel.stats.connections_reset == 2
+
+
 # -- latency and bandwidth --------------------------------------------------------------
 
 

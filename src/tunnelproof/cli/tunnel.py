@@ -15,7 +15,7 @@ then one ``{"event": "action", ...}`` line per fault applied, and ``{"event": "s
 
 * ``GET /stats`` — counters, current faults, action history;
 * ``POST /blackhole`` (``?mode=hold`` to hold bytes instead of dropping them), ``POST
-  /restore``, ``POST /reset``, ``POST /latency?ms=200&jitter_ms=50``, ``POST
+  /restore``, ``POST /reset``, ``POST /offline``, ``POST /latency?ms=200&jitter_ms=50``, ``POST
   /bandwidth?bytes_per_s=16000`` (``off`` for no cap);
 * ``POST /action`` with a text body such as ``latency 200 50`` (the schedule's syntax).
 
@@ -77,7 +77,8 @@ def control_app(tunnel: TunnelProxy) -> web.Application:
 
     async def control(request: web.Request) -> web.Response:
         name = request.match_info["command"]
-        if name not in ("blackhole", "restore", "reset", "latency", "bandwidth", "action"):
+        known = ("blackhole", "restore", "reset", "offline", "latency", "bandwidth", "action")
+        if name not in known:
             raise web.HTTPNotFound(text=f"unknown control {name!r}")
         command = command_for(request, name, await request.text())
         try:

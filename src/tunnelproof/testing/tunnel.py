@@ -17,6 +17,8 @@ Controls, callable at any time or on a timeline with :meth:`TunnelProxy.schedule
   held back too, so neither peer learns anything). New connections are accepted but hang:
   nothing is read from them and no upstream connection is made until the link returns.
 * :meth:`~TunnelProxy.reset` — abort every connection with a TCP RST on both sides.
+* :meth:`~TunnelProxy.offline` — the device *knows* it has no network (what a phone's OS
+  does in a long tunnel): every connection is reset and new ones are refused (RST) at once.
 * :meth:`~TunnelProxy.latency` — delay each chunk by ``ms ± jitter_ms`` (order kept, as TCP).
 * :meth:`~TunnelProxy.bandwidth` — cap each direction of each connection to N bytes/s.
 * :meth:`~TunnelProxy.restore` — back to a clean, fast link.
@@ -185,6 +187,7 @@ class TunnelProxy:
         self._flowing = asyncio.Event()
         self._flowing.set()
         self._blackhole: Literal["drop", "hold"] | None = None
+        self._offline = False
         self._latency_s = 0.0
         self._jitter_s = 0.0
         self._bandwidth: float | None = None
@@ -279,6 +282,7 @@ class TunnelProxy:
         """The current faults, JSON-friendly."""
         return {
             "blackhole": self._blackhole,
+            "offline": self._offline,
             "latency_ms": self._latency_s * 1000,
             "jitter_ms": self._jitter_s * 1000,
             "bandwidth_bytes_per_s": self._bandwidth,
@@ -332,7 +336,7 @@ class TunnelProxy:
         self._record(f"blackhole {'drop' if drop else 'hold'}")
 
     def restore(self, *, reset_damaged: bool = True) -> None:
-        """Clear every fault (blackhole, latency, bandwidth).
+        """Clear every fault (blackhole, offline, latency, bandwidth).
 
         Args:
             reset_damaged: abort (RST) connections that lost bytes in a blackhole, since
@@ -344,6 +348,7 @@ class TunnelProxy:
                 conn.abort()
             self._counters.connections_reset += len(damaged)
         self._blackhole = None
+        self._offline = False
         self._latency_s = self._jitter_s = 0.0
         self._bandwidth = None
         self._flowing.set()
@@ -356,6 +361,19 @@ class TunnelProxy:
             conn.abort()
         self._counters.connections_reset += len(conns)
         self._record(f"reset {len(conns)}")
+
+    def offline(self) -> None:
+        """Reset every connection and refuse new ones (RST on accept) until :meth:`restore`.
+
+        Unlike :meth:`blackhole`, failures are immediate: this is a device that knows it has
+        lost the network, not a link that silently stopped carrying packets.
+        """
+        self._offline = True
+        conns = list(self._connections)
+        for conn in conns:
+            conn.abort()
+        self._counters.connections_reset += len(conns)
+        self._record(f"offline {len(conns)}")
 
     def latency(self, ms: float, jitter_ms: float = 0.0) -> None:
         """Delay every chunk by ``ms`` ± ``jitter_ms`` (uniform, never reordering)."""
@@ -378,7 +396,7 @@ class TunnelProxy:
     def schedule(self, steps: Iterable[tuple[float, Action]]) -> asyncio.Task[None]:
         """Run ``steps`` (``(seconds from now, action)``) in time order, in the background.
 
-        Actions are command strings (``"blackhole"``, ``"restore"``, ``"reset"``,
+        Actions are command strings (``"blackhole"``, ``"restore"``, ``"reset"``, ``"offline"``,
         ``"latency 300 50"``, ``"bandwidth 16000"``, ``"blackhole hold"``) or callables
         (sync or async). Steps with equal times run in the order given. Await the returned
         task to wait for the last step; :meth:`stop` cancels it.
@@ -422,6 +440,10 @@ class TunnelProxy:
         self._counters.connections_accepted += 1
         await self._notify()
         try:
+            if self._offline:
+                self._counters.connections_reset += 1
+                _abort(writer)
+                return
             # A new connection in a blackhole hangs: nothing read, no upstream connect.
             await self._flowing.wait()
             try:
@@ -567,8 +589,8 @@ def parse_action(text: str) -> Callable[[TunnelProxy], None]:
     """Turn a command string into a function of the proxy.
 
     Commands: ``blackhole`` (``blackhole hold`` to hold bytes instead of dropping them),
-    ``restore``, ``reset``, ``latency MS [JITTER_MS]``, ``bandwidth BYTES_PER_S`` (``bandwidth
-    off`` for no cap).
+    ``restore``, ``reset``, ``offline``, ``latency MS [JITTER_MS]``, ``bandwidth
+    BYTES_PER_S`` (``bandwidth off`` for no cap).
 
     Raises:
         ValueError: unknown command or bad arguments.
@@ -587,6 +609,8 @@ def parse_action(text: str) -> Callable[[TunnelProxy], None]:
             return lambda t: t.restore()
         if name == "reset" and not args:
             return lambda t: t.reset()
+        if name == "offline" and not args:
+            return lambda t: t.offline()
         if name == "latency" and 1 <= len(args) <= 2:
             ms, jitter = float(args[0]), float(args[1]) if len(args) == 2 else 0.0
             if ms < 0 or jitter < 0:
@@ -600,6 +624,6 @@ def parse_action(text: str) -> Callable[[TunnelProxy], None]:
     except ValueError as exc:
         raise ValueError(f"bad tunnel action {text!r}: {exc}") from None
     raise ValueError(
-        f"unknown tunnel action {text!r}; expected blackhole [drop|hold], restore, reset, "
+        f"unknown tunnel action {text!r}; expected blackhole [drop|hold], restore, reset, offline, "
         "latency MS [JITTER_MS], bandwidth BYTES_PER_S|off"
     )
