@@ -88,6 +88,8 @@ _AUTH_MARKERS = (
     "permission_denied",
     "token expired",
     "token is expired",
+    # Google's standard UNAUTHENTICATED text (the emulator closes expired tokens with it).
+    "invalid authentication credentials",
 )
 _QUOTA_MARKERS = ("quota", "resource has been exhausted", "resource_exhausted", "throttled")
 
