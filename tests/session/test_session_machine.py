@@ -884,3 +884,17 @@ def test_user_text_via_client_content_is_recorded_in_the_transcript() -> None:
     sends = [a for a in h.log if isinstance(a, SendFrame)]
     assert len(sends) == 2
     assert all(isinstance(o, OpenSocket) for o in h.opens)
+
+
+def test_auth_close_after_setup_retries_with_a_fresh_token_but_not_during_setup() -> None:
+    h = connected()
+    h.handle_update("h1")
+    reason = "Request had invalid authentication credentials. Expected OAuth 2 access token"
+    h.closed(1008, reason)  # the token expired mid-connection
+    assert h.m.state is SessionState.RECONNECTING
+    h.retry()
+    h.give_token()
+    h.opened()
+    h.closed(1008, reason)  # refused during setup: fatal, no loop
+    assert h.m.state is SessionState.FAILED
+    assert h.of(ev.Failed)[0].verdict.kind == "fatal_auth"

@@ -545,6 +545,13 @@ class SessionMachine:
         )
         planned = self._go_away and not verdict.fatal and verdict.kind is not CloseClass.BAD_RESUME
         during_setup = phase is Phase.SETUP
+        if verdict.kind is CloseClass.FATAL_AUTH and not during_setup:
+            # The server accepted this credential and later ended the session over it:
+            # the token expired mid-connection. A fresh token decides; a refusal during
+            # the next setup is fatal, so this cannot loop.
+            verdict = CloseVerdict(
+                CloseClass.RETRY, verdict.code, verdict.reason, "The credential expired."
+            )
         self._connection_gone(event.code, event.reason, planned=planned)
         if planned:
             self._reconnect_now("the server ended the connection after goAway")
