@@ -1,16 +1,96 @@
-"""`tunnelproof demo`."""
+"""`tunnelproof demo`: a conversation surviving a train journey (what `make demo` runs).
+
+Starts the emulator, the token service (a real `tunnelproof serve` subprocess) and a
+client session whose Live link runs through a tunnel proxy, then plays a one-minute journey
+with tunnels, a station handover, a server crash and a drop mid-answer. Exit code 0 only if
+the context survived and nothing was lost; 1 if the promise broke; 2 if the demo could not
+run (one sentence says why); 130 on Ctrl-C (every child process is stopped first).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+from typing import Annotated
+
 import typer
 
-from tunnelproof.cli._unbuilt import not_built
+from tunnelproof.protocol.models import migrate_model
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"tunnelproof demo: {message}", err=True)
+    return typer.Exit(code=code)
+
+
+def check_model(model: str | None, command: str) -> None:
+    """Refuse a retired model up front, naming the replacement (one sentence, exit 2)."""
+    from tunnelproof.protocol.models import RETIRED_MODELS, bare_model_id, default_model
+
+    chosen = bare_model_id(model or default_model())
+    if chosen in RETIRED_MODELS:
+        migration = migrate_model(chosen)
+        typer.echo(
+            f"tunnelproof {command}: {migration.explanation} "
+            f"Pass --model {migration.model} (or set TUNNELPROOF_MODEL={migration.model}).",
+            err=True,
+        )
+        raise typer.Exit(code=2)
 
 
 def register(app: typer.Typer) -> None:
     """Add the `demo` command to ``app``."""
 
     @app.command("demo")
-    def demo_command() -> None:
-        """Not built yet."""
-        not_built("demo", "the demo issue #8")
+    def demo_command(
+        speed: Annotated[
+            float, typer.Option(help="Time scaling: 2 plays the journey twice as fast.")
+        ] = 1.0,
+        seed: Annotated[int | None, typer.Option(help="Seed for jitter (reproducible).")] = None,
+        audio: Annotated[
+            bool, typer.Option("--audio", help="Speak and hear audio instead of text.")
+        ] = False,
+        json_output: Annotated[
+            bool, typer.Option("--json", help="No live view; print the result as JSON.")
+        ] = False,
+        real: Annotated[
+            bool,
+            typer.Option("--real", help="Play the journey against Google (needs GEMINI_API_KEY)."),
+        ] = False,
+        model: Annotated[str | None, typer.Option(help="Live model to use.")] = None,
+    ) -> None:
+        """Show a Live conversation surviving tunnels, a handover, a crash and a cut answer."""
+        from tunnelproof.demo import DemoError, DemoOptions, run_demo
+        from tunnelproof.demo.app import print_json
+
+        check_model(model, "demo")
+        api_key: str | None = None
+        if real:
+            api_key = (os.environ.get("GEMINI_API_KEY") or "").strip() or None
+            if api_key is None:
+                raise _fail(
+                    "--real needs a Gemini API key: export GEMINI_API_KEY=... "
+                    "(or run `tunnelproof demo` without --real to use the local emulator)."
+                )
+        options = DemoOptions(
+            speed=speed,
+            seed=seed,
+            audio=audio,
+            json=json_output,
+            real=real,
+            api_key=api_key,
+            model=model,
+        )
+        try:
+            outcome = asyncio.run(run_demo(options))
+        except DemoError as exc:
+            raise _fail(str(exc)) from None
+        except KeyboardInterrupt:
+            # asyncio.run cancelled the demo, whose finally blocks stopped every child.
+            typer.echo("tunnelproof demo: interrupted; everything was stopped.", err=True)
+            raise typer.Exit(code=130) from None
+        if json_output:
+            print_json(outcome.result)
+        sys.stdout.flush()
+        raise typer.Exit(code=outcome.exit_code)

@@ -1,0 +1,186 @@
+"""``run_demo``: start the stack, play the journey with a live view, judge, stop everything.
+
+Exit codes: 0 the promise held; 1 it did not (the verdict says which check failed); 2 the
+demo could not run (one sentence says why and what to do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.live import Live
+
+from tunnelproof.demo.journey import train_journey
+from tunnelproof.demo.model import DemoState
+from tunnelproof.demo.processes import ChildStartError
+from tunnelproof.demo.runner import JourneyRunner
+from tunnelproof.demo.stack import DemoStack, StackOptions
+from tunnelproof.demo.verdict import judge, result_json
+from tunnelproof.demo.view import live_view, summary
+from tunnelproof.session import LiveSession
+from tunnelproof.session.policy import RetryPolicy
+
+REFRESH_PER_SECOND = 8
+
+
+class DemoError(Exception):
+    """The demo cannot run; ``str()`` is one sentence saying what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    """Command-line options of ``tunnelproof demo``."""
+
+    speed: float = 1.0
+    seed: int | None = None
+    audio: bool = False
+    json: bool = False
+    real: bool = False
+    api_key: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOutcome:
+    """What the demo ends with."""
+
+    exit_code: int
+    result: dict[str, Any]
+
+
+def _session_kwargs(stack: DemoStack, seed: int | None) -> dict[str, Any]:
+    import random
+
+    kwargs: dict[str, Any] = {
+        "rng": random.Random(seed),
+        # The session must never give up on a train: no cap on the tunnel's length.
+        "policy": RetryPolicy(max_offline_seconds=None),
+    }
+    connect: dict[str, Any] = {"proxy": None}  # the demo's tunnel is local; no HTTP proxy
+    dial = stack.dial
+    if dial is not None:
+        # Open TCP to the tunnel, but keep the real host name in the URL: TLS verifies the
+        # certificate against it and the Host header names it.
+        connect["host"], connect["port"] = dial
+    kwargs["connect_kwargs"] = connect
+    context = stack.ssl_context()
+    if context is not None:
+        kwargs["ssl"] = context
+    return kwargs
+
+
+async def run_demo(
+    options: DemoOptions,
+    *,
+    stack_options: StackOptions | None = None,
+    console: Console | None = None,
+) -> DemoOutcome:
+    """Run the whole demo; raises :class:`DemoError` when it cannot start."""
+    if options.speed <= 0:
+        raise DemoError("--speed must be a positive number, e.g. --speed 1 or --speed 5.")
+    journey_full = train_journey(real=options.real, audio=options.audio)
+    journey = journey_full.scaled(options.speed)
+    state = DemoState(
+        mode="google" if options.real else "emulator",
+        speed=options.speed,
+        audio=options.audio,
+        length=journey.length,
+        step_labels=[(s.at, s.kind, s.label) for s in journey.steps],
+    )
+    so = stack_options or StackOptions(
+        speed=options.speed,
+        audio=options.audio,
+        real=options.real,
+        api_key=options.api_key,
+        model=options.model,
+        seed=options.seed,
+    )
+    console = console or Console(stderr=options.json)
+    loop = asyncio.get_running_loop()
+    previous_handler = loop.get_exception_handler()
+    loop.set_exception_handler(_quiet_cancellations)
+    try:
+        async with DemoStack(so) as stack:
+            async with LiveSession(
+                stack.config, stack.token_source(), **_session_kwargs(stack, options.seed)
+            ) as session:
+                runner = JourneyRunner(journey, stack, session, state)
+                consumer = asyncio.create_task(runner.consume(), name="demo-events")
+                try:
+                    if options.json:
+                        await _play(runner, state)
+                    else:
+                        await _play_live(runner, state, console)
+                finally:
+                    consumer.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await consumer
+            state.session_state = "closed"
+            turns = stack.server_user_turns()
+            info = stack.describe()
+    except ChildStartError as exc:
+        raise DemoError(f"{exc}; run `tunnelproof serve` alone to see its full output.") from None
+    finally:
+        loop.set_exception_handler(previous_handler)
+    if state.connections == 0:
+        why = state.failed or "no connection within 30 s"
+        raise DemoError(f"The demo session could not connect: {why}")
+    verdict = judge(state, journey, turns)
+    result = result_json(state, verdict, info)
+    if not options.json:
+        console.print(summary(state, verdict))
+    return DemoOutcome(0 if verdict.ok else 1, result)
+
+
+def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    # Python 3.11's asyncio.start_server logs "Exception in callback ... CancelledError"
+    # when a connection task is cancelled, which TunnelProxy does on every reset: noise, not
+    # an error. Everything else goes to the default handler.
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
+async def _play(runner: JourneyRunner, state: DemoState) -> None:
+    if not await runner.wait_connected():
+        state.note("could not connect", "red")
+        return
+    runner.restart_clock()
+    await runner.play()
+    state.finished = True
+
+
+async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) -> None:
+    with Live(
+        live_view(state),
+        console=console,
+        auto_refresh=False,  # redrawn from the loop below, never from rich's thread
+        transient=False,
+        vertical_overflow="visible",
+    ) as live:
+        play = asyncio.create_task(_play(runner, state))
+        try:
+            while not play.done():
+                runner.now()
+                live.update(live_view(state), refresh=True)
+                await asyncio.wait({play}, timeout=1 / REFRESH_PER_SECOND)
+        finally:
+            if not play.done():
+                play.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await play
+        play.result()
+        live.update(live_view(state), refresh=True)
+
+
+def print_json(result: dict[str, Any], out: TextIO | None = None) -> None:
+    """Write the ``--json`` document on one line."""
+    stream = out or sys.stdout
+    stream.write(json.dumps(result) + "\n")
+    stream.flush()
