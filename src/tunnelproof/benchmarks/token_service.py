@@ -117,12 +117,29 @@ async def serve_jwks(jwks: Jwks) -> AsyncIterator[str]:
 
 def _serve_argv(emu: Any, jwks_url: str, rate_limit: str, redis_url: str | None) -> list[str]:
     argv = [
-        sys.executable, "-m", "tunnelproof", "serve", "--port", "0",
-        "--upstream", emu.http_base, "--ws-base", emu.ws_base,
-        "--auth-mode", "jwks", "--jwks-url", jwks_url,
-        "--issuer", ISSUER, "--audience", AUDIENCE,
-        "--rate-limit", rate_limit, "--log-level", "warning",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "tunnelproof",
+        "serve",
+        "--port",
+        "0",
+        "--upstream",
+        emu.http_base,
+        "--ws-base",
+        emu.ws_base,
+        "--auth-mode",
+        "jwks",
+        "--jwks-url",
+        jwks_url,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        AUDIENCE,
+        "--rate-limit",
+        rate_limit,
+        "--log-level",
+        "warning",
+    ]
     if redis_url:
         argv += ["--redis-url", redis_url]
     return argv
@@ -159,29 +176,56 @@ async def run(ctx: BenchContext) -> BenchResult:
     }
     jwks = Jwks()
     bearers = [f"Bearer {jwks.token(f'user-{i}')}" for i in range(USERS)]
-    env = {"TUNNELPROOF_API_KEY": DEFAULT_API_KEY,
-           "TUNNELPROOF_MAX_CONCURRENT_MINTS": str(concurrency)}  # fmt: skip
+    env = {
+        "TUNNELPROOF_API_KEY": DEFAULT_API_KEY,
+        "TUNNELPROOF_MAX_CONCURRENT_MINTS": str(concurrency),
+    }
     runs: dict[str, Any] = {}
     async with EmulatorProcess() as emu, serve_jwks(jwks) as jwks_url:
         ours_argv = _serve_argv(emu, jwks_url, "100000/minute", None)
         async with json_process(ours_argv, env=env) as ours:
             ctx.log("  tunnelproof serve (1 worker)")
             runs["tunnelproof"] = await _load(
-                [ours.ready["tokenUrl"]], bearers, concurrency=concurrency,
-                requests=requests, duration=duration,
-            )  # fmt: skip
+                [ours.ready["tokenUrl"]],
+                bearers,
+                concurrency=concurrency,
+                requests=requests,
+                duration=duration,
+            )
         for client in ("httpx", "genai"):
-            argv = [sys.executable, "-m", "tunnelproof.benchmarks.bare_app",
-                    "--upstream", emu.http_base, "--api-key", DEFAULT_API_KEY,
-                    "--client", client]  # fmt: skip
+            argv = [
+                sys.executable,
+                "-m",
+                "tunnelproof.benchmarks.bare_app",
+                "--upstream",
+                emu.http_base,
+                "--api-key",
+                DEFAULT_API_KEY,
+                "--client",
+                client,
+            ]
             async with json_process(argv) as bare:
                 ctx.log(f"  bare FastAPI route ({client})")
                 runs[f"bare_{client}"] = await _load(
-                    [bare.ready["tokenUrl"]], bearers, concurrency=concurrency,
-                    requests=requests, duration=duration,
-                )  # fmt: skip
-        await _redis_runs(ctx, result, runs, emu, jwks, jwks_url, bearers, env,
-                          concurrency=concurrency, requests=requests, duration=duration)  # fmt: skip
+                    [bare.ready["tokenUrl"]],
+                    bearers,
+                    concurrency=concurrency,
+                    requests=requests,
+                    duration=duration,
+                )
+        await _redis_runs(
+            ctx,
+            result,
+            runs,
+            emu,
+            jwks,
+            jwks_url,
+            bearers,
+            env,
+            concurrency=concurrency,
+            requests=requests,
+            duration=duration,
+        )
     result.data["runs"] = runs
     ours_run = runs["tunnelproof"]
     result.data["capacity_rps"] = ours_run["rps"]
@@ -220,18 +264,26 @@ async def _redis_runs(
         async with json_process(argv, env=env) as a, json_process(argv, env=env) as b:
             ctx.log("  two tunnelproof instances, Redis-shared limits")
             runs["tunnelproof_x2_redis"] = await _load(
-                [a.ready["tokenUrl"], b.ready["tokenUrl"]], bearers,
-                concurrency=concurrency * 2, requests=requests, duration=duration,
-            )  # fmt: skip
+                [a.ready["tokenUrl"], b.ready["tokenUrl"]],
+                bearers,
+                concurrency=concurrency * 2,
+                requests=requests,
+                duration=duration,
+            )
         strict = _serve_argv(emu, jwks_url, "5/minute", redis.url)
         async with json_process(strict, env=env) as a, json_process(strict, env=env) as b:
             one_user = [f"Bearer {jwks.token('limit-check-user')}"]
             check = await run_json_worker(
                 "tunnelproof.benchmarks.loadgen",
-                {"urls": [a.ready["tokenUrl"], b.ready["tokenUrl"]], "bearers": one_user,
-                 "concurrency": 1, "max_requests": 12, "duration": 30.0},
+                {
+                    "urls": [a.ready["tokenUrl"], b.ready["tokenUrl"]],
+                    "bearers": one_user,
+                    "concurrency": 1,
+                    "max_requests": 12,
+                    "duration": 30.0,
+                },
                 timeout=60.0,
-            )  # fmt: skip
+            )
             result.data["shared_limit_check"] = {
                 "limit": "5/minute",
                 "requests": 12,
@@ -262,14 +314,14 @@ def _comparisons(result: BenchResult, runs: dict[str, Any]) -> None:
             ours["latency_s"]["p50"],
             "bare route (httpx)",
             bare["latency_s"]["p50"],
-        ),  # fmt: skip
+        ),
         Comparison(
             "latency p99",
             "s",
             ours["latency_s"]["p99"],
             "bare route (httpx)",
             bare["latency_s"]["p99"],
-        ),  # fmt: skip
+        ),
         Comparison(
             "requests/s, one worker",
             "req/s",
