@@ -313,3 +313,23 @@ def test_next_limit_orders_go_away_lifetime_session_and_token() -> None:
     assert go_away_time_left(policy, age=550.004) == 50  # a late timer still says "50s"
     policy.update({"connection_lifetime": 560})  # live change: only 10 s were left
     assert go_away_time_left(policy, age=550) == 10
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+def test_text_and_audio_plans() -> None:
+    from tunnelproof.emulator import replies
+
+    policy = EmulatorPolicy(text_chunk_words=2, text_chunk_interval=0.5)
+    plan = replies.text_plan("a b c", policy)
+    texts = [s.messages[0]["serverContent"]["modelTurn"]["parts"][0]["text"] for s in plan.steps]
+    assert texts == ["a b", " c"] and [s.pause_before for s in plan.steps] == [0.5, 0.5]
+    policy = EmulatorPolicy(seconds_per_word=0.1, audio_chunk_duration=0.05)
+    plan = replies.audio_plan("x y", policy, transcription=True)
+    assert len(plan.steps) == 4 and plan.steps[0].pause_before == 0
+    assert [s.pause_before for s in plan.steps[1:]] == [0.05, 0.05, 0.05] and plan.tail == 0.05
+    assert plan.steps[0].messages[0] == {"serverContent": {"outputTranscription": {"text": "x "}}}
+    silent = replies.audio_plan("x y", policy, transcription=False)
+    assert all(len(s.messages) == 1 for s in silent.steps)
+    assert replies.go_away(50.0) == {"goAway": {"timeLeft": "50s"}}

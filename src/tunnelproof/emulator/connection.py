@@ -9,7 +9,6 @@ itself beyond sequencing.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import secrets
 from collections.abc import Mapping
@@ -19,8 +18,8 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from tunnelproof.emulator import brain
-from tunnelproof.emulator.audio import VoiceDetector, synthesize, transcribe
+from tunnelproof.emulator import brain, replies
+from tunnelproof.emulator.audio import VoiceDetector, transcribe
 from tunnelproof.emulator.auth import Credential
 from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.hub import Hub
@@ -47,7 +46,6 @@ from tunnelproof.emulator.sessions import (
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
 from tunnelproof.protocol.casing import get_field
 from tunnelproof.protocol.close_codes import truncate_reason
-from tunnelproof.protocol.durations import format_duration
 
 JsonDict = dict[str, Any]
 
@@ -448,7 +446,7 @@ class LiveConnection:
         self.go_away_sent_at = self.hub.clock()
         if schedule_close:
             self.go_away_deadline = loop.time() + time_left
-        await self.send({"goAway": {"timeLeft": format_duration(time_left)}})
+        await self.send(replies.go_away(time_left))
         self.hub.events.emit("go_away", connection=self.id, time_left=time_left)
         self.hub.wake_timers()
 
@@ -566,9 +564,7 @@ class LiveConnection:
         text = transcribe(pcm)
         self.hub.events.emit("utterance", connection=self.id, text=text, bytes=len(pcm))
         if self._info().input_transcription:
-            await self.send(
-                {"serverContent": {"inputTranscription": {"text": text, "finished": True}}}
-            )
+            await self.send(replies.input_transcription(text))
         session.history.append(Entry("user", text, "audio"))
         self._start_generation()
 
@@ -620,16 +616,11 @@ class LiveConnection:
                 )
             self._partial = []
             self.hub.events.emit("interrupted", connection=self.id, session=session.id)
-            self._spawn(self._send_interrupted())
+            self._spawn(self.send(*replies.interrupted()))
         if session.pending_calls:
             ids = list(session.pending_calls)
             session.pending_calls.clear()
             self._spawn(self.send({"toolCallCancellation": {"ids": ids}}))
-
-    async def _send_interrupted(self) -> None:
-        await self.send(
-            {"serverContent": {"interrupted": True}}, {"serverContent": {"turnComplete": True}}
-        )
 
     def _start_generation(self) -> None:
         session = self._session()
@@ -648,106 +639,45 @@ class LiveConnection:
         if answer.call is not None:
             await self._pace(hub.policy.tool_call_delay)
             call_id = "function-call-" + secrets.token_hex(6)
+            args = dict(answer.call.args)
             session.pending_calls[call_id] = answer.call.name
             session.history.append(
                 Entry(
-                    "model",
-                    "",
-                    "toolCall",
-                    {"id": call_id, "name": answer.call.name, "args": dict(answer.call.args)},
+                    "model", "", "toolCall", {"id": call_id, "name": answer.call.name, "args": args}
                 )
             )
             session.generating = False
-            await self.send(
-                {
-                    "toolCall": {
-                        "functionCalls": [
-                            {
-                                "id": call_id,
-                                "name": answer.call.name,
-                                "args": dict(answer.call.args),
-                            }
-                        ]
-                    }
-                }
-            )
+            self._generation = None
+            await self.send(replies.tool_call(call_id, answer.call.name, args))
             hub.events.emit("tool_call", connection=self.id, id=call_id, name=answer.call.name)
             return
         text = answer.text or ""
-        if info.modality == "AUDIO":
-            await self._speak(text, partial)
-        else:
-            await self._write(text, partial)
+        plan = replies.answer_plan(
+            text, hub.policy, modality=info.modality, transcription=info.output_transcription
+        )
+        for step in plan.steps:
+            await self._pace(step.pause_before)
+            await self.send(*step.messages)
+            partial.extend(step.words)
+            hub.events.emit("generation_chunk", connection=self.id, words=list(step.words))
+        await self._pace(plan.tail)
         session.history.append(Entry("model", text, "model"))
         session.generating = False
         self._partial = []
         # The answer is complete: a later input starts a new turn instead of cutting this one.
         self._generation = None
-        await self.send({"serverContent": {"generationComplete": True}})
-        await self.send({"serverContent": {"turnComplete": True}})
+        await self.send(*replies.turn_end())
         hub.events.emit("turn_complete", connection=self.id, session=session.id, text=text)
         if hub.policy.usage_metadata:
             prompt = sum(len(e.text.split()) for e in session.history)
-            reply = len(text.split())
-            await self.send(
-                {
-                    "usageMetadata": {
-                        "promptTokenCount": prompt,
-                        "responseTokenCount": reply,
-                        "totalTokenCount": prompt + reply,
-                    }
-                }
-            )
+            await self.send(replies.usage(prompt, len(text.split())))
         await self._send_resumption_update()
 
     async def _pace(self, seconds: float) -> None:
+        # Read the speed now, so a test can slow an answer down or speed it up mid-way.
         speed = self.hub.policy.generation_speed
         if seconds > 0 and speed > 0:
             await asyncio.sleep(seconds / speed)
-
-    async def _write(self, text: str, partial: list[str]) -> None:
-        words = text.split()
-        size = max(1, self.hub.policy.text_chunk_words)
-        for i in range(0, len(words), size):
-            piece = " ".join(words[i : i + size])
-            chunk = piece if i == 0 else " " + piece
-            await self._pace(self.hub.policy.text_chunk_interval)
-            await self.send({"serverContent": {"modelTurn": {"parts": [{"text": chunk}]}}})
-            partial.extend(words[i : i + size])
-            self.hub.events.emit("generation_chunk", connection=self.id, text=chunk)
-
-    async def _speak(self, text: str, partial: list[str]) -> None:
-        policy = self.hub.policy
-        info = self._info()
-        chunks = synthesize(
-            text,
-            seconds_per_word=policy.seconds_per_word,
-            chunk_seconds=policy.audio_chunk_duration,
-        )
-        for chunk in chunks:
-            if chunk.words and info.output_transcription:
-                await self.send(
-                    {
-                        "serverContent": {
-                            "outputTranscription": {"text": " ".join(chunk.words) + " "}
-                        }
-                    }
-                )
-            data = base64.b64encode(chunk.pcm).decode("ascii")
-            await self.send(
-                {
-                    "serverContent": {
-                        "modelTurn": {
-                            "parts": [
-                                {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": data}}
-                            ]
-                        }
-                    }
-                }
-            )
-            partial.extend(chunk.words)
-            self.hub.events.emit("generation_chunk", connection=self.id, words=list(chunk.words))
-            await self._pace(len(chunk.pcm) / 2 / 24_000)
 
     async def _send_resumption_update(self) -> None:
         session = self.session
