@@ -135,3 +135,27 @@ async def test_genai_unknown_token_is_refused_at_the_upgrade(emulator_tls: Emula
         async with client.aio.live.connect(model=MODEL, config=_config(None)):
             pass
     assert info.value.response.status_code == 401
+
+
+@pytest.mark.e2e
+async def test_genai_sees_go_away_then_the_deadline_close(
+    emulator_factory: object,
+) -> None:
+    from google.genai import errors
+
+    from tunnelproof.emulator import EmulatorPolicy
+
+    emu = await emulator_factory(  # type: ignore[operator]
+        EmulatorPolicy(connection_lifetime=1.0, go_away_lead=0.5), tls=True
+    )
+    client = _client(emu, emu.api_key)
+    seen: list[str | None] = []
+    with pytest.raises(errors.APIError) as info:
+        async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
+            for _ in range(20):
+                async for message in session.receive():
+                    if message.go_away is not None:
+                        seen.append(message.go_away.time_left)
+    assert seen == ["0.500s"]
+    assert info.value.code == 1011
+    assert "Deadline expired before operation could complete." in str(info.value)
