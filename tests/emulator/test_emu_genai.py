@@ -150,12 +150,16 @@ async def test_genai_sees_go_away_then_the_deadline_close(
     )
     client = _client(emu, emu.api_key)
     seen: list[str | None] = []
-    with pytest.raises(errors.APIError) as info:
+
+    async def listen() -> None:
         async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
             for _ in range(20):
                 async for message in session.receive():
                     if message.go_away is not None:
                         seen.append(message.go_away.time_left)
+
+    with pytest.raises(errors.APIError) as info:
+        await listen()
     assert seen == ["0.500s"]
     assert info.value.code == 1011
     assert "Deadline expired before operation could complete." in str(info.value)
