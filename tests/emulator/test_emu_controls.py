@@ -135,15 +135,15 @@ async def test_pongs_can_be_withheld_and_delayed(emulator: EmulatorServer) -> No
     await emulator.controls.wait_for_event("ping", withheld=True)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(asyncio.shield(waiter), 0.5)
-    await _call(emulator, "POST", "/pongs", {"withhold": False, "delay": 0.6})
+    await _call(emulator, "POST", "/pongs", {"withhold": False, "delay": 1.5})
     loop = asyncio.get_running_loop()
     started = loop.time()
     await asyncio.wait_for(await ws.ping(b"2"), 10)
-    assert loop.time() - started >= 0.5
+    assert loop.time() - started >= 1.4
     emulator.controls.set_pongs(delay=0.0)
     started = loop.time()
     await asyncio.wait_for(await ws.ping(b"3"), 10)
-    assert loop.time() - started < 0.5
+    assert loop.time() - started < 1.4  # no delay now (generous for a loaded machine)
     await ws.close()
 
 

@@ -163,3 +163,40 @@ async def test_genai_sees_go_away_then_the_deadline_close(
     assert seen == ["0.500s"]
     assert info.value.code == 1011
     assert "Deadline expired before operation could complete." in str(info.value)
+
+
+@pytest.mark.e2e
+@pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
+@pytest.mark.parametrize("lock", [None, [], ["temperature", "top_k"]])
+async def test_genai_locked_tokens_override_the_client_config(
+    emulator_tls: EmulatorServer, lock: list[str] | None
+) -> None:
+    emu = emulator_tls
+    minting = _client(emu, emu.api_key)
+    token = await minting.aio.auth_tokens.create(
+        config=types.CreateAuthTokenConfig(
+            uses=1,
+            live_connect_constraints=types.LiveConnectConstraints(
+                model=MODEL,
+                config=types.LiveConnectConfig(
+                    response_modalities=[types.Modality.TEXT], temperature=0.25
+                ),
+            ),
+            lock_additional_fields=lock,
+        )
+    )
+    assert token.name is not None
+    client = _client(emu, token.name)
+    wanted = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        temperature=0.9,
+        session_resumption=types.SessionResumptionConfig(),
+    )
+    async with client.aio.live.connect(model="gemini-3.1-flash-live-preview", config=wanted) as s:
+        answer, _ = await _turn(s, "locked")
+    # Every lock form pins the token's model, modality and temperature.
+    assert answer == 'You said: "locked".'  # TEXT parts: the locked modality won
+    (session,) = emu.controls.sessions()
+    assert session["model"] == MODEL
+    assert session["setup"]["generationConfig"]["temperature"] == 0.25
+    assert session["setup"]["generationConfig"]["responseModalities"] == ["TEXT"]
