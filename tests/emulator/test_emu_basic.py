@@ -23,7 +23,7 @@ async def test_token_session_over_double_slash_and_resume(emulator: EmulatorServ
     _, handle, _ = await ask(ws, "the first thing")
     assert handle is not None
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     # Same single-use token: a resume is not a use.
     ws2 = await open_ws(token_url(emulator, token, encode=False, version="v1alpha"))
     await send(ws2, setup(handle=handle))

@@ -85,7 +85,7 @@ async def test_go_away_now_then_close_after_time_left(emulator: EmulatorServer) 
 async def test_refuse_resumes_over_http(emulator: EmulatorServer) -> None:
     ws, handle = await start(emulator)
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     status, _ = await _call(emulator, "POST", "/resumes/refuse", {"count": 1, "code": 1011})
     assert status == 200
     code, _ = await refused_with(key_url(emulator), setup(handle=handle))
@@ -189,3 +189,22 @@ async def test_control_api_refuses_non_loopback_peers() -> None:
 
     response = await loopback_only(request, handler)
     assert response.status == 403
+
+
+async def test_wait_for_connections_counts_reconnects_and_wait_for_open_counts_open(
+    emulator: EmulatorServer,
+) -> None:
+    waiter = asyncio.ensure_future(emulator.controls.wait_for_connections(2))
+    ws, handle = await start(emulator)
+    assert not waiter.done()
+    await emulator.controls.wait_for_open(1)
+    emulator.controls.abort_connection()
+    await emulator.controls.wait_for_open(0)
+    ws2, _ = await start(emulator, handle=handle)
+    conns = await asyncio.wait_for(waiter, 10)
+    assert [c["resumed"] for c in conns] == [False, True]
+    assert [c["id"] for c in await emulator.controls.wait_for_open(1)] == [conns[1]["id"]]
+    with pytest.raises(TimeoutError):
+        await emulator.controls.wait_for_open(2, timeout=0.2)
+    await ws2.close()
+    await ws.close()

@@ -69,7 +69,7 @@ async def test_genai_token_session_resumes_with_context(emulator_tls: EmulatorSe
         answer, handle = await _turn(session, "the password is swordfish")
         assert answer == 'You said: "the password is swordfish".'
     assert handle is not None
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
 
     # A new connection with the same single-use token: resuming is not a use.
     async with client.aio.live.connect(model=MODEL, config=_config(handle)) as session:
@@ -94,7 +94,7 @@ async def test_genai_api_key_session_resumes_with_context(emulator_tls: Emulator
         answer, handle = await _turn(session, "how many turns")
         assert answer == "You have taken 2 turns so far."
     assert handle is not None
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     async with client.aio.live.connect(model=MODEL, config=_config(handle)) as session:
         answer, _ = await _turn(session, "what is my name")
     assert answer == "Your name is Grace."

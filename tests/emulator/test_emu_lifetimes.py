@@ -52,7 +52,7 @@ async def test_resumed_connection_gets_a_fresh_lifetime(emulator_factory: Emulat
     messages = await recv_until(ws, lambda m: "goAway" in m)
     assert messages[-1]["goAway"]["timeLeft"] == "0.300s"
     await ws.close()  # the client hands over at once
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     ws, _ = await start(emu, handle=handle)
     assert (await recv(ws))["goAway"]["timeLeft"] == "0.300s"
     assert await expect_close(ws) == (1011, REASON_DEADLINE_EXPIRED)
@@ -63,7 +63,7 @@ async def test_session_limit_without_compression(emulator_factory: EmulatorFacto
     emu = await emulator_factory(EmulatorPolicy(session_limit_audio=1.0))
     ws, handle = await start(emu)
     await ws.close()
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     # The limit counts from the session's start, across a resume.
     ws, _ = await start(emu, handle=handle)
     assert await expect_close(ws) == (1011, REASON_DEADLINE_EXPIRED)

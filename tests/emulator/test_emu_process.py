@@ -80,6 +80,8 @@ async def test_process_serves_and_a_default_restart_loses_sessions() -> None:
         port = emu.port
         ws, _ = await start(emu)
         _, handle, _ = await ask(ws, "before the restart")
+        event = await emu.controls.wait_for_connections(1)
+        assert event["kind"] == "setup_complete"
         conns = await emu.controls.connections()
         assert conns[0]["state"] == "open"
         await emu.restart()

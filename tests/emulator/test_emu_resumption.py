@@ -84,7 +84,7 @@ async def test_resume_restores_history_as_of_the_handle(emulator: EmulatorServer
     _, after_first, _ = await ask(ws, "first words")
     _, _, _ = await ask(ws, "second words")
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     assert after_first is not None
     ws, _ = await _resume(emulator, after_first)
     answer, _, _ = await ask(ws, "how many turns")
@@ -103,7 +103,7 @@ async def test_drop_mid_generation_never_continues_the_answer(
     emu.controls.abort_connection()
     code, _ = await expect_close(ws)
     assert code is None or code == 1006  # no close frame
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     assert before is not None
     ws, _ = await _resume(emu, before)
     # Nothing of the cut answer arrives; the next message answers the next question.
@@ -136,11 +136,11 @@ async def test_handles_expire_after_the_validity_window(emulator_factory: Emulat
     _, handle, _ = await ask(ws, "hello")
     clock.advance(10_000)  # while connected, handles do not age
     await ws.close()
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     clock.advance(7199)
     ws, handle2 = await _resume(emu, handle)  # 1 s before the 2 h window ends
     await ws.close()
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     clock.advance(7200.5)
     code, _ = await refused_with(key_url(emu), setup(handle=handle2))
     assert code == 1007
@@ -161,7 +161,7 @@ async def test_resume_while_the_old_socket_is_open_is_1011(emulator: EmulatorSer
 async def test_refuse_the_next_n_resumes(emulator: EmulatorServer) -> None:
     ws, handle = await start(emulator)
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     assert handle is not None
     emulator.controls.refuse_resumes(2, code=1013, reason="try later")
     for _ in range(2):
@@ -173,7 +173,7 @@ async def test_refuse_the_next_n_resumes(emulator: EmulatorServer) -> None:
 async def test_model_change_on_resume_is_refused(emulator: EmulatorServer) -> None:
     ws, handle = await start(emulator)
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     code, _ = await refused_with(
         key_url(emulator), setup(handle=handle, model="gemini-3.1-flash-live-preview")
     )
@@ -186,7 +186,7 @@ async def test_pending_tool_call_is_gone_after_resume(emulator: EmulatorServer) 
     await send(ws, {"realtimeInput": {"text": "what time is it"}})
     call = (await recv_until(ws, lambda m: "toolCall" in m))[-1]["toolCall"]["functionCalls"][0]
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     assert handle is not None
     ws, _ = await _resume(emulator, handle, tools=tools)
     await send(

@@ -181,7 +181,7 @@ async def test_single_use_token_cannot_start_a_second_session(emulator: Emulator
     token = await mint_token(emulator)
     ws, _ = await start(emulator, token_url(emulator, token))
     await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     code, reason = await refused_with(token_url(emulator, token))
     assert (code, reason) == (1008, REASON_UNAUTHENTICATED[:123])
     assert emulator.controls.token_ledger()[0]["usesConsumed"] == 1
@@ -200,7 +200,7 @@ async def test_three_use_token_opens_exactly_three_sessions(emulator: EmulatorSe
     for _ in range(3):
         ws, _ = await start(emulator, token_url(emulator, token))
         await ws.close()
-    await emulator.controls.wait_for_connections(0)
+    await emulator.controls.wait_for_open(0)
     code, _ = await refused_with(token_url(emulator, token))
     assert code == 1008
 
@@ -212,7 +212,7 @@ async def test_strict_uses_reproduce_the_seeds_401_on_reconnect(
     token = await mint_token(emu)
     ws, handle = await start(emu, token_url(emu, token))
     await ws.close()
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     assert await expect_http_status(token_url(emu, token)) == 401
     assert handle
 
@@ -226,7 +226,7 @@ async def test_new_session_window_closes_but_resume_still_works(
     ws, _ = await start(emu, token_url(emu, token))
     _, handle, _ = await ask(ws, "remember the tunnel")
     await ws.close()
-    await emu.controls.wait_for_connections(0)
+    await emu.controls.wait_for_open(0)
     clock.advance(61)  # past newSessionExpireTime (60 s), well within expireTime (30 min)
     second = await mint_token(emu, {"uses": 0})
     del second

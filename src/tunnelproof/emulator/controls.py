@@ -134,31 +134,38 @@ class EmulatorControls:
         event: Event = await self._hub.events.wait_for(kind, count=count, timeout=timeout, **match)
         return event.to_dict()
 
-    async def wait_for_connections(
-        self, n: int, *, timeout: float = 10.0, total: bool = False
-    ) -> list[JsonDict]:
-        """Wait until exactly ``n`` connections are open and set up.
+    async def wait_for_connections(self, n: int, *, timeout: float = 10.0) -> list[JsonDict]:
+        """Wait until at least ``n`` connections have completed setup since the start.
 
-        ``n=0`` waits until every connection has been fully closed server-side (its
-        session detached, so a resume is no longer "while the old socket is open").
-        With ``total``, wait until at least ``n`` connections have ever been set up.
+        Resumed connections count, so after a drop ``wait_for_connections(2)`` waits for
+        the client's reconnect. Returns every connection.
         """
 
         def ready() -> bool:
-            count = self._count_ready(total)
-            return count >= n if total else count == n
+            return self._hub.events.count("setup_complete") >= n
 
         await self._hub.events.wait_until(ready, timeout)
-        return self.connections(open_only=not total)
+        return self.connections()
+
+    async def wait_for_open(self, n: int, *, timeout: float = 10.0) -> list[JsonDict]:
+        """Wait until exactly ``n`` set-up connections are open; returns them.
+
+        ``n=0`` waits until every connection has been fully closed server-side (its
+        session detached, so a resume is no longer "while the old socket is open").
+        """
+
+        def ready() -> bool:
+            return self._open_count() == n
+
+        await self._hub.events.wait_until(ready, timeout)
+        return self.connections(open_only=True)
 
     async def wait_for_closed(self, connection: str, *, timeout: float = 10.0) -> JsonDict:
         """Wait until ``connection`` has closed; returns its final view."""
         await self._hub.events.wait_for("connection_closed", timeout=timeout, connection=connection)
         return self._hub.connections[connection].to_dict()
 
-    def _count_ready(self, total: bool) -> int:
-        if total:
-            return self._hub.events.count("setup_complete")
+    def _open_count(self) -> int:
         return sum(
             1 for c in self._hub.connections.values() if c.session is not None and not c.finished
         )

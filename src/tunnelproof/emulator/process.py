@@ -138,6 +138,10 @@ class RemoteControls:
         result: JsonDict = await self._call("GET", "/policy")
         return result
 
+    async def wait_for_connections(self, n: int, *, timeout: float = 10.0) -> JsonDict:
+        """Wait until at least ``n`` connections have completed setup (resumes count)."""
+        return await self.wait_for_event("setup_complete", count=n, timeout=timeout)
+
     async def wait_for_event(self, kind: str, *, count: int = 1, timeout: float = 10.0) -> JsonDict:
         """Wait (server-side) for ``count`` events of ``kind``."""
         result: JsonDict = await self._call("GET", "/wait", kind=kind, count=count, timeout=timeout)
