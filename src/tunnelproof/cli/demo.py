@@ -10,13 +10,18 @@ run (one sentence says why); 130 on Ctrl-C (every child process is stopped first
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sys
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from tunnelproof.protocol.models import migrate_model
+
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -37,6 +42,24 @@ def check_model(model: str | None, command: str) -> None:
             err=True,
         )
         raise typer.Exit(code=2)
+
+
+async def run_until_signalled(work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``; SIGTERM cancels it like Ctrl-C does, so its cleanup runs.
+
+    (asyncio.run already turns SIGINT into a cancellation; SIGTERM would otherwise kill the
+    process on the spot and leave the token service subprocess to the kernel's death signal.)
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await work
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGTERM)
 
 
 def register(app: typer.Typer) -> None:
@@ -83,9 +106,12 @@ def register(app: typer.Typer) -> None:
             model=model,
         )
         try:
-            outcome = asyncio.run(run_demo(options))
+            outcome = asyncio.run(run_until_signalled(run_demo(options)))
         except DemoError as exc:
             raise _fail(str(exc)) from None
+        except asyncio.CancelledError:
+            typer.echo("tunnelproof demo: terminated; everything was stopped.", err=True)
+            raise typer.Exit(code=143) from None
         except KeyboardInterrupt:
             # asyncio.run cancelled the demo, whose finally blocks stopped every child.
             typer.echo("tunnelproof demo: interrupted; everything was stopped.", err=True)

@@ -172,6 +172,10 @@ class DemoStack:
             env["TUNNELPROOF_API_KEY"] = o.api_key
             env["TUNNELPROOF_UPSTREAM_BASE_URL"] = o.upstream_http_base
             env["TUNNELPROOF_WS_BASE_URL"] = self.real_ws_base
+            if o.ca_file:
+                # Tests stand an emulator with a test CA in for Google; google-genai (the
+                # minting client) trusts SSL_CERT_FILE.
+                env["SSL_CERT_FILE"] = o.ca_file
         else:
             assert self.emulator is not None
             assert self.proxy is not None
