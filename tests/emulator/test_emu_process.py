@@ -132,3 +132,21 @@ async def test_crash_restart_loses_even_persisted_state(tmp_path: Path) -> None:
         await send(ws, setup(handle=handle))
         code, _ = await expect_close(ws)
         assert code == 1007
+
+
+def test_cli_policy_flags_layer_in_order() -> None:
+    import typer
+
+    from tunnelproof.cli.emulator import build_policy
+
+    policy = build_policy(
+        policy_json='{"connection_lifetime": 5, "go_away_lead": 1}',
+        settings=["go_away_lead=2", "strict_token_uses=true"],
+        explicit={"connection_lifetime": 7.0, "text_frames": None},
+    )
+    assert (policy.connection_lifetime, policy.go_away_lead) == (7.0, 2.0)
+    assert policy.strict_token_uses is True and policy.text_frames is False
+    with pytest.raises(typer.BadParameter):
+        build_policy(policy_json=None, settings=["no-equals-sign"], explicit={})
+    with pytest.raises(KeyError):
+        build_policy(policy_json=None, settings=["nope=1"], explicit={})
