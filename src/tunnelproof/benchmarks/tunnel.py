@@ -53,8 +53,14 @@ TITLE = "Tunnel exit → conversation restored"
 
 POLICIES: dict[str, RetryPolicy] = {"tunnelproof": DEFAULT_POLICY, "seed": SEED_POLICY}
 SIM_LENGTHS = (2.0, 10.0, 30.0, 90.0, 300.0, 1800.0)
-REAL_LENGTHS_FULL = (2.0, 10.0, 30.0)
-REAL_LENGTHS_QUICK = (2.0,)
+REAL_RUNS_FULL = (
+    ("unreachable", 2.0),
+    ("unreachable", 10.0),
+    ("unreachable", 30.0),
+    ("blackhole", 2.0),
+    ("blackhole", 10.0),
+)
+REAL_RUNS_QUICK = (("unreachable", 2.0),)
 
 
 def _label(seconds: float) -> str:
@@ -135,14 +141,15 @@ async def run(ctx: BenchContext) -> BenchResult:
     real = await _real_time(ctx, result)
     if real is not None:
         result.data["real_time"] = real
-        for length, per in real.items():
+        for key, per in real.items():
             ours, seed = per.get("tunnelproof"), per.get("seed")
             if ours is None or seed is None:
                 continue
+            mode, length = key.split(" ")
             seed_text = "gave up" if seed["restored_after_s"] is None else None
             result.comparisons.append(
                 Comparison(
-                    metric=f"{_label(float(length))} tunnel (real time): exit → restored",
+                    metric=f"{_label(float(length))} tunnel (real time, {mode}): exit → restored",
                     unit="s",
                     ours=ours["restored_after_s"],
                     against="seed policy",
@@ -167,15 +174,15 @@ async def _real_time(ctx: BenchContext, result: BenchResult) -> dict[str, Any] |
     except ImportError as exc:
         result.notes.append(f"real-time part not run: {exc}")
         return None
-    lengths = REAL_LENGTHS_QUICK if ctx.quick else REAL_LENGTHS_FULL
-    result.params["real_lengths_s"] = list(lengths)
+    runs = REAL_RUNS_QUICK if ctx.quick else REAL_RUNS_FULL
+    result.params["real_runs"] = [f"{mode} {length:g} s" for mode, length in runs]
     out: dict[str, Any] = {}
-    for length in lengths:
+    for mode, length in runs:
         per: dict[str, Any] = {}
         for pname, policy in POLICIES.items():
-            ctx.log(f"  real-time tunnel {length:g} s, {pname}")
-            per[pname] = await live.tunnel_trial(policy, length, timeout=length + 90.0)
-        out[str(length)] = per
+            ctx.log(f"  real-time tunnel {length:g} s ({mode}), {pname}")
+            per[pname] = await live.tunnel_trial(policy, length, mode=mode, timeout=length + 90.0)
+        out[f"{mode} {length:g}"] = per
     return out
 
 
