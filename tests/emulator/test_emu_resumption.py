@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from emu_helpers import (
     FakeClock,
     ask,
@@ -199,3 +201,29 @@ async def test_pending_tool_call_is_gone_after_resume(emulator: EmulatorServer) 
     )
     code, _ = await expect_close(ws)
     assert code == 1007  # the resumed state never saw that call id
+
+
+async def test_resume_can_take_over_a_silent_half_open_socket(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = await emulator_factory(EmulatorPolicy(resume_takeover_idle=1.0))
+    ws, handle = await start(emu)
+    assert handle is not None
+    # Within the idle window the old socket still counts as alive: 1011.
+    code, _ = await refused_with(key_url(emu), setup(handle=handle))
+    assert code == 1011
+    # Once it has been silent long enough, a resume takes the session over.
+    await asyncio.sleep(1.1)  # the rule is about elapsed silence itself
+    ws2, _ = await _resume(emu, handle)
+    code, _ = await expect_close(ws)
+    assert code is None  # the old socket was dropped without a close frame
+    assert emu.hub.events.count("resume_takeover") == 1
+    await ws2.close()
+
+
+def test_takeover_policy_parses_from_text() -> None:
+    policy = EmulatorPolicy()
+    policy.update({"resume_takeover_idle": "2.5"})
+    assert policy.resume_takeover_idle == 2.5
+    policy.update({"resume_takeover_idle": "none"})
+    assert policy.resume_takeover_idle is None

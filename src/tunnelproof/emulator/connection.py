@@ -82,6 +82,7 @@ class LiveConnection:
         self.id = "conn-" + secrets.token_hex(6)
         self.opened_at = hub.clock()
         self.loop_opened_at = asyncio.get_running_loop().time()
+        self.last_heard = self.loop_opened_at  # loop time of the last frame from the client
         self.session: Session | None = None
         self.info: SetupInfo | None = None
         self.resumed = False
@@ -157,6 +158,7 @@ class LiveConnection:
         try:
             while True:
                 msg = await self.ws.receive()
+                self.last_heard = asyncio.get_running_loop().time()
                 if msg.type is WSMsgType.PING:
                     self._answer_ping(msg.data)
                     continue
@@ -364,7 +366,7 @@ class LiveConnection:
         hub = self.hub
         policy = hub.policy
         try:
-            session, record = hub.store.resolve(handle)
+            session, record = self._resolve(handle)
         except HandleRefused as exc:
             hub.events.emit(
                 "resume_refused", connection=self.id, problem=exc.problem.value, handle=handle
@@ -387,6 +389,33 @@ class LiveConnection:
             # The docs allow config changes on resume "except the model".
             raise invalid()
         return session, record
+
+    def _resolve(self, handle: str) -> tuple[Session, HandleRecord]:
+        """Resolve a handle; optionally let it take over a session whose socket went quiet.
+
+        Google refuses a resume while the session's old socket is open (1011). A socket
+        left half-open by a dead link stays "open" until the server notices; with
+        ``resume_takeover_idle`` set, a socket silent that long counts as dead.
+        """
+        hub = self.hub
+        try:
+            return hub.store.resolve(handle)
+        except HandleRefused as exc:
+            takeover = hub.policy.resume_takeover_idle
+            if exc.problem is not HandleProblem.STILL_OPEN or takeover is None:
+                raise
+            session = hub.store.sessions[exc.session_id or ""]
+            old = hub.connections.get(session.connection_id or "")
+            idle = asyncio.get_running_loop().time() - old.last_heard if old else float("inf")
+            if idle < takeover:
+                raise
+            hub.events.emit(
+                "resume_takeover", connection=self.id, old=session.connection_id, idle=idle
+            )
+            if old is not None:
+                old.abort()
+            hub.store.detach(session, session.connection_id or "")
+            return hub.store.resolve(handle)
 
     # -- timers --------------------------------------------------------------------------
 

@@ -83,6 +83,9 @@ class EmulatorPolicy:
     invalid_handle_close_reason: str = REASON_INVALID_ARGUMENT
     resume_while_open_close_code: int = 1011
     resume_while_open_close_reason: str = REASON_INTERNAL_ERROR
+    resume_takeover_idle: float | None = None
+    """If set, a resume may take over a session whose open socket has been silent this long
+    (the old socket is aborted). ``None``: always refuse while the old socket is open."""
     refused_resume_close_code: int = 1011
     refused_resume_close_reason: str = REASON_INTERNAL_ERROR
 
@@ -143,8 +146,15 @@ class EmulatorPolicy:
         return max(0.0, self.connection_lifetime - self.go_away_lead)
 
 
+_OPTIONAL_FLOATS = frozenset({"resume_takeover_idle"})
+
+
 def _coerce(name: str, value: Any, current: Any) -> Any:
     """Keep field types stable when values come from JSON or the command line."""
+    if name in _OPTIONAL_FLOATS:
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            return None
+        return _coerce(name + " (number)", value, 0.0)
     if isinstance(current, bool):
         if isinstance(value, str):
             return value.lower() in ("1", "true", "yes", "on")
