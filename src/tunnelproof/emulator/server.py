@@ -12,7 +12,7 @@ API lives under ``/_emulator`` and answers loopback peers only.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import re
 import shutil
@@ -180,10 +180,16 @@ class EmulatorServer:
         if self._runner is None:
             return
         hub = self.hub
-        for conn in list(hub.connections.values()):
-            if conn.is_open:
-                with contextlib.suppress(Exception):
-                    await conn.close(1001, "", by="shutdown")
+        open_ = [c for c in hub.connections.values() if c.is_open]
+        closing = [asyncio.ensure_future(c.close(1001, "", by="shutdown")) for c in open_]
+        if closing:
+            # A peer that never answers the close (a dead link) must not stall shutdown.
+            _, pending = await asyncio.wait(closing, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            for conn in open_:
+                if conn.is_open and not conn.ws.closed:
+                    conn.abort()
         if self.persist_sessions and self.state_dir is not None:
             self._save_state()
         await self._runner.cleanup()
