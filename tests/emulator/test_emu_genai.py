@@ -200,3 +200,55 @@ async def test_genai_locked_tokens_override_the_client_config(
     assert session["model"] == MODEL
     assert session["setup"]["generationConfig"]["temperature"] == 0.25
     assert session["setup"]["generationConfig"]["responseModalities"] == ["TEXT"]
+
+
+@pytest.mark.e2e
+async def test_genai_tool_call_round_trip_and_spoken_audio(
+    emulator_factory: object,
+) -> None:
+    from tunnelproof.emulator import EmulatorPolicy, encode_speech, silence
+
+    emu = await emulator_factory(  # type: ignore[operator]
+        EmulatorPolicy(generation_speed=0, seconds_per_word=0.05), tls=True
+    )
+    client = _client(emu, emu.api_key)
+    config = types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+        tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="get_time")])],
+    )
+    heard: list[str] = []
+    said: list[str] = []
+    audio_bytes = 0
+    async with client.aio.live.connect(model=MODEL, config=config) as session:
+        pcm = encode_speech("what time is it") + silence(0.8)
+        await session.send_realtime_input(
+            audio=types.Blob(data=pcm, mime_type="audio/pcm;rate=16000")
+        )
+        call = None
+        for _ in range(50):
+            async for message in session.receive():
+                content = message.server_content
+                if content is not None and content.input_transcription is not None:
+                    heard.append(content.input_transcription.text or "")
+                if message.tool_call is not None:
+                    call = message.tool_call.function_calls[0]  # type: ignore[index]
+                    break
+            if call is not None:
+                break
+        assert call is not None and call.name == "get_time"
+        await session.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(id=call.id, name="get_time", response={"time": "07:15"})
+            ]
+        )
+        async for message in session.receive():  # ends at turnComplete
+            content = message.server_content
+            if content is not None and content.output_transcription is not None:
+                said.append(content.output_transcription.text or "")
+            if message.data:
+                audio_bytes += len(message.data)
+    assert heard == ["what time is it"]
+    assert "".join(said).split() == ["The", "get_time", "tool", "says:", "07:15."]
+    assert audio_bytes == 2 * round(0.05 * 24_000) * 5

@@ -333,3 +333,14 @@ def test_text_and_audio_plans() -> None:
     silent = replies.audio_plan("x y", policy, transcription=False)
     assert all(len(s.messages) == 1 for s in silent.steps)
     assert replies.go_away(50.0) == {"goAway": {"timeLeft": "50s"}}
+
+
+def test_bytes_fields_accept_both_base64_alphabets() -> None:
+    from tunnelproof.emulator.messages import decode_bytes
+
+    raw = bytes([0xFB, 0xFF, 0xBF, 0x00])
+    assert decode_bytes("+/+/AA==") == raw
+    assert decode_bytes("-_-_AA") == raw  # URL-safe, no padding (what google-genai sends)
+    for bad in ("!!", "+_+_AA==", "A"):
+        with pytest.raises(CloseRefusal):
+            decode_bytes(bad)

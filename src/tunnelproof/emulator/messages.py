@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, model_not_
 from tunnelproof.protocol.models import LIVE_MODELS, bare_model_id
 
 JsonDict = dict[str, Any]
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
 SETUP_FIELDS = frozenset(
@@ -165,8 +167,23 @@ def decode_blob(blob: Any) -> tuple[str, bytes]:
     data = get_field(blob, "data") or ""
     if not isinstance(mime, str) or not isinstance(data, str):
         raise invalid()
+    return mime, decode_bytes(data)
+
+
+def decode_bytes(data: str) -> bytes:
+    """A proto-JSON ``bytes`` value: standard or URL-safe base64, padded or not.
+
+    google-genai sends URL-safe base64 (``-`` and ``_``); the proto3 JSON mapping accepts
+    both alphabets. Anything else is 1007.
+    """
+    text = data.strip()
+    mixed_alphabets = any(c in text for c in "-_") and any(c in text for c in "+/")
+    if not _BASE64.fullmatch(text) or mixed_alphabets:
+        raise invalid()
+    text = text.replace("-", "+").replace("_", "/")
+    text += "=" * (-len(text) % 4)
     try:
-        return mime, base64.b64decode(data, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise invalid() from None
 
