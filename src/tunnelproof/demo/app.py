@@ -84,7 +84,8 @@ async def run_demo(
     """Run the whole demo; raises :class:`DemoError` when it cannot start."""
     if options.speed <= 0:
         raise DemoError("--speed must be a positive number, e.g. --speed 1 or --speed 5.")
-    journey_full = train_journey(real=options.real, audio=options.audio)
+    # Spoken answers are slower than text: the cut-off question is shorter with audio out.
+    journey_full = train_journey(real=options.real, audio=options.audio or options.real)
     journey = journey_full.scaled(options.speed)
     state = DemoState(
         mode="google" if options.real else "emulator",
@@ -104,7 +105,7 @@ async def run_demo(
     console = console or Console(stderr=options.json)
     loop = asyncio.get_running_loop()
     previous_handler = loop.get_exception_handler()
-    loop.set_exception_handler(_quiet_cancellations)
+    loop.set_exception_handler(quiet_cancellations)
     try:
         async with DemoStack(so) as stack:
             async with LiveSession(
@@ -131,14 +132,15 @@ async def run_demo(
     if state.connections == 0:
         why = state.failed or "no connection within 30 s"
         raise DemoError(f"The demo session could not connect: {why}")
-    verdict = judge(state, journey, turns)
+    verdict = judge(state, journey, turns, paraphrase_ok=options.real)
     result = result_json(state, verdict, info)
     if not options.json:
         console.print(summary(state, verdict))
     return DemoOutcome(0 if verdict.ok else 1, result)
 
 
-def _quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+def quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """An event-loop exception handler that drops cancelled-task noise (see below)."""
     # Python 3.11's asyncio.start_server logs "Exception in callback ... CancelledError"
     # when a connection task is cancelled, which TunnelProxy does on every reset: noise, not
     # an error. Everything else goes to the default handler.

@@ -94,14 +94,17 @@ def live_config(options: StackOptions) -> LiveConfig:
 
     Context-window compression lifts the 15-minute session limit; transcriptions make the
     spoken conversation readable (and let the client re-seed a fresh session from it).
+    ``options.audio`` means the user speaks (spoken input) and the model answers in audio.
     """
-    audio = options.audio
+    # Google's current Live models answer in AUDIO only, so --real always asks for audio
+    # (with its transcription, which is what the view shows); the emulator can do TEXT.
+    spoken = options.audio or options.real
     return LiveConfig(
         model=options.model or default_model(),
-        response_modalities=("AUDIO",) if audio else ("TEXT",),
+        response_modalities=("AUDIO",) if spoken else ("TEXT",),
         system_instruction=SYSTEM_INSTRUCTION,
-        input_audio_transcription=audio,
-        output_audio_transcription=audio,
+        input_audio_transcription=options.audio,
+        output_audio_transcription=spoken,
         compression=ContextWindowCompression(),
     )
 

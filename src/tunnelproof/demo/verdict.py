@@ -51,10 +51,20 @@ class Verdict:
         return next(c for c in self.checks if c.name == name)
 
 
-def judge(state: DemoState, journey: Journey, server_user_turns: list[str] | None) -> Verdict:
-    """The verdict of one run. ``server_user_turns`` is ``None`` against Google."""
+def judge(
+    state: DemoState,
+    journey: Journey,
+    server_user_turns: list[str] | None,
+    *,
+    paraphrase_ok: bool = False,
+) -> Verdict:
+    """The verdict of one run. ``server_user_turns`` is ``None`` against Google.
+
+    ``paraphrase_ok`` (Google): a real model rarely quotes verbatim, so the answer passes
+    when it names what only the first utterance said (the user's name and destination).
+    """
     checks = [
-        _context(state, journey),
+        _context(state, journey, paraphrase_ok),
         _recovered(state),
         _nothing_lost(state, server_user_turns),
         Check(
@@ -66,12 +76,16 @@ def judge(state: DemoState, journey: Journey, server_user_turns: list[str] | Non
     return Verdict(tuple(checks), figures(state))
 
 
-def _context(state: DemoState, journey: Journey) -> Check:
+def _context(state: DemoState, journey: Journey, paraphrase_ok: bool) -> Check:
     first = journey.utterances[0] if journey.utterances else ""
     last = state.utterances[-1] if state.utterances else None
     if last is None or last.answer == "":
         return Check("context survived", False, "the last question got no answer")
-    ok = normalise(first) in normalise(last.answer)
+    answer = normalise(last.answer)
+    ok = normalise(first) in answer
+    if not ok and paraphrase_ok:
+        words = set(answer.split())
+        ok = "ada" in words and bool(words & {"zurich", "train"})
     detail = f"asked {last.text!r}, the assistant answered {last.answer!r}"
     return Check("context survived", ok, detail)
 
