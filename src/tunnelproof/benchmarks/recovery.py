@@ -28,7 +28,6 @@ seed/ours (how much sooner we are back) and ours/floor (what our backoff jitter 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import time
@@ -178,7 +177,7 @@ async def run(ctx: BenchContext) -> BenchResult:
         t0 = time.monotonic() + 3.0
         tasks = []
         for pname, policy in POLICIES.items():
-            for i in range(sessions):
+            for _ in range(sessions):
                 offset = rng.uniform(0, PERIOD_S - 3.0)
                 tasks.append(
                     _drive(pname, policy, emu, offset, drops, t0, random.Random(rng.random()))
@@ -240,17 +239,12 @@ async def run(ctx: BenchContext) -> BenchResult:
         charts.cdf,
         ctx.chart_path(NAME),
         "Drop → resumed (reset and 1011), CDF",
-        {"tunnelproof": samples["tunnelproof"], "seed policy": samples["seed"],
-         "floor (bare)": samples["floor"]},
+        {
+            "tunnelproof": samples["tunnelproof"],
+            "seed policy": samples["seed"],
+            "floor (bare)": samples["floor"],
+        },
         xlabel="seconds (log)",
         log=True,
     )
     return result
-
-
-if __name__ == "__main__":  # pragma: no cover - manual runs
-    from pathlib import Path
-
-    with contextlib.suppress(KeyboardInterrupt):
-        res = asyncio.run(run(BenchContext(out=Path("/tmp/bench"), quick=True)))
-        print(json.dumps(res.to_json()["data"]["stats"], indent=1))
