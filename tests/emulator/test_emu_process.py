@@ -76,7 +76,8 @@ async def test_cli_prints_one_ready_line_and_stops_cleanly_on_sigint(tmp_path: P
 
 
 async def test_process_serves_and_a_default_restart_loses_sessions() -> None:
-    async with EmulatorProcess(EmulatorPolicy(text_chunk_interval=0)) as emu:
+    # full_cli: this one goes through `python -m tunnelproof emulator` as well.
+    async with EmulatorProcess(EmulatorPolicy(text_chunk_interval=0), full_cli=True) as emu:
         port = emu.port
         ws, _ = await start(emu)
         _, handle, _ = await ask(ws, "before the restart")
@@ -137,7 +138,7 @@ async def test_crash_restart_loses_even_persisted_state(tmp_path: Path) -> None:
 def test_cli_policy_flags_layer_in_order() -> None:
     import typer
 
-    from tunnelproof.cli.emulator import build_policy
+    from tunnelproof.emulator.cli import build_policy
 
     policy = build_policy(
         policy_json='{"connection_lifetime": 5, "go_away_lead": 1}',
@@ -150,3 +151,14 @@ def test_cli_policy_flags_layer_in_order() -> None:
         build_policy(policy_json=None, settings=["no-equals-sign"], explicit={})
     with pytest.raises(KeyError):
         build_policy(policy_json=None, settings=["nope=1"], explicit={})
+
+
+async def test_process_fixture_restarts_on_the_same_port(
+    emulator_process_factory: object,
+) -> None:
+    emu = await emulator_process_factory()  # type: ignore[operator]
+    port = emu.port
+    await emu.restart(crash=True)
+    assert emu.port == port and emu.running
+    ws, _ = await start(emu)
+    await ws.close()

@@ -1,122 +1,16 @@
-"""`tunnelproof emulator`: run the local Live API emulator until SIGINT/SIGTERM.
+"""`tunnelproof emulator`: run the local Live API emulator (see docs/emulator.md).
 
-When it is ready it prints exactly one JSON line on stdout::
-
-    {"http": "http://127.0.0.1:PORT", "ws": "ws://127.0.0.1:PORT", "ca_file": null,
-     "control": "http://127.0.0.1:PORT/_emulator", "api_key": "emulator-key", "pid": 1234}
+The command itself lives in :mod:`tunnelproof.emulator.cli`, so that
+``python -m tunnelproof.emulator`` can start it without importing every other command.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import signal
-import sys
-from pathlib import Path
-from typing import Any
-
 import typer
 
-from tunnelproof.emulator.policy import EmulatorPolicy
-from tunnelproof.emulator.server import DEFAULT_API_KEY, EmulatorServer
-
-
-def build_policy(
-    *,
-    policy_json: str | None,
-    settings: list[str],
-    explicit: dict[str, Any],
-) -> EmulatorPolicy:
-    """A policy from ``--policy-json``, then ``--set name=value``, then the named flags."""
-    policy = EmulatorPolicy()
-    if policy_json:
-        data = json.loads(policy_json)
-        if not isinstance(data, dict):
-            raise typer.BadParameter("--policy-json must be a JSON object")
-        policy.update(data)
-    for item in settings:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--set expects name=value, got {item!r}")
-        policy.update({name.strip(): value.strip()})
-    policy.update({k: v for k, v in explicit.items() if v is not None})
-    return policy
-
-
-async def serve(server: EmulatorServer) -> None:
-    """Start, print the ready line, and serve until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await server.start()
-    info = server.ready_info()
-    info["pid"] = os.getpid()
-    sys.stdout.write(json.dumps(info) + "\n")
-    sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
+from tunnelproof.emulator.cli import command
 
 
 def register(app: typer.Typer) -> None:
     """Add the `emulator` command to ``app``."""
-
-    @app.command("emulator")
-    def emulator_command(
-        host: str = typer.Option("127.0.0.1", help="Address to bind."),
-        port: int = typer.Option(0, help="Port (0 picks a free one)."),
-        tls: bool = typer.Option(False, "--tls", help="Serve https/wss with a test CA."),
-        api_key: str = typer.Option(DEFAULT_API_KEY, help="The API key clients must present."),
-        state_dir: Path | None = typer.Option(  # noqa: B008 - typer idiom
-            None, help="Keep the CA (and with --persist-sessions the sessions) here."
-        ),
-        persist_sessions: bool = typer.Option(
-            False,
-            "--persist-sessions",
-            help="Save sessions, handles and tokens to --state-dir on exit; load on start.",
-        ),
-        policy_json: str | None = typer.Option(None, help="EmulatorPolicy fields as JSON."),
-        settings: list[str] = typer.Option(  # noqa: B008 - typer's idiom
-            [], "--set", help="One EmulatorPolicy field, name=value (repeatable)."
-        ),
-        connection_lifetime: float | None = typer.Option(None, help="Seconds per connection."),
-        go_away_lead: float | None = typer.Option(None, help="goAway this long before the end."),
-        handle_validity: float | None = typer.Option(
-            None, help="Handle validity after disconnect."
-        ),
-        generation_speed: float | None = typer.Option(None, help="Answer pacing factor."),
-        strict_token_uses: bool | None = typer.Option(
-            None, "--strict-token-uses/--no-strict-token-uses", help="Resumes consume uses too."
-        ),
-        text_frames: bool | None = typer.Option(
-            None, "--text-frames/--binary-frames", help="Server frame type."
-        ),
-    ) -> None:
-        """Run the local Gemini Live API emulator."""
-        if persist_sessions and state_dir is None:
-            raise typer.BadParameter("--persist-sessions needs --state-dir")
-        policy = build_policy(
-            policy_json=policy_json,
-            settings=settings,
-            explicit={
-                "connection_lifetime": connection_lifetime,
-                "go_away_lead": go_away_lead,
-                "handle_validity": handle_validity,
-                "generation_speed": generation_speed,
-                "strict_token_uses": strict_token_uses,
-                "text_frames": text_frames,
-            },
-        )
-        server = EmulatorServer(
-            policy=policy,
-            host=host,
-            port=port,
-            tls=tls,
-            api_key=api_key,
-            state_dir=state_dir,
-            persist_sessions=persist_sessions,
-        )
-        asyncio.run(serve(server))
+    app.command("emulator")(command)

@@ -1,6 +1,8 @@
 """``EmulatorProcess``: the emulator as a real subprocess, for restart and crash tests.
 
-It runs ``python -m tunnelproof emulator`` and reads its one JSON ready line.
+It runs ``python -m tunnelproof.emulator`` (the ``tunnelproof emulator`` command without
+the other commands; ``full_cli=True`` runs ``python -m tunnelproof emulator``) and reads
+its one JSON ready line.
 :meth:`EmulatorProcess.restart` stops the process (SIGTERM) and starts a new one on the
 same port with the same state directory, so the CA file stays valid.
 
@@ -162,6 +164,7 @@ class EmulatorProcess:
         state_dir: str | Path | None = None,
         persist_sessions: bool = False,
         python: str = sys.executable,
+        full_cli: bool = False,
         startup_timeout: float = 30.0,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -174,6 +177,7 @@ class EmulatorProcess:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.persist_sessions = persist_sessions
         self.python = python
+        self.full_cli = full_cli
         self.startup_timeout = startup_timeout
         self.env = env
         self.http_base = ""
@@ -201,11 +205,15 @@ class EmulatorProcess:
         """The command line used to start the emulator."""
         if self.state_dir is None:
             self.state_dir = Path(tempfile.mkdtemp(prefix="tp-emu-proc-"))
+        # ``python -m tunnelproof.emulator`` is the same command without importing the
+        # other commands (about a second faster to start); ``full_cli`` runs
+        # ``python -m tunnelproof emulator`` instead.
+        entry = (
+            ["-m", "tunnelproof", "emulator"] if self.full_cli else ["-m", "tunnelproof.emulator"]
+        )
         cmd = [
             self.python,
-            "-m",
-            "tunnelproof",
-            "emulator",
+            *entry,
             "--host",
             self.host,
             "--port",

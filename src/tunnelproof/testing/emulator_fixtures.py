@@ -5,6 +5,8 @@
 * ``emulator_tls``: the same over wss (``emu.ca_file`` is the CA to trust).
 * ``emulator_factory``: ``await emulator_factory(policy=..., tls=..., **kwargs)`` for a
   customised one; every emulator it made is stopped after the test.
+* ``emulator_process_factory``: the same for :class:`~tunnelproof.emulator.EmulatorProcess`
+  (a real subprocess, for restart and crash tests); every process is stopped after the test.
 
 All fixtures are async (pytest-asyncio) and function-scoped, so tests never share state.
 """
@@ -16,11 +18,19 @@ from typing import Any
 
 import pytest_asyncio
 
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess, EmulatorServer
 
 EmulatorFactory = Callable[..., Awaitable[EmulatorServer]]
+EmulatorProcessFactory = Callable[..., Awaitable[EmulatorProcess]]
 
-__all__ = ["EmulatorFactory", "emulator", "emulator_factory", "emulator_tls"]
+__all__ = [
+    "EmulatorFactory",
+    "EmulatorProcessFactory",
+    "emulator",
+    "emulator_factory",
+    "emulator_process_factory",
+    "emulator_tls",
+]
 
 
 @pytest_asyncio.fixture
@@ -51,3 +61,21 @@ async def emulator(emulator_factory: EmulatorFactory) -> EmulatorServer:
 async def emulator_tls(emulator_factory: EmulatorFactory) -> EmulatorServer:
     """A running emulator on wss; trust ``emu.ca_file``."""
     return await emulator_factory(tls=True)
+
+
+@pytest_asyncio.fixture
+async def emulator_process_factory() -> AsyncIterator[EmulatorProcessFactory]:
+    """Start emulator subprocesses; all are stopped (and their temp state removed) after."""
+    started: list[EmulatorProcess] = []
+
+    async def make(policy: EmulatorPolicy | None = None, **kwargs: Any) -> EmulatorProcess:
+        process = EmulatorProcess(policy, **kwargs)
+        started.append(process)
+        await process.__aenter__()
+        return process
+
+    try:
+        yield make
+    finally:
+        for process in reversed(started):
+            await process.__aexit__(None, None, None)
