@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -165,3 +166,23 @@ def test_fixture_flushes_between_tests(redis_url: str) -> None:
         assert client.get("left-behind") is None
     finally:
         client.close()
+
+
+def test_async_start_survives_the_end_of_worker_threads() -> None:
+    # The parent-death signal follows the thread that spawned redis. Started from a
+    # to_thread worker, redis would die when that worker exits; start_async spawns from the
+    # loop's thread instead.
+    async def main() -> RedisServer:
+        server = await RedisServer().start_async()
+        await asyncio.get_running_loop().shutdown_default_executor()
+        return server
+
+    server = asyncio.run(main())  # the loop and its worker threads are gone now
+    try:
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:  # give a wrongly delivered SIGTERM time to land
+            assert server.running
+            time.sleep(0.05)
+        assert server.ping()
+    finally:
+        server.stop()

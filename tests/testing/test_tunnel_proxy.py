@@ -260,6 +260,32 @@ async def test_blackhole_hold_delivers_everything_on_restore(upstream: Upstream)
         writer.close()
 
 
+async def test_restore_can_keep_damaged_connections(upstream: Upstream) -> None:
+    async with TunnelProxy("127.0.0.1", upstream.port) as tunnel:
+        _, writer = await asyncio.open_connection("127.0.0.1", tunnel.port)
+        up_r, _ = await upstream.next()
+        tunnel.blackhole()
+        writer.write(b"lost")
+        await writer.drain()
+        await tunnel_dropped(tunnel, 4)
+        tunnel.restore(reset_damaged=False)  # keep the holed stream: the app must cope
+        writer.write(b"kept")
+        assert await read_exactly(up_r, 4) == b"kept"
+        tunnel.restore()  # judged once: a later restore does not reset it
+        writer.write(b"again")
+        assert await read_exactly(up_r, 5) == b"again"
+        assert tunnel.stats.connections_reset == 0
+        writer.close()
+
+
+async def tunnel_dropped(tunnel: TunnelProxy, n: int) -> None:
+    for _ in range(200):  # bounded: 10 s
+        if tunnel.stats.bytes_dropped_up >= n:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never dropped {n} bytes: {tunnel.stats}")
+
+
 async def test_restore_then_reconnect_works(echo: Upstream) -> None:
     async with TunnelProxy("127.0.0.1", echo.port) as tunnel:
         tunnel.blackhole()

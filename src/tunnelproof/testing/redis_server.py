@@ -154,6 +154,19 @@ def _ping(host: str, port: int, timeout: float) -> bool:
         return False
 
 
+async def _ping_async(host: str, port: int, timeout: float) -> bool:
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(b"PING\r\n")
+                return (await reader.read(64)).startswith(b"+PONG")
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return False
+
+
 def _command(host: str, port: int, *args: str, timeout: float = 5.0) -> bytes:
     """Send one command in RESP and return the first reply chunk (small replies only)."""
     payload = f"*{len(args)}\r\n".encode()
@@ -240,20 +253,61 @@ class RedisServer:
         self._tmpdir = Path(tempfile.mkdtemp(prefix="tunnelproof-redis-"))
         last_error = "no attempt made"
         for _ in range(self._attempts):
-            port = _free_port(self.host)
-            log_path = self._tmpdir / f"redis-{port}.log"
-            with log_path.open("wb") as log:
-                process = self._spawn(executable, port, log)
+            port, process, log_path = self._launch(executable)
             if self._wait_ready(process, port):
                 self._process, self._port = process, port
                 return self
-            _terminate(process)
-            log_tail = log_path.read_text(errors="replace")[-800:]
-            last_error = f"port {port}: exit code {process.returncode}; log: {log_tail.strip()}"
-            if "Address already in use" not in log_tail:
-                break  # not a port race: retrying will not help
+            last_error, retry = self._failed_attempt(process, port, log_path)
+            if not retry:
+                break
         self._cleanup_dir()
         raise RedisServerUnavailable(f"redis-server did not start: {last_error}")
+
+    async def start_async(self) -> Self:
+        """:meth:`start` without blocking the event loop.
+
+        The process is spawned from the calling (event-loop) thread on purpose: the kernel's
+        parent-death signal follows the *thread* that forked, and a worker thread of
+        ``asyncio.to_thread`` may exit long before the test does.
+        """
+        if self.running:
+            return self
+        executable = self._executable
+        if executable is None:
+            executable = await asyncio.to_thread(ensure_redis_server, install=self._install)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="tunnelproof-redis-"))
+        last_error = "no attempt made"
+        for _ in range(self._attempts):
+            port, process, log_path = self._launch(executable)
+            if await self._wait_ready_async(process, port):
+                self._process, self._port = process, port
+                return self
+            last_error, retry = await asyncio.to_thread(
+                self._failed_attempt, process, port, log_path
+            )
+            if not retry:
+                break
+        self._cleanup_dir()
+        raise RedisServerUnavailable(f"redis-server did not start: {last_error}")
+
+    def _launch(self, executable: str) -> tuple[int, subprocess.Popen[bytes], Path]:
+        assert self._tmpdir is not None
+        port = _free_port(self.host)
+        log_path = self._tmpdir / f"redis-{port}.log"
+        with log_path.open("wb") as log:
+            process = self._spawn(executable, port, log)
+        return port, process, log_path
+
+    @staticmethod
+    def _failed_attempt(
+        process: subprocess.Popen[bytes], port: int, log_path: Path
+    ) -> tuple[str, bool]:
+        """Stop a failed attempt; return (what went wrong, whether another port may help)."""
+        _terminate(process)
+        log_tail = log_path.read_text(errors="replace")[-800:]
+        error = f"port {port}: exit code {process.returncode}; log: {log_tail.strip()}"
+        # Only a port race is worth retrying; anything else will fail the same way again.
+        return error, "Address already in use" in log_tail
 
     def _spawn(self, executable: str, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
         assert self._tmpdir is not None
@@ -298,6 +352,19 @@ class RedisServer:
             delay = min(delay * 2, 0.2)
         return False
 
+    async def _wait_ready_async(self, process: subprocess.Popen[bytes], port: int) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._startup_timeout
+        delay = 0.01
+        while loop.time() < deadline:
+            if process.poll() is not None:
+                return False
+            if await _ping_async(self.host, port, timeout=1.0):
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return False
+
     def ping(self) -> bool:
         """True if the server answers ``PING`` now."""
         return self._port is not None and _ping(self.host, self._port, timeout=2.0)
@@ -333,8 +400,7 @@ class RedisServer:
         self.stop()
 
     async def __aenter__(self) -> Self:
-        # Starting blocks for up to startup_timeout; keep it off the event loop.
-        return await asyncio.to_thread(self.start)
+        return await self.start_async()
 
     async def __aexit__(
         self,

@@ -342,10 +342,12 @@ class TunnelProxy:
             reset_damaged: abort (RST) connections that lost bytes in a blackhole, since
                 their streams have holes a real TCP would never deliver.
         """
-        if reset_damaged:
-            damaged = [c for c in self._connections if c.damaged]
-            for conn in damaged:
+        damaged = [c for c in self._connections if c.damaged]
+        for conn in damaged:
+            conn.damaged = False  # judged once, for this blackhole only
+            if reset_damaged:
                 conn.abort()
+        if reset_damaged:
             self._counters.connections_reset += len(damaged)
         self._blackhole = None
         self._offline = False

@@ -21,7 +21,7 @@ characters without control characters (:class:`InvalidConversationId` otherwise)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunnelproof.session.handle_store import HandleStore
 from tunnelproof.session.stores._common import (
@@ -47,6 +47,15 @@ __all__ = [
     "open_handle_store",
     "validate_conversation_id",
 ]
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_protocol(
+        memory: MemoryHandleStore, sqlite: SqliteHandleStore, redis: RedisHandleStore
+    ) -> list[HandleStore]:
+        # mypy checks here that every store structurally satisfies HandleStore.
+        return [memory, sqlite, redis]
 
 
 def open_handle_store(url: str, **options: Any) -> HandleStore:
