@@ -306,12 +306,16 @@ def test_next_limit_orders_go_away_lifetime_session_and_token() -> None:
     assert (after.what, after.delay) == ("lifetime", 50)
     forced = next_limit(policy, age=10, go_away_sent=True, forced_close_in=3)
     assert (forced.what, forced.delay) == ("lifetime", 3)
+    # After a goAway the announced time decides, even past the nominal lifetime.
+    late = next_limit(policy, age=599, go_away_sent=True, forced_close_in=20)
+    assert (late.what, late.delay) == ("lifetime", 20)
     session = next_limit(policy, age=0, go_away_sent=False, session_left=100)
     assert session.what == "session_limit"
     token = next_limit(policy, age=0, go_away_sent=False, session_left=100, token_left=5)
     assert (token.what, token.delay) == ("token_expired", 5)
     assert go_away_time_left(policy, age=550.004) == 50  # a late timer still says "50s"
-    policy.update({"connection_lifetime": 560})  # live change: only 10 s were left
+    assert go_away_time_left(policy, age=550.9) == 50
+    policy.update({"connection_lifetime": 560})  # live change at age 550: 10 s left
     assert go_away_time_left(policy, age=550) == 10
 
 

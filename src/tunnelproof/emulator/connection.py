@@ -454,7 +454,7 @@ class LiveConnection:
                 continue
             if limit.what == "go_away":
                 left = go_away_time_left(policy, age=now_loop - self.loop_opened_at)
-                await self.send_go_away(left, schedule_close=False)
+                await self.send_go_away(left)
             elif limit.what == "lifetime":
                 hub.events.emit("lifetime_expired", connection=self.id)
                 await self.close(policy.lifetime_close_code, policy.lifetime_close_reason)
@@ -469,12 +469,11 @@ class LiveConnection:
                 await self.close(policy.token_expired_close_code, policy.token_expired_close_reason)
                 return
 
-    async def send_go_away(self, time_left: float, *, schedule_close: bool = True) -> None:
-        """Send ``goAway`` now; with ``schedule_close`` the connection ends after ``time_left``."""
+    async def send_go_away(self, time_left: float) -> None:
+        """Send ``goAway`` now; the connection then ends ``time_left`` seconds later."""
         loop = asyncio.get_running_loop()
         self.go_away_sent_at = self.hub.clock()
-        if schedule_close:
-            self.go_away_deadline = loop.time() + time_left
+        self.go_away_deadline = loop.time() + time_left
         await self.send(replies.go_away(time_left))
         self.hub.events.emit("go_away", connection=self.id, time_left=time_left)
         self.hub.wake_timers()

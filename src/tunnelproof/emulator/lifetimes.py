@@ -22,8 +22,10 @@ from tunnelproof.emulator.policy import EmulatorPolicy
 
 Limit = Literal["go_away", "lifetime", "session_limit", "token_expired"]
 
-# A timer that fires a few milliseconds late must still announce "50s", not "49.998s".
-ANNOUNCE_SLACK = 0.05
+# A goAway timer firing up to this late is just a late timer: it still announces the
+# configured lead ("50s", not "49.93s"), and the close moves with it. Later than that, the
+# deadline must have been moved by a live policy change and the real time left is sent.
+LATE_TIMER_SLACK = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +47,15 @@ def next_limit(
 ) -> NextLimit:
     """The soonest limit for a connection that has been open ``age`` seconds.
 
-    ``forced_close_in`` is the time left of a ``goAway`` sent on demand; ``session_left``
-    and ``token_left`` are ``None`` when that limit does not apply. Ties go to the
-    earlier entry (``go_away`` before ``lifetime``), so a zero lead still announces.
+    ``forced_close_in`` is the time left announced by the ``goAway`` already sent (the
+    connection closes then, whatever the lifetime says, so the announcement is true);
+    ``session_left`` and ``token_left`` are ``None`` when that limit does not apply. Ties
+    go to the earlier entry (``go_away`` before ``lifetime``), so a zero lead still
+    announces.
     """
     lifetime_in = policy.connection_lifetime - age
     if forced_close_in is not None:
-        lifetime_in = min(lifetime_in, forced_close_in)
+        lifetime_in = forced_close_in
     candidates: list[NextLimit] = []
     if not go_away_sent:
         candidates.append(NextLimit("go_away", policy.go_away_at() - age))
@@ -64,10 +68,12 @@ def next_limit(
 
 
 def go_away_time_left(policy: EmulatorPolicy, *, age: float) -> float:
-    """The ``timeLeft`` a scheduled ``goAway`` announces.
+    """The ``timeLeft`` a scheduled ``goAway`` announces (the connection closes after it).
 
-    The configured lead, unless a live policy change left less time than that.
+    The configured lead, unless the goAway is overdue by more than a late timer would be
+    (a live policy change moved the deadline): then the real time left.
     """
-    left = max(0.0, policy.connection_lifetime - age)
-    lead = policy.go_away_lead
-    return lead if left >= lead - ANNOUNCE_SLACK else left
+    lateness = age - policy.go_away_at()
+    if lateness <= LATE_TIMER_SLACK:
+        return policy.go_away_lead
+    return max(0.0, policy.connection_lifetime - age)
