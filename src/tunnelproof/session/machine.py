@@ -181,7 +181,8 @@ class SessionMachine:
         self._request: int | None = None  # token request in flight
         self._request_prefetch = False
         self._credential: Credential | None = None  # unspent (handshake never completed)
-        self._credential_fresh = False  # fetched for the attempt now using it
+        self._credential_fresh = False  # never tried before the attempt now using it
+        self._credential_tried = False  # an attempt already used it (handshake incomplete)
         self._auth_retry_used = False
 
         # socket
@@ -318,6 +319,9 @@ class SessionMachine:
     def _send_frame(self, message: JsonDict) -> None:
         self._out.append(SendFrame(self._attempt, encode_client_message(message)))
 
+    def _send_wire(self, text: str) -> None:
+        self._out.append(SendFrame(self._attempt, text))
+
     def _abort(self, reason: str) -> None:
         if self._socket_live:
             self._out.append(AbortSocket(self._attempt, reason))
@@ -392,8 +396,10 @@ class SessionMachine:
         self._outage_attempts += 1
         cred = self._credential
         if cred is not None and cred.usable_for_new_session(self._wall):
-            self.metrics.tokens_reused += 1
-            self._credential_fresh = False
+            # Either a prefetched token (goAway) or one whose handshake never completed.
+            if self._credential_tried:
+                self.metrics.tokens_reused += 1
+            self._credential_fresh = not self._credential_tried
             self._open(cred)
             return
         self._credential = None
@@ -417,6 +423,7 @@ class SessionMachine:
         self._cancel_timer(T_TOKEN)
         self.metrics.tokens_fetched += 1
         self._credential = event.credential
+        self._credential_tried = False
         if self.phase is Phase.FETCHING:
             self._credential_fresh = True
             self._open(event.credential)
@@ -472,6 +479,7 @@ class SessionMachine:
             return
         self._attempt += 1
         self._socket_live = True
+        self._credential_tried = True
         self.phase = Phase.OPENING
         self.metrics.connect_attempts += 1
         timeout = (
@@ -759,7 +767,7 @@ class SessionMachine:
 
     def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
-        self._send_frame(item.message)
+        self._send_wire(item.wire)  # encoded once, when the app sent it
         if not item.was_sent:
             for turn in item.turns:
                 self.transcript.add(turn.role, turn.text)

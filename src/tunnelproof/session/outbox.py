@@ -221,6 +221,7 @@ class Outbox:
     limits: OutboxLimits = field(default_factory=OutboxLimits)
     pending: deque[Outgoing] = field(default_factory=deque)
     unconfirmed: deque[Outgoing] = field(default_factory=deque)
+    _unconfirmed_audio_ms: float = 0.0  # running total: mark_sent runs per audio chunk
 
     # -- sizes -------------------------------------------------------------------------
 
@@ -241,6 +242,8 @@ class Outbox:
             and count <= self.limits.max_messages
             and size <= self.limits.max_bytes
             and len(self.unconfirmed) <= self.limits.max_unconfirmed_messages
+            and self._unconfirmed_audio_ms <= self.limits.max_audio_ms + 1e-6
+            and abs(self._unconfirmed_audio_ms - sum(i.audio_ms for i in self.unconfirmed)) < 1e-3
         )
 
     # -- operations --------------------------------------------------------------------
@@ -253,8 +256,11 @@ class Outbox:
                 return SendResult(
                     "dropped", item.seq, "audio chunk longer than the outbox"
                 ), dropped
-            while self.pending_audio_ms() + item.audio_ms > self.limits.max_audio_ms:
-                dropped.append(self._pop_oldest_audio())
+            total = self.pending_audio_ms()
+            while total + item.audio_ms > self.limits.max_audio_ms:
+                oldest = self._pop_oldest_audio()
+                total -= oldest.audio_ms
+                dropped.append(oldest)
             self.pending.append(item)
             return SendResult("queued", item.seq), dropped
         count, size = self.pending_other()
@@ -273,9 +279,14 @@ class Outbox:
     def expire_audio(self, now: float) -> list[Outgoing]:
         """Drop queued audio older than the TTL."""
         ttl = self.limits.audio_ttl
-        stale = [
-            i for i in self.pending if i.kind is MessageKind.AUDIO and now - i.created_at > ttl
-        ]
+        # The queue is in the order the app sent (replays, older, go in front), so the
+        # stale items are a prefix: stop at the first fresh one.
+        stale: list[Outgoing] = []
+        for item in self.pending:
+            if now - item.created_at <= ttl:
+                break
+            if item.kind is MessageKind.AUDIO:
+                stale.append(item)
         if stale:
             keep = {id(i) for i in stale}
             self.pending = deque(i for i in self.pending if id(i) not in keep)
@@ -292,22 +303,30 @@ class Outbox:
         """Record ``item`` as sent and unconfirmed; returns items too old to keep for replay."""
         self.unconfirmed.append(replace(item, was_sent=True))
         evicted: list[Outgoing] = []
-        # Audio: keep only what the TTL would still allow to be replayed.
-        audio_ms = sum(i.audio_ms for i in self.unconfirmed if i.kind is MessageKind.AUDIO)
-        while audio_ms > self.limits.max_audio_ms:
+        # Audio: keep only as much as the outbox could replay.
+        self._unconfirmed_audio_ms += item.audio_ms
+        while self._unconfirmed_audio_ms > self.limits.max_audio_ms + 1e-6:
             for index, queued in enumerate(self.unconfirmed):
                 if queued.kind is MessageKind.AUDIO:
                     del self.unconfirmed[index]
-                    audio_ms -= queued.audio_ms
+                    self._unconfirmed_audio_ms -= queued.audio_ms
                     evicted.append(queued)
                     break
+            else:  # pragma: no cover - the total only counts audio
+                self._unconfirmed_audio_ms = 0.0
         while len(self.unconfirmed) > self.limits.max_unconfirmed_messages:
-            evicted.append(self.unconfirmed.popleft())
+            oldest = self.unconfirmed.popleft()
+            self._unconfirmed_audio_ms -= oldest.audio_ms
+            evicted.append(oldest)
         return evicted
+
+    def _recount(self) -> None:
+        self._unconfirmed_audio_ms = sum(i.audio_ms for i in self.unconfirmed)
 
     def confirm(self) -> None:
         """A resumable handle arrived: the server's state holds everything sent so far."""
         self.unconfirmed.clear()
+        self._unconfirmed_audio_ms = 0.0
 
     def requeue_unconfirmed(self, now: float) -> list[Outgoing]:
         """Put unconfirmed messages back in front of ``pending`` for replay.
@@ -316,6 +335,7 @@ class Outbox:
         """
         replay = list(self.unconfirmed)
         self.unconfirmed.clear()
+        self._unconfirmed_audio_ms = 0.0
         self.pending = deque([*replay, *self.pending])
         dropped = self.expire_audio(now)
         while self.pending_audio_ms() > self.limits.max_audio_ms:
@@ -339,6 +359,7 @@ class Outbox:
             gone = {id(i) for i in removed}
             self.pending = deque(i for i in self.pending if id(i) not in gone)
             self.unconfirmed = deque(i for i in self.unconfirmed if id(i) not in gone)
+            self._recount()
         return removed
 
     def drop_tool_answers(self, ids: set[str]) -> list[Outgoing]:
@@ -354,6 +375,7 @@ class Outbox:
                 else:
                     kept.append(trimmed)
             setattr(self, name, kept)
+        self._recount()
         return dropped
 
     def clear(self) -> list[Outgoing]:
@@ -361,4 +383,5 @@ class Outbox:
         items = list(self.pending)
         self.pending.clear()
         self.unconfirmed.clear()
+        self._unconfirmed_audio_ms = 0.0
         return items
