@@ -348,3 +348,25 @@ def test_bytes_fields_accept_both_base64_alphabets() -> None:
     for bad in ("!!", "+_+_AA==", "A"):
         with pytest.raises(CloseRefusal):
             decode_bytes(bad)
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+async def test_event_log_wakes_waiters_and_times_out() -> None:
+    import asyncio
+
+    from tunnelproof.emulator.events import EventLog
+
+    log = EventLog(FakeClock())
+    waiter = asyncio.ensure_future(log.wait_for("x", count=2, colour="red"))
+    log.emit("x", colour="blue")
+    log.emit("x", colour="red")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    third = log.emit("x", colour="red")
+    event = await asyncio.wait_for(waiter, 5)
+    assert event.seq == third.seq == 3
+    assert [e.seq for e in log.since(1, "x")] == [2, 3]
+    with pytest.raises(TimeoutError):
+        await log.wait_for("y", timeout=0.05)
