@@ -898,3 +898,18 @@ def test_auth_close_after_setup_retries_with_a_fresh_token_but_not_during_setup(
     h.closed(1008, reason)  # refused during setup: fatal, no loop
     assert h.m.state is SessionState.FAILED
     assert h.of(ev.Failed)[0].verdict.kind == "fatal_auth"
+
+
+def test_a_herd_dropped_together_spreads_its_first_retries() -> None:
+    # 500 clients dropped by the same server restart: full jitter spreads them over the
+    # whole first window instead of a synchronized stampede (the seed: 1.0-1.5 s, all).
+    delays = []
+    for seed in range(500):
+        h = connected(seed=seed)
+        h.closed(1011, "The service is currently unavailable.")
+        delays.append(h.of(ev.Reconnecting)[-1].delay)
+    buckets = [0] * 5
+    for delay in delays:
+        assert 0.0 <= delay <= 0.5
+        buckets[min(4, int(delay / 0.1))] += 1
+    assert all(60 <= b <= 140 for b in buckets), buckets

@@ -118,6 +118,7 @@ async def test_go_away_at_a_turn_boundary_hands_over_without_overlap() -> None:
         first_conn = emu.controls.connections()[0]
         assert first_conn["closed_by"] == "client" and first_conn["close_code"] == 1000
         assert session.metrics.planned_handovers == 1
+        assert session.metrics.server_failures == 0, "no refused resume: never two sockets"
         disconnected = rec.of(ev.Disconnected)[-1]
         assert disconnected.planned
         await check_first(rec)
@@ -205,4 +206,14 @@ async def test_expired_handle_starts_a_fresh_session_from_the_transcript() -> No
         gate.set()
         reset = await rec.wait(ev.ContextReset, since=mark, timeout=20)
         assert isinstance(reset, ev.ContextReset)
+        await check_first(rec)
+
+
+async def test_slow_or_missing_pongs_raise_no_false_alarm() -> None:
+    async with running() as (emu, session, rec):
+        emu.controls.set_pongs(withhold=True)
+        await asyncio.sleep(2.5)
+        assert session.state == "connected"
+        assert not rec.of(ev.Disconnected)
+        assert emu.controls.events(kind="ping") == [], "the client sends no WebSocket pings"
         await check_first(rec)

@@ -138,7 +138,7 @@ async def test_half_open_link_is_detected_and_recovered() -> None:
             assert result.sent
             await rec.wait(ev.Disconnected, since=mark, timeout=15)
             detected = time.monotonic() - started
-            assert detected < FAST_WATCHDOGS.reply_timeout + 2.0, detected
+            assert detected < FAST_WATCHDOGS.reply_timeout + 4.0, detected
             await asyncio.sleep(3.0)  # the tunnel goes on; probes fail meanwhile
             tunnel.restore()
             restored = time.monotonic()
@@ -147,7 +147,7 @@ async def test_half_open_link_is_detected_and_recovered() -> None:
             )
             recovery = time.monotonic() - restored
             # within a probe timeout plus a probe interval of the tunnel's end
-            assert recovery < FAST_WATCHDOGS.probe_connect_timeout + 2.5, recovery
+            assert recovery < FAST_WATCHDOGS.probe_connect_timeout + 5.0, recovery
             await rec.wait(ev.TurnComplete)  # the replayed question is answered
             await check_first(rec)
 
