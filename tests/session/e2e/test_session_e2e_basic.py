@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 import pytest
@@ -41,3 +42,25 @@ async def test_connect_converse_and_drop_while_idle() -> None:
             assert metrics.resume_success_rate == 1.0
             assert mint.calls == 2, "a fresh token for the reconnect"
         assert session.state == "closed"
+
+
+async def test_with_the_server_side_api_key_minting_source() -> None:
+    from tunnelproof.tokens.direct import ApiKeyMintingSource
+
+    async with EmulatorServer(policy=EmulatorPolicy()) as emu:
+        source = ApiKeyMintingSource(
+            emu.api_key, TEXT_CONFIG, http_base=emu.http_base, ws_base=emu.ws_base
+        )
+        async with source, LiveSession(TEXT_CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
+            rec = Recorder(session)
+            await rec.wait(ev.Connected)
+            await rec.ask(FIRST)
+            for _ in range(100):
+                if session.resumption_handle is not None:
+                    break
+                await asyncio.sleep(0.02)
+            emu.controls.abort_connection()
+            await rec.wait(ev.Resumed)
+            await check_first(rec)
+            tokens = {c["token"] for c in emu.controls.connections()}
+            assert len(tokens) == 2, "one single-use token per connection"
