@@ -27,7 +27,6 @@ runs through our machine; the seed's own code does not, so the real seed is wors
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
@@ -42,6 +41,7 @@ TITLE = "Reconnect storm after a server restart"
 POLICIES: dict[str, RetryPolicy] = {"tunnelproof": DEFAULT_POLICY, "seed": SEED_POLICY}
 DEFAULT_CAPACITY_RPS = 400.0
 RESTART_S = 1.5
+REAL_SESSIONS = 500
 
 
 def _capacity(ctx: BenchContext) -> tuple[float, str]:
@@ -145,13 +145,136 @@ async def run(ctx: BenchContext) -> BenchResult:
 
 
 async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None:
-    try:
-        live: Any = importlib.import_module("tunnelproof.benchmarks.live")
-    except ImportError as exc:
-        result.notes.append(f"real-session part not run: {exc}")
-        return None
-    real: dict[str, Any] | None = await live.storm_real(ctx, result)
-    return real
+    """N real sessions through an emulator restart, once per policy."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    from tunnelproof.benchmarks.procs import json_process, stop_process
+    from tunnelproof.emulator import DEFAULT_API_KEY, EmulatorProcess
+
+    n = 30 if ctx.quick else REAL_SESSIONS
+    max_wait = 30.0 if ctx.quick else 100.0
+    bearer_key = "storm-bench-key-0123456789"
+    result.params.update({"real_sessions": n, "real_max_wait_s": max_wait})
+    out: dict[str, Any] = {}
+    async with EmulatorProcess(persist_sessions=True) as emu:
+        serve = [
+            sys.executable,
+            "-m",
+            "tunnelproof",
+            "serve",
+            "--port",
+            "0",
+            "--upstream",
+            emu.http_base,
+            "--ws-base",
+            emu.ws_base,
+            "--auth-mode",
+            "static",
+            "--static-key",
+            f"bench:{bearer_key}",
+            "--rate-limit",
+            "1000000/minute",
+            "--log-level",
+            "warning",
+        ]
+        env = {"TUNNELPROOF_API_KEY": DEFAULT_API_KEY}
+        async with json_process(serve, env=env) as svc:
+            for pname in POLICIES:
+                ctx.log(f"  real: {n} sessions, {pname}: connect, restart, wait")
+                config = {
+                    "sessions": n,
+                    "policy": pname,
+                    "token_url": svc.ready["tokenUrl"],
+                    "bearer": f"Bearer {bearer_key}",
+                    "start_rate": 100.0,
+                    "stable_s": 2.0 if ctx.quick else 11.0,
+                    "max_wait": max_wait,
+                    "seed": ctx.seed,
+                }
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "tunnelproof.benchmarks.storm_worker",
+                    json.dumps(config),
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+                assert proc.stdin is not None
+                assert proc.stdout is not None
+                try:
+                    ready = await _json_line(proc.stdout, 150.0)
+                    t0 = time.time()
+                    proc.stdin.write(f"go {t0}\n".encode())
+                    await proc.stdin.drain()
+                    restart_started = time.monotonic()
+                    await emu.restart()
+                    restart_s = time.monotonic() - restart_started
+                    final = await _json_line(proc.stdout, max_wait + 60.0)
+                finally:
+                    await stop_process(proc, 10.0)
+                out[pname] = _real_outcome(final, ready, restart_s)
+                if ready["connected"] < n:
+                    result.notes.append(
+                        f"{pname}: only {ready['connected']} of {n} sessions connected "
+                        "before the restart"
+                    )
+    return out
+
+
+async def _json_line(stream: Any, timeout: float) -> dict[str, Any]:
+    """The next stdout line that is a JSON object (bounded by ``timeout``)."""
+    import asyncio
+    import json
+
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await stream.readline()
+            if not line:
+                raise RuntimeError("the storm worker exited early")
+            text = line.decode().strip()
+            if text.startswith("{"):
+                doc: dict[str, Any] = json.loads(text)
+                return doc
+
+
+def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float) -> dict[str, Any]:
+    import math
+
+    n = int(ready["connected"])
+    restored = [float(x) for x in final["restored_s"]]
+    need99 = math.ceil(0.99 * n)
+    calls = [float(t) for t, _ in final["token_calls_s"]]
+    end = max([*restored, *final["failed_s"], 1.0])
+    bins = [0] * (int(end) + 2)
+    for t in calls:
+        if 0 <= t < len(bins):
+            bins[int(t)] += 1
+    curve: list[tuple[float, float]] = []
+    ordered = sorted(restored)
+    for i in range(201):
+        t = end * i / 200
+        curve.append((t, sum(1 for r in ordered if r <= t) / n if n else 0.0))
+    outcomes: dict[str, int] = {}
+    for _, what in final["token_calls_s"]:
+        outcomes[what] = outcomes.get(what, 0) + 1
+    return {
+        "clients": n,
+        "restored": len(restored),
+        "gave_up": len(final["failed_s"]),
+        "t99_s": ordered[need99 - 1] if len(ordered) >= need99 > 0 else None,
+        "t100_s": ordered[-1] if len(ordered) == n and n else None,
+        "peak_offered_rps": float(max(bins, default=0)),
+        "token_requests": len(calls),
+        "token_outcomes": outcomes,
+        "restart_s": restart_s,
+        "restored_curve": curve,
+        "offered_rps": [(float(i), float(c)) for i, c in enumerate(bins)],
+    }
 
 
 def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:
