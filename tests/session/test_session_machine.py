@@ -913,3 +913,28 @@ def test_a_herd_dropped_together_spreads_its_first_retries() -> None:
         assert 0.0 <= delay <= 0.5
         buckets[min(4, int(delay / 0.1))] += 1
     assert all(60 <= b <= 140 for b in buckets), buckets
+
+
+def test_close_while_reconnecting_is_immediate_and_reports_queued_messages() -> None:
+    h = connected()
+    h.closed(1006)
+    queued = h.send(realtime_text("lost in the tunnel"))
+    assert queued.queued
+    h.retry()
+    assert h.m.phase is Phase.FETCHING
+    h.feed(CloseRequested())
+    assert h.m.state is SessionState.CLOSED
+    assert isinstance(h.events[-1], ev.Closed)
+    assert queued.seq in [s for d in h.of(ev.SendDropped) for s in d.seqs]
+    assert h.pending_request() is None, "the token fetch was cancelled"
+    h.advance(3600)
+    assert len(h.opens) == 1
+
+
+def test_close_while_the_socket_is_opening_aborts_it() -> None:
+    h = Harness()
+    h.start()
+    h.give_token()
+    h.feed(CloseRequested())
+    assert h.actions_of(AbortSocket)
+    assert h.m.state is SessionState.CLOSED

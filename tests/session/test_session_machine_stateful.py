@@ -32,6 +32,8 @@ from session_harness import Harness
 
 from tunnelproof.protocol.client_messages import (
     FunctionResponse,
+    Turn,
+    client_content,
     realtime_audio,
     realtime_text,
     tool_response,
@@ -223,6 +225,16 @@ class SessionModel(RuleBasedStateMachine):
         self.n_texts += 1
         text = f"u{self.n_texts}"
         result = self.h.send(realtime_text(text))
+        self.sent_texts[result.seq] = text
+        if result.dropped:
+            self.refused.add(result.seq)
+        self.step()
+
+    @rule(complete=st.booleans())
+    def app_sends_client_content(self, complete: bool) -> None:
+        self.n_texts += 1
+        text = f"u{self.n_texts}"
+        result = self.h.send(client_content([Turn("user", text)], turn_complete=complete))
         self.sent_texts[result.seq] = text
         if result.dropped:
             self.refused.add(result.seq)

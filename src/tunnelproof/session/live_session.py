@@ -185,6 +185,7 @@ class LiveSession:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._store_ops: asyncio.Queue[Any] = asyncio.Queue()
         self._store_task: asyncio.Task[None] | None = None
+        self._closers: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._started = False
         self._shut_down = False
@@ -353,9 +354,11 @@ class LiveSession:
                 case CloseSocket(attempt=attempt, code=code, reason=reason):
                     sock = self._sockets.get(attempt)
                     if sock is not None and sock.ws is not None:
-                        asyncio.create_task(  # noqa: RUF006 - the socket task owns the outcome
-                            _close_quietly(sock.ws, code, reason)
-                        )
+                        # The reader reports the outcome (SocketClosed); the machine's
+                        # close timer turns a hanging close into an abort.
+                        task = asyncio.create_task(_close_quietly(sock.ws, code, reason))
+                        self._closers.add(task)
+                        task.add_done_callback(self._closers.discard)
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
                 case SaveHandle(session=session):
@@ -491,6 +494,8 @@ class LiveSession:
         for task in list(self._token_tasks.values()):
             task.cancel()
         self._token_tasks.clear()
+        for closer in list(self._closers):
+            closer.cancel()
         if self._store_task is not None:
             self._store_ops.put_nowait(("stop", None))
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):

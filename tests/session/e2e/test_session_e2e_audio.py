@@ -51,9 +51,12 @@ async def spoken_answer(rec: Recorder, mark: int) -> str:
 
 
 async def test_audio_conversation_survives_a_drop_in_the_middle_of_an_utterance() -> None:
-    async with EmulatorServer(policy=EmulatorPolicy(generation_speed=0)) as emu, LiveSession(
-        AUDIO_CONFIG, EmulatorMint(emu), watchdogs=FAST_WATCHDOGS, rng=random.Random(2)
-    ) as session:
+    async with (
+        EmulatorServer(policy=EmulatorPolicy(generation_speed=0)) as emu,
+        LiveSession(
+            AUDIO_CONFIG, EmulatorMint(emu), watchdogs=FAST_WATCHDOGS, rng=random.Random(2)
+        ) as session,
+    ):
         rec = Recorder(session)
         await rec.wait(ev.Connected)
         mark = rec.mark()
