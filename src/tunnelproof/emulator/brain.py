@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tunnelproof.emulator.sessions import Entry
+from tunnelproof.protocol.casing import get_field
 
 USER_SOURCES = frozenset({"clientContent", "realtimeText", "audio"})
 MAX_COUNT = 2000
@@ -132,8 +133,6 @@ def _tool_result_text(entry: Entry) -> str:
 
 def declared_functions(setup: Mapping[str, Any]) -> list[str]:
     """Names in ``setup.tools[].functionDeclarations`` (either spelling)."""
-    from tunnelproof.protocol.casing import get_field
-
     names: list[str] = []
     tools = get_field(setup, "tools") or []
     if not isinstance(tools, list):
