@@ -1,6 +1,6 @@
 """`tunnelproof demo` end to end: real processes, real HTTP, the whole journey, fast.
 
-The journey runs at --speed 8 (about 8 s of journey) and the checks read its --json
+The journey runs at --speed 16 (about 4 s of journey) and the checks read its --json
 result: the verdict, and the figures behind it.
 """
 
@@ -65,7 +65,7 @@ def check_journey(result: dict) -> None:
 
 def test_demo_text_journey_json() -> None:
     started = time.monotonic()
-    code, result, stderr = run_demo_json("--speed", "8")
+    code, result, stderr = run_demo_json("--speed", "16")
     assert code == 0, stderr[-2000:]
     check_journey(result)
     assert result["audio"] is False
@@ -76,7 +76,7 @@ def test_demo_text_journey_json() -> None:
 
 
 def test_demo_audio_journey_json() -> None:
-    code, result, stderr = run_demo_json("--speed", "8", "--audio")
+    code, result, stderr = run_demo_json("--speed", "16", "--audio")
     assert code == 0, stderr[-2000:]
     check_journey(result)
     f = result["figures"]

@@ -39,6 +39,7 @@ from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
 
 DEMO_USER = "demo-user"
+MAX_GENERATION_SPEED = 4.0
 SYSTEM_INSTRUCTION = "You are a travel assistant on a train. Keep answers short."
 
 
@@ -76,7 +77,8 @@ def emulator_policy(speed: float) -> EmulatorPolicy:
     """The emulator's policy for a demo at ``speed``: every duration divided by it.
 
     Answers are paced a little slower than the emulator's default (0.1 s per three words at
-    speed 1) so that a drop mid-answer really lands in the middle of one.
+    speed 1) so that a drop mid-answer really lands in the middle of one; above
+    ``MAX_GENERATION_SPEED`` answers stop speeding up, for the same reason.
     """
     return EmulatorPolicy(
         connection_lifetime=600.0 / speed,
@@ -84,7 +86,8 @@ def emulator_policy(speed: float) -> EmulatorPolicy:
         handle_validity=7200.0 / speed,
         session_limit_audio=900.0 / speed,
         session_limit_video=120.0 / speed,
-        generation_speed=speed,
+        # Capped, so that a drop mid-answer still lands mid-answer at --speed 20.
+        generation_speed=min(speed, MAX_GENERATION_SPEED),
         text_chunk_interval=0.1,
     )
 

@@ -1,0 +1,86 @@
+"""`tunnelproof chat` driven like a person would, through a pseudo-terminal (pexpect)."""
+
+from __future__ import annotations
+
+import sys
+import wave
+
+import pexpect
+import pytest
+
+from tunnelproof.emulator.audio import encode_speech, silence
+
+from .helpers import cli_env
+
+pytestmark = pytest.mark.e2e
+
+
+def spawn(*args: str) -> pexpect.spawn:
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "tunnelproof", "chat", *args],
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(30, 120),
+        env=cli_env(),
+    )
+    return child
+
+
+def test_chat_survives_a_tunnel_and_remembers() -> None:
+    chat = spawn()
+    try:
+        chat.expect("local emulator")
+        chat.expect("· connected")
+        chat.expect("connected \\|")  # the status line is drawn
+        chat.sendline("My name is Ada")
+        chat.expect("assistant › Nice to meet you, Ada.")
+
+        chat.sendline("/tunnel 2")
+        chat.expect("entering a tunnel for 2 s")
+        chat.expect("IN TUNNEL")  # the status line counts the tunnel down
+        # Typed inside the tunnel: lost on the wire, replayed after the resume.
+        chat.sendline("Are you still there?")
+        chat.expect("out of the tunnel")
+        chat.expect("resumed after [0-9.]+ s, 1 message\\(s\\) replayed")
+        chat.expect('assistant › You said: "Are you still there\\?".')
+
+        chat.sendline("What did I say first?")
+        chat.expect('assistant › You first said: "My name is Ada".')
+        chat.sendline("/status")
+        chat.expect("reconnects 1")
+        chat.sendline("/quit")
+        chat.expect("bye")
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+    assert chat.exitstatus == 0
+
+
+def test_chat_sends_a_wav(tmp_path) -> None:
+    path = tmp_path / "hello.wav"
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16_000)
+        wav.writeframes(encode_speech("My name is Grace") + silence(0.2))
+    chat = spawn("--wav", str(path))
+    try:
+        chat.expect("sending hello.wav")
+        chat.expect("assistant › Nice to meet you, Grace.")
+        chat.sendline("What is my name?")
+        chat.expect("assistant › Your name is Grace.")
+        chat.sendline("/quit")
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+    assert chat.exitstatus == 0
+
+
+def test_chat_reads_a_piped_script() -> None:
+    from .helpers import run_cli
+
+    proc = run_cli("chat", stdin="hello there\n/tunnel 1\nWhat did I say first?\n")
+    assert proc.returncode == 0, proc.stderr
+    assert 'You first said: "hello there"' in proc.stdout
+    assert "Traceback" not in proc.stderr
