@@ -938,3 +938,17 @@ def test_close_while_the_socket_is_opening_aborts_it() -> None:
     h.feed(CloseRequested())
     assert h.actions_of(AbortSocket)
     assert h.m.state is SessionState.CLOSED
+
+
+def test_a_link_that_goes_quiet_mid_answer_is_found_but_not_after_generation_complete() -> None:
+    h = connected(watchdogs=Watchdogs(reply_timeout=10))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "Once upon"}]}})
+    h.advance(10.1)  # output stopped flowing mid-answer
+    assert h.actions_of(AbortSocket)
+    quiet = connected(watchdogs=Watchdogs(reply_timeout=10))
+    quiet.server(serverContent={"modelTurn": {"parts": [{"text": "All done"}]}})
+    quiet.server(serverContent={"generationComplete": True})
+    quiet.advance(60)  # waiting for playback before turnComplete is normal
+    assert not quiet.actions_of(AbortSocket)
+    quiet.server(serverContent={"turnComplete": True})
+    assert quiet.m.state is SessionState.CONNECTED

@@ -202,7 +202,8 @@ class SessionMachine:
         self._resume_refusals = 0
 
         # turn state
-        self._generating = False
+        self._generating = False  # a model turn is in progress (until turnComplete)
+        self._streaming = False  # model output is flowing (until generationComplete)
         self._reply_due = False
         self._open_tool_calls: set[str] = set()
         self._calls_since_handle: list[str] = []
@@ -615,6 +616,7 @@ class SessionMachine:
         )
         self.transcript.commit_model()
         self._generating = False
+        self._streaming = False
         self._reply_due = False
         if rewind.tool_ids:
             self._cancel_tool_calls(set(rewind.tool_ids))
@@ -672,8 +674,12 @@ class SessionMachine:
             if self.phase not in (Phase.SETUP, Phase.CONNECTED) or event.attempt != self._attempt:
                 return
             self._on_message(message)
-        if self._reply_due and self.phase is Phase.CONNECTED:
-            self._set_timer(T_REPLY, self.watchdogs.reply_timeout)  # the link is alive
+        if self.phase is Phase.CONNECTED:
+            if self._reply_due or self._streaming:
+                # Something is owed: any message proves the link alive; silence does not.
+                self._set_timer(T_REPLY, self.watchdogs.reply_timeout)
+            else:
+                self._cancel_timer(T_REPLY)
         self._maybe_handover()
 
     def _on_message(self, message: ServerMessage) -> None:
@@ -691,7 +697,7 @@ class SessionMachine:
                 self._calls_since_handle.extend(ids)
                 self._handle_current = False
                 self._reply_due = False
-                self._cancel_timer(T_REPLY)
+                self._streaming = False  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls))
             case ToolCallCancellation():
                 self._open_tool_calls -= set(message.ids)
@@ -816,17 +822,22 @@ class SessionMachine:
             )
         if output:
             self._generating = True
+            self._streaming = True
             self._reply_due = False
             self._handle_current = False
-            self._cancel_timer(T_REPLY)
         if content.interrupted:
             self._generating = False
+            self._streaming = False
             self.transcript.commit_model()
             self._emit(ev.Interrupted())
         if content.generation_complete:
+            # From here the server may wait for playback before turnComplete: a quiet
+            # link is normal, so the watchdog stops watching.
+            self._streaming = False
             self._emit(ev.GenerationComplete())
         if content.turn_complete:
             self._generating = False
+            self._streaming = False
             self._reply_due = False
             self._handle_current = False  # the next handle will include this turn
             self._cancel_timer(T_REPLY)

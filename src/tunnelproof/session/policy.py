@@ -142,7 +142,8 @@ class Watchdogs:
             (1, 3, 7 s ...), and a fresh probe is faster than waiting for it.
         setup_timeout: ``setupComplete`` must arrive this long after the socket opened.
         reply_timeout: when a reply is due (the user finished a turn, or answered a tool
-            call), some server message must arrive within this many seconds.
+            call) or model output is flowing (until ``generationComplete``), some server
+            message must arrive within this many seconds.
         close_timeout: a graceful close taking longer is turned into an abort.
         go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
         handle_validity: seconds a stored handle stays usable after the last disconnect.
