@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sys
 
@@ -90,3 +91,56 @@ def test_token_errors_are_classified(exc: BaseException, kind: TokenFailure) -> 
     assert event.kind is kind
     if isinstance(exc, TokenRateLimited):
         assert event.retry_after == 3
+
+
+async def test_live_session_probes_an_unreachable_server_and_closes_promptly() -> None:
+    import time as _time
+
+    from tunnelproof.protocol.config import LiveConfig
+    from tunnelproof.session import LiveSession, Reconnecting
+    from tunnelproof.session.credentials import Credential
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now: connections are refused
+
+    async def source() -> Credential:
+        now = _time.time()
+        return Credential(
+            "ephemeral_token",
+            "auth_tokens/x",
+            ws_base=f"ws://127.0.0.1:{port}",
+            expires_at=now + 1800,
+            new_session_expires_at=now + 60,
+        )
+
+    session = LiveSession(LiveConfig(), source)
+    with pytest.raises(RuntimeError):
+        await session.send_text("too early")
+    async with session:
+        probes = []
+        async with asyncio.timeout(10):
+            async for event in session:
+                if isinstance(event, Reconnecting):
+                    probes.append(event)
+                    if len(probes) == 3:
+                        break
+        assert all(p.kind == "offline" for p in probes)
+        assert session.metrics.tokens_fetched == 1, "the unspent token is reused by probes"
+        queued = await session.send_text("hello")
+        assert queued.queued
+        started = _time.monotonic()
+    assert _time.monotonic() - started < 2.0
+    assert session.state == "closed"
+
+
+def test_invalid_conversation_id_is_refused_at_construction() -> None:
+    from tunnelproof.protocol.config import LiveConfig
+    from tunnelproof.session import Credential, LiveSession
+
+    async def source() -> Credential:
+        raise AssertionError("not called")
+
+    with pytest.raises(ValueError, match=r"control"):
+        LiveSession(LiveConfig(), source, conversation_id="bad\nid")

@@ -132,6 +132,7 @@ class LiveSession:
             are classified (401 fatal, 429 wait, 5xx back off, offline probe).
         conversation_id: the app's id for this conversation; the handle store keys on it
             so a restarted process resumes the same server session. Default: a random id.
+            ``InvalidConversationId`` (a ``ValueError``) for an empty or overlong id.
         handle_store: where handles live; default a new
             :class:`~tunnelproof.session.stores.MemoryHandleStore`. Use
             :class:`~tunnelproof.session.stores.SqliteHandleStore` to survive restarts.
@@ -171,7 +172,10 @@ class LiveSession:
             rng=rng,
         )
         self._token_source = token_source
-        self.conversation_id = conversation_id or uuid.uuid4().hex
+        from tunnelproof.session.stores import validate_conversation_id
+
+        # Fail here, loudly, rather than on every later save (which only logs).
+        self.conversation_id = validate_conversation_id(conversation_id or uuid.uuid4().hex)
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._ssl = ssl
