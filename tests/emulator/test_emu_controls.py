@@ -208,3 +208,28 @@ async def test_wait_for_connections_counts_reconnects_and_wait_for_open_counts_o
         await emulator.controls.wait_for_open(2, timeout=0.2)
     await ws2.close()
     await ws.close()
+
+
+async def test_shutdown_does_not_wait_forever_for_a_silent_peer(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = await emulator_factory()
+    reader, writer = await asyncio.open_connection("127.0.0.1", emu.port)
+    path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    writer.write(
+        (
+            f"GET {path}?key={emu.api_key} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 10)
+    assert status.startswith(b"HTTP/1.1 101")
+    await emu.controls.wait_for_event("connection_opened")
+    # The peer never answers the close frame: shutdown gives up on it and aborts.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(emu.stop(), 15)
+    assert loop.time() - started < 10
+    writer.close()
