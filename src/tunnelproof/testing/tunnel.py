@@ -136,6 +136,7 @@ class _Connection:
     client_writer: asyncio.StreamWriter
     upstream_reader: asyncio.StreamReader | None = None
     upstream_writer: asyncio.StreamWriter | None = None
+    upstream_sock: socket.socket | None = None  # while connecting, before a writer exists
     damaged: bool = False  # lost bytes in a drop-mode blackhole
     task: asyncio.Task[None] | None = None
     next_free: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
@@ -145,6 +146,14 @@ class _Connection:
         """RST both sides and stop the pumps."""
         _abort(self.client_writer)
         _abort(self.upstream_writer)
+        if self.upstream_writer is None and self.upstream_sock is not None:
+            # Aborted while connecting upstream: the connect may already have completed in
+            # the kernel, so the server must get its RST too, not a FIN.
+            with contextlib.suppress(OSError):
+                self.upstream_sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+            self.upstream_sock.close()
         if self.task is not None and self.task is not asyncio.current_task():
             self.task.cancel()
 
@@ -450,8 +459,7 @@ class TunnelProxy:
             await self._flowing.wait()
             try:
                 up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.upstream_host, self.upstream_port, limit=_CHUNK),
-                    self._connect_timeout,
+                    self._connect_upstream(conn), self._connect_timeout
                 )
             except (OSError, TimeoutError) as exc:
                 # The client's connect already succeeded (we accepted it); RST is the
@@ -476,6 +484,28 @@ class TunnelProxy:
         finally:
             self._connections.discard(conn)
             await self._notify()
+
+    async def _connect_upstream(
+        self, conn: _Connection
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # Our own socket, so that a reset() during the connect can still RST it.
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(
+            self.upstream_host, self.upstream_port, type=socket.SOCK_STREAM
+        )
+        if not infos:
+            raise OSError(f"cannot resolve {self.upstream_host!r}")
+        family, type_, proto, _, address = infos[0]
+        sock = socket.socket(family, type_, proto)
+        conn.upstream_sock = sock
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, address)
+            return await asyncio.open_connection(sock=sock, limit=_CHUNK)
+        except BaseException:
+            if conn.upstream_writer is None:
+                sock.close()
+            raise
 
     async def _pump(
         self,
