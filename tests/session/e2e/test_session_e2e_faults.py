@@ -217,3 +217,20 @@ async def test_slow_or_missing_pongs_raise_no_false_alarm() -> None:
         assert not rec.of(ev.Disconnected)
         assert emu.controls.events(kind="ping") == [], "the client sends no WebSocket pings"
         await check_first(rec)
+
+
+async def test_connection_lifetime_goaways_hand_over_again_and_again() -> None:
+    # A "10-minute" connection in 2.5 s: the server sends goAway 1.5 s before its cap.
+    policy = EmulatorPolicy(connection_lifetime=2.5, go_away_lead=1.5)
+    async with running(policy=policy) as (emu, session, rec):
+        for n in range(6):
+            await rec.ask(f"Note number {n}.")
+            await asyncio.sleep(0.4)
+        await check_first(rec)
+        metrics = session.metrics
+        assert metrics.planned_handovers >= 2, metrics
+        assert metrics.server_failures == 0, metrics
+        assert metrics.fresh_session_fallbacks == 0
+        assert not rec.of(ev.ContextReset)
+        closes = [c["close_code"] for c in emu.controls.connections() if c["close_code"]]
+        assert 1011 not in closes, "we always left before the server's deadline close"
