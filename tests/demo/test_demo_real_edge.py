@@ -34,7 +34,7 @@ def test_real_defaults_point_at_google() -> None:
 
 async def test_real_mode_against_tls_emulator(tmp_path) -> None:
     speed = 16.0
-    policy = EmulatorPolicy(generation_speed=4.0, text_chunk_interval=0.1)
+    policy = EmulatorPolicy(generation_speed=8.0, text_chunk_interval=0.1)
     async with EmulatorServer(policy=policy, tls=True, state_dir=tmp_path) as emu:
         assert emu.ca_file is not None
         stack_options = StackOptions(
