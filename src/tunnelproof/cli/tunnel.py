@@ -167,7 +167,13 @@ def register(app: typer.Typer) -> None:
         ] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="Jitter random seed.")] = None,
     ) -> None:
-        """A TCP proxy with a controllable tunnel: blackhole, reset, latency, bandwidth."""
+        """A TCP proxy with a controllable tunnel: blackhole, reset, offline, latency, bandwidth.
+
+        Prints one JSON line when ready (with the control URL), one per action applied.
+        Control: GET /stats; POST /blackhole[?mode=hold], /restore, /reset, /offline,
+        /latency?ms=&jitter_ms=, /bandwidth?bytes_per_s=, /action (text body). See
+        docs/testing.md.
+        """
         steps: list[tuple[float, str]] = []
         for item in schedule or []:
             at, sep, action = item.partition(":")
