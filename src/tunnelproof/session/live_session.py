@@ -323,6 +323,7 @@ class LiveSession:
             match action:
                 case Emit(event=event):
                     self._events.put_nowait(event)
+                    _log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):
                         self._closed.set()
                 case SendFrame(attempt=attempt, text=text):
@@ -513,6 +514,32 @@ class LiveSession:
 _MANAGED_KWARGS = frozenset(
     {"ping_interval", "ping_timeout", "open_timeout", "additional_headers", "close_timeout"}
 )
+
+
+def _log_lifecycle(conversation: str, event: ev.AppEvent) -> None:
+    """One log line per lifecycle change (never content, never credentials)."""
+    match event:
+        case ev.Reconnecting(delay=delay, attempt=attempt, reason=reason, kind=kind):
+            log.info(
+                "[%s] reconnecting in %.2f s (attempt %d, %s): %s",
+                conversation,
+                delay,
+                attempt,
+                kind,
+                reason,
+            )
+        case ev.Resumed(gap=gap, replayed=replayed):
+            log.info("[%s] resumed after %.2f s, replayed %d", conversation, gap, replayed)
+        case ev.Connected(first=first):
+            log.info("[%s] connected (%s)", conversation, "first" if first else "fresh session")
+        case ev.ContextReset(reason=reason, seeded_turns=turns):
+            log.warning("[%s] context reset (%s); re-seeded %d turns", conversation, reason, turns)
+        case ev.Failed(verdict=verdict):
+            log.error("[%s] stopped: %s (%s)", conversation, verdict.advice, verdict.reason)
+        case ev.GoAwayReceived(time_left=left):
+            log.info("[%s] goAway, %s s left: planned handover", conversation, left)
+        case _:
+            pass
 
 
 async def _close_quietly(ws: ClientConnection, code: int, reason: str) -> None:
