@@ -1,0 +1,55 @@
+"""docs/troubleshooting.md's close-code table says what classify_close really does."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tunnelproof.protocol.close_codes import classify_close
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def close_code_rows() -> list[list[str]]:
+    text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    table = text.split("<!-- close-codes-table", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    return [c for c in cells[1:] if not set(c[0]) <= {"-"}]  # skip header and rule
+
+
+def test_every_row_matches_the_classifier() -> None:
+    rows = close_code_rows()
+    assert len(rows) >= 20
+    for code_cell, reason_cell, when, klass, *_ in rows:
+        code = None if code_cell == "none" else int(code_cell)
+        quoted = re.fullmatch(r"`(.*)`", reason_cell)
+        reason = quoted.group(1) if quoted else ""
+        verdict = classify_close(
+            code, reason, resuming=when == "resuming", after_go_away=when == "after goAway"
+        )
+        assert verdict.kind.value == klass, (code_cell, reason_cell, when, verdict)
+
+
+def test_every_close_class_is_explained() -> None:
+    text = (DOCS / "troubleshooting.md").read_text(encoding="utf-8")
+    for klass in ("retry", "expected", "fatal_config", "fatal_auth", "bad_request", "bad_resume"):
+        assert f"**{klass}**" in text
+
+
+def test_migrating_lists_every_retired_model() -> None:
+    from tunnelproof.protocol.models import RETIRED_MODELS
+
+    text = (DOCS / "migrating.md").read_text(encoding="utf-8")
+    for model, retirement in RETIRED_MODELS.items():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{model}`")), None)
+        assert row is not None, model
+        assert f"`{retirement.replacement}`" in row
+
+
+def test_docs_snippets_compile() -> None:
+    for name in ("migrating.md", "troubleshooting.md"):
+        text = (DOCS / name).read_text(encoding="utf-8")
+        for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+            # Snippets may use top-level await (they live inside your async code).
+            compile(block, name, "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
