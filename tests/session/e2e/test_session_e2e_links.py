@@ -152,6 +152,45 @@ async def test_half_open_link_is_detected_and_recovered() -> None:
             await check_first(rec)
 
 
+async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -> None:
+    async with (
+        EmulatorServer(policy=EmulatorPolicy()) as emu,
+        TunnelProxy("127.0.0.1", emu.port) as tunnel,
+    ):
+        inner = EmulatorMint(emu)
+
+        async def through_tunnel() -> Credential:
+            credential = await inner()
+            return Credential(
+                kind=credential.kind,
+                secret=credential.secret,
+                ws_base=tunnel.url("ws"),
+                api_version=credential.api_version,
+                expires_at=credential.expires_at,
+                new_session_expires_at=credential.new_session_expires_at,
+            )
+
+        async with LiveSession(
+            TEXT_CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(9)
+        ) as session:
+            rec = Recorder(session)
+            await rec.wait(ev.Connected)
+            await rec.ask(FIRST)
+            await wait_for_handle(session)
+            mark = rec.mark()
+            tunnel.offline()  # the phone knows it has no network: resets, refusals
+            await asyncio.sleep(8.0)
+            await rec.wait(ev.Disconnected, since=mark)
+            tunnel.restore()
+            restored = time.monotonic()
+            await rec.wait(ev.Resumed, since=mark, timeout=20)
+            recovery = time.monotonic() - restored
+            assert recovery < 2.5, recovery
+            assert session.metrics.offline_failures >= 5, "steady probing through the tunnel"
+            assert all(p.delay < 1.0 for p in rec.of(ev.Reconnecting)), "no growing backoff"
+            await check_first(rec)
+
+
 _CHILD = """
 import asyncio, os, sys
 from session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
