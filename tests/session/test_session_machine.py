@@ -952,3 +952,16 @@ def test_a_link_that_goes_quiet_mid_answer_is_found_but_not_after_generation_com
     assert not quiet.actions_of(AbortSocket)
     quiet.server(serverContent={"turnComplete": True})
     assert quiet.m.state is SessionState.CONNECTED
+
+
+def test_saved_handles_of_a_reconnected_session_carry_no_stale_disconnect_time() -> None:
+    h = connected()
+    h.handle_update("h1")
+    h.closed(1006)
+    assert h.saved[-1].disconnected_at is not None
+    h.advance(1)
+    h.connect()
+    h.advance(3 * 3600)  # a long, healthy session after the drop
+    h.handle_update("h2")
+    assert h.saved[-1].disconnected_at is None
+    assert h.saved[-1].valid_at(h.wall)

@@ -719,6 +719,8 @@ class SessionMachine:
         self._cancel_timer(T_SETUP)
         self.phase = Phase.CONNECTED
         self._connected_at = self._now
+        # Connected again: the 2 h validity window counts from the *next* disconnect.
+        self._disconnected_at = None
         first = not self._ever_connected
         self._ever_connected = True
         self._had_session = True
