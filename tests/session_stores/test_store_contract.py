@@ -240,3 +240,13 @@ async def test_close_is_idempotent(make_store: StoreFactory) -> None:
     await store.save("c", session())
     await store.close()
     await store.close()
+
+
+async def test_purge_expired_keeps_the_valid_ones(make_store: StoreFactory) -> None:
+    store = make_store(validity=100)
+    await store.save("old", session(disconnected_at=T0))
+    await store.save("fresh", session(saved_at=T0 + 500, disconnected_at=T0 + 500))
+    purged = await store.purge_expired(now_wall=T0 + 200)  # type: ignore[attr-defined]
+    assert purged in (0, 1)  # Redis expires by TTL and reports 0
+    assert await store.load("old", now_wall=T0 + 200) is None
+    assert await store.load("fresh", now_wall=T0 + 200) is not None

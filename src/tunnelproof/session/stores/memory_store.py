@@ -61,15 +61,18 @@ class MemoryHandleStore:
         self._sessions[conversation_id] = bound_transcript(session, self.max_transcript_turns)
         self._saves += 1
         if self._saves % _SWEEP_EVERY == 0:
-            self.purge_expired(now_wall=self._clock())
+            self._purge(self._clock())
 
     async def delete(self, conversation_id: str) -> None:
         """Forget ``conversation_id`` (no error if absent)."""
         validate_conversation_id(conversation_id)
         self._sessions.pop(conversation_id, None)
 
-    def purge_expired(self, *, now_wall: float) -> int:
-        """Drop every expired entry; returns how many."""
+    async def purge_expired(self, *, now_wall: float) -> int:
+        """Drop every expired entry; returns how many (also done every 1,024 saves)."""
+        return self._purge(now_wall)
+
+    def _purge(self, now_wall: float) -> int:
         dead = [k for k, s in self._sessions.items() if now_wall >= expires_at(s, self.validity)]
         for key in dead:
             del self._sessions[key]

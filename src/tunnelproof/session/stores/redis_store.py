@@ -131,6 +131,10 @@ class RedisHandleStore:
         """Forget ``conversation_id`` (no error if absent)."""
         await self._redis.delete(self.key(conversation_id))
 
+    async def purge_expired(self, *, now_wall: float) -> int:
+        """Nothing to do: Redis expires keys by their TTL. Returns 0 (same API as the others)."""
+        return 0
+
     async def close(self) -> None:
         """Close the connection pool if this store created it. Idempotent."""
         if self._owns_client:
