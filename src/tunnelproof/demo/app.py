@@ -184,7 +184,7 @@ async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) 
         try:
             while not play.done():
                 runner.now()
-                live.update(live_view(state), refresh=True)
+                live.update(live_view(state, console.size.width), refresh=True)
                 await asyncio.wait({play}, timeout=1 / REFRESH_PER_SECOND)
         finally:
             if not play.done():
@@ -192,7 +192,7 @@ async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) 
                 with contextlib.suppress(asyncio.CancelledError):
                     await play
         play.result()
-        live.update(live_view(state), refresh=True)
+        live.update(live_view(state, console.size.width), refresh=True)
 
 
 def print_json(result: dict[str, Any], out: TextIO | None = None) -> None:

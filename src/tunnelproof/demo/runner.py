@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 from collections import deque
 from collections.abc import Callable
@@ -219,7 +220,8 @@ class JourneyRunner:
         if handle and handle not in self._handles:
             self._handles.add(handle)
             self.state.handles_seen = len(self._handles)
-            self.state.last_handle = handle[:8] + "…"
+            # A fingerprint, not the handle: with a token it resumes the conversation.
+            self.state.last_handle = hashlib.sha256(handle.encode()).hexdigest()[:8]
 
     def _sync_metrics(self) -> None:
         m = self.session.metrics
@@ -349,11 +351,14 @@ class JourneyRunner:
         if step.say is not None:
             # Speak so that the words are all on the wire before the tunnel ends: they are
             # lost inside it, and must be replayed after the resume.
-            speech = 0.0
+            at = step.duration * 0.3
             if self.audio:
+                # Spoken words must all be on the wire before the tunnel ends, and no older
+                # than the outbox's audio time-to-live when replayed: speak near its end.
                 words = len(step.say.split())
                 speech = (words * 0.3 + 0.7) / AUDIO_PACING / self.state.speed
-            await self._until(start + max(step.duration * 0.3, step.duration - speech - 0.3))
+                at = max(at, step.duration - speech - 0.3)
+            await self._until(start + at)
             pending = await self.say(step.say)
         await self._until(start + step.duration)
         self.stack.leave_tunnel()

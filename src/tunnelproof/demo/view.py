@@ -42,20 +42,20 @@ def header(state: DemoState) -> Text:
     """Title, session state, clock."""
     text = Text()
     text.append("tunnelproof demo", style="bold")
-    text.append(f"  ·  {state.mode}  ·  speed ×{state.speed:g}")
-    text.append("  ·  audio" if state.audio else "  ·  text")
-    text.append("   state: ")
+    text.append(f" · {state.mode} · ×{state.speed:g}")
+    text.append(" · audio" if state.audio else " · text")
+    text.append("   ")
     text.append(state.session_state.upper(), style=STATE_STYLE.get(state.session_state, "bold"))
     if state.tunnel_open:
         text.append("   IN A TUNNEL", style="bold magenta")
-    text.append(f"   t = {state.elapsed:5.1f} s")
+    text.append(f"   t = {state.elapsed:.1f} s")
     return text
 
 
-def timeline(state: DemoState) -> Text:
+def timeline(state: DemoState, columns: int = 100) -> Text:
     """The journey as one line: planned steps, tunnels as they happened, and 'now'."""
     length = max(state.length, state.elapsed, 1e-6) * 1.05
-    width = TIMELINE_WIDTH
+    width = max(20, min(TIMELINE_WIDTH, columns - 22))
 
     def col(t: float) -> int:
         return min(width - 1, max(0, int(t / length * width)))
@@ -83,8 +83,7 @@ def timeline(state: DemoState) -> Text:
         text.append(glyph, style=style)
     text.append(f"  {state.elapsed:4.1f}/{state.length:.0f} s", style="dim")
     legend = Text(
-        "         ● say  ▓ tunnel  ⇄ station (goAway)  ✖ server crash  ✂ drop mid-answer"
-        "  ↺ recovered  ▲ now",
+        "         ● say ▓ tunnel ⇄ goAway ✖ crash ✂ cut answer ↺ back ▲ now",
         style="dim",
     )
     return Text("\n").join([text, legend])
@@ -150,7 +149,7 @@ def counters(state: DemoState) -> Text:
     text.append(f"connections {state.connections}   reconnects {state.reconnects}   ")
     minted = "" if state.tokens_minted is None else f" (server minted {state.tokens_minted})"
     text.append(f"tokens fetched {state.tokens_fetched}{minted}   ")
-    text.append(f"handles {state.handles_seen} (newest {state.last_handle or '—'})\n")
+    text.append(f"handles {state.handles_seen} (newest #{state.last_handle or '—'})\n")
     text.append(f"messages replayed {state.messages_replayed}   dropped {state.messages_dropped}")
     if state.audio:
         text.append(
@@ -174,11 +173,11 @@ def log_panel(state: DemoState, last: int = 6) -> Panel:
     return Panel(lines, title="events", border_style="dim")
 
 
-def live_view(state: DemoState) -> RenderableType:
-    """Everything, for ``rich.live.Live``."""
+def live_view(state: DemoState, columns: int = 100) -> RenderableType:
+    """Everything, for ``rich.live.Live`` on a terminal ``columns`` wide."""
     return Group(
         header(state),
-        timeline(state),
+        timeline(state, columns),
         conversation(state),
         disruptions_table(state),
         counters(state),
