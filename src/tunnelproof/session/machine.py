@@ -721,6 +721,8 @@ class SessionMachine:
         self._connected_at = self._now
         # Connected again: the 2 h validity window counts from the *next* disconnect.
         self._disconnected_at = None
+        # A resumed state *is* the handle's state; a fresh one has no handle yet.
+        self._handle_current = self._resuming
         first = not self._ever_connected
         self._ever_connected = True
         self._had_session = True
