@@ -57,11 +57,13 @@ class ReadyLineProcess:
         args: Sequence[str],
         *,
         env: Mapping[str, str] | None = None,
+        drop_env_prefixes: tuple[str, ...] = (),
         name: str,
         ready_timeout: float = 60.0,
     ) -> None:
         self.args = list(args)
         self.env = dict(env) if env is not None else None
+        self.drop_env_prefixes = drop_env_prefixes
         self.name = name
         self.ready_timeout = ready_timeout
         self.ready: dict[str, Any] = {}
@@ -81,7 +83,12 @@ class ReadyLineProcess:
 
     async def start(self) -> dict[str, Any]:
         """Start the child and wait for its ready line; returns the parsed line."""
-        env = dict(os.environ)
+        # Inherit the environment (PATH, locale, proxies) minus what the caller owns.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not any(k.startswith(p) for p in self.drop_env_prefixes)
+        }
         if self.env:
             env.update(self.env)
         kwargs: dict[str, Any] = {}

@@ -192,6 +192,9 @@ class DemoStack:
         process = ReadyLineProcess(
             ["serve", "--host", "127.0.0.1", "--port", "0"],
             env=env,
+            # The demo configures its service completely: a TUNNELPROOF_REDIS_URL or a real
+            # GEMINI_API_KEY in the user's shell must not leak into it.
+            drop_env_prefixes=("TUNNELPROOF_", "GEMINI_API_KEY"),
             name="token service",
         )
         self.token_service = process
