@@ -179,7 +179,6 @@ class SessionMachine:
         # credentials
         self._request_seq = 0
         self._request: int | None = None  # token request in flight
-        self._request_prefetch = False
         self._credential: Credential | None = None  # unspent (handshake never completed)
         self._credential_fresh = False  # never tried before the attempt now using it
         self._credential_tried = False  # an attempt already used it (handshake incomplete)
@@ -409,7 +408,6 @@ class SessionMachine:
             self._request_seq += 1
             self._request = self._request_seq
             self._out.append(FetchToken(self._request, prefetch=False))
-        self._request_prefetch = False
         self._set_timer(T_TOKEN, self._token_timeout())
 
     def _token_timeout(self) -> float:
@@ -879,7 +877,6 @@ class SessionMachine:
         if not usable and self._request is None:
             self._request_seq += 1
             self._request = self._request_seq
-            self._request_prefetch = True
             self._out.append(FetchToken(self._request, prefetch=True))
 
     def _at_turn_boundary(self) -> bool:
