@@ -55,8 +55,10 @@ def check_journey(result: dict) -> None:
     f = result["figures"]
     assert f["contextResets"] == 0
     assert f["reconnects"] == 5
-    # A fresh token for every connection, each fetched over HTTP and minted upstream.
-    assert f["tokensFetched"] == f["connections"] == f["tokensMinted"] == 6
+    # A fresh token for every connection (a refused attempt may take one more), each
+    # fetched over HTTP from the token service and minted by the server for it.
+    assert f["connections"] == 6
+    assert f["tokensFetched"] == f["tokensMinted"] >= f["connections"]
     assert f["handlesSeen"] >= 6
     assert f["messagesReplayed"] >= 3
     assert f["messagesDropped"] == 0

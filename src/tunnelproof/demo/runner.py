@@ -89,6 +89,7 @@ class JourneyRunner:
         self._failed = asyncio.Event()
         self._planned = False
         self._handles: set[str] = set()
+        self._cut: Step | None = None  # a drop step waiting for its answer to be under way
 
     # -- time -------------------------------------------------------------------------------
 
@@ -204,6 +205,22 @@ class JourneyRunner:
         self._answer += text
         self._answer_words = len(self._answer.split())
         self._progress.set()
+        if self._cut is not None and self._answer_words >= self._cut.cut_after_words:
+            self._cut_now()
+
+    def _cut_now(self) -> None:
+        """Reset the link under the answer, right now.
+
+        Called from the event handler itself, not from the step's task: a wake-up of
+        another task could come late under load, after the answer had finished, and the
+        "drop mid-answer" would silently become a drop after the answer.
+        """
+        step, self._cut = self._cut, None
+        assert step is not None
+        d = self._disrupt(step, "drop")
+        self.stack.reset_link()
+        d.ended = d.started
+        self.state.note(f"link reset mid-answer (after {self._answer_words} words)", "red")
 
     def _recovered(self, how: str, gap: float | None, replayed: int) -> None:
         open_ = self.state.open_disruption()
@@ -392,18 +409,19 @@ class JourneyRunner:
 
     async def _drop(self, step: Step) -> None:
         assert step.say is not None
+        # Armed before asking: the event handler cuts once enough words have arrived.
+        self._cut = step
         pending = await self.say(step.say)
-        # Wait until the answer is really under way, then cut the link under it.
         deadline = self._clock() + ANSWER_TIMEOUT
-        while self._answer_words < step.cut_after_words and not pending.done.is_set():
+        while self._cut is not None and not pending.done.is_set():
             if self._clock() > deadline or self._failed.is_set():
                 break
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), 0.5)
-        d = self._disrupt(step, "drop")
-        self.stack.reset_link()
-        d.ended = d.started
-        self.state.note(f"link reset mid-answer (after {self._answer_words} words)", "red")
+        if self._cut is not None:
+            # The answer ended (or never came) before the cut: cut anyway, and say so.
+            self._cut_now()
+        d = self.state.disruptions[-1]
         await self._answered(pending)
         await self._recovery(d)
