@@ -84,3 +84,31 @@ def test_chat_reads_a_piped_script() -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'You first said: "hello there"' in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_chat_audio_with_microphone_and_speaker(tmp_path) -> None:
+    # A fake sounddevice (tests/cli/fake_audio) plays the part of PortAudio.
+    from pathlib import Path
+
+    log = tmp_path / "speaker.log"
+    fake = Path(__file__).parent / "fake_audio"
+    chat = pexpect.spawn(
+        sys.executable,
+        ["-m", "tunnelproof", "chat", "--audio"],
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(30, 120),
+        env=cli_env(
+            PYTHONPATH=str(fake), FAKE_MIC_SAYS="My name is Ada", FAKE_SPEAKER_LOG=str(log)
+        ),
+    )
+    try:
+        chat.expect("microphone on")
+        chat.expect("assistant › Nice to meet you, Ada.")  # the spoken answer's transcript
+        chat.sendline("/quit")
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+    assert chat.exitstatus == 0
+    played = sum(int(n) for n in log.read_text().split())
+    assert played > 24_000  # over half a second of 24 kHz speech reached the speaker

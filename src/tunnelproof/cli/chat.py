@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import ssl
@@ -188,6 +189,7 @@ async def _first_credential(source: Any, where: str) -> Any:
 async def resolve_target(
     *,
     real: bool,
+    audio: bool = False,
     token_url: str | None,
     bearer: str | None,
     model: str | None,
@@ -198,7 +200,9 @@ async def resolve_target(
     from tunnelproof.protocol.config import ContextWindowCompression, LiveConfig
     from tunnelproof.protocol.models import default_model
 
-    chosen = modality or ("TEXT" if not (real or token_url) else "AUDIO")
+    # Google's current Live models answer in audio only; the emulator can do text, which
+    # reads best in a terminal, unless the user asked to hear the answers.
+    chosen = modality or ("AUDIO" if (real or token_url or audio) else "TEXT")
     if chosen not in ("TEXT", "AUDIO"):
         raise ChatError("--modality must be TEXT or AUDIO.")
     config = LiveConfig(
@@ -505,6 +509,8 @@ class Chat:
                         self._speaker.write(pcm)
                 case Interrupted():
                     self.answer = ""
+                    if self._speaker is not None:
+                        self._speaker.flush()
                 case TurnComplete():
                     self.awaiting = max(0, self.awaiting - 1)
                     if self.awaiting == 0:
@@ -539,23 +545,56 @@ class Chat:
         chunks: asyncio.Queue[bytes] = asyncio.Queue()
 
         def captured(data: Any, _frames: int, _time: Any, _status: Any) -> None:
+            # PortAudio's thread: hand the bytes to the event loop, never block here.
             loop.call_soon_threadsafe(chunks.put_nowait, bytes(data))
 
-        speaker = sd.RawOutputStream(samplerate=24_000, channels=1, dtype="int16")
+        speaker = Speaker(sd)
         mic = sd.RawInputStream(
             samplerate=16_000, channels=1, dtype="int16", blocksize=640, callback=captured
         )
-        speaker.start()
         self._speaker = speaker
         self.screen.say("· microphone on (speak; answers play on the speaker)")
-        with mic:
-            try:
+        try:
+            with mic:
                 while not self.stop.is_set():
                     await self.session.send_audio(await chunks.get())
-            finally:
-                self._speaker = None
-                speaker.stop()
-                speaker.close()
+        finally:
+            self._speaker = None
+            speaker.close()
+
+
+class Speaker:
+    """Plays 24 kHz PCM from a thread, so a full audio device never blocks the event loop."""
+
+    def __init__(self, sd: Any) -> None:
+        self._stream = sd.RawOutputStream(samplerate=24_000, channels=1, dtype="int16")
+        self._stream.start()
+        self._queue: queue.Queue[bytes | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tunnelproof-speaker", daemon=True)
+        self._thread.start()
+
+    def write(self, pcm: bytes) -> None:
+        """Queue ``pcm`` for playback."""
+        self._queue.put(pcm)
+
+    def flush(self) -> None:
+        """Forget what has not been played yet (the user interrupted the answer)."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._queue.get_nowait()
+
+    def _run(self) -> None:
+        while (pcm := self._queue.get()) is not None:
+            self._stream.write(pcm)
+
+    def close(self) -> None:
+        """Stop playing and release the device."""
+        self.flush()
+        self._queue.put(None)
+        self._thread.join(timeout=2.0)
+        with contextlib.suppress(Exception):
+            self._stream.stop()
+            self._stream.close()
 
 
 async def run_chat(
@@ -579,6 +618,7 @@ async def run_chat(
         raise ChatError(f"--wav {wav}: no such file.")
     target = await resolve_target(
         real=real,
+        audio=audio,
         token_url=token_url,
         bearer=bearer,
         model=model,
