@@ -185,7 +185,7 @@ async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -
             restored = time.monotonic()
             await rec.wait(ev.Resumed, since=mark, timeout=20)
             recovery = time.monotonic() - restored
-            assert recovery < 2.5, recovery
+            assert recovery < 3.0, recovery  # ~1 s: one probe interval + connect + setup
             assert session.metrics.offline_failures >= 5, "steady probing through the tunnel"
             assert all(p.delay < 1.0 for p in rec.of(ev.Reconnecting)), "no growing backoff"
             await check_first(rec)
