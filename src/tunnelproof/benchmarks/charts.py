@@ -39,9 +39,18 @@ def _pyplot() -> Any:
     return plt
 
 
-def _color(label: str, i: int) -> str:
+def _color(label: str, i: int, used: set[str] | None = None) -> str:
+    """The conventional colour of ``label`` (green is ours), else a free palette colour."""
     for key, color in COLORS.items():
-        if label.lower().startswith(key):
+        if label.lower().startswith(key) and (used is None or color not in used):
+            if used is not None:
+                used.add(color)
+            return color
+    for k in range(len(PALETTE)):
+        color = PALETTE[(i + k) % len(PALETTE)]
+        if used is None or color not in used:
+            if used is not None:
+                used.add(color)
             return color
     return PALETTE[i % len(PALETTE)]
 
@@ -143,11 +152,12 @@ def lines(
     """Line plots of ``(x, y)`` points; ``secondary`` series go on a right-hand axis."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    used: set[str] = set()
     for i, (label, points) in enumerate(series.items()):
         if not points:
             continue
         xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, label=label, color=_color(label, i), linewidth=1.4)
+        ax.plot(xs, ys, label=label, color=_color(label, i, used), linewidth=1.4)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:
@@ -157,11 +167,13 @@ def lines(
     handles, labels = ax.get_legend_handles_labels()
     if secondary:
         ax2 = ax.twinx()
+        used2: set[str] = set()
         for i, (label, points) in enumerate(secondary.items()):
             if not points:
                 continue
             xs, ys = zip(*points, strict=True)
-            ax2.plot(xs, ys, label=label, color=_color(label, i), linestyle=":", linewidth=1.0)
+            color = _color(label, i, used2)
+            ax2.plot(xs, ys, label=label, color=color, linestyle=":", linewidth=1.0)
         ax2.set_ylabel(secondary_label)
         h2, l2 = ax2.get_legend_handles_labels()
         handles += h2
