@@ -1,0 +1,16 @@
+"""The chaos soak: many concurrent sessions through every fault we know, then an audit.
+
+Run it with ``python -m tunnelproof.testing.chaos`` (``make chaos``), or from Python::
+
+    from tunnelproof.testing.chaos import ChaosConfig, run_chaos
+    report = await run_chaos(ChaosConfig(sessions=20, steps=4))
+    assert report["ok"], report["invariants"]
+
+See :mod:`~tunnelproof.testing.chaos.runner` for the stack, ``schedule`` for the faults,
+``driver`` for one session's conversation and ``accounting`` for how delivery is judged.
+"""
+
+from tunnelproof.testing.chaos.runner import ChaosConfig, run_chaos
+from tunnelproof.testing.chaos.schedule import Fault, Step, plan_session
+
+__all__ = ["ChaosConfig", "Fault", "Step", "plan_session", "run_chaos"]

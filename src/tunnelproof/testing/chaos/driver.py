@@ -1,0 +1,516 @@
+"""One chaos session: a ``LiveSession`` holding a conversation through its fault plan.
+
+The conversation is what an app would do: say something first (a code word it will be
+asked about at the end), then for each :class:`~tunnelproof.testing.chaos.schedule.Step`
+type a text, ask for a tool (and answer the call), speak (PCM the emulator "transcribes")
+or ask for a long answer, while the step's fault is injected around the turn. Tool calls
+are answered as they come, whenever they come, as an app must. At the end it asks the
+assistant what was said first: the answer proves whether the context survived.
+
+Every text carries a unique marker (``[c7-3]``) so the emulator's history can be searched
+for it afterwards; everything the session was told (send results, ``SendDropped``,
+``Rewound``, ...) is kept in a :class:`SessionRecord` for that check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tunnelproof.emulator.audio import encode_speech, silence
+from tunnelproof.protocol.client_messages import FunctionResponse
+from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR_OCCURRED, REASON_INVALID_ARGUMENT
+from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.credentials import Credential
+from tunnelproof.session.live_session import LiveSession
+from tunnelproof.session.machine import SessionState
+from tunnelproof.session.metrics import SessionMetrics
+from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.policy import RetryPolicy, Watchdogs
+from tunnelproof.testing.chaos.accounting import marker
+from tunnelproof.testing.chaos.gate import GateFault
+from tunnelproof.testing.chaos.schedule import Fault, Step
+from tunnelproof.testing.tunnel import TunnelProxy
+from tunnelproof.tokens.client import TokenServiceSource
+
+if TYPE_CHECKING:
+    from tunnelproof.testing.chaos.runner import ChaosStack
+
+log = logging.getLogger("tunnelproof.chaos")
+
+TOOL_NAME = "check_the_weather"
+CHAOS_CONFIG = LiveConfig(
+    model="gemini-3.8-live",
+    response_modalities=("TEXT",),
+    tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),),
+)
+"""What every chaos session runs (and what the token service locks its tokens to)."""
+
+CHAOS_WATCHDOGS = Watchdogs(
+    token_timeout=5.0,
+    connect_timeout=5.0,
+    probe_connect_timeout=1.5,
+    setup_timeout=6.0,
+    reply_timeout=6.0,
+    close_timeout=1.0,
+    go_away_margin=0.5,
+)
+"""Production watchdogs divided by about three: dead links are found in soak time, while
+a loaded two-core box answering a herd still gets room before a false alarm."""
+
+CHAOS_POLICY = RetryPolicy(
+    max_delay=5.0,
+    max_attempts_per_outage=40,
+    max_attempts_per_session=None,
+    stable_after=5.0,
+)
+"""The default policy with shorter backoff ceilings (the soak has no time for 30 s waits)."""
+
+CHAOS_LIMITS = OutboxLimits()
+"""The default outbox bounds: the soak checks they hold under chaos."""
+
+AUDIO_CHUNK_MS = 40
+ANSWER_TIMEOUT = 30.0  # a turn through a blackhole, a restart and a backoff still fits
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """What one chaos session did and was told."""
+
+    index: int
+    first_text: str
+    final_tag: str
+    expected_answer: str
+    final_answer: str | None = None
+    texts: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker -> (seq, status)
+    tool_answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (seq, status)
+    dropped_seqs: set[int] = field(default_factory=set)
+    audio_ms_sent: float = 0.0
+    faults: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+    turn_timeouts: int = 0
+    replies_lost_to_reset: int = 0
+    timeout_notes: list[str] = field(default_factory=list)
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
+    metrics: SessionMetrics | None = None
+    errors: list[str] = field(default_factory=list)
+    finished: bool = False
+
+    @property
+    def context_survived(self) -> bool:
+        """The assistant quoted the first thing said, word for word."""
+        return self.final_answer == self.expected_answer
+
+
+class ChaosSession:
+    """Drive one ``LiveSession`` through ``plan`` (see the module docstring)."""
+
+    def __init__(
+        self, index: int, plan: list[Step], stack: ChaosStack, proxy: TunnelProxy, seed: int
+    ) -> None:
+        self.index = index
+        self.plan = plan
+        self.stack = stack
+        self.proxy = proxy
+        self.caller = stack.caller(index)
+        first = f"{marker(index, 0)} My code word is {_code_word(index)}."
+        final_tag = marker(index, "final")
+        self.record = SessionRecord(
+            index, first, final_tag, expected_answer=f'You first said: "{first}".'
+        )
+        self.session: LiveSession | None = None
+        self._rng = random.Random(f"driver:{seed}:{index}")
+        self._seed = seed
+        self._tokens = TokenServiceSource(stack.gate_url, lambda: self.caller, timeout=10.0)
+        self._turns: list[str] = []
+        self._partial: list[str] = []
+        self._turn_done = asyncio.Event()
+        self._state_changed = asyncio.Event()
+        self._marker = ""
+        self._fault = "no fault"
+        self._resets_at_send = 0
+        self._on_first_delta: Callable[[], Awaitable[None]] | None = None
+        self._on_tool_call: Callable[[], Awaitable[None]] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- the token source the session uses ------------------------------------------------
+
+    async def _token_source(self) -> Credential:
+        credential = await self._tokens()
+        # The token service names the emulator's address; this session's link to it is
+        # its own tunnel proxy (what a device's network path is to Google).
+        return dataclasses.replace(credential, ws_base=self.proxy.url("ws"))
+
+    # -- run ------------------------------------------------------------------------------
+
+    async def run(self) -> SessionRecord:
+        """Hold the conversation through the plan; never raises (errors are recorded)."""
+        rec = self.record
+        try:
+            session = LiveSession(
+                CHAOS_CONFIG,
+                self._token_source,
+                conversation_id=f"chaos-{self.index}",
+                policy=CHAOS_POLICY,
+                watchdogs=CHAOS_WATCHDOGS,
+                limits=CHAOS_LIMITS,
+                rng=random.Random(f"session:{self._seed}:{self.index}"),
+                connect_kwargs={"proxy": None},
+            )
+            self.session = session
+            async with session:
+                consumer = asyncio.create_task(self._consume(session))
+                try:
+                    await self._conversation(session)
+                finally:
+                    rec.metrics = session.metrics
+                await session.close()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(consumer, 10.0)
+                if not consumer.done():
+                    consumer.cancel()
+            rec.finished = True
+        except Exception as exc:  # a harness bug must show in the report, not stop the soak
+            log.exception("chaos session %d failed", self.index)
+            rec.errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+        return rec
+
+    async def _conversation(self, session: LiveSession) -> None:
+        rec = self.record
+        await self._wait_connected(60.0)
+        await self._say(rec.first_text, marker(self.index, 0))
+        for n, step in enumerate(self.plan, start=1):
+            await self._wait_connected(30.0)
+            await self._step(n, step)
+            await asyncio.sleep(step.pause)
+        # Ask until answered (a fault's after-effects may still cut the first try).
+        for _ in range(3):
+            await self._wait_connected(60.0)
+            answer = await self._ask(
+                f"{rec.final_tag} What did I say first?",
+                rec.final_tag,
+                lambda text: text.startswith("You first said:"),
+                timeout=60.0,
+            )
+            if answer is not None:
+                rec.final_answer = answer
+                break
+
+    # -- one step -------------------------------------------------------------------------
+
+    async def _step(self, n: int, step: Step) -> None:
+        tag = marker(self.index, n)
+        fault = step.fault
+        self._fault = fault.value if fault is not None else "no fault"
+        restore: asyncio.Task[None] | None = None
+        after_send: Callable[[], Awaitable[None]] | None = None
+        timeout = ANSWER_TIMEOUT
+        if fault is Fault.BLACKHOLE:
+            self.proxy.blackhole()
+            self._injected(fault)
+            restore = asyncio.create_task(self._restore_after(step.param))
+            timeout += step.param
+        elif fault is Fault.RESET:
+            after_send = self._later(step.delay, self._reset, fault)
+        elif fault is Fault.CLOSE_1011:
+            after_send = self._later(step.delay, self._close_1011, fault)
+        elif fault is Fault.GOAWAY_AT_BOUNDARY:
+            await self._go_away(fault, step.param)
+        elif fault is Fault.GOAWAY_MID_TURN:
+            self._on_first_delta = lambda: self._go_away(fault, step.param)
+        elif fault is Fault.DROP_MID_GENERATION:
+            self._on_first_delta = lambda: self._reset(fault)
+        elif fault is Fault.DROP_MID_TOOL_CALL:
+            self._on_tool_call = lambda: self._reset(fault)
+        elif fault in (Fault.REFUSED_RESUME, Fault.EXPIRED_HANDLE):
+            await self._refuse_next_resume(fault)
+        elif fault in (Fault.TOKEN_5XX, Fault.TOKEN_429, Fault.TOKEN_SLOW):
+            self.stack.gate.arm(self.caller, _gate_faults(fault, step.param))
+            await self._reset(fault)
+        try:
+            await self._turn(n, step, tag, after_send, timeout)
+        finally:
+            self._on_first_delta = None
+            self._on_tool_call = None
+            if restore is not None:
+                await restore
+
+    async def _turn(
+        self,
+        n: int,
+        step: Step,
+        tag: str,
+        after_send: Callable[[], Awaitable[None]] | None,
+        timeout: float,
+    ) -> None:
+        if step.turn == "text":
+            await self._ask(f"{tag} Note number {n}.", tag, None, after_send, timeout)
+        elif step.turn == "tool":
+            await self._ask(f"{tag} Please check the weather.", tag, None, after_send, timeout)
+        elif step.turn == "long":
+            count = 30 + n
+            await self._ask(
+                f"{tag} Please count to {count}.",
+                tag,
+                lambda text: text.startswith("1, 2") and text.endswith(f" {count}."),
+                after_send,
+                timeout,
+            )
+        else:
+            await self._speak(tag, after_send, timeout)
+
+    # -- faults -----------------------------------------------------------------------------
+
+    def _injected(self, fault: Fault) -> None:
+        self.record.faults[fault.value] += 1
+
+    def _skipped(self, fault: Fault) -> None:
+        self.record.skipped[fault.value] += 1
+
+    def _later(
+        self, delay: float, action: Callable[[Fault], Awaitable[None]], fault: Fault
+    ) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            await asyncio.sleep(delay)
+            await action(fault)
+
+        return run
+
+    async def _restore_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.proxy.restore()
+
+    async def _reset(self, fault: Fault) -> None:
+        self.proxy.reset()
+        self._injected(fault)
+
+    async def _close_1011(self, fault: Fault) -> None:
+        conn = await self.stack.connection_of(self.index)
+        if conn is None or not await self.stack.emulator_close(
+            conn, 1011, REASON_INTERNAL_ERROR_OCCURRED
+        ):
+            self._skipped(fault)
+            return
+        self._injected(fault)
+
+    async def _go_away(self, fault: Fault, time_left: float) -> None:
+        conn = await self.stack.connection_of(self.index)
+        if conn is None or not await self.stack.emulator_go_away(conn, time_left):
+            self._skipped(fault)
+            return
+        self._injected(fault)
+
+    async def _refuse_next_resume(self, fault: Fault) -> None:
+        code, reason = (
+            (1007, REASON_INVALID_ARGUMENT)
+            if fault is Fault.EXPIRED_HANDLE
+            else (
+                1011,
+                REASON_INTERNAL_ERROR_OCCURRED,
+            )
+        )
+        if self.session is None or self.session.resumption_handle is None:
+            self._skipped(fault)
+            return
+        consumed = await self.stack.refuse_next_resume(code, reason, self.proxy.reset)
+        if consumed:
+            self._injected(fault)
+        else:
+            self._skipped(fault)
+
+    # -- turns ------------------------------------------------------------------------------
+
+    async def _send(self, text: str, tag: str) -> SendResult | None:
+        session = self.session
+        assert session is not None
+        result = await session.send_text(text)
+        self.record.texts[tag] = (result.seq, result.status)
+        if result.dropped:
+            self.record.dropped_seqs.add(result.seq)
+            return None
+        return result
+
+    async def _say(self, text: str, tag: str) -> None:
+        await self._ask(text, tag, None)
+
+    async def _ask(
+        self,
+        text: str,
+        tag: str,
+        check: Callable[[str], bool] | None,
+        after_send: Callable[[], Awaitable[None]] | None = None,
+        timeout: float = ANSWER_TIMEOUT,
+    ) -> str | None:
+        """Send ``text`` and wait for the turn that answers it (``None`` on timeout)."""
+        self._marker = tag
+        mark = len(self._turns)
+        self._resets_at_send = self.record.events["ContextReset"]
+        if await self._send(text, tag) is None:
+            return None
+        if after_send is not None:
+            self._spawn(after_send())
+        return await self._answer(mark, check or (lambda t: tag in t), timeout)
+
+    async def _speak(
+        self, tag: str, after_send: Callable[[], Awaitable[None]] | None, timeout: float
+    ) -> None:
+        session = self.session
+        assert session is not None
+        self._marker = tag
+        mark = len(self._turns)
+        self._resets_at_send = self.record.events["ContextReset"]
+        pcm = encode_speech(f"{tag} Spoken note.") + silence(0.8)
+        step = 16_000 * 2 * AUDIO_CHUNK_MS // 1000
+        for offset in range(0, len(pcm), step):
+            chunk = pcm[offset : offset + step]
+            result = await session.send_audio(chunk)
+            self.record.audio_ms_sent += len(chunk) / 32.0
+            if result.dropped:
+                self.record.dropped_seqs.add(result.seq)
+            if offset == 0 and after_send is not None:
+                self._spawn(after_send())
+            await asyncio.sleep(0.004)  # interleave with the other sessions
+        await self._answer(mark, lambda t: tag in t, timeout)
+
+    async def _answer(self, mark: int, check: Callable[[str], bool], timeout: float) -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        reset_seen = False
+        while True:
+            for text in self._turns[mark:]:
+                if check(text):
+                    return text
+            mark = len(self._turns)
+            if not reset_seen and self.record.events["ContextReset"] > self._resets_at_send:
+                # A fresh session gets a question already sent only as seeded history (no
+                # turn to answer; Rewound(reply_lost) told the app), one still queued as a
+                # real turn. Wait a little for the latter, then do what an app would: go on.
+                reset_seen = True
+                deadline = min(deadline, loop.time() + 8.0)
+            left = deadline - loop.time()
+            if left <= 0:
+                rec = self.record
+                if reset_seen:
+                    rec.replies_lost_to_reset += 1
+                    return None
+                rec.turn_timeouts += 1
+                if len(rec.timeout_notes) < 5:
+                    state = self.session.state.value if self.session is not None else "-"
+                    rec.timeout_notes.append(
+                        f"{self._marker} ({self._fault}) state={state}; "
+                        f"last events: {' '.join(rec.recent)}"
+                    )
+                return None
+            self._turn_done.clear()
+            self._state_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._turn_done.wait(), min(left, 1.0))
+
+    async def _wait_connected(self, timeout: float) -> bool:
+        session = self.session
+        assert session is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while session.state is not SessionState.CONNECTED:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._state_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_changed.wait(), min(left, 0.5))
+        return True
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def _consume(self, session: LiveSession) -> None:
+        rec = self.record
+        async for event in session:
+            rec.events[type(event).__name__] += 1
+            if not isinstance(event, ev.TextDelta | ev.AudioChunk):
+                rec.recent.append(_describe(event))
+            self._state_changed.set()
+            match event:
+                case ev.TextDelta(text=text):
+                    first = not self._partial
+                    self._partial.append(text)
+                    if first and self._on_first_delta is not None:
+                        action, self._on_first_delta = self._on_first_delta, None
+                        self._spawn(action())
+                case ev.TurnComplete():
+                    self._turns.append("".join(self._partial))
+                    self._partial.clear()
+                    self._turn_done.set()
+                case ev.Rewound() | ev.Interrupted():
+                    self._partial.clear()
+                case ev.ToolCallRequested(calls=calls):
+                    if self._on_tool_call is not None:
+                        action, self._on_tool_call = self._on_tool_call, None
+                        await action()  # the drop lands before the answer is sent
+                    await self._answer_tools(session, [c.id for c in calls if c.id])
+                case ev.SendDropped(seqs=seqs):
+                    rec.dropped_seqs.update(seqs)
+                case ev.Failed():
+                    # What an app does after "gave up": wait a moment and try again.
+                    self._spawn(self._resume_later(session))
+                case _:
+                    pass
+
+    async def _answer_tools(self, session: LiveSession, ids: list[str]) -> None:
+        for call_id in ids:
+            result = await session.send_tool_response(
+                [FunctionResponse(call_id, TOOL_NAME, {"result": f"sunny {self._marker}"})]
+            )
+            self.record.tool_answers[call_id] = (result.seq, result.status)
+            if result.dropped:
+                self.record.dropped_seqs.add(result.seq)
+
+    async def _resume_later(self, session: LiveSession) -> None:
+        await asyncio.sleep(0.5)
+        await session.resume()
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _describe(event: ev.AppEvent) -> str:
+    match event:
+        case ev.Reconnecting(delay=delay, reason=reason):
+            return f"Reconnecting({delay:.2f}s: {reason[:60]})"
+        case ev.Disconnected(code=code, reason=reason):
+            return f"Disconnected({code} {reason[:40]})"
+        case ev.SendDropped(kind=kind, reason=reason):
+            return f"SendDropped({kind}: {reason[:40]})"
+        case ev.Failed(verdict=verdict):
+            return f"Failed({verdict.reason[:60]})"
+        case ev.Rewound(reply_lost=lost, cancelled_tool_call_ids=ids):
+            return f"Rewound(lost={lost}, tools={len(ids)})"
+    return type(event).__name__
+
+
+def _gate_faults(fault: Fault, param: float) -> list[GateFault]:
+    if fault is Fault.TOKEN_5XX:
+        return [GateFault(503, retry_after=0.5) for _ in range(max(1, int(param)))]
+    if fault is Fault.TOKEN_429:
+        return [GateFault(429, retry_after=1.0)]
+    return [GateFault(stall=param)]
+
+
+_WORDS = ("teal", "harbour", "lantern", "quartz", "meadow", "falcon", "cobalt", "juniper")
+
+
+def _code_word(index: int) -> str:
+    return f"{_WORDS[index % len(_WORDS)]}-{index}"

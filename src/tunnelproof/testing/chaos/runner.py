@@ -1,0 +1,719 @@
+"""The chaos soak: many concurrent ``LiveSession`` conversations through seeded faults.
+
+The stack, all on loopback::
+
+    LiveSession ── TunnelProxy (one per session) ──┐
+         │                                         ├── emulator (a subprocess, restarted)
+         └── TokenGate (faults) ── token service ──┘      (mints there)
+
+* the emulator runs as :class:`~tunnelproof.emulator.EmulatorProcess` with persisted
+  sessions, so a restart is a server restart, not amnesia;
+* the token service is the real one (uvicorn, static bearer keys, one per session), its
+  tokens locked to the same ``LiveConfig`` the sessions use; the :class:`TokenGate` in
+  front of it fails on schedule;
+* each session has its own :class:`~tunnelproof.testing.tunnel.TunnelProxy`, so a
+  blackhole or a reset hits one conversation.
+
+While it runs, :class:`ChaosStack` polls the emulator's event log (connections set up and
+closed, refused resumes) and samples every session's outbox and the process's memory.
+Afterwards :func:`build_report` checks the client's records against the emulator's
+server-side history (see :mod:`~tunnelproof.testing.chaos.accounting`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic import SecretStr
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
+from tunnelproof.testing.chaos.accounting import (
+    Tally,
+    count_marker,
+    final_session,
+    max_overlap,
+    sessions_of,
+    spans_from_events,
+    tool_response_count,
+    user_texts,
+)
+from tunnelproof.testing.chaos.driver import (
+    CHAOS_CONFIG,
+    CHAOS_LIMITS,
+    ChaosSession,
+    SessionRecord,
+)
+from tunnelproof.testing.chaos.gate import TokenGate
+from tunnelproof.testing.chaos.schedule import Fault, plan_session, restart_times
+from tunnelproof.testing.tokens_fixtures import running_token_service
+from tunnelproof.testing.tunnel import TunnelProxy
+from tunnelproof.tokens.minting import Minter
+from tunnelproof.tokens.router import TokenService
+from tunnelproof.tokens.settings import TokenServiceSettings
+
+log = logging.getLogger("tunnelproof.chaos")
+
+JsonDict = dict[str, Any]
+API_KEY = "chaos-emulator-key"
+
+CHAOS_EMULATOR_POLICY = dict(
+    # The soak injects goAway itself (at and off turn boundaries); natural lifetimes and
+    # session limits would only add unplanned closes at random times.
+    connection_lifetime=3600.0,
+    session_limit_audio=36_000.0,
+    session_limit_video=36_000.0,
+    # Long answers last about a second, so a fault can land in the middle of one.
+    text_chunk_interval=0.04,
+    tool_call_delay=0.0,
+    auth_close_timeout=5.0,
+)
+
+
+@dataclass(slots=True)
+class ChaosConfig:
+    """How big and how long a soak is.
+
+    ``time_scale`` shrinks the 1-60 s blackholes; ``restarts`` emulator restarts are
+    spread over ``expected_duration`` seconds (only those that fall inside the run
+    happen); session starts are spread over ``start_spread`` seconds.
+    """
+
+    sessions: int = 120
+    steps: int = 14
+    seed: int = 1
+    time_scale: float = 0.1
+    restarts: int = 2
+    expected_duration: float = 150.0
+    start_spread: float = 8.0
+    deadline: float = 780.0
+
+
+@dataclass(slots=True)
+class Observed:
+    """What the stack saw from outside the sessions while they ran."""
+
+    events: list[JsonDict] = field(default_factory=list)
+    restarts: list[float] = field(default_factory=list)
+    refusals_consumed: int = 0
+    unhandled: list[str] = field(default_factory=list)
+    harness_unhandled: list[str] = field(default_factory=list)
+    outbox_peak: dict[str, float] = field(default_factory=dict)
+    outbox_violations: int = 0
+    rss_samples: list[tuple[float, float]] = field(default_factory=list)
+    connected_samples: list[tuple[float, int]] = field(default_factory=list)
+    emulator_peak_rss_kb: int = 0
+    emulator_errors: int = 0
+
+
+_WATCHED = ("setup_complete", "connection_closed", "resume_refused")
+
+
+class ChaosStack:
+    """The running stack and the controls the sessions use to inject faults."""
+
+    def __init__(self, emulator: EmulatorProcess, gate: TokenGate, observed: Observed) -> None:
+        self.emulator = emulator
+        self.gate = gate
+        self.observed = observed
+        self.gate_url = gate.url
+        self._http: aiohttp.ClientSession | None = None
+        self._refusal_lock = asyncio.Lock()
+        self._cursors: dict[str, int] = {}
+        self._restarting = asyncio.Event()
+        self._restarting.set()  # set = not restarting (the emulator answers)
+
+    # -- identity -------------------------------------------------------------------------
+
+    @staticmethod
+    def caller(index: int) -> str:
+        """The ``Authorization`` header of session ``index``'s user."""
+        return f"Bearer chaos-key-{index}"
+
+    def tokens_of(self, index: int) -> set[str]:
+        """Every token minted for session ``index``."""
+        caller = self.caller(index)
+        return {t for t, c in self.gate.minted.items() if c == caller}
+
+    def session_of_token(self) -> dict[str, int]:
+        """token name -> session index."""
+        out: dict[str, int] = {}
+        for token, caller in self.gate.minted.items():
+            out[token] = int(caller.rsplit("-", 1)[1])
+        return out
+
+    # -- emulator control over HTTP (one pooled client, fresh sockets) -------------------------
+
+    async def start(self) -> None:
+        """Open the HTTP client used for controls and polling."""
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True, limit=16),
+            timeout=aiohttp.ClientTimeout(total=15.0),
+        )
+
+    async def stop(self) -> None:
+        """Close the HTTP client."""
+        if self._http is not None:
+            await self._http.close()
+
+    async def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        await self._restarting.wait()
+        assert self._http is not None
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        url = self.emulator.control_url + path
+        async with self._http.request(method, url, json=body, params=query) as response:
+            data = await response.json()
+            if response.status >= 400:
+                raise RuntimeError(f"{method} {path}: {response.status} {data}")
+            return data
+
+    async def _try(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """``_call`` that returns ``None`` instead of raising (a fault that could not land)."""
+        try:
+            return await self._call(method, path, body, **params)
+        except (aiohttp.ClientError, TimeoutError, RuntimeError) as exc:
+            self.observed.emulator_errors += 1
+            log.debug("emulator control %s %s failed: %s", method, path, exc)
+            return None
+
+    async def connection_of(self, index: int) -> str | None:
+        """The emulator connection currently carrying session ``index`` (by its tokens)."""
+        conns = await self._try("GET", "/connections", open="1")
+        if not conns:
+            return None
+        mine = self.tokens_of(index)
+        found = [c for c in conns if c.get("token") in mine and c.get("state") == "open"]
+        if not found:
+            return None
+        return str(max(found, key=lambda c: float(c.get("opened_at") or 0.0))["id"])
+
+    async def emulator_close(self, conn: str, code: int, reason: str) -> bool:
+        """Close ``conn`` with ``code``/``reason``; ``False`` if it could not be done."""
+        body = {"code": code, "reason": reason}
+        return await self._try("POST", f"/connections/{conn}/close", body) is not None
+
+    async def emulator_go_away(self, conn: str, time_left: float) -> bool:
+        """Send ``goAway`` on ``conn``."""
+        body = {"timeLeft": time_left}
+        return await self._try("POST", f"/connections/{conn}/go_away", body) is not None
+
+    async def refuse_next_resume(
+        self, code: int, reason: str, provoke: Callable[[], None], timeout: float = 15.0
+    ) -> bool:
+        """Arm "refuse the next resume" and ``provoke`` one; True once a refusal happened.
+
+        Refusals are global in the emulator, so injections are serialised: the next one is
+        armed only after this one was consumed (by this session or another resuming then).
+        """
+        async with self._refusal_lock:
+            before = self.observed.refusals_consumed
+            arm = {"count": 1, "code": code, "reason": reason}
+            if await self._try("POST", "/resumes/refuse", arm) is None:
+                return False
+            provoke()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while loop.time() < deadline:
+                await self.poll_events(("resume_refused",))
+                if self.observed.refusals_consumed > before:
+                    return True
+                await asyncio.sleep(0.2)
+            await self._try("POST", "/resumes/refuse", {"count": 0})
+            return False
+
+    # -- observation ----------------------------------------------------------------------------
+
+    async def poll_events(self, kinds: Iterable[str] = _WATCHED) -> None:
+        """Fetch new events of ``kinds`` from the emulator's log."""
+        for kind in kinds:
+            since = self._cursors.get(kind, 0)
+            events = await self._try("GET", "/events", since=since, kind=kind)
+            if not events:
+                continue
+            self._cursors[kind] = max(int(e["seq"]) for e in events)
+            for e in events:
+                self.observed.events.append(e)
+                if kind == "resume_refused" and e.get("problem") == "fault":
+                    self.observed.refusals_consumed += 1
+
+    async def restart_emulator(self) -> None:
+        """Restart the emulator process (SIGTERM, state saved, start on the same port)."""
+        await self.poll_events()
+        self.observed.emulator_peak_rss_kb = max(
+            self.observed.emulator_peak_rss_kb, _peak_rss_kb(self.emulator.pid)
+        )
+        self._restarting.clear()
+        try:
+            self.observed.restarts.append(time.time())
+            await self.emulator.restart()
+        finally:
+            # A new process numbers its events from 1 again.
+            self._cursors.clear()
+            self._restarting.set()
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+def is_proxy_callback_noise(context: dict[str, Any]) -> bool:
+    """True for the one loop error that comes from the test proxy, not the client.
+
+    On Python 3.11, ``asyncio.start_server`` adds a done-callback to each connection's
+    handler task that calls ``task.exception()``; when ``TunnelProxy`` cancels a handler
+    (its reset and restore do), that call raises ``CancelledError`` inside the callback and
+    the loop reports it (Python 3.12 checks ``task.cancelled()`` first). It says nothing
+    about the client, so it is counted apart instead of hiding client errors in it.
+    """
+    exc = context.get("exception")
+    if not isinstance(exc, asyncio.CancelledError):
+        return False
+    for arg in getattr(context.get("handle"), "_args", None) or ():
+        if isinstance(arg, asyncio.Task):
+            return "TunnelProxy._handle" in getattr(arg.get_coro(), "__qualname__", "")
+    message = str(context.get("message", ""))
+    return "StreamReaderProtocol.connection_made" in message and "TunnelProxy._handle" in message
+
+
+async def run_chaos(
+    config: ChaosConfig, *, progress: Callable[[str], None] | None = None
+) -> JsonDict:
+    """Run the soak described by ``config``; returns the report (see :func:`build_report`)."""
+    say = progress or (lambda _msg: None)
+    loop = asyncio.get_running_loop()
+    observed = Observed()
+    previous_handler = loop.get_exception_handler()
+
+    def on_unhandled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        text = context.get("message", "")
+        if exc is not None:
+            text += f": {type(exc).__name__}: {exc}"
+        if is_proxy_callback_noise(context):
+            observed.harness_unhandled.append(text)
+            return
+        observed.unhandled.append(text)
+        log.error("unhandled in the event loop: %s", text)
+
+    loop.set_exception_handler(on_unhandled)
+    state_dir = Path(tempfile.mkdtemp(prefix="tp-chaos-"))
+    started = time.monotonic()
+    records: list[SessionRecord] = []
+    sessions_data: list[JsonDict] = []
+    ledger: list[JsonDict] = []
+    proxies: list[TunnelProxy] = []
+    try:
+        policy = EmulatorPolicy().update(CHAOS_EMULATOR_POLICY)
+        async with EmulatorProcess(
+            policy, api_key=API_KEY, state_dir=state_dir, persist_sessions=True
+        ) as emulator:
+            say(f"emulator pid {emulator.pid} at {emulator.http_base}")
+            settings = TokenServiceSettings(
+                api_key=SecretStr(API_KEY),
+                upstream_base_url=emulator.http_base,
+                ws_base_url=emulator.ws_base,
+                auth_mode="static",
+                static_keys=[SecretStr(f"user{i}:chaos-key-{i}") for i in range(config.sessions)],
+                rate_limit="100000/minute",
+                model=CHAOS_CONFIG.model,
+                response_modality="TEXT",
+            )
+            minter = Minter(
+                API_KEY,
+                CHAOS_CONFIG,
+                base_url=emulator.http_base,
+                ws_base=emulator.ws_base,
+                timeout=10.0,
+                max_concurrent=32,
+            )
+            service = TokenService(settings, minter=minter)
+            async with (
+                running_token_service(settings, service=service) as svc,
+                TokenGate(svc.token_url) as gate,
+            ):
+                stack = ChaosStack(emulator, gate, observed)
+                await stack.start()
+                try:
+                    for _ in range(config.sessions):
+                        proxies.append(await TunnelProxy("127.0.0.1", emulator.port).start())
+                    drivers = [
+                        ChaosSession(
+                            i,
+                            plan_session(
+                                i,
+                                seed=config.seed,
+                                steps=config.steps,
+                                time_scale=config.time_scale,
+                            ),
+                            stack,
+                            proxies[i],
+                            config.seed,
+                        )
+                        for i in range(config.sessions)
+                    ]
+                    records = await _run_sessions(config, stack, drivers, say)
+                    await stack.poll_events()
+                    sessions_data = await stack._call("GET", "/sessions")
+                    ledger = await stack._call("GET", "/tokens")
+                    observed.emulator_peak_rss_kb = max(
+                        observed.emulator_peak_rss_kb, _peak_rss_kb(emulator.pid)
+                    )
+                finally:
+                    for proxy in proxies:
+                        await proxy.stop()
+                    await stack.stop()
+                gate_answers = dict(gate.answers)
+                token_owner = stack.session_of_token()
+    finally:
+        loop.set_exception_handler(previous_handler)
+        shutil.rmtree(state_dir, ignore_errors=True)
+    duration = time.monotonic() - started
+    return build_report(
+        config,
+        records,
+        observed,
+        sessions_data,
+        ledger,
+        token_owner,
+        gate_answers,
+        duration,
+    )
+
+
+async def _run_sessions(
+    config: ChaosConfig,
+    stack: ChaosStack,
+    drivers: list[ChaosSession],
+    say: Callable[[str], None],
+) -> list[SessionRecord]:
+    observed = stack.observed
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    tasks: list[asyncio.Task[SessionRecord]] = []
+
+    async def start_one(driver: ChaosSession, at: float) -> SessionRecord:
+        await asyncio.sleep(at)
+        return await driver.run()
+
+    spread = config.start_spread / max(1, config.sessions)
+    for i, driver in enumerate(drivers):
+        tasks.append(asyncio.create_task(start_one(driver, i * spread), name=f"chaos-{i}"))
+
+    async def restarts() -> None:
+        for at in restart_times(config.expected_duration, config.restarts):
+            delay = t0 + at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if all(t.done() for t in tasks):
+                return
+            say(f"t={loop.time() - t0:.0f}s: restarting the emulator")
+            await stack.restart_emulator()
+            say(f"t={loop.time() - t0:.0f}s: emulator back (pid {stack.emulator.pid})")
+
+    async def sample() -> None:
+        last_poll = 0.0
+        last_slow = 0.0
+        while True:
+            now = loop.time()
+            for driver in drivers:
+                _sample_outbox(driver, observed)
+            if now - last_slow >= 1.0:
+                last_slow = now
+                observed.rss_samples.append((now - t0, _rss_kb() / 1024))
+                connected = sum(
+                    1
+                    for d in drivers
+                    if d.session is not None and d.session.state.value == "connected"
+                )
+                observed.connected_samples.append((now - t0, connected))
+            if now - last_poll >= 2.0:
+                last_poll = now
+                await stack.poll_events()
+            await asyncio.sleep(0.1)
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(15.0)
+            done = sum(1 for t in tasks if t.done())
+            say(f"t={loop.time() - t0:.0f}s: {done}/{len(tasks)} sessions finished")
+
+    helpers = [
+        asyncio.create_task(restarts(), name="chaos-restarts"),
+        asyncio.create_task(sample(), name="chaos-sampler"),
+        asyncio.create_task(progress(), name="chaos-progress"),
+    ]
+    try:
+        _done, pending = await asyncio.wait(tasks, timeout=config.deadline)
+        for task in pending:  # a hung session is a finding: report it, do not wait forever
+            task.cancel()
+        if pending:
+            say(f"{len(pending)} sessions did not finish within {config.deadline:.0f} s")
+            await asyncio.wait(pending, timeout=30)
+    finally:
+        restarter = helpers[0]
+        if not restarter.done():
+            # Never cut a restart in half: wait for one in progress, cancel one not begun.
+            await stack._restarting.wait()
+            restarter.cancel()
+        for helper in helpers:
+            helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+    records: list[SessionRecord] = []
+    for driver, task in zip(drivers, tasks, strict=True):
+        if task.done() and not task.cancelled() and task.exception() is None:
+            records.append(task.result())
+        else:
+            rec = driver.record
+            rec.errors.append("did not finish (cancelled at the deadline)")
+            if driver.session is not None:
+                rec.metrics = driver.session.metrics
+            records.append(rec)
+    return records
+
+
+def _sample_outbox(driver: ChaosSession, observed: Observed) -> None:
+    session = driver.session
+    if session is None:
+        return
+    # White-box on purpose: the bound is a property of the machine's queues, and the app
+    # API only reports what was dropped, not how full the queues are.
+    outbox = session._machine.outbox
+    count, size = outbox.pending_other()
+    values = {
+        "pending_messages": float(count),
+        "pending_bytes": float(size),
+        "pending_audio_ms": outbox.pending_audio_ms(),
+        "unconfirmed_messages": float(len(outbox.unconfirmed)),
+    }
+    peak = observed.outbox_peak
+    for name, value in values.items():
+        peak[name] = max(peak.get(name, 0.0), value)
+    if not outbox.within_bounds():
+        observed.outbox_violations += 1
+
+
+def _rss_kb(pid: int | None = None) -> int:
+    return _status_kb(pid, "VmRSS")
+
+
+def _peak_rss_kb(pid: int | None = None) -> int:
+    return _status_kb(pid, "VmHWM")
+
+
+def _status_kb(pid: int | None, field_name: str) -> int:
+    path = f"/proc/{pid if pid is not None else 'self'}/status"
+    try:
+        with open(path, encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def build_report(
+    config: ChaosConfig,
+    records: list[SessionRecord],
+    observed: Observed,
+    sessions_data: list[JsonDict],
+    ledger: list[JsonDict],
+    token_owner: dict[str, int],
+    gate_answers: dict[str, int],
+    duration: float,
+) -> JsonDict:
+    """Check every record against the emulator's view; the soak's JSON result."""
+    texts = Tally()
+    tools = Tally()
+    faults: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    survived = 0
+    context_failures: list[str] = []
+    harness_errors: list[str] = []
+    turn_timeouts = 0
+    timeout_notes: list[str] = []
+    audio_sent = audio_replayed = audio_dropped = 0.0
+    metrics_sum: Counter[str] = Counter()
+    gaps: list[float] = []
+
+    # Sockets at once, from the emulator's connection events.
+    spans = spans_from_events(observed.events, restarts=observed.restarts)
+    per_session_spans: dict[int, list[tuple[float, float]]] = {}
+    for span in spans.values():
+        owner = token_owner.get(span.token or "")
+        if owner is None:
+            continue
+        end = span.end if span.end is not None else float("inf")
+        per_session_spans.setdefault(owner, []).append((span.start, end))
+    overlaps = {i: max_overlap(s) for i, s in per_session_spans.items()}
+
+    for rec in records:
+        faults.update(rec.faults)
+        skipped.update(rec.skipped)
+        events.update(rec.events)
+        turn_timeouts += rec.turn_timeouts
+        timeout_notes.extend(f"session {rec.index}: {n}" for n in rec.timeout_notes)
+        harness_errors.extend(f"session {rec.index}: {e}" for e in rec.errors)
+        if rec.context_survived:
+            survived += 1
+        else:
+            context_failures.append(f"session {rec.index}: {rec.final_answer!r}")
+        mine = sessions_of(sessions_data, rec.index)
+        final = final_session(mine, rec.final_tag)
+        final_texts = user_texts(final.get("history") or []) if final is not None else []
+        for tag, (seq, status) in rec.texts.items():
+            dropped = status == "dropped" or seq in rec.dropped_seqs
+            texts.judge(f"session {rec.index} text {tag}", count_marker(final_texts, tag), dropped)
+        for call_id, (seq, status) in rec.tool_answers.items():
+            dropped = status == "dropped" or seq in rec.dropped_seqs
+            tools.judge(
+                f"session {rec.index} tool answer {call_id}",
+                tool_response_count(mine, call_id),
+                dropped,
+            )
+        audio_sent += rec.audio_ms_sent
+        if rec.metrics is not None:
+            m = rec.metrics
+            audio_replayed += m.audio_ms_replayed
+            audio_dropped += m.audio_ms_dropped
+            gaps.extend(m.gaps)
+            for name in (
+                "connect_attempts",
+                "connections",
+                "reconnects",
+                "resumes_attempted",
+                "resumes_succeeded",
+                "fresh_session_fallbacks",
+                "go_aways",
+                "planned_handovers",
+                "dead_links_detected",
+                "offline_failures",
+                "server_failures",
+                "tokens_fetched",
+                "tokens_reused",
+                "messages_replayed",
+                "messages_dropped",
+                "protocol_errors",
+            ):
+                metrics_sum[name] += int(getattr(m, name))
+
+    faults[Fault.EMULATOR_RESTART.value] = len(observed.restarts)
+    max_sockets = max(overlaps.values(), default=0)
+    minted = len(ledger)
+    # Contract 1: a token whose handshake completed is never presented again.
+    reused_after_handshake = sum(1 for t in ledger if len(t.get("connections") or []) > 1)
+    limits = CHAOS_LIMITS
+    peak = observed.outbox_peak
+    invariants = {
+        "context_survived_everywhere": survived == len(records) and len(records) == config.sessions,
+        "texts_exactly_once_or_reported_dropped": texts.ok,
+        "tool_responses_exactly_once_or_reported_dropped": tools.ok,
+        "max_one_socket_per_session": max_sockets <= 1,
+        "no_unhandled_exceptions": not observed.unhandled,
+        "no_harness_errors": not harness_errors,
+        "outbox_within_bounds": observed.outbox_violations == 0,
+        "no_token_used_after_its_handshake": reused_after_handshake == 0,
+    }
+    sorted_gaps = sorted(gaps)
+    report: JsonDict = {
+        "ok": all(invariants.values()),
+        "invariants": invariants,
+        "run": {
+            "sessions": config.sessions,
+            "steps_per_session": config.steps,
+            "seed": config.seed,
+            "time_scale": config.time_scale,
+            "duration_s": round(duration, 1),
+            "emulator_restarts": len(observed.restarts),
+            "host": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": sys.platform,
+            },
+        },
+        "faults_injected": dict(sorted(faults.items())),
+        "faults_total": sum(faults.values()),
+        "faults_not_landed": dict(sorted(skipped.items())),
+        "conversations": {
+            "total": len(records),
+            "context_survived": survived,
+            "context_resets": events.get("ContextReset", 0),
+            "failures": context_failures[:20],
+            "turn_timeouts": turn_timeouts,
+            "turn_timeout_notes": timeout_notes[:20],
+            "replies_lost_to_a_context_reset": sum(r.replies_lost_to_reset for r in records),
+            "failed_events_then_resumed": events.get("Failed", 0),
+        },
+        "texts": texts.to_dict(),
+        "tool_responses": tools.to_dict(),
+        "audio": {
+            "ms_sent": round(audio_sent),
+            "ms_replayed": round(audio_replayed),
+            "ms_dropped": round(audio_dropped),
+        },
+        "tokens": {
+            "minted": minted,
+            "fetched_by_clients": metrics_sum["tokens_fetched"],
+            "reused_unspent_by_clients": metrics_sum["tokens_reused"],
+            "presented_on_more_than_one_connection": reused_after_handshake,
+            "gate_answers": dict(sorted(gate_answers.items())),
+        },
+        "sockets": {
+            "max_open_per_session_at_once": max_sockets,
+            "sessions_over_one": sorted(i for i, n in overlaps.items() if n > 1),
+            "measured_from": "emulator events: setup_complete .. connection_closed, by token",
+            "connections_set_up": len(spans),
+        },
+        "reconnects": {
+            **{k: metrics_sum[k] for k in sorted(metrics_sum)},
+            "gap_p50_s": _pct(sorted_gaps, 0.5),
+            "gap_p95_s": _pct(sorted_gaps, 0.95),
+            "gap_max_s": round(sorted_gaps[-1], 3) if sorted_gaps else None,
+        },
+        "unhandled_exceptions": len(observed.unhandled),
+        "unhandled_samples": observed.unhandled[:10],
+        "proxy_callback_errors_py311": len(observed.harness_unhandled),
+        "harness_errors": harness_errors[:20],
+        "outbox": {
+            "peak_pending_messages": int(peak.get("pending_messages", 0)),
+            "bound_pending_messages": limits.max_messages,
+            "peak_pending_bytes": int(peak.get("pending_bytes", 0)),
+            "bound_pending_bytes": limits.max_bytes,
+            "peak_pending_audio_ms": round(peak.get("pending_audio_ms", 0.0)),
+            "bound_pending_audio_ms": limits.max_audio_ms,
+            "peak_unconfirmed_messages": int(peak.get("unconfirmed_messages", 0)),
+            "bound_unconfirmed_messages": limits.max_unconfirmed_messages,
+            "samples_over_bound": observed.outbox_violations,
+        },
+        "memory": {
+            "client_peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
+            "emulator_peak_rss_mb": round(observed.emulator_peak_rss_kb / 1024, 1),
+        },
+        "emulator_control_errors": observed.emulator_errors,
+        "timeline": {
+            "connected_sessions": [(round(t, 1), n) for t, n in observed.connected_samples],
+            "client_rss_mb": [(round(t, 1), round(m, 1)) for t, m in observed.rss_samples],
+        },
+    }
+    return report
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(q * len(values)))], 3)

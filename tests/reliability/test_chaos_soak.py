@@ -1,0 +1,56 @@
+"""The chaos soak, reduced to fit ``make test`` (the full run is ``make chaos``).
+
+A dozen sessions, four faulted steps each, one emulator restart: every fault kind lands
+somewhere, and the invariants of the full run must hold here too.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tunnelproof.testing.chaos import ChaosConfig, Fault, run_chaos
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+REDUCED = ChaosConfig(
+    sessions=12,
+    steps=4,
+    seed=7,
+    time_scale=0.05,
+    restarts=1,
+    expected_duration=14.0,
+    start_spread=2.0,
+    deadline=150.0,
+)
+
+
+async def test_reduced_chaos_soak_keeps_every_invariant() -> None:
+    report = await run_chaos(REDUCED)
+    details = {
+        k: report[k]
+        for k in ("texts", "tool_responses", "conversations", "unhandled_samples", "harness_errors")
+    }
+    # Every kind of fault really happened (the plan deals each kind to three sessions).
+    injected = report["faults_injected"]
+    assert {f.value for f in Fault} <= {k for k, n in injected.items() if n > 0}, injected
+    # The invariants, one by one so a failure names itself.
+    inv = report["invariants"]
+    assert inv["context_survived_everywhere"], details
+    texts = report["texts"]
+    assert texts["duplicated"] == 0 and texts["dropped_but_delivered"] == 0, details
+    assert inv["tool_responses_exactly_once_or_reported_dropped"], details
+    assert inv["max_one_socket_per_session"], report["sockets"]
+    assert inv["no_unhandled_exceptions"], report["unhandled_samples"]
+    assert inv["no_harness_errors"], report["harness_errors"]
+    assert inv["outbox_within_bounds"], report["outbox"]
+    assert inv["no_token_used_after_its_handshake"], report["tokens"]
+    if texts["lost_silently"]:
+        # Known session bug, reproduced deterministically in test_known_session_bugs.py
+        # (a handle issued before the server read a just-sent text confirms that text).
+        # Every other invariant held; remove this branch with the fix.
+        pytest.xfail(f"known session bug: {texts['problems']}")
+    assert report["ok"]
+    # The soak measured something: texts went out, sockets were seen, the herd came back.
+    assert report["texts"]["sent"] >= REDUCED.sessions * 3  # first, final, and typed turns
+    assert report["sockets"]["connections_set_up"] > REDUCED.sessions
+    assert report["run"]["emulator_restarts"] == 1

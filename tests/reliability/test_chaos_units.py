@@ -1,0 +1,115 @@
+"""The soak's pure parts: fault plans and the delivery audit."""
+
+from __future__ import annotations
+
+from tunnelproof.testing.chaos.accounting import (
+    Tally,
+    count_marker,
+    final_session,
+    marker,
+    max_overlap,
+    sessions_of,
+    spans_from_events,
+    tool_response_count,
+)
+from tunnelproof.testing.chaos.runner import is_proxy_callback_noise
+from tunnelproof.testing.chaos.schedule import (
+    PER_SESSION_FAULTS,
+    Fault,
+    plan_session,
+    restart_times,
+)
+
+
+def test_plans_are_seeded_and_deal_every_kind() -> None:
+    a = plan_session(3, seed=1, steps=14, time_scale=0.1)
+    assert a == plan_session(3, seed=1, steps=14, time_scale=0.1)
+    assert a != plan_session(3, seed=2, steps=14, time_scale=0.1)
+    kinds = {s.fault for i in range(12) for s in plan_session(i, seed=1, steps=3, time_scale=1)}
+    assert kinds >= set(PER_SESSION_FAULTS)
+
+
+def test_plan_parameters_follow_the_fault() -> None:
+    steps = [s for i in range(40) for s in plan_session(i, seed=5, steps=14, time_scale=0.1)]
+    for step in steps:
+        if step.fault is Fault.BLACKHOLE:
+            assert 0.1 <= step.param <= 6.0  # 1-60 s at time scale 0.1
+        if step.fault in (Fault.DROP_MID_GENERATION, Fault.GOAWAY_MID_TURN):
+            assert step.turn == "long"
+        if step.fault is Fault.DROP_MID_TOOL_CALL:
+            assert step.turn == "tool"
+    assert restart_times(100, 2) == [100 / 3, 200 / 3]
+    assert restart_times(100, 0) == []
+
+
+def test_max_overlap() -> None:
+    assert max_overlap([]) == 0
+    assert max_overlap([(0, 1), (1, 2), (2, 3)]) == 1  # back to back is not overlap
+    assert max_overlap([(0, 2), (1, 3)]) == 2
+    assert max_overlap([(0, float("inf")), (5, 6)]) == 2
+
+
+def test_spans_close_at_a_restart_when_the_close_event_was_lost() -> None:
+    events = [
+        {"kind": "setup_complete", "connection": "a", "token": "t1", "at": 1.0},
+        {"kind": "connection_closed", "connection": "a", "at": 2.0},
+        {"kind": "setup_complete", "connection": "b", "token": "t2", "at": 3.0},
+        {"kind": "setup_complete", "connection": "c", "token": "t3", "at": 9.0},
+    ]
+    spans = spans_from_events(events, restarts=[5.0])
+    assert (spans["a"].end, spans["b"].end, spans["c"].end) == (2.0, 5.0, None)
+
+
+def test_tally_judges_each_outcome() -> None:
+    t = Tally()
+    t.judge("once", 1, False)
+    t.judge("dropped", 0, True)
+    t.judge("twice", 2, False)
+    t.judge("lost", 0, False)
+    t.judge("false drop", 1, True)
+    assert (t.sent, t.delivered_exactly_once, t.reported_dropped) == (5, 1, 2)
+    assert (t.duplicated, t.lost_silently, t.dropped_but_delivered) == (1, 1, 1)
+    assert not t.ok
+    ok = Tally()
+    ok.judge("once", 1, False)
+    ok.judge("dropped", 0, True)
+    assert ok.ok
+
+
+def test_history_search_uses_markers_and_final_session() -> None:
+    def user(text: str, source: str = "realtimeText") -> dict[str, object]:
+        return {"role": "user", "text": text, "source": source}
+
+    old = {"created_at": 1.0, "history": [user(f"{marker(1, 0)} hi"), user(f"{marker(1, 1)} a")]}
+    # A fresh session re-seeded from the transcript: earlier texts arrive as clientContent.
+    new = {
+        "created_at": 2.0,
+        "history": [
+            user(f"{marker(1, 0)} hi", "clientContent"),
+            {"role": "model", "text": f'You said: "{marker(1, 1)} a"', "source": "model"},
+            user(f"{marker(1, 1)} a", "clientContent"),
+            user(f"{marker(1, 'final')} first?"),
+            {"role": "user", "text": "", "source": "toolResponse", "data": {"id": "c1"}},
+        ],
+    }
+    other = {"created_at": 3.0, "history": [user(f"{marker(10, 0)} hi")]}
+    mine = sessions_of([other, new, old], 1)
+    assert [s["created_at"] for s in mine] == [1.0, 2.0]  # [c10- is not [c1-
+    final = final_session(mine, marker(1, "final"))
+    assert final is not None and final["created_at"] == 2.0
+    texts = [e["text"] for e in final["history"] if e["role"] == "user"]
+    assert count_marker(texts, marker(1, 1)) == 1  # the model's quote is not counted
+    assert tool_response_count(mine, "c1") == 1
+
+
+def test_only_the_proxy_callback_error_is_set_apart() -> None:
+    import asyncio
+
+    noise = {
+        "message": "Exception in callback StreamReaderProtocol.connection_made.<locals>.callback"
+        "(<Task cancelled coro=<TunnelProxy._handle() at tunnel.py:447>>)",
+        "exception": asyncio.CancelledError(),
+    }
+    assert is_proxy_callback_noise(noise)
+    assert not is_proxy_callback_noise({"message": "boom", "exception": RuntimeError()})
+    assert not is_proxy_callback_noise({**noise, "exception": RuntimeError()})
