@@ -160,3 +160,41 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
         cells = [c.replace("|", "\\|") for c in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_from_summary(summary: dict[str, Any]) -> str:
+    """The Markdown table from a ``summary.json`` document (for docs/performance.md)."""
+    lines = [
+        "| benchmark | metric | tunnelproof | compared with | theirs | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for bench in summary.get("benchmarks", []):
+        if bench.get("error") or bench.get("skipped"):
+            why = bench.get("error") or f"skipped: {bench.get('skipped')}"
+            lines.append(f"| {bench['name']} | {why} | | | | |")
+            continue
+        for comp in bench.get("comparisons", []):
+            cells = [
+                bench["name"],
+                comp["metric"],
+                comp["ours_display"],
+                comp["against"],
+                comp["theirs_display"],
+                comp["ratio_display"],
+            ]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def update_doc(doc_path: Path, summary_path: Path) -> None:
+    """Replace the table between the ``bench:summary`` markers of ``doc_path``."""
+    import json
+
+    start, end = "<!-- bench:summary:start -->", "<!-- bench:summary:end -->"
+    text = doc_path.read_text(encoding="utf-8")
+    if start not in text or end not in text:
+        raise ValueError(f"{doc_path} has no {start} ... {end} markers")
+    table = markdown_from_summary(json.loads(summary_path.read_text(encoding="utf-8")))
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc_path.write_text(f"{head}{start}\n{table}\n{end}{tail}", encoding="utf-8")
