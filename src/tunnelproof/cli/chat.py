@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from tunnelproof.cli.demo import check_model, run_until_signalled
+from tunnelproof.cli.demo import check_model, route_logs, run_until_signalled
 from tunnelproof.demo.app import quiet_cancellations
 
 PROMPT = "› "
@@ -714,8 +714,12 @@ def register(app: typer.Typer) -> None:
         ca_file: Annotated[
             str | None, typer.Option(hidden=True, help="Trust this CA (testing against TLS).")
         ] = None,
+        log_file: Annotated[
+            Path | None, typer.Option(help="Write the library's debug log to this file.")
+        ] = None,
     ) -> None:
         """Chat through a resilient Live session; /tunnel N drops the link for N seconds."""
+        route_logs(log_file)
         check_model(model, "chat")
         if real and token_url:
             typer.echo("tunnelproof chat: choose --real or --token-url, not both.", err=True)

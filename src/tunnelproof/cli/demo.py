@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -62,6 +64,23 @@ async def run_until_signalled(work: Coroutine[Any, Any, T]) -> T:
             loop.remove_signal_handler(signal.SIGTERM)
 
 
+def route_logs(log_file: Path | None) -> None:
+    """Keep library log lines off the terminal; write them to ``log_file`` if given.
+
+    The demo and the chat show every session event themselves; the library's log lines
+    would repeat them on stderr and tear the live view apart.
+    """
+    logger = logging.getLogger("tunnelproof")
+    logger.propagate = False
+    if log_file is None:
+        logger.addHandler(logging.NullHandler())
+        return
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `demo` command to ``app``."""
 
@@ -82,8 +101,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--real", help="Play the journey against Google (needs GEMINI_API_KEY)."),
         ] = False,
         model: Annotated[str | None, typer.Option(help="Live model to use.")] = None,
+        log_file: Annotated[
+            Path | None, typer.Option(help="Write the library's debug log to this file.")
+        ] = None,
     ) -> None:
         """Show a Live conversation surviving tunnels, a handover, a crash and a cut answer."""
+        route_logs(log_file)
         from tunnelproof.demo import DemoError, DemoOptions, run_demo
         from tunnelproof.demo.app import print_json
 
