@@ -248,7 +248,14 @@ async def run(ctx: BenchContext) -> BenchResult:
         ctx.log(f"  detection: {per} trial(s) × 3 configs × 2 modes, one blackhole")
         detect = _trials(rng, per, stagger)
 
+        watch_started: list[float] = []
+
         def all_detected(ts: list[Trial]) -> bool:
+            # "none" is watched for its whole cap, so "> cap" is an observation, not a guess.
+            if not watch_started:
+                watch_started.append(time.monotonic())
+            if time.monotonic() - watch_started[0] < cap_none:
+                return False
             return all(t.dead_at is not None or t.error for t in ts if t.config != "none")
 
         blackhole_at = await _round(
