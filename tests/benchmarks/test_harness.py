@@ -102,3 +102,22 @@ def test_resolve_names() -> None:
     assert resolve(["storm", "tunnel"]) == ["tunnel", "storm"]  # canonical order
     with pytest.raises(ValueError, match="unknown"):
         resolve(["nope"])
+
+
+def test_update_doc_replaces_only_the_marked_table(tmp_path: Path) -> None:
+    from tunnelproof.benchmarks.runner import update_doc, write_summary
+
+    result = BenchResult(name="tunnel", title="T", method="", quick=False)
+    result.comparisons.append(Comparison("exit → restored", "s", 0.9, "seed policy", 6.6))
+    write_summary(tmp_path, [result], quick=False)
+    doc = tmp_path / "performance.md"
+    doc.write_text(
+        "# Perf\n\n<!-- bench:summary:start -->\nold\n<!-- bench:summary:end -->\n\nafter\n"
+    )
+    update_doc(doc, tmp_path / "summary.json")
+    text = doc.read_text()
+    assert "old" not in text and text.endswith("after\n")
+    assert "| tunnel | exit → restored | 900 ms | seed policy | 6.6 s | 7.33× |" in text
+    with pytest.raises(ValueError, match="markers"):
+        (tmp_path / "bare.md").write_text("no markers")
+        update_doc(tmp_path / "bare.md", tmp_path / "summary.json")
