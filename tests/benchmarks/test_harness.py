@@ -118,6 +118,6 @@ def test_update_doc_replaces_only_the_marked_table(tmp_path: Path) -> None:
     text = doc.read_text()
     assert "old" not in text and text.endswith("after\n")
     assert "| tunnel | exit → restored | 900 ms | seed policy | 6.6 s | 7.33× |" in text
+    (tmp_path / "bare.md").write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
-        (tmp_path / "bare.md").write_text("no markers")
         update_doc(tmp_path / "bare.md", tmp_path / "summary.json")
