@@ -79,31 +79,38 @@ def grouped_bars(
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(groups) + 2), 4.2))
     n = max(1, len(series))
     width = 0.8 / n
+    used: set[str] = set()
+    drawn: list[tuple[Any, float | None, str | None]] = []
     for i, (label, values) in enumerate(series.items()):
         xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
         heights = [v if v is not None else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width, label=label, color=_color(label, i))
+        hatch = "//" if i >= len(COLORS) or "blackhole" in label else None
+        # A hatched series is a variant of a solid one: same colour, so policies stay legible.
+        color = _color(label, i, None if hatch else used)
+        bars = ax.bar(xs, heights, width, label=label, color=color, hatch=hatch, alpha=0.999)
         notes = (annotations or {}).get(label)
         for j, bar in enumerate(bars):
             text = notes[j] if notes is not None and j < len(notes) else None
-            value = values[j]
-            if text is None and value is not None:
-                text = f"{value:.3g}"
-            if text:
-                y = bar.get_height() if value is not None else (ax.get_ylim()[0] if log else 0)
-                ax.annotate(
-                    text,
-                    (bar.get_x() + bar.get_width() / 2, y),
-                    ha="center",
-                    va="bottom",
-                    fontsize=7,
-                    rotation=90 if len(text) > 6 else 0,
-                )
+            drawn.append((bar, values[j], text))
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels(groups)
     ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
+    bottom = ax.get_ylim()[0]
+    for bar, value, text in drawn:
+        label_text = text if text is not None else (f"{value:.3g}" if value is not None else "")
+        if not label_text:
+            continue
+        y = bar.get_height() if value is not None else (bottom * 1.15 if log else 0.0)
+        ax.annotate(
+            label_text,
+            (bar.get_x() + bar.get_width() / 2, y),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+            rotation=90 if len(label_text) > 6 else 0,
+        )
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
