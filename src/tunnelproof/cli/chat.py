@@ -43,6 +43,7 @@ import typer
 
 from tunnelproof.cli.demo import check_model, route_logs, run_until_signalled
 from tunnelproof.demo.app import quiet_cancellations
+from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, first_credential
 
 PROMPT = "› "
 EOF_GRACE = 30.0  # seconds to wait for outstanding answers at the end of piped input
@@ -129,61 +130,11 @@ class Target:
     cleanup: list[Any] = field(default_factory=list)
 
 
-class _FirstThen:
-    """A token source that returns an already fetched credential first (not wasting it)."""
-
-    def __init__(self, inner: Any, first: Any) -> None:
-        self._inner = inner
-        self._first = first
-
-    async def __call__(self) -> Any:
-        if self._first is not None:
-            first, self._first = self._first, None
-            return first
-        return await self._inner()
-
-
 def _upstream(ws_base: str) -> tuple[str, int, bool]:
     parts = urlsplit(ws_base)
     secure = parts.scheme in ("wss", "https")
     host = parts.hostname or "127.0.0.1"
     return host, parts.port or (443 if secure else 80), secure
-
-
-async def _first_credential(source: Any, where: str) -> Any:
-    """Fetch one credential now, so a wrong URL or a refused user is reported up front."""
-    from tunnelproof.session.credentials import (
-        TokenAuthError,
-        TokenConfigError,
-        TokenOffline,
-        TokenRateLimited,
-        TokenUnavailable,
-    )
-
-    try:
-        return await source()
-    except TokenAuthError as exc:
-        raise ChatError(
-            f"the token service at {where} refused the user (HTTP {exc.status}): "
-            "pass a valid --bearer (or set TUNNELPROOF_BEARER)."
-        ) from None
-    except TokenOffline:
-        raise ChatError(
-            f"cannot reach the token service at {where}: start it (`tunnelproof serve`) "
-            "or fix --token-url."
-        ) from None
-    except TokenRateLimited as exc:
-        wait = f" for {exc.retry_after:.0f} s" if exc.retry_after else ""
-        raise ChatError(
-            f"the token service at {where} is rate limiting{wait}; try later."
-        ) from None
-    except TokenUnavailable as exc:
-        raise ChatError(
-            f"the token service at {where} failed ({exc}); check its logs "
-            "(a missing GEMINI_API_KEY there answers 500)."
-        ) from None
-    except TokenConfigError as exc:
-        raise ChatError(f"the token source is misconfigured: {exc}.") from None
 
 
 async def resolve_target(
@@ -213,6 +164,7 @@ async def resolve_target(
         compression=ContextWindowCompression(),
     )
     cleanup: list[Any] = []
+    kind: SourceKind
     if token_url:
         from tunnelproof.session.credentials import TokenConfigError
         from tunnelproof.tokens.client import TokenServiceSource
@@ -227,7 +179,7 @@ async def resolve_target(
                 f"{exc}; pass the full route, e.g. http://host:8080/api/live/token."
             ) from None
         label = f"token service {token_url}"
-        where = token_url
+        where, kind = token_url, "service"
     elif real:
         from tunnelproof.tokens.direct import ApiKeyMintingSource
 
@@ -240,7 +192,7 @@ async def resolve_target(
         source = ApiKeyMintingSource(key, config)
         cleanup.append(source.aclose)
         label = f"Google ({config.model})"
-        where = "Google's auth_tokens endpoint"
+        where, kind = "Google", "google"
     else:
         from tunnelproof.emulator import EmulatorServer
         from tunnelproof.tokens.direct import ApiKeyMintingSource
@@ -251,16 +203,21 @@ async def resolve_target(
         source = ApiKeyMintingSource(emulator.api_key, config, http_base=emulator.http_base)
         cleanup.append(source.aclose)
         label = f"local emulator ({config.model})"
-        where = emulator.http_base
+        where, kind = emulator.http_base, "emulator"
     try:
-        first = await _first_credential(source, where)
+        first = await first_credential(source, where=where, kind=kind)
+    except PreflightError as exc:
+        for step in reversed(cleanup):
+            with contextlib.suppress(Exception):
+                await step()
+        raise ChatError(str(exc)) from None
     except BaseException:
         for step in reversed(cleanup):
             with contextlib.suppress(Exception):
                 await step()
         raise
     host, port, secure = _upstream(first.ws_base)
-    return Target(label, _FirstThen(source, first), config, (host, port), secure, ca_file, cleanup)
+    return Target(label, FirstThen(source, first), config, (host, port), secure, ca_file, cleanup)
 
 
 def _verify(ca_file: str | None) -> Any:

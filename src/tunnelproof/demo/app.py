@@ -18,8 +18,9 @@ from rich.live import Live
 
 from tunnelproof.demo.journey import train_journey
 from tunnelproof.demo.model import DemoState
+from tunnelproof.demo.preflight import FirstThen, PreflightError, first_credential
 from tunnelproof.demo.processes import ChildStartError
-from tunnelproof.demo.runner import JourneyRunner
+from tunnelproof.demo.runner import CONNECT_TIMEOUT, JourneyRunner
 from tunnelproof.demo.stack import DemoStack, StackOptions
 from tunnelproof.demo.verdict import judge, result_json
 from tunnelproof.demo.view import live_view, summary
@@ -122,8 +123,15 @@ async def run_demo(
     loop.set_exception_handler(quiet_cancellations)
     try:
         async with DemoStack(so) as stack:
+            source = stack.token_source()
+            try:
+                first = await first_credential(
+                    source, where="the demo's token service", kind="service"
+                )
+            except PreflightError as exc:
+                raise DemoError(str(exc)) from None
             async with LiveSession(
-                stack.config, stack.token_source(), **_session_kwargs(stack, options.seed)
+                stack.config, FirstThen(source, first), **_session_kwargs(stack, options.seed)
             ) as session:
                 runner = JourneyRunner(journey, stack, session, state)
                 consumer = asyncio.create_task(runner.consume(), name="demo-events")
@@ -144,8 +152,16 @@ async def run_demo(
     finally:
         loop.set_exception_handler(previous_handler)
     if state.connections == 0:
-        why = state.failed or "no connection within 30 s"
-        raise DemoError(f"The demo session could not connect: {why}")
+        why = state.failed
+        if why is None:
+            last = f" (last problem: {state.last_problem})" if state.last_problem else ""
+            hint = (
+                "check the network and GEMINI_API_KEY"
+                if options.real
+                else "run with --log-file FILE to see why"
+            )
+            why = f"no connection within {CONNECT_TIMEOUT:g} s{last}; {hint}."
+        raise DemoError(f"the session could not connect: {why}")
     verdict = judge(state, journey, turns, paraphrase_ok=options.real)
     result = result_json(state, verdict, info)
     if not options.json:

@@ -128,6 +128,7 @@ class DemoState:
     messages_replayed: int = 0
     messages_dropped: int = 0
     failed: str | None = None
+    last_problem: str = ""  # the newest reason a connection attempt failed
     context_resets: int = 0
     finished: bool = False
 

@@ -140,6 +140,7 @@ class JourneyRunner:
                     open_.reconnects += 1
                 what = "planned handover" if event.planned else f"{kind}, attempt {attempt}"
                 reason = reason.replace("closed None", "dropped without a close frame")
+                st.last_problem = reason
                 st.note(f"reconnecting in {delay:.2f} s ({what}): {reason}", "yellow")
             case Disconnected(code=code, reason=reason, planned=planned):
                 self._ready.clear()

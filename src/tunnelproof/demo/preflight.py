@@ -1,0 +1,83 @@
+"""Fetch the first token before anything else, so a setup problem is one clear sentence.
+
+A reconnecting session treats most token failures as transient (it retries, as it should
+on a train); at start-up the same failures are usually configuration mistakes, and the user
+deserves to hear which at once rather than after a minute of retries. The credential
+fetched here is not wasted: :class:`FirstThen` hands it to the session's first attempt.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from tunnelproof.session.credentials import (
+    Credential,
+    TokenAuthError,
+    TokenConfigError,
+    TokenOffline,
+    TokenRateLimited,
+    TokenSource,
+    TokenUnavailable,
+)
+
+SourceKind = Literal["service", "google", "emulator"]
+
+
+class PreflightError(Exception):
+    """The first token could not be had; ``str()`` says what to do, in one sentence."""
+
+
+class FirstThen:
+    """A token source that returns an already fetched credential first, then asks ``inner``."""
+
+    def __init__(self, inner: TokenSource, first: Credential) -> None:
+        self._inner = inner
+        self._first: Credential | None = first
+
+    async def __call__(self) -> Credential:
+        """The prefetched credential once, then fresh ones."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await self._inner()
+
+
+async def first_credential(source: TokenSource, *, where: str, kind: SourceKind) -> Credential:
+    """One credential from ``source`` now, or :class:`PreflightError`.
+
+    ``where`` names the source for the message; ``kind`` picks the advice: a token service
+    (``service``: the user's own backend), Google minting with a key (``google``), or the
+    local emulator.
+    """
+    try:
+        return await source()
+    except TokenAuthError as exc:
+        raise PreflightError(
+            f"the token service at {where} refused the user (HTTP {exc.status}): "
+            "pass a valid --bearer (or set TUNNELPROOF_BEARER)."
+        ) from None
+    except TokenOffline:
+        if kind == "google":
+            raise PreflightError(
+                "cannot reach Google to mint a token: check the network (and any proxy)."
+            ) from None
+        raise PreflightError(
+            f"cannot reach the token service at {where}: start it (`tunnelproof serve`) "
+            "or fix --token-url."
+        ) from None
+    except TokenRateLimited as exc:
+        wait = f" for {exc.retry_after:.0f} s" if exc.retry_after else ""
+        raise PreflightError(f"{where} is rate limiting token requests{wait}; try later.") from None
+    except TokenUnavailable as exc:
+        if kind == "google" or exc.status == 502:
+            raise PreflightError(
+                f"no token could be minted from Google ({exc}): check the network and "
+                "that GEMINI_API_KEY is valid."
+            ) from None
+        raise PreflightError(
+            f"the token service at {where} failed ({exc}); check its logs "
+            "(a missing GEMINI_API_KEY there answers 500)."
+        ) from None
+    except TokenConfigError as exc:
+        advice = "check GEMINI_API_KEY" if kind == "google" else "check the URL and settings"
+        raise PreflightError(f"the token source is misconfigured ({exc}); {advice}.") from None
