@@ -40,7 +40,7 @@ async def test_real_demo_with_google_unreachable_fails_fast() -> None:
     started = time.monotonic()
     with pytest.raises(DemoError) as info:
         await run_demo(DemoOptions(real=True, json=True), stack_options=options)
-    assert "no token could be minted from Google" in str(info.value)
+    assert "the demo's token service could not mint a token upstream" in str(info.value)
     assert "GEMINI_API_KEY" in str(info.value)
     assert time.monotonic() - started < 25
 
@@ -57,7 +57,8 @@ async def test_real_demo_with_google_unreachable_fails_fast() -> None:
             "rate limiting token requests for 7 s",
         ),
         (TokenUnavailable("boom", status=500), "service", "check its logs"),
-        (TokenUnavailable("bad gateway", status=502), "service", "minted from Google"),
+        (TokenUnavailable("bad gateway", status=502), "service", "could not mint a token upstream"),
+        (TokenUnavailable("timeout"), "google", "no token could be minted from Google"),
         (TokenConfigError("refused key"), "google", "check GEMINI_API_KEY"),
     ],
 )
@@ -68,7 +69,7 @@ async def test_each_token_failure_has_its_sentence(
         raise error
 
     with pytest.raises(PreflightError) as info:
-        await first_credential(source, where="http://svc/api/live/token", kind=kind)  # type: ignore[arg-type]
+        await first_credential(source, where="the token service at http://svc", kind=kind)  # type: ignore[arg-type]
     assert expected in str(info.value)
 
 

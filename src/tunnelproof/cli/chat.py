@@ -179,7 +179,7 @@ async def resolve_target(
                 f"{exc}; pass the full route, e.g. http://host:8080/api/live/token."
             ) from None
         label = f"token service {token_url}"
-        where, kind = token_url, "service"
+        where, kind = f"the token service at {token_url}", "service"
     elif real:
         from tunnelproof.tokens.direct import ApiKeyMintingSource
 
@@ -203,7 +203,7 @@ async def resolve_target(
         source = ApiKeyMintingSource(emulator.api_key, config, http_base=emulator.http_base)
         cleanup.append(source.aclose)
         label = f"local emulator ({config.model})"
-        where, kind = emulator.http_base, "emulator"
+        where, kind = f"the emulator at {emulator.http_base}", "emulator"
     try:
         first = await first_credential(source, where=where, kind=kind)
     except PreflightError as exc:

@@ -45,15 +45,15 @@ class FirstThen:
 async def first_credential(source: TokenSource, *, where: str, kind: SourceKind) -> Credential:
     """One credential from ``source`` now, or :class:`PreflightError`.
 
-    ``where`` names the source for the message; ``kind`` picks the advice: a token service
-    (``service``: the user's own backend), Google minting with a key (``google``), or the
-    local emulator.
+    ``where`` names the source as a noun phrase ("the token service at http://…");
+    ``kind`` picks the advice: a token service (``service``), Google minting with a key
+    (``google``), or the local emulator.
     """
     try:
         return await source()
     except TokenAuthError as exc:
         raise PreflightError(
-            f"the token service at {where} refused the user (HTTP {exc.status}): "
+            f"{where} refused the user (HTTP {exc.status}): "
             "pass a valid --bearer (or set TUNNELPROOF_BEARER)."
         ) from None
     except TokenOffline:
@@ -62,21 +62,24 @@ async def first_credential(source: TokenSource, *, where: str, kind: SourceKind)
                 "cannot reach Google to mint a token: check the network (and any proxy)."
             ) from None
         raise PreflightError(
-            f"cannot reach the token service at {where}: start it (`tunnelproof serve`) "
-            "or fix --token-url."
+            f"cannot reach {where}: start it (`tunnelproof serve`) or fix --token-url."
         ) from None
     except TokenRateLimited as exc:
         wait = f" for {exc.retry_after:.0f} s" if exc.retry_after else ""
         raise PreflightError(f"{where} is rate limiting token requests{wait}; try later.") from None
     except TokenUnavailable as exc:
-        if kind == "google" or exc.status == 502:
+        if kind == "google":
             raise PreflightError(
                 f"no token could be minted from Google ({exc}): check the network and "
                 "that GEMINI_API_KEY is valid."
             ) from None
+        if exc.status == 502:
+            raise PreflightError(
+                f"{where} could not mint a token upstream (HTTP 502): check its network "
+                "and its GEMINI_API_KEY."
+            ) from None
         raise PreflightError(
-            f"the token service at {where} failed ({exc}); check its logs "
-            "(a missing GEMINI_API_KEY there answers 500)."
+            f"{where} failed ({exc}); check its logs (a missing GEMINI_API_KEY there answers 500)."
         ) from None
     except TokenConfigError as exc:
         advice = "check GEMINI_API_KEY" if kind == "google" else "check the URL and settings"
