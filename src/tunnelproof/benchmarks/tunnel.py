@@ -161,6 +161,26 @@ async def run(ctx: BenchContext) -> BenchResult:
                 )
             )
     result.comparisons.extend(_sim_comparisons(sim, (90.0, 300.0, 1800.0)))
+    long_ours = sim["unreachable"]["tunnelproof"][str(1800.0)]
+    long_seed = sim["unreachable"]["seed"][str(1800.0)]
+    result.comparisons.append(
+        Comparison(
+            metric="30 min tunnel: attempts made (of which reached a server), p50",
+            unit="count",
+            ours=long_ours["attempts"]["p50"],
+            ours_text=(
+                f"{long_ours['attempts']['p50']:,.0f} ({long_ours['server_requests']['p50']:,.0f})"
+            ),
+            against="seed policy",
+            theirs=long_seed["attempts"]["p50"],
+            theirs_text=(
+                f"{long_seed['attempts']['p50']:,.0f} "
+                f"({long_seed['server_requests']['p50']:,.0f}), then gave up"
+            ),
+            ratio_text="n/a",
+            note="probes inside a tunnel fail locally (no network) and cost no server anything",
+        )
+    )
     if real is None:
         result.comparisons[0:0] = _sim_comparisons(sim, (2.0, 10.0, 30.0))
     _charts(ctx, result, sim)
