@@ -59,3 +59,31 @@ def test_a_handle_issued_before_a_text_arrived_does_not_confirm_it() -> None:
         resumed,
         orjson.dumps(h.frames()).decode(),
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "session bug: after a resume the client replays the unanswered question right after "
+        "setupComplete; the handle the server sends right after setupComplete (issued before "
+        "it read the replay) confirms it, so a second drop before the answer loses it silently"
+    ),
+)
+def test_a_replayed_question_survives_a_second_drop() -> None:
+    h = Harness()
+    h.start()
+    h.connect()
+    h.handle_update("h1")
+    result = h.send(realtime_text("hello"))
+    h.server(sessionResumptionUpdate={"resumable": False})  # generating
+    h.closed(1006)  # first drop, mid-answer
+    h.retry()
+    h.connect()  # resumed from h1: "hello" is replayed right after setupComplete
+    assert _texts_sent_on(h, h.attempt) == ["hello"]
+    h.handle_update("h2")  # issued by the server right after setupComplete: no "hello"
+    h.closed(1006)  # second drop, before the answer
+    h.retry()
+    h.connect()
+    assert h.setup_handle() == "h2"
+    dropped = [s for e in h.of(ev.SendDropped) for s in e.seqs]
+    assert _texts_sent_on(h, h.attempt) == ["hello"] or result.seq in dropped

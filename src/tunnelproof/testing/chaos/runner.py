@@ -581,11 +581,12 @@ def build_report(
             texts.judge(f"session {rec.index} text {tag}", count_marker(final_texts, tag), dropped)
         for call_id, (seq, status) in rec.tool_answers.items():
             dropped = status == "dropped" or seq in rec.dropped_seqs
-            tools.judge(
-                f"session {rec.index} tool answer {call_id}",
-                tool_response_count(mine, call_id),
-                dropped,
-            )
+            anywhere = tool_response_count(mine, call_id)
+            if dropped and final is not None:
+                # An answer that reached a server session the conversation then left (a
+                # fresh-session fallback) is lost to the conversation: "dropped" is right.
+                anywhere = tool_response_count([final], call_id)
+            tools.judge(f"session {rec.index} tool answer {call_id}", anywhere, dropped)
         audio_sent += rec.audio_ms_sent
         if rec.metrics is not None:
             m = rec.metrics

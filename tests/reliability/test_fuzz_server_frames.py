@@ -1,0 +1,291 @@
+"""Hostile server frames into the session machine, interleaved with a normal life.
+
+``tests/protocol`` fuzzes the parser alone and ``tests/session`` explores event orders
+with well-formed frames; this closes the gap between them: garbage, wrong-typed, huge,
+deeply nested and stale frames arrive in every phase (during setup, mid-turn, while
+closing), mixed with valid traffic, app sends, drops and time passing. After each one:
+
+* nothing raises;
+* a frame the parser rejects becomes exactly one ``ProtocolViolation`` (message and size
+  of that frame), counts once in ``metrics.protocol_errors``, and changes nothing else:
+  no action besides that event, same phase, attempt, handle, outbox and timers;
+* a frame from an old socket is ignored entirely;
+* a valid frame with bad base64 audio becomes one violation per bad part, the rest of the
+  frame still applies;
+* the harness's invariants hold (one socket at most, outbox within bounds).
+
+At the end the world heals and the session must still work: it reconnects and a text is
+sent.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "session"))
+from session_harness import Harness
+
+from tunnelproof.protocol.client_messages import realtime_text
+from tunnelproof.protocol.errors import ProtocolError
+from tunnelproof.protocol.server_messages import ServerContent, parse_server_frame
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.actions import Emit
+from tunnelproof.session.events import FrameReceived, ResumeRequested
+from tunnelproof.session.machine import Phase
+
+KNOWN = [
+    "setupComplete",
+    "serverContent",
+    "toolCall",
+    "toolCallCancellation",
+    "goAway",
+    "sessionResumptionUpdate",
+    "usageMetadata",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def _wrong_types() -> st.SearchStrategy[bytes]:
+    """A known message with a field of the wrong type somewhere."""
+    paths = [
+        ("serverContent", "turnComplete"),
+        ("serverContent", "interrupted"),
+        ("serverContent", "modelTurn"),
+        ("serverContent", "inputTranscription"),
+        ("toolCall", "functionCalls"),
+        ("toolCallCancellation", "ids"),
+        ("goAway", "timeLeft"),
+        ("sessionResumptionUpdate", "newHandle"),
+        ("sessionResumptionUpdate", "resumable"),
+        ("usageMetadata", "totalTokenCount"),
+    ]
+    return st.builds(
+        lambda path, value: orjson.dumps({path[0]: {path[1]: value}}),
+        st.sampled_from(paths),
+        json_values,
+    )
+
+
+HANDCRAFTED = [
+    b"",
+    b"\x00\xff\xfe garbage",
+    b"{not json",
+    b"[1, 2, 3]",
+    b'"setupComplete"',
+    b"null",
+    b"[" * 3000 + b"]" * 3000,  # deeper than any JSON parser's limit
+    b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    b'{"serverContent": []}',
+    b'{"serverContent": {"modelTurn": {"parts": {"text": 1}}}}',
+    b'{"toolCall": {"functionCalls": [{"id": "a", "args": "x"}]}}',
+    b'{"goAway": {"timeLeft": "soon"}}',
+    b'{"setupComplete": 5}',
+    b'{"sessionResumptionUpdate": {"newHandle": 5, "resumable": true}}',
+    b"\xef\xbb\xbf{}",  # a BOM before the JSON
+    b"x" * 300_000,  # a large frame of garbage
+]
+garbage = st.one_of(
+    st.sampled_from(HANDCRAFTED),
+    st.binary(max_size=80),
+    json_values.map(orjson.dumps),
+    _wrong_types(),
+    st.dictionaries(st.sampled_from(KNOWN), json_values, min_size=1, max_size=3).map(orjson.dumps),
+)
+
+valid = st.sampled_from(
+    [
+        {"serverContent": {"modelTurn": {"parts": [{"text": "m"}]}}},
+        {"serverContent": {"turnComplete": True}},
+        {"serverContent": {"generationComplete": True}},
+        {"serverContent": {"interrupted": True}},
+        {"toolCall": {"functionCalls": [{"id": "c1", "name": "f", "args": {}}]}},
+        {"toolCallCancellation": {"ids": ["c1"]}},
+        {"goAway": {"timeLeft": "3s"}},
+        {"sessionResumptionUpdate": {"resumable": False}},
+        {"usageMetadata": {"totalTokenCount": 3}},
+        {"voiceActivityDetectionSignal": {"vadSignalType": "VAD_SIGNAL_TYPE_SOS"}},
+        {"setupComplete": {}},
+        {
+            "serverContent": {
+                "modelTurn": {
+                    "parts": [
+                        {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "!!notb64"}},
+                        {"text": "after the bad part"},
+                    ]
+                }
+            }
+        },
+        {"serverContent": {"modelTurn": {"parts": [{"text": "y" * 1_000_000}]}}},
+    ]
+)
+
+
+def _bad_audio_parts(data: bytes) -> int:
+    frame = parse_server_frame(data)
+    bad = 0
+    for message in frame.messages:
+        if isinstance(message, ServerContent):
+            for chunk in message.audio_chunks:
+                try:
+                    chunk.decode()
+                except ProtocolError:
+                    bad += 1
+    return bad
+
+
+MALFORMED_SEEN = [0]  # across examples: proves the garbage rule really ran
+
+
+class HostileFrames(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.h = Harness()
+        self.h.start()
+        self.handles = 0
+        self.malformed = 0
+
+    def live(self) -> bool:
+        return self.h.m.phase in (Phase.SETUP, Phase.CONNECTED)
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        m = self.h.m
+        return (
+            m.phase,
+            m.attempt,
+            m.resumption_handle,
+            [i.seq for i in m.outbox.pending],
+            [i.seq for i in m.outbox.unconfirmed],
+            dict(self.h.timers),
+        )
+
+    # -- the world moves on -------------------------------------------------------------
+
+    @rule()
+    def progress(self) -> None:
+        h = self.h
+        phase = h.m.phase
+        if phase is Phase.FETCHING and h.pending_request() is not None:
+            h.give_token()
+        elif phase is Phase.OPENING:
+            h.opened()
+        elif phase is Phase.SETUP:
+            h.setup_complete()
+        elif phase is Phase.WAITING:
+            h.retry()
+        elif phase is Phase.CLOSING:
+            h.closed(1000)
+        elif phase is Phase.FAILED:
+            h.feed(ResumeRequested())
+
+    @precondition(lambda self: self.h.m.phase is Phase.CONNECTED)
+    @rule()
+    def server_hands_a_handle(self) -> None:
+        self.handles += 1
+        self.h.handle_update(f"h{self.handles}")
+
+    @precondition(lambda self: self.live())
+    @rule(frame=valid)
+    def server_sends_valid(self, frame: dict[str, Any]) -> None:
+        data = orjson.dumps(frame)
+        before = self.h.m.metrics.protocol_errors
+        actions = self.h.feed(FrameReceived(self.h.attempt, data))
+        violations = [
+            a for a in actions if isinstance(a, Emit) and isinstance(a.event, ev.ProtocolViolation)
+        ]
+        assert len(violations) == _bad_audio_parts(data)
+        assert self.h.m.metrics.protocol_errors == before + len(violations)
+
+    @precondition(lambda self: self.live())
+    @rule(data=garbage)
+    def server_sends_garbage(self, data: bytes) -> None:
+        try:
+            parse_server_frame(data)
+        except ProtocolError:
+            pass
+        else:
+            return  # the strategy made a valid frame: other rules cover those
+        self.malformed += 1
+        before = self._snapshot()
+        errors = self.h.m.metrics.protocol_errors
+        actions = self.h.feed(FrameReceived(self.h.attempt, data))
+        assert len(actions) == 1, actions
+        (action,) = actions
+        assert isinstance(action, Emit) and isinstance(action.event, ev.ProtocolViolation)
+        assert action.event.size == len(data)
+        assert action.event.message
+        assert self.h.m.metrics.protocol_errors == errors + 1
+        assert self._snapshot() == before
+        MALFORMED_SEEN[0] += 1
+
+    @precondition(lambda self: self.h.attempt > 1)
+    @rule(data=st.one_of(garbage, valid.map(orjson.dumps)))
+    def stale_socket_sends_anything(self, data: bytes) -> None:
+        before = self._snapshot()
+        assert self.h.feed(FrameReceived(self.h.attempt - 1, data)) == []
+        assert self._snapshot() == before
+
+    @precondition(lambda self: self.live())
+    @rule(code=st.sampled_from([None, 1006, 1011, 1009, 1007]))
+    def link_drops(self, code: int | None) -> None:
+        self.h.closed(code, "Internal error occurred." if code == 1011 else "")
+
+    @rule()
+    def app_sends_text(self) -> None:
+        self.h.send(realtime_text("hello"))
+
+    @rule(seconds=st.sampled_from([0.5, 3.0, 12.0]))
+    def time_passes(self, seconds: float) -> None:
+        self.h.advance(seconds)
+
+    @invariant()
+    def consistent(self) -> None:
+        m = self.h.m
+        assert m.outbox.within_bounds()
+        assert len(self.h.live_sockets) <= 1
+        assert m.phase is not Phase.IDLE
+
+    def teardown(self) -> None:
+        h = self.h
+        for _ in range(100):
+            if h.m.phase is Phase.CONNECTED:
+                break
+            self.progress()
+        assert h.m.phase is Phase.CONNECTED, h.m.phase
+        h.server(sessionResumptionUpdate={"newHandle": "final", "resumable": True})
+        assert h.send(realtime_text("still works")).sent
+
+
+HostileFrames.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+TestHostileFrames = HostileFrames.TestCase
+
+
+def test_zz_garbage_really_reached_the_machine() -> None:
+    """Runs after the state machine (file order): the malformed-frame rule fired often."""
+    if MALFORMED_SEEN[0] == 0:
+        TestHostileFrames().runTest()
+    assert MALFORMED_SEEN[0] >= 50, MALFORMED_SEEN
