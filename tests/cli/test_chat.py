@@ -112,3 +112,44 @@ def test_chat_audio_with_microphone_and_speaker(tmp_path) -> None:
     assert chat.exitstatus == 0
     played = sum(int(n) for n in log.read_text().split())
     assert played > 24_000  # over half a second of 24 kHz speech reached the speaker
+
+
+@pytest.mark.e2e
+async def test_chat_through_a_token_service(emulator) -> None:
+    # The app's own backend: a token service minting from the emulator, a dev bearer key.
+    import asyncio
+
+    from pydantic import SecretStr
+
+    from tunnelproof.testing.tokens_fixtures import DEV_BEARER_KEY, DEV_USER, running_token_service
+    from tunnelproof.tokens.settings import TokenServiceSettings
+
+    settings = TokenServiceSettings(
+        api_key=SecretStr(emulator.api_key),
+        auth_mode="static",
+        static_keys=[SecretStr(f"{DEV_USER}:{DEV_BEARER_KEY}")],
+        upstream_base_url=emulator.http_base,
+        rate_limit="100/minute",
+    )
+    async with running_token_service(settings) as service:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tunnelproof",
+            "chat",
+            "--token-url",
+            service.token_url,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=cli_env(TUNNELPROOF_BEARER=DEV_BEARER_KEY),
+        )
+        script = b"My name is Ada\n/tunnel 1\nWhat did I say first?\n"
+        out, err = await asyncio.wait_for(proc.communicate(script), 60)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "token service http://" in text
+    # Spoken answers (the service's default modality), shown through their transcription.
+    assert "assistant › Nice to meet you, Ada." in text
+    assert 'assistant › You first said: "My name is Ada".' in text
+    assert len(emulator.controls.token_ledger()) >= 1

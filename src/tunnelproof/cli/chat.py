@@ -284,6 +284,7 @@ class Chat:
         self._buffer = b""
         self._outage_noted = False
         self._speaker: Any = None
+        self.interactive = sys.stdin.isatty()
 
     # -- input --------------------------------------------------------------------------------
 
@@ -337,6 +338,11 @@ class Chat:
             if not line:
                 self.screen.prompt()
                 continue
+            if not self.interactive:
+                # A piped script: wait for each answer before the next line, as a person
+                # would (otherwise every line would barge in on the previous answer).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._settled.wait(), EOF_GRACE)
             await self.command(line)
 
     async def command(self, line: str) -> None:
