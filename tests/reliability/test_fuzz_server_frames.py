@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -276,7 +277,7 @@ class HostileFrames(RuleBasedStateMachine):
 
 
 HostileFrames.TestCase.settings = settings(
-    max_examples=150,
+    max_examples=100,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -289,3 +290,16 @@ def test_zz_garbage_really_reached_the_machine() -> None:
     if MALFORMED_SEEN[0] == 0:
         TestHostileFrames().runTest()
     assert MALFORMED_SEEN[0] >= 50, MALFORMED_SEEN
+
+
+@pytest.mark.slow
+def test_hostile_frames_deep() -> None:
+    """The same exploration, ten times longer (``make chaos`` runs it)."""
+    run = HostileFrames.TestCase()
+    run.settings = settings(
+        max_examples=1500,
+        stateful_step_count=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    run.runTest()
