@@ -96,6 +96,7 @@ class SessionRecord:
     skipped: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
     turn_timeouts: int = 0
+    timeouts_by_turn: Counter[str] = field(default_factory=Counter)
     replies_lost_to_reset: int = 0
     timeout_notes: list[str] = field(default_factory=list)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
@@ -135,6 +136,7 @@ class ChaosSession:
         self._state_changed = asyncio.Event()
         self._marker = ""
         self._fault = "no fault"
+        self._turn_kind = "text"
         self._resets_at_send = 0
         self._on_first_delta: Callable[[], Awaitable[None]] | None = None
         self._on_tool_call: Callable[[], Awaitable[None]] | None = None
@@ -188,12 +190,14 @@ class ChaosSession:
     async def _conversation(self, session: LiveSession) -> None:
         rec = self.record
         await self._wait_connected(60.0)
+        self._turn_kind = "first"
         await self._say(rec.first_text, marker(self.index, 0))
         for n, step in enumerate(self.plan, start=1):
             await self._wait_connected(30.0)
             await self._step(n, step)
             await asyncio.sleep(step.pause)
         # Ask until answered (a fault's after-effects may still cut the first try).
+        self._turn_kind, self._fault = "final", "no fault"
         for _ in range(3):
             await self._wait_connected(60.0)
             answer = await self._ask(
@@ -212,6 +216,7 @@ class ChaosSession:
         tag = marker(self.index, n)
         fault = step.fault
         self._fault = fault.value if fault is not None else "no fault"
+        self._turn_kind = step.turn
         restore: asyncio.Task[None] | None = None
         after_send: Callable[[], Awaitable[None]] | None = None
         timeout = ANSWER_TIMEOUT
@@ -404,10 +409,11 @@ class ChaosSession:
                     rec.replies_lost_to_reset += 1
                     return None
                 rec.turn_timeouts += 1
+                rec.timeouts_by_turn[self._turn_kind] += 1
                 if len(rec.timeout_notes) < 5:
                     state = self.session.state.value if self.session is not None else "-"
                     rec.timeout_notes.append(
-                        f"{self._marker} ({self._fault}) state={state}; "
+                        f"{self._marker} {self._turn_kind} ({self._fault}) state={state}; "
                         f"last events: {' '.join(rec.recent)}"
                     )
                 return None

@@ -546,6 +546,7 @@ def build_report(
     context_failures: list[str] = []
     harness_errors: list[str] = []
     turn_timeouts = 0
+    timeouts_by_turn: Counter[str] = Counter()
     timeout_notes: list[str] = []
     audio_sent = audio_replayed = audio_dropped = 0.0
     metrics_sum: Counter[str] = Counter()
@@ -567,6 +568,7 @@ def build_report(
         skipped.update(rec.skipped)
         events.update(rec.events)
         turn_timeouts += rec.turn_timeouts
+        timeouts_by_turn.update(rec.timeouts_by_turn)
         timeout_notes.extend(f"session {rec.index}: {n}" for n in rec.timeout_notes)
         harness_errors.extend(f"session {rec.index}: {e}" for e in rec.errors)
         if rec.context_survived:
@@ -656,6 +658,7 @@ def build_report(
             "context_resets": events.get("ContextReset", 0),
             "failures": context_failures[:20],
             "turn_timeouts": turn_timeouts,
+            "turn_timeouts_by_kind": dict(sorted(timeouts_by_turn.items())),
             "turn_timeout_notes": timeout_notes[:20],
             "replies_lost_to_a_context_reset": sum(r.replies_lost_to_reset for r in records),
             "failed_events_then_resumed": events.get("Failed", 0),
