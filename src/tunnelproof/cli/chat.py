@@ -77,7 +77,10 @@ class Screen:
         if not self.tty:
             return
         self.rows = shutil.get_terminal_size((100, 24)).lines
-        self.out.write(f"\n\x1b[1;{self.rows - 1}r\x1b[{self.rows - 1};1H")
+        # Make room for the status row (a newline scrolls the screen if the cursor is at the
+        # bottom), then set the region without moving the cursor: DECSTBM homes it, so it
+        # is saved before and restored after, and what was printed so far stays visible.
+        self.out.write(f"\n\x1b[1A\x1b7\x1b[1;{self.rows - 1}r\x1b8")
         self.out.flush()
 
     def resize(self) -> None:
