@@ -165,13 +165,13 @@ def markdown_table(results: Sequence[BenchResult]) -> str:
 def markdown_from_summary(summary: dict[str, Any]) -> str:
     """The Markdown table from a ``summary.json`` document (for docs/performance.md)."""
     lines = [
-        "| benchmark | metric | tunnelproof | compared with | theirs | ratio |",
-        "|---|---|---|---|---|---|",
+        "| benchmark | metric | tunnelproof | compared with | theirs | ratio | note |",
+        "|---|---|---|---|---|---|---|",
     ]
     for bench in summary.get("benchmarks", []):
         if bench.get("error") or bench.get("skipped"):
             why = bench.get("error") or f"skipped: {bench.get('skipped')}"
-            lines.append(f"| {bench['name']} | {why} | | | | |")
+            lines.append(f"| {bench['name']} | {why} | | | | | |")
             continue
         for comp in bench.get("comparisons", []):
             cells = [
@@ -181,6 +181,7 @@ def markdown_from_summary(summary: dict[str, Any]) -> str:
                 comp["against"],
                 comp["theirs_display"],
                 comp["ratio_display"],
+                comp.get("note") or "",
             ]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)

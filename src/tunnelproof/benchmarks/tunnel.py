@@ -157,6 +157,12 @@ async def run(ctx: BenchContext) -> BenchResult:
                     theirs_text=seed_text,
                     note=(
                         f"attempts: ours {ours['attempts']}, seed {seed['attempts']}; 1 run each"
+                        + (
+                            "; the proxy releases a connect held through the tunnel at once, "
+                            "so whichever client had one pending at the exit wins"
+                            if mode == "blackhole"
+                            else ""
+                        )
                     ),
                 )
             )
