@@ -94,7 +94,7 @@ def _utterance_line(u: Utterance) -> Text:
     line.append(f"{u.at:5.1f}  you › ", style="bold cyan")
     line.append(u.text)
     status = {
-        "sent": ("", ""),
+        "sent": ("" if u.answer else "  [sent, waiting for the answer]", "dim"),
         "queued": ("  [queued]", "yellow"),
         "dropped": (f"  [dropped: {u.dropped_reason}]", "red"),
         "answered": ("", ""),
@@ -130,11 +130,16 @@ def disruptions_table(state: DemoState) -> Table:
     table.add_column("how")
     table.add_column("replayed", justify="right")
     for d in state.disruptions:
-        lasted = None if d.ended is None else d.ended - d.started
+        if d.kind != "tunnel":
+            lasted = "instant"
+        elif d.ended is None:
+            lasted = f"{state.elapsed - d.started:.1f} s…"  # still inside
+        else:
+            lasted = _fmt(d.ended - d.started, 1)
         table.add_row(
             f"{d.started:.1f}",
             d.label,
-            _fmt(lasted, 1) if d.kind == "tunnel" else "instant",
+            lasted,
             _fmt(d.recovery) if d.recovered is not None else "[yellow]…[/]",
             _fmt(d.gap),
             d.how or "[yellow]recovering[/]",
