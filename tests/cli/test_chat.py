@@ -153,3 +153,30 @@ async def test_chat_through_a_token_service(emulator) -> None:
     assert "assistant › Nice to meet you, Ada." in text
     assert 'assistant › You first said: "My name is Ada".' in text
     assert len(emulator.controls.token_ledger()) >= 1
+
+
+def test_read_wav_mixes_stereo_and_refuses_8_bit(tmp_path) -> None:
+    from array import array
+
+    from tunnelproof.cli.chat import ChatError, read_wav
+
+    stereo = tmp_path / "stereo.wav"
+    with wave.open(str(stereo), "wb") as wav:
+        wav.setnchannels(2)
+        wav.setsampwidth(2)
+        wav.setframerate(24_000)
+        wav.writeframes(array("h", [100, 300, -200, -400]).tobytes())
+    pcm, rate = read_wav(stereo)
+    assert rate == 24_000
+    assert array("h", pcm).tolist() == [200, -300]
+
+    narrow = tmp_path / "narrow.wav"
+    with wave.open(str(narrow), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(1)
+        wav.setframerate(8_000)
+        wav.writeframes(b"\x80\x80")
+    with pytest.raises(ChatError, match="16-bit"):
+        read_wav(narrow)
+    with pytest.raises(ChatError, match="WAV"):
+        read_wav(tmp_path / "missing.wav")

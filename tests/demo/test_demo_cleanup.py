@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -45,5 +46,34 @@ def test_signal_stops_demo_and_children(sig: signal.Signals, code: int) -> None:
     assert proc.returncode == code, err[-2000:]
     assert "everything was stopped" in err
     assert "Traceback" not in err
+    for kid in kids:
+        wait_for(lambda kid=kid: not alive(kid), 10, f"child {kid} to exit")
+
+
+def test_ctrl_c_in_a_terminal_stops_everything() -> None:
+    # A real Ctrl-C: the terminal sends SIGINT to the whole foreground process group while
+    # the live view is drawing.
+    import pexpect
+
+    demo = pexpect.spawn(
+        sys.executable,
+        ["-m", "tunnelproof", "demo"],
+        encoding="utf-8",
+        codec_errors="replace",  # the tty discards queued output on ^C, mid-character
+        timeout=30,
+        dimensions=(45, 100),
+        env=cli_env(),
+    )
+    try:
+        demo.expect("CONNECTED")
+        kids = children(demo.pid)
+        assert kids
+        demo.expect("you ›")  # the journey is under way
+        demo.sendintr()
+        demo.expect("interrupted; everything was stopped")
+        demo.expect(pexpect.EOF)
+    finally:
+        demo.close(force=True)
+    assert demo.exitstatus == 130
     for kid in kids:
         wait_for(lambda kid=kid: not alive(kid), 10, f"child {kid} to exit")
