@@ -189,7 +189,9 @@ class JourneyRunner:
             case AudioChunk(pcm=pcm):
                 st.audio_received_s += len(pcm) / 2 / OUTPUT_RATE
             case TurnComplete():
-                if self._pending:
+                # A turn that ends with nothing said (an interrupted or abandoned one) is
+                # not the answer to the oldest question; keep waiting for that.
+                if self._pending and self._answer.strip():
                     done = self._pending.popleft()
                     done.utterance.answer = " ".join(self._answer.split())
                     done.utterance.answered_at = self.now()
