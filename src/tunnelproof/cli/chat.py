@@ -12,8 +12,9 @@ drops it for five seconds (a blackhole: the connection goes silent, like a train
 tunnel). The URL keeps its real host name (TLS and the Host header are unchanged); only the
 TCP destination is the proxy.
 
-Commands: ``/tunnel N``, ``/status``, ``/help``, ``/quit`` (or Ctrl-D). ``--wav FILE`` sends
-a 16-bit WAV as spoken input first; ``--audio`` uses the microphone and the speaker (the
+Commands: ``/tunnel N``, ``/status``, ``/retry`` (after a failure, or to skip a backoff
+wait), ``/help``, ``/quit`` (or Ctrl-D). ``--wav FILE`` sends a 16-bit WAV as spoken input
+first; ``--audio`` uses the microphone and the speaker (the
 optional ``sounddevice`` extra: ``pip install 'tunnelproof[audio]'``).
 
 On a terminal the bottom line is a status line (a scroll region keeps it in place while the
@@ -47,7 +48,7 @@ from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, fi
 
 PROMPT = "› "
 EOF_GRACE = 30.0  # seconds to wait for outstanding answers at the end of piped input
-HELP = "Type a message. /tunnel N drops the link for N seconds, /status, /quit."
+HELP = "Type a message. /tunnel N drops the link for N seconds, /status, /retry, /quit."
 
 
 class ChatError(Exception):
@@ -358,6 +359,11 @@ class Chat:
             self.screen.say(HELP)
         elif word == "/status":
             self.screen.say(self.status_text())
+        elif word == "/retry":
+            # After a Failed (e.g. the user signed in again), or to skip a backoff wait.
+            self.failed = None
+            await self.session.resume()
+            self.screen.say("· retrying now")
         elif word == "/tunnel":
             try:
                 seconds = float(rest.strip() or "5")
