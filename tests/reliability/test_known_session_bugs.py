@@ -1,9 +1,9 @@
 """Bugs the chaos soak found in the session layer, as deterministic reproductions.
 
 Each test is the minimal event order the soak stumbled on, replayed on the sans-I/O
-machine through the session tests' harness. While a bug is open its test is
-``xfail(strict=True)``: the day the fix lands the test passes, pytest reports XPASS as a
-failure, and whoever fixed it removes the marker (the regression test stays).
+machine through the session tests' harness. Fixed bugs keep their test as a regression
+test; while a bug is open its test is ``xfail(strict=True)``, so the fix turns it into an
+XPASS failure and whoever fixed it removes the marker.
 """
 
 from __future__ import annotations
@@ -29,15 +29,10 @@ def _texts_sent_on(h: Harness, attempt: int) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "session bug (soak: 'text lost without a report'): a resumable handle issued by "
-        "the server before it read a text the client had just sent confirms that text; a "
-        "resume from that handle then lacks it and it is never replayed"
-    ),
-)
 def test_a_handle_issued_before_a_text_arrived_does_not_confirm_it() -> None:
+    """Soak: 'text lost without a report'. A resumable handle the server issued before it
+    read a text the client had just sent used to confirm that text; a resume from it then
+    lacked the text and nothing replayed it."""
     h = Harness()
     h.start()
     h.connect()
@@ -61,15 +56,10 @@ def test_a_handle_issued_before_a_text_arrived_does_not_confirm_it() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "session bug: after a resume the client replays the unanswered question right after "
-        "setupComplete; the handle the server sends right after setupComplete (issued before "
-        "it read the replay) confirms it, so a second drop before the answer loses it silently"
-    ),
-)
 def test_a_replayed_question_survives_a_second_drop() -> None:
+    """After a resume the client replays the unanswered question right after setupComplete;
+    the handle the server sends right after setupComplete (issued before it read the
+    replay) used to confirm it, so a second drop before the answer lost it silently."""
     h = Harness()
     h.start()
     h.connect()
@@ -87,6 +77,20 @@ def test_a_replayed_question_survives_a_second_drop() -> None:
     assert h.setup_handle() == "h2"
     dropped = [s for e in h.of(ev.SendDropped) for s in e.seqs]
     assert _texts_sent_on(h, h.attempt) == ["hello"] or result.seq in dropped
+
+
+def test_a_handle_after_the_answer_still_confirms() -> None:
+    """The fix keeps only unanswered sends: once output came, a handle confirms again."""
+    h = Harness()
+    h.start()
+    h.connect()
+    h.send(realtime_text("hello"))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "hi"}]}, "turnComplete": True})
+    h.handle_update("h2")  # after the answer: it holds "hello"
+    h.closed(1006)
+    h.retry()
+    h.connect()
+    assert _texts_sent_on(h, h.attempt) == []  # no duplicate
 
 
 @pytest.mark.xfail(

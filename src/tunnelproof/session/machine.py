@@ -204,6 +204,10 @@ class SessionMachine:
         self._generating = False  # a model turn is in progress (until turnComplete)
         self._streaming = False  # model output is flowing (until generationComplete)
         self._reply_due = False
+        # Messages sent since the one whose reply is due (it included). A resumable handle
+        # that arrives before any output cannot contain them: the server marks itself not
+        # resumable while it generates, so it issued that handle before reading them.
+        self._sent_unanswered: int | None = None
         self._open_tool_calls: set[str] = set()
         self._calls_since_handle: list[str] = []
         self._cancelled_tool_ids: set[str] = set()
@@ -616,6 +620,7 @@ class SessionMachine:
         self._generating = False
         self._streaming = False
         self._reply_due = False
+        self._sent_unanswered = None
         if rewind.tool_ids:
             self._cancel_tool_calls(set(rewind.tool_ids))
         if rewind.partial_text or rewind.reply_lost or rewind.tool_ids:
@@ -695,6 +700,7 @@ class SessionMachine:
                 self._calls_since_handle.extend(ids)
                 self._handle_current = False
                 self._reply_due = False
+                self._sent_unanswered = None
                 self._streaming = False  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls))
             case ToolCallCancellation():
@@ -784,6 +790,10 @@ class SessionMachine:
         if item.expects_reply:
             self._reply_due = True
             self._set_timer(T_REPLY, self.watchdogs.reply_timeout)
+            if self._sent_unanswered is None:
+                self._sent_unanswered = 0
+        if self._sent_unanswered is not None:
+            self._sent_unanswered += 1
         # Items evicted from the replay record were delivered; they only lose their
         # replay insurance, so they are not reported as dropped.
         self.outbox.mark_sent(item)
@@ -826,6 +836,7 @@ class SessionMachine:
             self._generating = True
             self._streaming = True
             self._reply_due = False
+            self._sent_unanswered = None
             self._handle_current = False
         if content.interrupted:
             self._generating = False
@@ -841,6 +852,7 @@ class SessionMachine:
             self._generating = False
             self._streaming = False
             self._reply_due = False
+            self._sent_unanswered = None
             self._handle_current = False  # the next handle will include this turn
             self._cancel_timer(T_REPLY)
             self.transcript.commit_model()
@@ -854,7 +866,9 @@ class SessionMachine:
         self._handle = update.new_handle
         self._handle_current = True
         self._calls_since_handle.clear()
-        self.outbox.confirm()
+        # What was sent since the unanswered message stays unconfirmed (see
+        # _sent_unanswered): a resume from this handle must replay it.
+        self.outbox.confirm(keep_last=self._sent_unanswered or 0)
         self._save_handle()
 
     # -- goAway ------------------------------------------------------------------------------

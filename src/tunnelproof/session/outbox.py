@@ -323,10 +323,19 @@ class Outbox:
     def _recount(self) -> None:
         self._unconfirmed_audio_ms = sum(i.audio_ms for i in self.unconfirmed)
 
-    def confirm(self) -> None:
-        """A resumable handle arrived: the server's state holds everything sent so far."""
-        self.unconfirmed.clear()
-        self._unconfirmed_audio_ms = 0.0
+    def confirm(self, keep_last: int = 0) -> None:
+        """A resumable handle arrived: the server's state holds what was sent before it.
+
+        ``keep_last`` newest sends stay unconfirmed: the machine knows the handle was
+        issued before the server read them (their reply is still due).
+        """
+        if keep_last <= 0:
+            self.unconfirmed.clear()
+            self._unconfirmed_audio_ms = 0.0
+            return
+        while len(self.unconfirmed) > keep_last:
+            self.unconfirmed.popleft()
+        self._recount()
 
     def requeue_unconfirmed(self, now: float) -> list[Outgoing]:
         """Put unconfirmed messages back in front of ``pending`` for replay.
