@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import orjson
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "session"))
 from session_harness import Harness
@@ -93,16 +92,11 @@ def test_a_handle_after_the_answer_still_confirms() -> None:
     assert _texts_sent_on(h, h.attempt) == []  # no duplicate
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "session bug (soak: a conversation lost its context): after a ContextReset the "
-        "transcript seed is sent right after setupComplete; the handle the fresh session "
-        "sends right after setupComplete predates the seed, and a drop before the next "
-        "handle resumes into an empty session without re-seeding"
-    ),
-)
 def test_a_reseeded_session_keeps_its_seed_through_a_drop() -> None:
+    """Soak: a conversation lost its context. After a ContextReset the transcript seed is
+    sent right after setupComplete; the handle the fresh session sent right after
+    setupComplete predates the seed, and a drop before any answer used to resume into an
+    empty session without re-seeding. Now that drop starts a fresh session again."""
     h = Harness()
     h.start()
     h.connect()
@@ -125,9 +119,45 @@ def test_a_reseeded_session_keeps_its_seed_through_a_drop() -> None:
     seed = [f for f in h.frames() if "clientContent" in f]
     assert seed, "the fresh session was seeded"
     h.handle_update("h3")  # issued by the fresh session before it read the seed
+    resets = len(h.of(ev.ContextReset))
+    h.closed(1006)
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+    resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
+    assert any("first" in f for f in resent), h.frames()
+    assert h.setup_handle() is None  # not "h3": a fresh session, re-seeded and told so
+    assert len(h.of(ev.ContextReset)) == resets + 1
+
+
+def test_a_reseeded_session_that_answered_resumes_normally() -> None:
+    """Once the fresh session answered, its handles hold the seed: resume, no re-seed."""
+    h = Harness()
+    h.start()
+    h.connect()
+    h.send(realtime_text("first"))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "ok"}]}, "turnComplete": True})
+    h.handle_update("h2")
+    h.closed(1006)
+    h.retry()
+    h.give_token()
+    h.opened()
+    h.closed(1007, "Request contains an invalid argument.")
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+    h.handle_update("h3")
+    h.send(realtime_text("second"))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "ok"}]}, "turnComplete": True})
+    h.handle_update("h4")
     h.closed(1006)
     h.retry()
     h.connect()
-    assert h.setup_handle() == "h3"
-    resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
-    assert any("first" in f for f in resent), h.frames()
+    assert h.setup_handle() == "h4"
+    assert not [f for f in h.frames() if "clientContent" in f]  # no second seed

@@ -208,6 +208,10 @@ class SessionMachine:
         # that arrives before any output cannot contain them: the server marks itself not
         # resumable while it generates, so it issued that handle before reading them.
         self._sent_unanswered: int | None = None
+        # The re-seed of a fresh session is sent right after setupComplete, so a handle the
+        # server issued at setup predates it. Until model output shows the server read it,
+        # a drop starts another fresh session (re-seeded) instead of resuming an empty one.
+        self._seed_unproven = False
         self._open_tool_calls: set[str] = set()
         self._calls_since_handle: list[str] = []
         self._cancelled_tool_ids: set[str] = set()
@@ -630,6 +634,10 @@ class SessionMachine:
         self._report_dropped(
             self.outbox.requeue_unconfirmed(self._now), "too old to replay after reconnect"
         )
+        if self._seed_unproven:
+            self._seed_unproven = False
+            self._drop_handle("the link dropped before the re-seeded session showed its history")
+            self._had_session = True
 
     def _cancel_tool_calls(self, ids: set[str]) -> None:
         self._open_tool_calls -= ids
@@ -701,6 +709,7 @@ class SessionMachine:
                 self._handle_current = False
                 self._reply_due = False
                 self._sent_unanswered = None
+                self._seed_unproven = False
                 self._streaming = False  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls))
             case ToolCallCancellation():
@@ -758,6 +767,7 @@ class SessionMachine:
             seed = self.transcript.seed_message()
             if seed is not None:
                 self._send_frame(seed)
+                self._seed_unproven = True
             if reason is not None or seed is not None:
                 turns = len(seed["clientContent"]["turns"]) if seed is not None else 0
                 self._emit(ev.ContextReset(reason or "a fresh session was started", turns))
@@ -837,6 +847,7 @@ class SessionMachine:
             self._streaming = True
             self._reply_due = False
             self._sent_unanswered = None
+            self._seed_unproven = False  # the server answers after reading the seed
             self._handle_current = False
         if content.interrupted:
             self._generating = False
