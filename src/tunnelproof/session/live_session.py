@@ -457,6 +457,12 @@ class LiveSession:
         received = ws.protocol.close_rcvd
         code = received.code if received is not None else None
         reason = received.reason if received is not None else ""
+        sent = ws.protocol.close_sent
+        if received is None and sent is not None:
+            # We failed the connection ourselves (1009: a server frame over max_frame_bytes,
+            # 1002/1007: a broken frame). The server sent no code to classify, so the code
+            # stays None (a lost link, retried), but the reason says what happened.
+            reason = f"closed by the client: {sent.code} {sent.reason}".strip()
         self._sockets.pop(attempt, None)
         if sock.writer is not None:
             sock.writer.cancel()
