@@ -139,6 +139,7 @@ class _Connection:
     upstream_sock: socket.socket | None = None  # while connecting, before a writer exists
     damaged: bool = False  # lost bytes in a drop-mode blackhole
     task: asyncio.Task[None] | None = None
+    cancelled_by_abort: bool = False  # our own abort() cancelled the task
     next_free: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
     last_due: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
 
@@ -155,6 +156,7 @@ class _Connection:
                 )
             self.upstream_sock.close()
         if self.task is not None and self.task is not asyncio.current_task():
+            self.cancelled_by_abort = True
             self.task.cancel()
 
 
@@ -477,6 +479,12 @@ class TunnelProxy:
             up_writer.close()
         except asyncio.CancelledError:
             conn.abort()  # reset(), restore() or stop(): already aborted; make sure
+            task = asyncio.current_task()
+            if conn.cancelled_by_abort and task is not None and task.uncancel() == 0:
+                # Our own abort cancelled this handler: end it normally. A cancelled
+                # start_server handler makes Python 3.11's stream callback raise
+                # CancelledError into the loop's exception handler on every reset.
+                return
             raise
         except Exception:
             logger.exception("tunnel: connection %d failed", conn.ident)
