@@ -43,7 +43,6 @@ from urllib.parse import urlsplit
 import typer
 
 from tunnelproof.cli.demo import check_model, route_logs, run_until_signalled
-from tunnelproof.demo.app import quiet_cancellations
 from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, first_credential
 
 PROMPT = "› "
@@ -599,7 +598,6 @@ async def run_chat(
     )
     screen = Screen(out)
     loop = asyncio.get_running_loop()
-    loop.set_exception_handler(quiet_cancellations)
     try:
         async with TunnelProxy(*target.upstream) as proxy:
             kwargs: dict[str, Any] = {

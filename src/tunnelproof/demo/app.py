@@ -118,9 +118,6 @@ async def run_demo(
         seed=options.seed,
     )
     console = console or Console(stderr=options.json)
-    loop = asyncio.get_running_loop()
-    previous_handler = loop.get_exception_handler()
-    loop.set_exception_handler(quiet_cancellations)
     try:
         async with DemoStack(so) as stack:
             source = stack.token_source()
@@ -149,8 +146,6 @@ async def run_demo(
             info = stack.describe()
     except ChildStartError as exc:
         raise DemoError(f"{exc}; run `tunnelproof serve` alone to see its full output.") from None
-    finally:
-        loop.set_exception_handler(previous_handler)
     if state.connections == 0:
         why = state.failed
         if why is None:
@@ -167,16 +162,6 @@ async def run_demo(
     if not options.json:
         console.print(summary(state, verdict))
     return DemoOutcome(0 if verdict.ok else 1, result)
-
-
-def quiet_cancellations(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """An event-loop exception handler that drops cancelled-task noise (see below)."""
-    # Python 3.11's asyncio.start_server logs "Exception in callback ... CancelledError"
-    # when a connection task is cancelled, which TunnelProxy does on every reset: noise, not
-    # an error. Everything else goes to the default handler.
-    if isinstance(context.get("exception"), asyncio.CancelledError):
-        return
-    loop.default_exception_handler(context)
 
 
 async def _play(runner: JourneyRunner, state: DemoState) -> None:
