@@ -59,7 +59,7 @@ async def run(ctx: BenchContext) -> BenchResult:
     from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
 
     result = BenchResult(name=NAME, title=TITLE, method=method_text(__doc__), quick=ctx.quick)
-    counts = (1, 3) if ctx.quick else (1, 20)
+    counts = (1, 3) if ctx.quick else (1, 20, 60)
     warmup, duration = (1.0, 2.0) if ctx.quick else (3.0, 10.0)
     result.params = {
         "sessions": list(counts),
