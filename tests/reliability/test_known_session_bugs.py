@@ -161,3 +161,41 @@ def test_a_reseeded_session_that_answered_resumes_normally() -> None:
     h.connect()
     assert h.setup_handle() == "h4"
     assert not [f for f in h.frames() if "clientContent" in f]  # no second seed
+
+
+def test_output_alone_does_not_prove_the_handle_holds_the_seed() -> None:
+    """Soak, after the first fix: two conversations still lost their context. The fresh
+    session's only handle was the one issued at setup (before the seed); the model then
+    answered (so the server had read the seed) but the link dropped before a newer handle.
+    Resuming with the setup-time handle restored an empty session."""
+    h = Harness()
+    h.start()
+    h.connect()
+    h.send(realtime_text("first"))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "ok"}]}, "turnComplete": True})
+    h.handle_update("h2")
+    h.closed(1006)
+    h.retry()
+    h.give_token()
+    h.opened()
+    h.closed(1007, "Request contains an invalid argument.")
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+    h.handle_update("h3")  # issued at setup, before the seed
+    h.send(realtime_text("count to 40"))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "1, 2"}]}})  # it read the seed
+    h.server(sessionResumptionUpdate={"resumable": False})  # generating
+    h.closed(1006)  # dropped mid-answer, before any handle that holds the seed
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+    assert h.setup_handle() is None  # not "h3"
+    resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
+    assert any("first" in f for f in resent), h.frames()

@@ -209,9 +209,10 @@ class SessionMachine:
         # resumable while it generates, so it issued that handle before reading them.
         self._sent_unanswered: int | None = None
         # The re-seed of a fresh session is sent right after setupComplete, so a handle the
-        # server issued at setup predates it. Until model output shows the server read it,
-        # a drop starts another fresh session (re-seeded) instead of resuming an empty one.
-        self._seed_unproven = False
+        # server issued at setup predates it. Until a resumable handle arrives after model
+        # output (which shows the server read the seed), a drop starts another fresh session,
+        # re-seeded, instead of resuming one that may be empty. "sent" -> "read" -> "".
+        self._seed_state = ""
         self._open_tool_calls: set[str] = set()
         self._calls_since_handle: list[str] = []
         self._cancelled_tool_ids: set[str] = set()
@@ -634,8 +635,8 @@ class SessionMachine:
         self._report_dropped(
             self.outbox.requeue_unconfirmed(self._now), "too old to replay after reconnect"
         )
-        if self._seed_unproven:
-            self._seed_unproven = False
+        if self._seed_state:
+            self._seed_state = ""
             self._drop_handle("the link dropped before the re-seeded session showed its history")
             self._had_session = True
 
@@ -709,7 +710,8 @@ class SessionMachine:
                 self._handle_current = False
                 self._reply_due = False
                 self._sent_unanswered = None
-                self._seed_unproven = False
+                if self._seed_state:
+                    self._seed_state = "read"
                 self._streaming = False  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls))
             case ToolCallCancellation():
@@ -767,7 +769,7 @@ class SessionMachine:
             seed = self.transcript.seed_message()
             if seed is not None:
                 self._send_frame(seed)
-                self._seed_unproven = True
+                self._seed_state = "sent"
             if reason is not None or seed is not None:
                 turns = len(seed["clientContent"]["turns"]) if seed is not None else 0
                 self._emit(ev.ContextReset(reason or "a fresh session was started", turns))
@@ -847,7 +849,8 @@ class SessionMachine:
             self._streaming = True
             self._reply_due = False
             self._sent_unanswered = None
-            self._seed_unproven = False  # the server answers after reading the seed
+            if self._seed_state:
+                self._seed_state = "read"  # the server answers only after reading the seed
             self._handle_current = False
         if content.interrupted:
             self._generating = False
@@ -876,6 +879,8 @@ class SessionMachine:
             return
         self._handle = update.new_handle
         self._handle_current = True
+        if self._seed_state == "read":
+            self._seed_state = ""  # issued after the server read the seed: it holds it
         self._calls_since_handle.clear()
         # What was sent since the unanswered message stays unconfirmed (see
         # _sent_unanswered): a resume from this handle must replay it.
