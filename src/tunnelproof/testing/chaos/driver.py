@@ -98,6 +98,8 @@ class SessionRecord:
     turn_timeouts: int = 0
     timeouts_by_turn: Counter[str] = field(default_factory=Counter)
     replies_lost_to_reset: int = 0
+    audio_drop_reports: int = 0
+    spoken_turns_cut_by_audio_drops: int = 0
     timeout_notes: list[str] = field(default_factory=list)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     metrics: SessionMetrics | None = None
@@ -138,6 +140,7 @@ class ChaosSession:
         self._fault = "no fault"
         self._turn_kind = "text"
         self._resets_at_send = 0
+        self._audio_drops_at_send = 0
         self._on_first_delta: Callable[[], Awaitable[None]] | None = None
         self._on_tool_call: Callable[[], Awaitable[None]] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -374,6 +377,7 @@ class ChaosSession:
         self._marker = tag
         mark = len(self._turns)
         self._resets_at_send = self.record.events["ContextReset"]
+        self._audio_drops_at_send = self.record.audio_drop_reports
         pcm = encode_speech(f"{tag} Spoken note.") + silence(0.8)
         step = 16_000 * 2 * AUDIO_CHUNK_MS // 1000
         for offset in range(0, len(pcm), step):
@@ -407,6 +411,14 @@ class ChaosSession:
                 rec = self.record
                 if reset_seen:
                     rec.replies_lost_to_reset += 1
+                    return None
+                if (
+                    self._turn_kind == "audio"
+                    and rec.audio_drop_reports > self._audio_drops_at_send
+                ):
+                    # Part of the utterance was dropped (too old to send after a long gap)
+                    # and reported: the server never heard a whole sentence to answer.
+                    rec.spoken_turns_cut_by_audio_drops += 1
                     return None
                 rec.turn_timeouts += 1
                 rec.timeouts_by_turn[self._turn_kind] += 1
@@ -463,8 +475,10 @@ class ChaosSession:
                         action, self._on_tool_call = self._on_tool_call, None
                         await action()  # the drop lands before the answer is sent
                     await self._answer_tools(session, [c.id for c in calls if c.id])
-                case ev.SendDropped(seqs=seqs):
+                case ev.SendDropped(seqs=seqs, kind=kind):
                     rec.dropped_seqs.update(seqs)
+                    if kind == "audio":
+                        rec.audio_drop_reports += 1
                 case ev.Failed():
                     # What an app does after "gave up": wait a moment and try again.
                     self._spawn(self._resume_later(session))

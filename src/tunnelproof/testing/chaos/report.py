@@ -40,6 +40,10 @@ def render(report: JsonDict, console: Console | None = None) -> None:
         "  replies lost to a context reset (reported Rewound)",
         str(conv["replies_lost_to_a_context_reset"]),
     )
+    table.add_row(
+        "  spoken turns cut by reported audio drops",
+        str(conv["spoken_turns_cut_by_reported_audio_drops"]),
+    )
     for name in ("texts", "tool_responses"):
         t = report[name]
         table.add_row(

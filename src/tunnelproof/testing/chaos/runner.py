@@ -661,6 +661,9 @@ def build_report(
             "turn_timeouts_by_kind": dict(sorted(timeouts_by_turn.items())),
             "turn_timeout_notes": timeout_notes[:20],
             "replies_lost_to_a_context_reset": sum(r.replies_lost_to_reset for r in records),
+            "spoken_turns_cut_by_reported_audio_drops": sum(
+                r.spoken_turns_cut_by_audio_drops for r in records
+            ),
             "failed_events_then_resumed": events.get("Failed", 0),
         },
         "texts": texts.to_dict(),
