@@ -199,3 +199,32 @@ def test_output_alone_does_not_prove_the_handle_holds_the_seed() -> None:
     assert h.setup_handle() is None  # not "h3"
     resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
     assert any("first" in f for f in resent), h.frames()
+
+
+def test_a_text_reported_dropped_is_not_reseeded() -> None:
+    """Soak (bursts against a 16-message outbox): texts written on a link that died, then
+    dropped when requeued over the outbox bound (and reported so), stayed in the
+    transcript, and a fresh session re-seeded them: 'reported dropped but delivered'."""
+    from tunnelproof.session.outbox import OutboxLimits
+
+    h = Harness(limits=OutboxLimits(max_messages=4))
+    h.start()
+    h.connect()
+    h.handle_update("h1")
+    sent = {h.send(realtime_text(f"burst {k}")).seq: f"burst {k}" for k in range(8)}
+    h.closed(1006)  # all eight were written, none confirmed: requeued over the bound
+    dropped = {s for e in h.of(ev.SendDropped) for s in e.seqs}
+    assert len(dropped) == 4
+    h.retry()
+    h.give_token()
+    h.opened()
+    h.closed(1007, "Request contains an invalid argument.")  # resume refused: fresh
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+    seeded = " ".join(orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f)
+    for seq, text in sent.items():
+        assert (f'"{text}"' in seeded) == (seq not in dropped), (text, seeded)

@@ -347,6 +347,11 @@ class SessionMachine:
             self.metrics.audio_ms_dropped += ms
             self._emit(ev.SendDropped(tuple(i.seq for i in audio), "audio", reason, ms))
         for item in other:
+            if item.was_sent:
+                # Written once, so it is in the transcript; a fresh session re-seeded from
+                # it would then hold a message the app was told is lost (and may resend).
+                for turn in item.turns:
+                    self.transcript.forget(turn.role, turn.text)
             self._emit(ev.SendDropped((item.seq,), item.kind.value, reason))
 
     def _save_handle(self) -> None:

@@ -62,6 +62,18 @@ class Transcript:
             self.turns.append(Turn("user", text))
             self._trim()
 
+    def forget(self, role: Role, text: str) -> bool:
+        """Remove the newest committed turn of ``role`` with exactly ``text``.
+
+        For a sent message later reported dropped: the record must not re-seed it.
+        """
+        for index in range(len(self.turns) - 1, -1, -1):
+            turn = self.turns[index]
+            if turn.role == role and turn.text == text:
+                del self.turns[index]
+                return True
+        return False
+
     def commit_model(self) -> None:
         """Close the model turn in progress (complete, interrupted or cut off)."""
         text = "".join(self._model_parts).strip()
