@@ -72,8 +72,11 @@ CHAOS_POLICY = RetryPolicy(
 )
 """The default policy with shorter backoff ceilings (the soak has no time for 30 s waits)."""
 
-CHAOS_LIMITS = OutboxLimits()
-"""The default outbox bounds: the soak checks they hold under chaos."""
+CHAOS_LIMITS = OutboxLimits(max_messages=16)
+"""The default outbox bounds, but 16 queued messages instead of 256: the token-stall steps
+send a burst while reconnecting, so the soak reaches the bound and checks it holds."""
+
+BURST_AFTER = 4  # burst texts sent after the question, beyond the bound: refused
 
 AUDIO_CHUNK_MS = 40
 ANSWER_TIMEOUT = 30.0  # a turn through a blackhole, a restart and a backoff still fits
@@ -245,6 +248,13 @@ class ChaosSession:
         elif fault in (Fault.TOKEN_5XX, Fault.TOKEN_429, Fault.TOKEN_SLOW):
             self.stack.gate.arm(self.caller, _gate_faults(fault, step.param))
             await self._reset(fault)
+            if fault is Fault.TOKEN_SLOW and step.turn == "text":
+                # While the token stalls, the app keeps typing: fill the outbox to one
+                # below its bound, ask (the last queued, so it is answered), then send a
+                # few more that the bound must refuse (each reported dropped).
+                await self._burst(n, range(CHAOS_LIMITS.max_messages - 1))
+                start = CHAOS_LIMITS.max_messages
+                after_send = lambda: self._burst(n, range(start, start + BURST_AFTER))  # noqa: E731
         try:
             await self._turn(n, step, tag, after_send, timeout)
         finally:
@@ -262,7 +272,14 @@ class ChaosSession:
         timeout: float,
     ) -> None:
         if step.turn == "text":
-            await self._ask(f"{tag} Note number {n}.", tag, None, after_send, timeout)
+            burst = tag[:-1] + "-b"  # a burst text sent later would cut this answer short
+            await self._ask(
+                f"{tag} Note number {n}.",
+                tag,
+                lambda text: tag in text or burst in text,
+                after_send,
+                timeout,
+            )
         elif step.turn == "tool":
             await self._ask(f"{tag} Please check the weather.", tag, None, after_send, timeout)
         elif step.turn == "long":
@@ -337,6 +354,11 @@ class ChaosSession:
             self._skipped(fault)
 
     # -- turns ------------------------------------------------------------------------------
+
+    async def _burst(self, n: int, numbers: range) -> None:
+        for k in numbers:
+            tag = marker(self.index, f"{n}-b{k}")
+            await self._send(f"{tag} Burst note {k}.", tag)
 
     async def _send(self, text: str, tag: str) -> SendResult | None:
         session = self.session
