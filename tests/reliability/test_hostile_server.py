@@ -199,7 +199,7 @@ async def test_a_server_that_only_sends_garbage_ends_in_a_clean_failure() -> Non
         emu.controls.set_generation_speed(0.0001)  # answers never really come
         async with HostileMode(emu, plan, every_connection=True):
             await session.send_text("Please count to 50.")
-            await app.until(lambda: bool(app.of(ev.Failed)), 25.0)
+            await app.until(lambda: bool(app.of(ev.Failed)), 45.0)
         (failed,) = app.of(ev.Failed)
         assert "gave up" in failed.verdict.reason and failed.advice
         assert session.state.value == "failed"
