@@ -145,6 +145,37 @@ class Recorder:
             await self._task
 
 
+def _free_low_port(low: int = 20000, high: int = 32000) -> int:
+    """A free loopback port outside Linux's default ephemeral range (32768-60999)."""
+    import random
+    import socket
+
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(low, high)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+async def _listen_again(upstream_port: int, port: int) -> Any:
+    """Start the proxy on ``port`` again, retrying briefly if the port is still busy."""
+    from tunnelproof.testing.tunnel import TunnelProxy
+
+    for attempt in range(50):  # bounded: about 5 s
+        try:
+            return await TunnelProxy("127.0.0.1", upstream_port, listen_port=port).start()
+        except OSError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
+    raise RuntimeError("unreachable")
+
+
 async def tunnel_trial(
     policy: RetryPolicy, length: float, *, mode: str = "unreachable", timeout: float
 ) -> dict[str, Any]:
@@ -160,8 +191,11 @@ async def tunnel_trial(
     from tunnelproof.testing.tunnel import TunnelProxy
 
     async with EmulatorServer() as emu:
-        proxy = await TunnelProxy("127.0.0.1", emu.port).start()
-        port = proxy.port
+        # A port below the ephemeral range: while the proxy is down, the client's own
+        # outgoing connections could otherwise be given this port (even connect to
+        # themselves) and the proxy could not listen on it again.
+        port = _free_low_port()
+        proxy = await TunnelProxy("127.0.0.1", emu.port, listen_port=port).start()
         tokens = EmulatorTokens(proxy.url("http"), proxy.url("ws"), emu.api_key)
         session = LiveSession(TEXT_CONFIG, tokens, policy=policy)
         await session.start()
@@ -184,7 +218,7 @@ async def tunnel_trial(
                 proxy.reset()
                 await proxy.stop()
                 await asyncio.sleep(length)
-                proxy = await TunnelProxy("127.0.0.1", emu.port, listen_port=port).start()
+                proxy = await _listen_again(emu.port, port)
             exit_at = time.monotonic()
             restored = await rec.wait_for(ev.Resumed, after=entered, timeout=timeout)
             fresh = rec.times(ev.Connected, after=entered)
