@@ -145,7 +145,11 @@ async def run(ctx: BenchContext) -> BenchResult:
             against="seed policy",
             theirs=seed["t99_s"],
             theirs_text=_time_text(seed["t99_s"], seed),
-            ratio_text="∞ (seed never got there)" if seed["t99_s"] is None else None,
+            ratio_text=(
+                ("n/a: neither got there" if ours["t99_s"] is None else "∞ (seed never got there)")
+                if seed["t99_s"] is None
+                else None
+            ),
         ),
         Comparison(
             metric=f"{label}: restored / gave up",
