@@ -348,10 +348,12 @@ def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:
 def _charts(
     ctx: BenchContext, result: BenchResult, sim: dict[str, Any], real: dict[str, Any] | None
 ) -> None:
+    # Ours first, so it gets the conventional green and the seed its red.
+    order = sorted(sim, key=lambda p: {"tunnelproof": 0, "seed": 1}.get(p, 2))
     restored = {
-        f"{p} restored (sim)": [(t, f * 100) for t, f in sim[p]["restored_curve"]] for p in sim
+        f"{p} restored (sim)": [(t, f * 100) for t, f in sim[p]["restored_curve"]] for p in order
     }
-    offered = {f"{p} token req/s (sim)": sim[p]["offered_rps"] for p in sim}
+    offered = {f"{p} token req/s (sim)": sim[p]["offered_rps"] for p in order}
     charts.safe_chart(
         result.notes,
         result.charts,
