@@ -155,3 +155,25 @@ async def test_503_keeps_its_retry_after(emu: Any, jwks: Jwks) -> None:
             await source()
     assert caught.value.status == 503
     assert caught.value.retry_after == 5.0
+
+
+async def test_tls_context_is_built_once_not_per_fetch(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh httpx client per fetch must not rebuild the TLS context each time (CPU in a herd)."""
+    import ssl
+
+    built: list[int] = []
+    real = ssl.create_default_context
+
+    def counting(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    async with running_token_service(settings_for(emu.http_base, emu.ws_base)) as svc:
+        source = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=10)
+        monkeypatch.setattr(ssl, "create_default_context", counting)
+        for _ in range(3):
+            credential = await source()
+            assert credential.secret.startswith("auth_tokens/")
+    assert built == []

@@ -97,7 +97,15 @@ class TokenServiceSource:
         self._timeout = httpx.Timeout(
             timeout, connect=connect_timeout if connect_timeout is not None else timeout
         )
-        self._verify = verify
+        # Build the TLS context once: httpx builds one per AsyncClient when given True or
+        # a CA path (~20 ms of CPU each, loading the CA bundle), and this source opens a
+        # fresh client per call. A herd of sessions reconnecting in one process otherwise
+        # spends its CPU loading CA files instead of reconnecting.
+        self._verify: ssl.SSLContext | bool = (
+            verify
+            if isinstance(verify, (ssl.SSLContext, bool)) and verify is not True
+            else httpx.create_ssl_context(verify=verify)
+        )
         self._transport = transport
 
     async def _headers(self) -> dict[str, str]:
