@@ -15,6 +15,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from aiohttp import web
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import Method, live_path
 from tunnelproof.session import app_events as ev
-from tunnelproof.session.credentials import Credential
+from tunnelproof.session.credentials import Credential, TokenSource
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.policy import Watchdogs
 
@@ -70,6 +71,15 @@ class EmulatorMint:
             expires_at=now + 1800,
             new_session_expires_at=now + 60,
         )
+
+
+def through(ws_base: str, source: TokenSource) -> TokenSource:
+    """``source``'s credentials, pointed at ``ws_base`` (e.g. a tunnel in front of the server)."""
+
+    async def redirected() -> Credential:
+        return replace(await source(), ws_base=ws_base)
+
+    return redirected
 
 
 class StubTokenService:

@@ -21,12 +21,12 @@ from session_e2e_helpers import (
     Recorder,
     StubTokenService,
     check_first,
+    through,
 )
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
-from tunnelproof.session.credentials import Credential
 from tunnelproof.session.stores import SqliteHandleStore
 from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
@@ -111,18 +111,7 @@ async def test_half_open_link_is_detected_and_recovered() -> None:
         EmulatorServer(policy=EmulatorPolicy()) as emu,
         TunnelProxy("127.0.0.1", emu.port) as tunnel,
     ):
-        inner = EmulatorMint(emu)
-
-        async def through_tunnel() -> Credential:
-            credential = await inner()
-            return Credential(
-                kind=credential.kind,
-                secret=credential.secret,
-                ws_base=tunnel.url("ws"),
-                api_version=credential.api_version,
-                expires_at=credential.expires_at,
-                new_session_expires_at=credential.new_session_expires_at,
-            )
+        through_tunnel = through(tunnel.url("ws"), EmulatorMint(emu))
 
         async with LiveSession(
             TEXT_CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(5)
@@ -157,18 +146,7 @@ async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -
         EmulatorServer(policy=EmulatorPolicy()) as emu,
         TunnelProxy("127.0.0.1", emu.port) as tunnel,
     ):
-        inner = EmulatorMint(emu)
-
-        async def through_tunnel() -> Credential:
-            credential = await inner()
-            return Credential(
-                kind=credential.kind,
-                secret=credential.secret,
-                ws_base=tunnel.url("ws"),
-                api_version=credential.api_version,
-                expires_at=credential.expires_at,
-                new_session_expires_at=credential.new_session_expires_at,
-            )
+        through_tunnel = through(tunnel.url("ws"), EmulatorMint(emu))
 
         async with LiveSession(
             TEXT_CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(9)
