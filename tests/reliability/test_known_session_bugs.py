@@ -20,6 +20,16 @@ from tunnelproof.protocol.client_messages import realtime_text
 from tunnelproof.session import app_events as ev
 
 
+def _reconnect(h: Harness) -> None:
+    """Wait out the retry timer, then connect the next attempt (bounded: five steps)."""
+    for _ in range(5):
+        if h.m.phase.value == "waiting":
+            h.retry()
+        elif h.m.phase.value in ("fetching", "opening"):
+            h.connect()
+            break
+
+
 def _texts_sent_on(h: Harness, attempt: int) -> list[str]:
     return [
         f["realtimeInput"]["text"]
@@ -110,23 +120,13 @@ def test_a_reseeded_session_keeps_its_seed_through_a_drop() -> None:
     h.opened()
     h.closed(1007, "Request contains an invalid argument.")  # the resume is refused
     assert h.of(ev.ContextReset) or h.m.phase.value in ("fetching", "opening", "waiting")
-    for _ in range(5):  # on to the fresh session
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     seed = [f for f in h.frames() if "clientContent" in f]
     assert seed, "the fresh session was seeded"
     h.handle_update("h3")  # issued by the fresh session before it read the seed
     resets = len(h.of(ev.ContextReset))
     h.closed(1006)
-    for _ in range(5):
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
     assert any("first" in f for f in resent), h.frames()
     assert h.setup_handle() is None  # not "h3": a fresh session, re-seeded and told so
@@ -146,12 +146,7 @@ def test_a_reseeded_session_that_answered_resumes_normally() -> None:
     h.give_token()
     h.opened()
     h.closed(1007, "Request contains an invalid argument.")
-    for _ in range(5):
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     h.handle_update("h3")
     h.send(realtime_text("second"))
     h.server(serverContent={"modelTurn": {"parts": [{"text": "ok"}]}, "turnComplete": True})
@@ -179,23 +174,13 @@ def test_output_alone_does_not_prove_the_handle_holds_the_seed() -> None:
     h.give_token()
     h.opened()
     h.closed(1007, "Request contains an invalid argument.")
-    for _ in range(5):
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     h.handle_update("h3")  # issued at setup, before the seed
     h.send(realtime_text("count to 40"))
     h.server(serverContent={"modelTurn": {"parts": [{"text": "1, 2"}]}})  # it read the seed
     h.server(sessionResumptionUpdate={"resumable": False})  # generating
     h.closed(1006)  # dropped mid-answer, before any handle that holds the seed
-    for _ in range(5):
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     assert h.setup_handle() is None  # not "h3"
     resent = [orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f]
     assert any("first" in f for f in resent), h.frames()
@@ -219,12 +204,7 @@ def test_a_text_reported_dropped_is_not_reseeded() -> None:
     h.give_token()
     h.opened()
     h.closed(1007, "Request contains an invalid argument.")  # resume refused: fresh
-    for _ in range(5):
-        if h.m.phase.value == "waiting":
-            h.retry()
-        elif h.m.phase.value in ("fetching", "opening"):
-            h.connect()
-            break
+    _reconnect(h)  # on to the next connection
     seeded = " ".join(orjson.dumps(f).decode() for f in h.frames() if "clientContent" in f)
     for seq, text in sent.items():
         assert (f'"{text}"' in seeded) == (seq not in dropped), (text, seeded)
