@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from emu_helpers import recv_until, send, start, turn_complete
-
 from tunnelproof.emulator import EmulatorPolicy, encode_speech, silence
 from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import recv_until, send, start, turn_complete
 
 FAST = EmulatorPolicy(generation_speed=0, seconds_per_word=0.1)
 

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from emu_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.protocol.close_codes import REASON_API_KEY_INVALID, REASON_UNREGISTERED_CALLER
+from tunnelproof.protocol.endpoints import Method
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     expect_http_status,
     mint_token,
     refused_with,
@@ -11,11 +17,6 @@ from emu_helpers import (
     token_url,
     ws_url,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.protocol.close_codes import REASON_API_KEY_INVALID, REASON_UNREGISTERED_CALLER
-from tunnelproof.protocol.endpoints import Method
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha", "v1beta"])

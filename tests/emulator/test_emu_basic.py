@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emu_helpers import ask, mint_token, open_ws, recv, send, setup, start, token_url
-
 from tunnelproof.emulator import EmulatorServer
+
+from .emu_helpers import ask, mint_token, open_ws, recv, send, setup, start, token_url
 
 
 async def test_api_key_session_answers_and_remembers(emulator: EmulatorServer) -> None:

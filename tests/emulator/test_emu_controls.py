@@ -8,7 +8,12 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
-from emu_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator.control import is_loopback, loopback_only
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     ask,
     expect_close,
     key_url,
@@ -20,10 +25,6 @@ from emu_helpers import (
     start,
     token_url,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.emulator.control import is_loopback, loopback_only
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 
 async def _call(emu: EmulatorServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from emu_helpers import (
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.protocol.close_codes import REASON_DEADLINE_EXPIRED
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     ask,
     expect_close,
     recv,
@@ -12,10 +16,6 @@ from emu_helpers import (
     send,
     start,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.protocol.close_codes import REASON_DEADLINE_EXPIRED
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 
 async def test_go_away_then_deadline_close(emulator_factory: EmulatorFactory) -> None:

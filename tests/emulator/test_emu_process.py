@@ -10,7 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from emu_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
+from tunnelproof.emulator.tls import client_context
+
+from .emu_helpers import (
     ask,
     expect_close,
     key_url,
@@ -22,9 +26,6 @@ from emu_helpers import (
     start,
     token_url,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
-from tunnelproof.emulator.tls import client_context
 
 pytestmark = pytest.mark.e2e
 

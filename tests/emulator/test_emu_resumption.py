@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from emu_helpers import (
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR, REASON_INVALID_ARGUMENT
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     FakeClock,
     ask,
     expect_close,
@@ -18,10 +22,6 @@ from emu_helpers import (
     start,
     text_of,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR, REASON_INVALID_ARGUMENT
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 SLOW = EmulatorPolicy(text_chunk_interval=0.05, text_chunk_words=1)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from emu_helpers import FakeClock
 
 from tunnelproof.emulator import brain
 from tunnelproof.emulator.audio import VoiceDetector, encode_speech, silence, synthesize, transcribe
@@ -21,6 +20,8 @@ from tunnelproof.emulator.tokens import (
 )
 from tunnelproof.protocol.close_codes import REASON_UNREGISTERED_CALLER
 from tunnelproof.protocol.endpoints import AuthForm, Method
+
+from .emu_helpers import FakeClock
 
 SETUP = {"model": "models/gemini-3.8-live", "generationConfig": {"responseModalities": ["TEXT"]}}
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from emu_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.protocol.close_codes import (
+    MAX_CLOSE_REASON_BYTES,
+    REASON_INVALID_ARGUMENT,
+    model_not_found_reason,
+)
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     MODEL,
     ask,
     expect_close,
@@ -20,14 +29,6 @@ from emu_helpers import (
     text_of,
     turn_complete,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.protocol.close_codes import (
-    MAX_CLOSE_REASON_BYTES,
-    REASON_INVALID_ARGUMENT,
-    model_not_found_reason,
-)
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 USER_TURN = {
     "clientContent": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}], "turnComplete": True}

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from emu_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator.policy import REASON_UNAUTHENTICATED
+from tunnelproof.emulator.tokens import MASK_ERROR
+from tunnelproof.testing.emulator_fixtures import EmulatorFactory
+
+from .emu_helpers import (
     FakeClock,
     ask,
     expect_http_status,
@@ -19,11 +25,6 @@ from emu_helpers import (
     start,
     token_url,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.emulator.policy import REASON_UNAUTHENTICATED
-from tunnelproof.emulator.tokens import MASK_ERROR
-from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 
 def _at(clock_now: float, seconds: float) -> str:

@@ -20,8 +20,6 @@ sent.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,9 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "session"))
-from session_harness import Harness
-
+from tests.session.session_harness import Harness
 from tunnelproof.protocol.client_messages import realtime_text
 from tunnelproof.protocol.errors import ProtocolError
 from tunnelproof.protocol.server_messages import ServerContent, parse_server_frame

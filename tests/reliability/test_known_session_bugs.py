@@ -8,14 +8,9 @@ XPASS failure and whoever fixed it removes the marker.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import orjson
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "session"))
-from session_harness import Harness
-
+from tests.session.session_harness import Harness
 from tunnelproof.protocol.client_messages import realtime_text
 from tunnelproof.session import app_events as ev
 

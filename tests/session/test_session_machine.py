@@ -7,7 +7,6 @@ Tests named ``test_seed_bug_*`` are regressions for the seed's bugs listed in is
 from __future__ import annotations
 
 import pytest
-from session_harness import Harness
 
 from tunnelproof.protocol.client_messages import (
     FunctionResponse,
@@ -35,6 +34,8 @@ from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.machine import Phase, SessionState
 from tunnelproof.session.outbox import OutboxLimits
 from tunnelproof.session.policy import SEED_POLICY, RetryPolicy, Watchdogs
+
+from .session_harness import Harness
 
 PCM_100MS = b"\x00\x00" * 1600  # 100 ms at 16 kHz
 

@@ -28,7 +28,6 @@ from hypothesis.stateful import (
     precondition,
     rule,
 )
-from session_harness import Harness
 
 from tunnelproof.protocol.client_messages import (
     FunctionResponse,
@@ -43,6 +42,8 @@ from tunnelproof.session.actions import SendFrame
 from tunnelproof.session.events import CloseRequested, OpenFailure, ResumeRequested, TokenFailure
 from tunnelproof.session.machine import Phase
 from tunnelproof.session.outbox import OutboxLimits
+
+from .session_harness import Harness
 
 
 @dataclass

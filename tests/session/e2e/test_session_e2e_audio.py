@@ -10,7 +10,13 @@ import asyncio
 import random
 
 import pytest
-from session_e2e_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer, encode_speech, silence
+from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.session import LiveSession
+from tunnelproof.session import app_events as ev
+
+from .session_e2e_helpers import (
     ASK_FIRST,
     EXPECTED_FIRST,
     FAST_WATCHDOGS,
@@ -18,11 +24,6 @@ from session_e2e_helpers import (
     EmulatorMint,
     Recorder,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer, encode_speech, silence
-from tunnelproof.protocol.config import LiveConfig
-from tunnelproof.session import LiveSession
-from tunnelproof.session import app_events as ev
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

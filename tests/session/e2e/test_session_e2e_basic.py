@@ -6,7 +6,12 @@ import asyncio
 import random
 
 import pytest
-from session_e2e_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.session import LiveSession
+from tunnelproof.session import app_events as ev
+
+from .session_e2e_helpers import (
     FAST_WATCHDOGS,
     FIRST,
     TEXT_CONFIG,
@@ -14,10 +19,6 @@ from session_e2e_helpers import (
     Recorder,
     check_first,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.session import LiveSession
-from tunnelproof.session import app_events as ev
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

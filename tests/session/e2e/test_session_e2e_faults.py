@@ -9,14 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from session_e2e_helpers import (
-    FAST_WATCHDOGS,
-    FIRST,
-    TEXT_CONFIG,
-    EmulatorMint,
-    Recorder,
-    check_first,
-)
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.protocol.client_messages import FunctionResponse
@@ -24,6 +16,15 @@ from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential, TokenOffline
+
+from .session_e2e_helpers import (
+    FAST_WATCHDOGS,
+    FIRST,
+    TEXT_CONFIG,
+    EmulatorMint,
+    Recorder,
+    check_first,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 

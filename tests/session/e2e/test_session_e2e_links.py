@@ -11,7 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-from session_e2e_helpers import (
+
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.session import LiveSession
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.stores import SqliteHandleStore
+from tunnelproof.testing.tunnel import TunnelProxy
+from tunnelproof.tokens.client import TokenServiceSource
+
+from .session_e2e_helpers import (
     ASK_FIRST,
     EXPECTED_FIRST,
     FAST_WATCHDOGS,
@@ -23,13 +31,6 @@ from session_e2e_helpers import (
     check_first,
     through,
 )
-
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-from tunnelproof.session import LiveSession
-from tunnelproof.session import app_events as ev
-from tunnelproof.session.stores import SqliteHandleStore
-from tunnelproof.testing.tunnel import TunnelProxy
-from tunnelproof.tokens.client import TokenServiceSource
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -171,7 +172,7 @@ async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -
 
 _CHILD = """
 import asyncio, os, sys
-from session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
+from .session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
 from tunnelproof.session import LiveSession, app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.stores import SqliteHandleStore
@@ -180,7 +181,7 @@ class Emu:
     http_base, ws_base, api_key = sys.argv[1], sys.argv[2], sys.argv[3]
 
 async def main():
-    from session_e2e_helpers import EmulatorMint
+    from .session_e2e_helpers import EmulatorMint
     store = SqliteHandleStore(sys.argv[4])
     session = LiveSession(TEXT_CONFIG, EmulatorMint(Emu), conversation_id="conv-1",
                           handle_store=store, watchdogs=FAST_WATCHDOGS)
