@@ -1,0 +1,388 @@
+"""``RelayServer``: devices speak the Live API to it; it keeps one upstream per conversation.
+
+Paths are Google's (and the emulator's), so a client changes only its base URL::
+
+    GET /ws/google.ai.generativelanguage.{VERSION}.GenerativeService.BidiGenerateContent
+    GET /ws/google.ai.generativelanguage.{VERSION}.GenerativeService.BidiGenerateContentConstrained
+
+(``VERSION``: v1, v1alpha, v1beta)
+    GET /relay/stats   (loopback peers only: counters as JSON)
+
+``//ws/...`` is served too. Embed it in an aiohttp app with :meth:`RelayServer.add_routes`
+(then ``await relay.start_background()`` / ``relay.shutdown()`` around the app), or run it
+standalone (``async with RelayServer(...)``, or ``tunnelproof relay``).
+
+One device connection: authenticate the upgrade (:mod:`tunnelproof.relay.auth`), read
+``setup``, either start a conversation (upstream ``setupComplete`` first, so an upstream
+refusal reaches the device as a close) or resume one from the relay handle in
+``sessionResumption.handle``, send ``setupComplete``, replay what the device missed, then
+forward both ways until the socket ends. The device's drop only detaches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import re
+import socket
+import time
+import uuid
+from dataclasses import asdict
+from types import TracebackType
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
+from tunnelproof.relay import wire
+from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
+from tunnelproof.relay.conversation import Conversation, ConversationStats
+from tunnelproof.relay.device import DeviceSocket
+from tunnelproof.relay.handles import HandleCodec, HandleInvalid, RelayHandle
+from tunnelproof.relay.settings import RelaySettings
+from tunnelproof.session.credentials import TokenSource
+from tunnelproof.session.handle_store import HandleStore
+
+log = logging.getLogger("tunnelproof.relay")
+
+WS_PATH = re.compile(
+    r"^/+ws/google\.ai\.generativelanguage\.(v1|v1alpha|v1beta)\.GenerativeService\."
+    r"(BidiGenerateContent|BidiGenerateContentConstrained)$"
+)
+SETUP_TIMEOUT = 30.0
+MAX_DEVICE_FRAME = 16 * 1024 * 1024
+
+
+class RelayServer:
+    """The relay. ``upstream`` is a token source for Gemini (e.g.
+    :class:`~tunnelproof.tokens.direct.ApiKeySource`): the API key stays here.
+
+    ``handle_store`` keeps upstream handles (default: in memory); ``port=0`` picks a port.
+    """
+
+    def __init__(
+        self,
+        upstream: TokenSource,
+        devices: DeviceAuthenticator,
+        *,
+        settings: RelaySettings | None = None,
+        handle_store: HandleStore | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.settings = settings or RelaySettings()
+        self.upstream = upstream
+        self.devices = devices
+        self.codec = HandleCodec(self.settings.secret)
+        if handle_store is None:
+            from tunnelproof.session.stores import MemoryHandleStore
+
+            handle_store = MemoryHandleStore()
+        self.handle_store = handle_store
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.conversations: dict[str, Conversation] = {}
+        self.totals = ConversationStats()
+        self.refused: dict[str, int] = {}
+        self.device_connections = 0
+        self._runner: web.AppRunner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sockets: set[DeviceSocket] = set()
+
+    # -- addresses ------------------------------------------------------------------------
+
+    @property
+    def ws_base(self) -> str:
+        """``ws://host:port`` of the standalone server."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"ws://{host}:{self.port}"
+
+    def ws_url(self, version: str = "v1beta", constrained: bool = False) -> str:
+        """A full device WebSocket URL."""
+        method = "BidiGenerateContentConstrained" if constrained else "BidiGenerateContent"
+        return (
+            f"{self.ws_base}/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}"
+        )
+
+    def ready_info(self) -> dict[str, Any]:
+        """The JSON the CLI prints when ready (no secret in it)."""
+        return {
+            "event": "ready",
+            "ws": self.ws_base,
+            "wsUrl": self.ws_url("v1alpha", constrained=True),
+            "port": self.port,
+            "stats": f"http://{self.ws_base.removeprefix('ws://')}/relay/stats",
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        """Mount the device WebSocket paths (and ``/relay/stats``) on ``app``."""
+        app.router.add_get("/relay/stats", self._stats)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+
+    async def __aenter__(self) -> RelayServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Serve standalone on ``host:port``."""
+        app = web.Application()
+        self.add_routes(app)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.requested_port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets: list[socket.socket] = list(getattr(server, "sockets", []) or [])
+        self.port = sockets[0].getsockname()[1] if sockets else self.requested_port
+        self.start_background()
+
+    def start_background(self) -> None:
+        """Start the sweeper of forgotten conversations (call once when embedding)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="relay-sweeper")
+
+    async def stop(self) -> None:
+        """Close every conversation (upstream handles stay in the store) and stop serving."""
+        await self.shutdown()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def shutdown(self) -> None:
+        """Close conversations and background tasks (for embedded use)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conv in list(self.conversations.values()):
+            await conv.close()
+        for sock in list(self._sockets):
+            await sock.stop()
+
+    async def _sweep(self) -> None:
+        interval = max(0.5, min(60.0, self.settings.parked_ttl / 4))
+        while True:
+            await asyncio.sleep(interval)
+            horizon = time.monotonic() - self.settings.parked_ttl
+            for conv in list(self.conversations.values()):
+                if conv.device is None and conv.upstream is None and conv.last_active < horizon:
+                    await conv.close()
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _stats(self, request: web.Request) -> web.StreamResponse:
+        if not _loopback(request):
+            return web.json_response({"error": "forbidden"}, status=403)
+        return web.json_response(self.stats())
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, summed over every conversation seen by this process."""
+        totals = asdict(self.totals)
+        for conv in self.conversations.values():
+            for key, value in asdict(conv.stats).items():
+                totals[key] += value
+        buffered = sum(c.buffer.size_bytes for c in self.conversations.values())
+        return {
+            "conversations": len(self.conversations),
+            "devices_attached": sum(1 for c in self.conversations.values() if c.device),
+            "upstreams_open": sum(1 for c in self.conversations.values() if c.upstream),
+            "device_connections": self.device_connections,
+            "buffered_bytes": buffered,
+            "refused": dict(self.refused),
+            **totals,
+        }
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        if WS_PATH.match(request.path) is None:
+            return web.json_response(
+                {"error": {"code": 404, "message": "Not found.", "status": "NOT_FOUND"}},
+                status=404,
+            )
+        if request.method != "GET":
+            return web.json_response({"error": {"code": 405}}, status=405)
+        return await self.handle_device(request)
+
+    def _refuse(self, why: str) -> None:
+        self.refused[why] = self.refused.get(why, 0) + 1
+
+    async def handle_device(self, request: web.Request) -> web.StreamResponse:
+        """Serve one device WebSocket (an aiohttp handler)."""
+        try:
+            identity = await self.devices.admit(request)
+        except Refused as exc:
+            log.info("device upgrade refused (%d): %s", exc.status, exc.reason)
+            self._refuse("auth")
+            body = {"error": {"code": exc.status, "message": "Unauthorized."}}
+            return web.json_response(body, status=exc.status)
+        ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=MAX_DEVICE_FRAME)
+        if not ws.can_prepare(request).ok:
+            return web.json_response({"error": {"code": 400}}, status=400)
+        await ws.prepare(request)
+        self.device_connections += 1
+        device = DeviceSocket(ws, max_bytes=self.settings.device_queue_bytes)
+        self._sockets.add(device)
+        conv: Conversation | None = None
+        try:
+            conv = await self._setup(ws, device, identity)
+            if conv is not None:
+                await self._forward(ws, device, conv)
+        finally:
+            if conv is not None:
+                conv.detach(device, reason="socket ended")
+            if not ws.closed:
+                # Let queued frames (a close reason) go out first, briefly.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(device.gone.wait(), 2.0)
+            await device.stop()
+            self._sockets.discard(device)
+            if not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close()
+        return ws
+
+    async def _first_frame(self, ws: web.WebSocketResponse) -> tuple[str, wire.JsonDict] | None:
+        with contextlib.suppress(TimeoutError):
+            msg = await asyncio.wait_for(ws.receive(), SETUP_TIMEOUT)
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return wire.parse_device_frame(msg.data)
+        return None
+
+    async def _setup(
+        self, ws: web.WebSocketResponse, device: DeviceSocket, identity: DeviceIdentity
+    ) -> Conversation | None:
+        try:
+            first = await self._first_frame(ws)
+            if first is None:
+                return None
+            kind, setup = first
+            if kind != "setup":
+                raise wire.invalid()
+            raw_handle = wire.setup_handle(setup)
+            wants = wire.wants_handles(setup)
+            if raw_handle is None:
+                if identity.conversation is not None:
+                    raise wire.invalid()  # a resume ticket used for a new conversation
+                conv = await self._new_conversation(setup, identity)
+                device.push(wire.encode(wire.SETUP_COMPLETE))
+                conv.attach(device, position=None, wants_handles=wants)
+                return conv
+            position = self._position(raw_handle, identity)
+            conv = await self._resumable(position, setup)
+            device.push(wire.encode(wire.SETUP_COMPLETE))
+            conv.attach(device, position=position, wants_handles=wants)
+            if conv.upstream is None:
+                await conv.open_upstream()
+            return conv
+        except wire.WireError as exc:
+            self._refuse(f"close_{exc.code}")
+            device.kick(exc.code, exc.reason)
+            return None
+
+    def _position(self, raw: str, identity: DeviceIdentity) -> RelayHandle:
+        try:
+            position = self.codec.decode(raw)
+        except HandleInvalid:
+            raise wire.invalid() from None
+        if position.user_id != identity.user_id:
+            raise wire.invalid()  # never tell whose conversation it is
+        if identity.conversation is not None and identity.conversation != position.conversation:
+            raise wire.invalid()
+        return position
+
+    async def _new_conversation(
+        self, setup: wire.JsonDict, identity: DeviceIdentity
+    ) -> Conversation:
+        if len(self.conversations) >= self.settings.max_conversations:
+            raise wire.WireError(1013, "The service is currently unavailable.")
+        config = wire.config_from_setup(setup, self.settings.default_model)
+        conv = self._make(uuid.uuid4().hex, identity.user_id, config)
+        await conv.open_upstream()
+        failure = await conv.wait_ready(self.settings.upstream_connect_timeout)
+        if failure is not None:
+            log.warning("[%s] new conversation refused: %s", conv.id, failure)
+            await conv.close()
+            raise wire.WireError(1011, "Internal error encountered.")
+        return conv
+
+    async def _resumable(self, position: RelayHandle, setup: wire.JsonDict) -> Conversation:
+        conv = self.conversations.get(position.conversation)
+        if conv is not None:
+            if conv.user_id != position.user_id or conv.closed:
+                raise wire.invalid()
+            if position.seq > conv.buffer.last_seq:
+                raise wire.invalid()
+            return conv
+        # Not in this process (restarted, or another relay owned it): resumable only if
+        # the upstream handle is in the store; the buffer before the restart is gone.
+        stored = await self.handle_store.load(position.conversation, now_wall=time.time())
+        if stored is None:
+            raise wire.invalid()
+        config = wire.config_from_setup(setup, self.settings.default_model)
+        conv = self._make(position.conversation, position.user_id, config)
+        conv.buffer.last_seq = position.seq
+        conv.received = position.received
+        return conv
+
+    def _make(self, conv_id: str, user_id: str, config: Any) -> Conversation:
+        conv = Conversation(
+            id=conv_id,
+            user_id=user_id,
+            config=config,
+            settings=self.settings,
+            codec=self.codec,
+            token_source=self.upstream,
+            handle_store=self.handle_store,
+        )
+        conv.on_closed = self._forget
+        self.conversations[conv_id] = conv
+        return conv
+
+    def _forget(self, conv: Conversation) -> None:
+        if self.conversations.get(conv.id) is conv:
+            del self.conversations[conv.id]
+            for key, value in asdict(conv.stats).items():
+                setattr(self.totals, key, getattr(self.totals, key) + value)
+
+    async def _forward(
+        self, ws: web.WebSocketResponse, device: DeviceSocket, conv: Conversation
+    ) -> None:
+        # A kick (replaced, not draining, conversation over) closes the socket from the
+        # writer, which ends this loop.
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return
+            if conv.device is not device:
+                return  # replaced by a newer connection
+            try:
+                kind, body = wire.parse_device_frame(msg.data)
+                if kind == "setup":
+                    raise wire.invalid()
+            except wire.WireError as exc:
+                device.kick(exc.code, exc.reason)
+                return
+            await conv.from_device(kind, body)
+
+
+def _loopback(request: web.Request) -> bool:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    if not peer:
+        return False
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(peer[0]).is_loopback
+    return False
+
+
+__all__ = ["REASON_INVALID_ARGUMENT", "RelayServer"]

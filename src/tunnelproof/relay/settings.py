@@ -1,0 +1,44 @@
+"""``RelaySettings``: every knob of the relay in one immutable value."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+from tunnelproof.relay.buffer import BufferLimits
+from tunnelproof.session.policy import DEFAULT_WATCHDOGS, Watchdogs
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """How the relay behaves.
+
+    Attributes:
+        grace_period: seconds the upstream session stays open after a device drops. After
+            it the upstream is closed, its handle kept in the handle store, and a later
+            device resume reopens it (Gemini's context survives; the buffer too, within
+            ``buffer.max_age``).
+        buffer: bounds of each conversation's output buffer (bytes, age).
+        device_queue_bytes: output queued for an attached device that is not draining
+            beyond this means its link is dead: it is detached (nothing is lost, the
+            buffer has it all).
+        parked_ttl: seconds a conversation with no device and no upstream is remembered
+            (Google keeps a handle 2 h after the last disconnect).
+        max_conversations: new conversations beyond this are refused (1013, try again).
+        default_model: the model for a device setup that names none.
+        secret: signs device handles; every relay process of one deployment must share
+            it (random per process by default, fine for one process).
+        upstream_watchdogs: the upstream LiveSession's timeouts.
+        upstream_connect_timeout: how long a new conversation waits for the upstream
+            ``setupComplete`` before the device is refused with 1011.
+    """
+
+    grace_period: float = 120.0
+    buffer: BufferLimits = field(default_factory=BufferLimits)
+    device_queue_bytes: int = 4 * 1024 * 1024
+    parked_ttl: float = 2 * 60 * 60
+    max_conversations: int = 10_000
+    default_model: str = "gemini-3.8-live"
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
+    upstream_connect_timeout: float = 20.0
