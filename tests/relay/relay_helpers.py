@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator.tls import make_tls
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.relay import DeviceAuthenticator, RelayServer, RelaySettings
 from tunnelproof.session.credentials import Credential, TokenSource
@@ -49,11 +50,12 @@ class Stack:
     tunnel: TunnelProxy
     ticket_url: str
     signer: TicketSigner
+    ca_file: str | None = None
 
     @property
     def device_ws_base(self) -> str:
         """The relay as devices reach it: through the tunnel."""
-        return f"ws://127.0.0.1:{self.tunnel.port}"
+        return f"{'wss' if self.ca_file else 'ws'}://127.0.0.1:{self.tunnel.port}"
 
     def tickets(self, key: str = ALICE_KEY) -> TokenSource:
         """A token source minting a fresh relay ticket per call, pointed at the tunnel."""
@@ -68,9 +70,13 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def relay_stack(
-    policy: EmulatorPolicy | None = None, settings: RelaySettings | None = None
+    policy: EmulatorPolicy | None = None,
+    settings: RelaySettings | None = None,
+    *,
+    tls: bool = False,
 ) -> AsyncIterator[Stack]:
     """Emulator + relay + token service (tickets) + tunnel in front of the relay."""
+    material = make_tls() if tls else None
     async with EmulatorServer(policy=policy or EmulatorPolicy(**FAST_AUDIO)) as emu:
         signer = TicketSigner(SECRET)
         ledger = TicketLedger()
@@ -79,6 +85,7 @@ async def relay_stack(
             ApiKeySource(emu.api_key, ws_base=emu.ws_base),
             DeviceAuthenticator(signer=signer, consume=ledger.consume, authenticator=authenticator),
             settings=settings or RelaySettings(grace_period=30.0),
+            ssl=material.context if material else None,
         )
         async with relay:
             service = TokenService(
@@ -92,11 +99,19 @@ async def relay_stack(
             )
             app = create_app(service=service)
             async with TunnelProxy("127.0.0.1", relay.port) as tunnel:
+                scheme = "wss" if material else "ws"
                 app.include_router(
-                    relay_ticket_router(service, signer, f"ws://127.0.0.1:{tunnel.port}")
+                    relay_ticket_router(service, signer, f"{scheme}://127.0.0.1:{tunnel.port}")
                 )
                 async with running_token_service(service=service, app=app) as tokens:
-                    yield Stack(emu, relay, tunnel, tokens.url + "/api/live/relay-ticket", signer)
+                    yield Stack(
+                        emu,
+                        relay,
+                        tunnel,
+                        tokens.url + "/api/live/relay-ticket",
+                        signer,
+                        str(material.ca_file) if material else None,
+                    )
 
 
 async def fetch_ticket(url: str, key: str = ALICE_KEY, body: dict[str, Any] | None = None) -> str:

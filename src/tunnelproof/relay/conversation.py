@@ -167,15 +167,21 @@ class Conversation:
             self.detach(device, reason="device not draining")
 
     def _send_frame(self, device: DeviceSink, seq: int, data: bytes) -> bool:
-        if not device.push(data):
-            return False
-        if self.device_wants_handles:
-            return device.push(self._handle_frame(seq))
-        return True
+        if not self.device_wants_handles:
+            return device.push(data)
+        update = self._handle_update(seq)
+        if self.settings.handle_in_frame:
+            # One frame carries the message and the handle naming it, so no cut can fall
+            # between them (a cut there would make the resume replay this frame twice).
+            return device.push(data[:-1] + b',"sessionResumptionUpdate":' + update + b"}")
+        return device.push(data) and device.push(b'{"sessionResumptionUpdate":' + update + b"}")
+
+    def _handle_update(self, seq: int) -> bytes:
+        handle = self.codec.encode(RelayHandle(self.id, self.user_id, seq, self.received))
+        return wire.encode(wire.resumption_update(handle)["sessionResumptionUpdate"])
 
     def _handle_frame(self, seq: int) -> bytes:
-        handle = self.codec.encode(RelayHandle(self.id, self.user_id, seq, self.received))
-        return wire.encode(wire.resumption_update(handle))
+        return b'{"sessionResumptionUpdate":' + self._handle_update(seq) + b"}"
 
     async def close_upstream(self) -> None:
         """Close the upstream session; its handle stays in the store for a later resume."""

@@ -27,6 +27,7 @@ import ipaddress
 import logging
 import re
 import socket
+import ssl as ssl_module
 import time
 import uuid
 from dataclasses import asdict
@@ -59,7 +60,8 @@ class RelayServer:
     """The relay. ``upstream`` is a token source for Gemini (e.g.
     :class:`~tunnelproof.tokens.direct.ApiKeySource`): the API key stays here.
 
-    ``handle_store`` keeps upstream handles (default: in memory); ``port=0`` picks a port.
+    ``handle_store`` keeps upstream handles (default: in memory); ``port=0`` picks a port;
+    ``ssl`` serves ``wss://`` (google-genai always connects with ``wss``).
     """
 
     def __init__(
@@ -71,7 +73,9 @@ class RelayServer:
         handle_store: HandleStore | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
+        self.ssl = ssl
         self.settings = settings or RelaySettings()
         self.upstream = upstream
         self.devices = devices
@@ -98,7 +102,12 @@ class RelayServer:
     def ws_base(self) -> str:
         """``ws://host:port`` of the standalone server."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.ssl else 'ws'}://{host}:{self.port}"
+
+    @property
+    def http_base(self) -> str:
+        """``http(s)://host:port`` (the base URL for google-genai's ``http_options``)."""
+        return self.ws_base.replace("ws", "http", 1)
 
     def ws_url(self, version: str = "v1beta", constrained: bool = False) -> str:
         """A full device WebSocket URL."""
@@ -114,7 +123,7 @@ class RelayServer:
             "ws": self.ws_base,
             "wsUrl": self.ws_url("v1alpha", constrained=True),
             "port": self.port,
-            "stats": f"http://{self.ws_base.removeprefix('ws://')}/relay/stats",
+            "stats": f"{self.http_base}/relay/stats",
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -142,7 +151,9 @@ class RelayServer:
         self.add_routes(app)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.requested_port, reuse_address=True)
+        site = web.TCPSite(
+            runner, self.host, self.requested_port, ssl_context=self.ssl, reuse_address=True
+        )
         await site.start()
         self._runner = runner
         server = site._server

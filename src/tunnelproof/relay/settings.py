@@ -29,6 +29,13 @@ class RelaySettings:
         secret: signs device handles; every relay process of one deployment must share
             it (random per process by default, fine for one process).
         upstream_watchdogs: the upstream LiveSession's timeouts.
+        handle_in_frame: put each new device handle in the same frame as the message it
+            follows (``{"serverContent": ..., "sessionResumptionUpdate": ...}``), so a cut
+            can never fall between the two: exactly-once replay. google-genai, the seed's
+            browser client and tunnelproof's clients read both keys. ``False`` sends the
+            handle as its own frame, as Google does (for strict protobuf clients that
+            refuse two oneof fields); a cut between the two frames then replays that one
+            message twice.
         upstream_connect_timeout: how long a new conversation waits for the upstream
             ``setupComplete`` before the device is refused with 1011.
     """
@@ -41,4 +48,5 @@ class RelaySettings:
     default_model: str = "gemini-3.8-live"
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
+    handle_in_frame: bool = True
     upstream_connect_timeout: float = 20.0
