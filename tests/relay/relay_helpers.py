@@ -146,7 +146,11 @@ class SeedStyleClient:
     def numbers(self) -> list[int]:
         return [int(n) for n in NUMBER.findall("".join(self.transcript))]
 
-    async def run_until_turn_complete(self, question: str, *, timeout: float) -> None:
+    async def run_until_turn_complete(
+        self, question: str, *, timeout: float, quiet: float | None = None
+    ) -> None:
+        """Run until turnComplete; ``quiet``: give up (``TimeoutError``) when a reconnected
+        socket stays silent that long (the answer is gone)."""
         async with asyncio.timeout(timeout):
             asked = False
             delay = 1.0
@@ -158,7 +162,9 @@ class SeedStyleClient:
                     async with connect(url, ping_interval=None, max_size=None) as ws:
                         self.connects += 1
                         await ws.send(orjson.dumps({"setup": setup}).decode())
-                        async for raw in ws:
+                        while True:
+                            wait = quiet if quiet is not None and self.connects > 1 else None
+                            raw = await asyncio.wait_for(ws.recv(), wait)
                             msg = orjson.loads(raw)
                             if "setupComplete" in msg:
                                 delay = 1.0
@@ -176,7 +182,8 @@ class SeedStyleClient:
                             if content.get("turnComplete"):
                                 self.turns_complete += 1
                                 return
-                        self.closes.append(ws.close_code)
+                except TimeoutError:
+                    raise  # quiet: the answer is gone (TimeoutError is an OSError too)
                 except (ConnectionClosed, OSError) as exc:
                     code = getattr(getattr(exc, "rcvd", None), "code", None)
                     self.closes.append(code)

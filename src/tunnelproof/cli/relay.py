@@ -39,6 +39,10 @@ def command(
     separate_handle_frames: bool = typer.Option(
         False, help="Send device handles as their own frames (strict protobuf clients)."
     ),
+    redis_url: str | None = typer.Option(
+        None, help="redis://… shared by every relay process (owner leases, handover)."
+    ),
+    lease: float = typer.Option(10.0, help="Owner lease (seconds) with --redis-url."),
     log_level: str = typer.Option("warning", help="Python log level."),
 ) -> None:
     """Run the relay until SIGINT/SIGTERM."""
@@ -66,14 +70,31 @@ def command(
             err=True,
         )
         raise typer.Exit(code=2)
+    relay_secret = os.environ.get("TUNNELPROOF_RELAY_SECRET", "")
+    coordinator = None
+    handle_store = None
     signer = TicketSigner(ticket_secret) if ticket_secret else None
-    ledger = TicketLedger() if signer else None
+    consume = TicketLedger().consume if signer else None
+    if redis_url:
+        if not relay_secret:
+            typer.echo(
+                "tunnelproof relay: --redis-url needs TUNNELPROOF_RELAY_SECRET, shared by "
+                "every relay process (it signs the device handles).",
+                err=True,
+            )
+            raise typer.Exit(code=2)
+        from tunnelproof.relay.scaleout import RedisCoordinator, RedisTicketLedger
+        from tunnelproof.session.stores import RedisHandleStore
+
+        coordinator = RedisCoordinator(redis_url, lease=lease)
+        handle_store = RedisHandleStore(redis_url)
+        if signer:
+            consume = RedisTicketLedger(coordinator.redis).consume
     devices = DeviceAuthenticator(
         signer=signer,
-        consume=ledger.consume if ledger else None,
+        consume=consume,
         authenticator=StaticKeyAuthenticator(keys) if keys else None,
     )
-    relay_secret = os.environ.get("TUNNELPROOF_RELAY_SECRET", "")
     settings = RelaySettings(
         grace_period=grace,
         buffer=BufferLimits(max_bytes=int(buffer_mb * 1024 * 1024), max_age=buffer_seconds),
@@ -83,7 +104,13 @@ def command(
     if relay_secret:
         settings = dataclasses.replace(settings, secret=relay_secret.encode())
     server = RelayServer(
-        ApiKeySource(api_key, ws_base=upstream), devices, settings=settings, host=host, port=port
+        ApiKeySource(api_key, ws_base=upstream),
+        devices,
+        settings=settings,
+        host=host,
+        port=port,
+        coordinator=coordinator,
+        handle_store=handle_store,
     )
 
     async def serve() -> None:

@@ -72,6 +72,22 @@ class OutputBuffer:
             self._bytes -= len(self._entries.popleft().data)
 
     @property
+    def first_seq(self) -> int:
+        """The oldest sequence number held (``last_seq + 1`` when empty)."""
+        return self._entries[0].seq if self._entries else self.last_seq + 1
+
+    def restore(self, frames: list[tuple[int, bytes]], last_seq: int) -> None:
+        """Load frames another process buffered (a takeover); they count as new for age."""
+        now = self.clock()
+        self._entries.clear()
+        self._bytes = 0
+        for seq, data in frames:
+            self._entries.append(_Entry(seq, data, now))
+            self._bytes += len(data)
+        self.last_seq = max(last_seq, frames[-1][0] if frames else 0)
+        self._trim()
+
+    @property
     def size_bytes(self) -> int:
         """Bytes held now."""
         return self._bytes

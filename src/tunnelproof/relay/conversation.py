@@ -92,6 +92,8 @@ class Conversation:
     device: DeviceSink | None = None
     device_wants_handles: bool = True
     received: int = 0
+    setup: wire.JsonDict = field(default_factory=dict)  # the device's setup (for handover)
+    generating: bool = False  # a model turn is in progress upstream
     closed: bool = False
     last_active: float = field(default_factory=time.monotonic)
     on_closed: Callable[[Conversation], None] | None = None
@@ -101,6 +103,7 @@ class Conversation:
     _grace: asyncio.TimerHandle | None = None
     _closer: asyncio.Future[None] | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
+    _boundary: asyncio.Event = field(default_factory=asyncio.Event)
     _failure: str | None = None
 
     def __post_init__(self) -> None:
@@ -156,8 +159,41 @@ class Conversation:
                     len(event.seqs),
                     event.reason,
                 )
+            self._track_turn(event)
             for message in wire.server_messages(event):
                 self._publish(wire.encode(message))
+
+    def _track_turn(self, event: ev.AppEvent) -> None:
+        if isinstance(event, ev.AudioChunk | ev.TextDelta | ev.OutputTranscript):
+            self.generating = True
+            self._boundary.clear()
+        elif isinstance(event, ev.TurnComplete | ev.ToolCallRequested | ev.Rewound):
+            self.generating = False
+            self._boundary.set()
+
+    async def until_turn_boundary(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until no model turn is in progress."""
+        if not self.generating:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._boundary.wait(), timeout)
+        return not self.generating
+
+    def state(self) -> dict[str, object]:
+        """What another relay process needs to take this conversation over."""
+        return {
+            "user": self.user_id,
+            "setup": self.setup,
+            "last_seq": self.buffer.last_seq,
+            "received": self.received,
+            "generating": self.generating,
+        }
+
+    def report_cut_turn(self) -> None:
+        """Tell the device the turn in progress ended (its producer died mid-turn)."""
+        self.generating = False
+        self._publish(wire.encode({"serverContent": {"interrupted": True}}))
+        self._publish(wire.encode({"serverContent": {"turnComplete": True}}))
 
     def _publish(self, data: bytes) -> None:
         seq = self.buffer.append(data)
@@ -303,6 +339,17 @@ class Conversation:
         return False
 
     # -- end ----------------------------------------------------------------------------
+
+    async def hand_over(self, turn_wait: float) -> None:
+        """Give the conversation up to another process: at a turn boundary (bounded),
+        close the device socket and the upstream session (its handle is in the store)."""
+        await self.until_turn_boundary(turn_wait)
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self._end_device(1001, "")
+        await self.close_upstream()
+        self.closed = True
 
     async def close(self) -> None:
         """End the conversation: close the device and the upstream session."""

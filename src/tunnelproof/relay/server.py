@@ -36,12 +36,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tunnelproof.protocol.casing import camelize_keys
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.relay import wire
 from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
 from tunnelproof.relay.conversation import Conversation, ConversationStats
 from tunnelproof.relay.device import DeviceSocket
 from tunnelproof.relay.handles import HandleCodec, HandleInvalid, RelayHandle
+from tunnelproof.relay.scaleout import RedisCoordinator
 from tunnelproof.relay.settings import RelaySettings
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.handle_store import HandleStore
@@ -61,7 +63,9 @@ class RelayServer:
     :class:`~tunnelproof.tokens.direct.ApiKeySource`): the API key stays here.
 
     ``handle_store`` keeps upstream handles (default: in memory); ``port=0`` picks a port;
-    ``ssl`` serves ``wss://`` (google-genai always connects with ``wss``).
+    ``ssl`` serves ``wss://`` (google-genai always connects with ``wss``). ``coordinator``
+    (with a shared Redis ``handle_store``) runs several processes as one relay
+    (:mod:`tunnelproof.relay.scaleout`).
     """
 
     def __init__(
@@ -74,8 +78,10 @@ class RelayServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ssl: ssl_module.SSLContext | None = None,
+        coordinator: RedisCoordinator | None = None,
     ) -> None:
         self.ssl = ssl
+        self.coordinator = coordinator
         self.settings = settings or RelaySettings()
         self.upstream = upstream
         self.devices = devices
@@ -95,6 +101,7 @@ class RelayServer:
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._sockets: set[DeviceSocket] = set()
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- addresses ------------------------------------------------------------------------
 
@@ -159,10 +166,12 @@ class RelayServer:
         server = site._server
         sockets: list[socket.socket] = list(getattr(server, "sockets", []) or [])
         self.port = sockets[0].getsockname()[1] if sockets else self.requested_port
-        self.start_background()
+        await self.start_background()
 
-    def start_background(self) -> None:
-        """Start the sweeper of forgotten conversations (call once when embedding)."""
+    async def start_background(self) -> None:
+        """Start the sweeper (and the Redis coordinator); call once when embedding."""
+        if self.coordinator is not None and self._sweeper is None:
+            await self.coordinator.start(self._hand_over, self._lost)
         if self._sweeper is None:
             self._sweeper = asyncio.create_task(self._sweep(), name="relay-sweeper")
 
@@ -179,9 +188,14 @@ class RelayServer:
             self._sweeper.cancel()
             self._sweeper = None
         for conv in list(self.conversations.values()):
-            await conv.close()
+            if self.coordinator is not None:
+                await self._hand_over(conv.id)  # another process takes it from here
+            else:
+                await conv.close()
         for sock in list(self._sockets):
             await sock.stop()
+        if self.coordinator is not None:
+            await self.coordinator.stop()
 
     async def _sweep(self) -> None:
         interval = max(0.5, min(60.0, self.settings.parked_ttl / 4))
@@ -319,7 +333,11 @@ class RelayServer:
         if len(self.conversations) >= self.settings.max_conversations:
             raise wire.WireError(1013, "The service is currently unavailable.")
         config = wire.config_from_setup(setup, self.settings.default_model)
-        conv = self._make(uuid.uuid4().hex, identity.user_id, config)
+        conv = self._make(uuid.uuid4().hex, identity.user_id, config, setup)
+        if self.coordinator is not None:
+            if not await self.coordinator.try_acquire(conv.id):
+                raise wire.WireError(1011, "Internal error encountered.")
+            self.coordinator.track(conv.id, conv.buffer, conv.state)
         await conv.open_upstream()
         failure = await conv.wait_ready(self.settings.upstream_connect_timeout)
         if failure is not None:
@@ -330,28 +348,88 @@ class RelayServer:
 
     async def _resumable(self, position: RelayHandle, setup: wire.JsonDict) -> Conversation:
         conv = self.conversations.get(position.conversation)
+        if conv is not None and conv.closed and self.coordinator is not None:
+            conv = None  # being handed over: take it back through the lease
         if conv is not None:
             if conv.user_id != position.user_id or conv.closed:
                 raise wire.invalid()
             if position.seq > conv.buffer.last_seq:
                 raise wire.invalid()
             return conv
-        # Not in this process (restarted, or another relay owned it): resumable only if
-        # the upstream handle is in the store; the buffer before the restart is gone.
+        if self.coordinator is not None:
+            return await self._take_over(position)
+        # Not in this process (restarted): resumable only if the upstream handle is in
+        # the store; the buffer before the restart is gone.
         stored = await self.handle_store.load(position.conversation, now_wall=time.time())
         if stored is None:
             raise wire.invalid()
         config = wire.config_from_setup(setup, self.settings.default_model)
-        conv = self._make(position.conversation, position.user_id, config)
+        conv = self._make(position.conversation, position.user_id, config, setup)
         conv.buffer.last_seq = position.seq
         conv.received = position.received
         return conv
 
-    def _make(self, conv_id: str, user_id: str, config: Any) -> Conversation:
+    async def _take_over(self, position: RelayHandle) -> Conversation:
+        """Become the owner of a conversation another process holds (or held)."""
+        coord = self.coordinator
+        assert coord is not None
+        conv_id = position.conversation
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.takeover_timeout
+        asked: str | None = None
+        while not await coord.try_acquire(conv_id):
+            owner = await coord.owner(conv_id)
+            if owner is not None and owner != asked:
+                await coord.request_handover(conv_id, owner)
+                asked = owner
+            if loop.time() > deadline:
+                self._refuse("takeover_timeout")
+                raise wire.WireError(1013, "The service is currently unavailable.")
+            await asyncio.sleep(0.05)
+        loaded = await coord.load(conv_id)
+        if loaded is None or loaded.user_id != position.user_id:
+            await coord.release(conv_id)
+            raise wire.invalid()
+        config = wire.config_from_setup(loaded.setup, self.settings.default_model)
+        conv = self._make(conv_id, loaded.user_id, config, loaded.setup)
+        conv.buffer.restore(loaded.frames, max(loaded.last_seq, position.seq))
+        conv.received = max(loaded.received, position.received)
+        self.totals.takeovers += 1
+        coord.track(conv_id, conv.buffer, conv.state, stored_through=loaded.last_seq)
+        if loaded.generating:
+            log.warning("[%s] the previous owner died mid-turn: the turn is cut", conv_id)
+            conv.report_cut_turn()
+        return conv
+
+    async def _hand_over(self, conv_id: str) -> None:
+        """Another process wants ``conv_id``: give it up cleanly (see scaleout)."""
+        conv = self.conversations.get(conv_id)
+        coord = self.coordinator
+        if conv is None or coord is None:
+            return
+        await conv.hand_over(self.settings.handover_turn_wait)
+        await coord.flush(conv_id)
+        await coord.release(conv_id)
+        if self.conversations.get(conv_id) is conv:
+            del self.conversations[conv_id]
+            for key, value in asdict(conv.stats).items():
+                setattr(self.totals, key, getattr(self.totals, key) + value)
+        log.info("[%s] handed over", conv_id)
+
+    async def _lost(self, conv_id: str) -> None:
+        """Our lease was lost: another process owns it; stop at once."""
+        conv = self.conversations.pop(conv_id, None)
+        if conv is not None:
+            conv.closed = True
+            conv._end_device(1001, "")
+            await conv.close_upstream()
+
+    def _make(self, conv_id: str, user_id: str, config: Any, setup: wire.JsonDict) -> Conversation:
         conv = Conversation(
             id=conv_id,
             user_id=user_id,
             config=config,
+            setup=camelize_keys(dict(setup)),
             settings=self.settings,
             codec=self.codec,
             token_source=self.upstream,
@@ -364,6 +442,10 @@ class RelayServer:
     def _forget(self, conv: Conversation) -> None:
         if self.conversations.get(conv.id) is conv:
             del self.conversations[conv.id]
+            if self.coordinator is not None:
+                task = asyncio.ensure_future(self.coordinator.forget(conv.id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             for key, value in asdict(conv.stats).items():
                 setattr(self.totals, key, getattr(self.totals, key) + value)
 

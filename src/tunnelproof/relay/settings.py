@@ -36,6 +36,10 @@ class RelaySettings:
             handle as its own frame, as Google does (for strict protobuf clients that
             refuse two oneof fields); a cut between the two frames then replays that one
             message twice.
+        takeover_timeout: how long a process waits for another to hand a conversation over
+            (or for a dead owner's lease to expire) before refusing the device with 1013.
+        handover_turn_wait: how long an owner asked to hand over waits for the model's
+            turn to end first (a cut turn would be lost: Gemini never continues it).
         upstream_connect_timeout: how long a new conversation waits for the upstream
             ``setupComplete`` before the device is refused with 1011.
     """
@@ -49,4 +53,6 @@ class RelaySettings:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
     handle_in_frame: bool = True
+    takeover_timeout: float = 30.0
+    handover_turn_wait: float = 10.0
     upstream_connect_timeout: float = 20.0
