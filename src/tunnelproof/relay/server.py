@@ -310,10 +310,18 @@ class RelayServer:
             conv.attach(device, position=position, wants_handles=wants)
             if conv.upstream is None:
                 await conv.open_upstream()
+            elif conv.upstream.state == "failed":
+                await conv.upstream.resume()  # the device is back: try upstream again
             return conv
         except wire.WireError as exc:
             self._refuse(f"close_{exc.code}")
             device.kick(exc.code, exc.reason)
+            return None
+        except Exception:
+            # e.g. Redis unreachable during a takeover: refuse this attempt, stay up.
+            log.exception("device setup failed")
+            self._refuse("internal")
+            device.kick(1011, "Internal error encountered.")
             return None
 
     def _position(self, raw: str, identity: DeviceIdentity) -> RelayHandle:
