@@ -151,3 +151,47 @@ async def test_cli_relay_prints_a_ready_line_and_serves_devices() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+async def test_the_relay_mounts_in_an_existing_aiohttp_app_next_to_its_routes() -> None:
+    from aiohttp import web
+
+    from tunnelproof.relay import DeviceAuthenticator, RelayServer
+    from tunnelproof.tokens.auth import StaticKeyAuthenticator
+    from tunnelproof.tokens.direct import ApiKeySource
+
+    async with EmulatorServer(policy=EmulatorPolicy(**FAST_AUDIO)) as emu:
+        relay = RelayServer(
+            ApiKeySource(emu.api_key, ws_base=emu.ws_base),
+            DeviceAuthenticator(
+                signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "erin"})
+            ),
+        )
+        app = web.Application()
+
+        async def hello(request: web.Request) -> web.Response:
+            return web.Response(text="app route")
+
+        app.router.add_get("/hello", hello)
+        relay.add_routes(app)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        await relay.start_background()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with httpx.AsyncClient() as http:
+                assert (await http.get(f"http://127.0.0.1:{port}/hello")).text == "app route"
+            for slashes in ("/", "//"):
+                url = (
+                    f"ws://127.0.0.1:{port}{slashes}ws/google.ai.generativelanguage.v1beta."
+                    "GenerativeService.BidiGenerateContent"
+                )
+                ws = await _open(url, additional_headers={"Authorization": "Bearer k"})
+                answer, handle = await _ask(ws, "Hello there.")
+                assert answer and handle is not None
+                await ws.close()
+        finally:
+            await relay.shutdown()
+            await runner.cleanup()

@@ -142,3 +142,35 @@ async def test_google_genai_through_the_relay_resumes_with_the_relay_handle() ->
                     if content and content.turn_complete:
                         break
         assert [int(n) for n in NUMBER.findall("".join(heard))] == list(range(1, 61))
+
+
+async def test_what_the_device_replays_after_a_drop_reaches_gemini_once() -> None:
+    """The device re-sends what no handle confirmed; the relay already had it: dropped."""
+    async with relay_stack() as stack:
+        async with LiveSession(
+            AUDIO_CONFIG, stack.tickets(), watchdogs=WATCHDOGS, rng=random.Random(5)
+        ) as session:
+            events = session.events().__aiter__()
+            await session.send_text("My favourite colour is teal.")
+            await _answer(events)
+            note = "Remember that the door code is 4711."
+            # No answer is due, so no frame (and no handle) confirms it to the device.
+            sent = await session.send_client_content(
+                [{"role": "user", "parts": [{"text": note}]}], turn_complete=False
+            )
+            assert sent.sent
+            async with asyncio.timeout(10):
+                while note not in [e["text"] for e in stack.emu.controls.history()]:
+                    await asyncio.sleep(0.02)
+            stack.tunnel.reset()  # the link drops; the device reconnects and replays
+            async with asyncio.timeout(20):
+                async for event in events:
+                    if isinstance(event, ev.Resumed):
+                        assert event.replayed >= 1
+                        break
+            await session.send_text("What did I say first?")
+            answer, _ = await _answer(events)
+            assert "teal" in answer
+        history = [e["text"] for e in stack.emu.controls.history() if e["role"] == "user"]
+        assert history.count(note) == 1
+        assert stack.relay.stats()["duplicates_dropped"] == 1

@@ -54,6 +54,10 @@ WS_PATH = re.compile(
     r"^/+ws/google\.ai\.generativelanguage\.(v1|v1alpha|v1beta)\.GenerativeService\."
     r"(BidiGenerateContent|BidiGenerateContentConstrained)$"
 )
+_ROUTE = (
+    r"/{slashes:/*}ws/{method:google\.ai\.generativelanguage\.(?:v1|v1alpha|v1beta)"
+    r"\.GenerativeService\.BidiGenerateContent(?:Constrained)?}"
+)
 SETUP_TIMEOUT = 30.0
 MAX_DEVICE_FRAME = 16 * 1024 * 1024
 
@@ -136,9 +140,12 @@ class RelayServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     def add_routes(self, app: web.Application) -> None:
-        """Mount the device WebSocket paths (and ``/relay/stats``) on ``app``."""
+        """Mount the device WebSocket paths (and ``/relay/stats``) on ``app``.
+
+        Only those paths: the app's other routes are untouched.
+        """
         app.router.add_get("/relay/stats", self._stats)
-        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        app.router.add_get(_ROUTE, self.handle_device)
 
     async def __aenter__(self) -> RelayServer:
         await self.start()
@@ -156,6 +163,8 @@ class RelayServer:
         """Serve standalone on ``host:port``."""
         app = web.Application()
         self.add_routes(app)
+        # Standalone, every other path answers like Google's 404 (JSON).
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(
