@@ -37,8 +37,8 @@ BOB_KEY = "bob-app-key"
 AUDIO_CONFIG = LiveConfig(
     model="gemini-3.8-live", response_modalities=("AUDIO",), output_audio_transcription=True
 )
-# One word per audio chunk, ~12x real time: "count to 300" streams for about 6 s.
-FAST_AUDIO = {"audio_chunk_duration": 0.25, "seconds_per_word": 0.25, "generation_speed": 12.0}
+# One word per audio chunk, 20x real time: "count to 300" streams for about 4 s.
+FAST_AUDIO = {"audio_chunk_duration": 0.25, "seconds_per_word": 0.25, "generation_speed": 20.0}
 
 
 @dataclass

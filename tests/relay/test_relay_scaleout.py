@@ -63,8 +63,10 @@ async def two_relays() -> AsyncIterator[tuple[EmulatorServer, Proc, Proc]]:
                 "--log-level",
                 "info",
             ]
-            a = await stack.enter_async_context(json_process(argv, env=env))
-            b = await stack.enter_async_context(json_process(argv, env=env))
+            a, b = await asyncio.gather(  # start both at once: they are independent
+                stack.enter_async_context(json_process(argv, env=env)),
+                stack.enter_async_context(json_process(argv, env=env)),
+            )
             yield emu, a, b
     finally:
         redis.stop()

@@ -79,3 +79,39 @@ async def test_seed_client_directly_against_the_server_loses_the_answer() -> Non
         print(f"direct: {len(got)} of 300 numbers")
         assert 30 <= len(got) < 100, got
         assert got == list(range(1, len(got) + 1))
+
+
+async def test_a_buffer_bound_hit_while_the_device_is_away_is_counted() -> None:
+    from tunnelproof.relay import BufferLimits, RelaySettings
+
+    # ~6 one-word audio frames fit; the tunnel lasts far longer than that.
+    settings = RelaySettings(grace_period=30.0, buffer=BufferLimits(max_bytes=100_000))
+    async with relay_stack(settings=settings) as stack:
+        ws_url = stack.relay.ws_url("v1alpha", constrained=True).replace(
+            stack.relay.ws_base, stack.device_ws_base
+        )
+
+        async def get_url() -> str:
+            return f"{ws_url}?access_token={quote(await fetch_ticket(stack.ticket_url))}"
+
+        client = SeedStyleClient(get_url, AUDIO_CONFIG.setup_body())
+
+        async def cut() -> None:
+            for _ in range(2000):
+                if len(client.numbers()) >= 20:
+                    break
+                await asyncio.sleep(0.005)
+            stack.tunnel.blackhole(drop=True)
+            await asyncio.sleep(2.0)
+            stack.tunnel.restore()
+
+        cutter = asyncio.create_task(cut())
+        await client.run_until_turn_complete("Please count to 100.", timeout=30)
+        await cutter
+        got = client.numbers()
+        assert got == sorted(set(got)) and got[-1] == 100  # in order, no duplicate, the end
+        missing = 100 - len(got)
+        assert missing > 0
+        # every frame the device needed but the bound evicted is counted (audio frames
+        # carry one number each, transcription frames a second frame per number)
+        assert stack.relay.stats()["lost_to_bounds"] >= missing
