@@ -204,9 +204,14 @@ async def test_the_token_app_serves_relay_tickets_only_when_configured(
         ok = await c.post("/api/live/relay-ticket", headers=headers, json={"conversation": "c"})
         unauthorised = await c.post("/api/live/relay-ticket")
         too_big = await c.post("/api/live/relay-ticket", headers=headers, content=b"x" * 2000)
+        handle = HandleCodec(b"r" * 32).encode(RelayHandle("conv-7", "alice", 3, 1))
+        by_handle = await c.post("/api/live/relay-ticket", headers=headers, json={"handle": handle})
+        bad_handle = await c.post("/api/live/relay-ticket", headers=headers, json={"handle": "x"})
     assert ok.status_code == 200 and ok.headers["cache-control"] == "no-store"
     body = ok.json()
     assert body["wsUrl"].startswith("wss://relay.example.com/ws/google.ai.generativelanguage.")
     ticket = TicketSigner("x" * 32).verify(body["token"])
     assert ticket.user_id == "alice" and ticket.conversation == "c"
     assert unauthorised.status_code == 401 and too_big.status_code == 413
+    bound = TicketSigner("x" * 32).verify(by_handle.json()["token"])
+    assert bound.conversation == "conv-7" and bad_handle.status_code == 400

@@ -166,6 +166,19 @@ class TicketLedger:
         return True
 
 
+def _handle_conversation(handle: Any) -> str | None:
+    """The conversation id inside a relay handle (``rh1.<payload>.<sig>``), unverified."""
+    if not isinstance(handle, str) or not handle.startswith("rh1.") or len(handle) > 4096:
+        return None
+    try:
+        payload = json.loads(_unb64(handle.split(".")[1]))
+    except (TicketInvalid, ValueError, IndexError):
+        return None
+    if isinstance(payload, list) and payload and isinstance(payload[0], str):
+        return payload[0]
+    return None
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -188,7 +201,8 @@ def relay_ticket_router(
 
     Same gates as the token route, in the same order: body (≤ 1 KiB JSON object), Origin,
     authentication (the service's authenticator), per-user rate limit. The optional body
-    ``{"conversation": "<id>"}`` binds the ticket to one conversation (for a resume).
+    ``{"handle": "<relay handle>"}`` (or ``{"conversation": "<id>"}``) binds the ticket to
+    that conversation: it can then only resume it.
     ``relay_ws_base`` is the relay's ``ws(s)://host:port`` as devices reach it.
     """
     ws_url = relay_ws_base.rstrip("/") + live_path("v1alpha", Method.CONSTRAINED)
@@ -209,6 +223,13 @@ def relay_ticket_router(
             if not isinstance(body, dict):
                 return _error(400, "Body must be a JSON object")
             value = body.get("conversation")
+            handle = body.get("handle")
+            if value is None and handle is not None:
+                # A resume: bind to the conversation the relay handle names. Not verified
+                # here (the relay does that); a wrong one only makes the ticket useless.
+                value = _handle_conversation(handle)
+                if value is None:
+                    return _error(400, "handle is not a relay handle")
             if value is not None:
                 if not isinstance(value, str) or not 0 < len(value) <= MAX_CONVERSATION_ID:
                     return _error(400, "conversation must be a short string")
