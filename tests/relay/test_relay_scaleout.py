@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from websockets.asyncio.client import connect
@@ -149,6 +150,9 @@ async def test_a_device_moving_to_another_process_gets_the_conversation_handed_o
         await device.ws.close()
         assert max_open_upstreams(emu) == 1
         assert not emu.controls.events(kind="resume_refused")
+        async with httpx.AsyncClient() as http:
+            stats = (await http.get(b.ready["stats"])).json()
+        assert stats["process_takeovers"] == 1 and stats["lost_to_bounds"] == 0
         conns = emu.controls.connections()
         assert len(conns) == 2 and conns[1]["resumed"] is True
 

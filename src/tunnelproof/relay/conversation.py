@@ -76,7 +76,7 @@ class ConversationStats:
 
 @dataclass(slots=True)
 class Conversation:
-    """One conversation. Build with :meth:`create`; all methods run on one event loop."""
+    """One conversation (the server builds it); all methods run on one event loop."""
 
     id: str
     user_id: str
@@ -296,9 +296,16 @@ class Conversation:
     def _grace_over(self) -> None:
         self._grace = None
         if self.device is None and self.upstream is not None:
-            self.stats.parked += 1
-            log.info("[%s] grace period over: closing upstream, handle kept", self.id)
-            self._closer = asyncio.ensure_future(self.close_upstream())
+            self._closer = asyncio.ensure_future(self._park())
+
+    async def _park(self) -> None:
+        # Let a turn in progress finish first: closing mid-turn would cut it for good.
+        await self.until_turn_boundary(self.settings.handover_turn_wait)
+        if self.device is not None or self.upstream is None or self.closed:
+            return  # the device came back meanwhile
+        self.stats.parked += 1
+        log.info("[%s] grace period over: closing upstream, handle kept", self.id)
+        await self.close_upstream()
 
     def _end_device(self, code: int, reason: str) -> None:
         device, self.device = self.device, None

@@ -102,6 +102,7 @@ class RelayServer:
         self.totals = ConversationStats()
         self.refused: dict[str, int] = {}
         self.device_connections = 0
+        self.process_takeovers = 0  # conversations taken over from another relay process
         self._runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._sockets: set[DeviceSocket] = set()
@@ -234,6 +235,7 @@ class RelayServer:
             "devices_attached": sum(1 for c in self.conversations.values() if c.device),
             "upstreams_open": sum(1 for c in self.conversations.values() if c.upstream),
             "device_connections": self.device_connections,
+            "process_takeovers": self.process_takeovers,
             "buffered_bytes": buffered,
             "refused": dict(self.refused),
             **totals,
@@ -411,7 +413,7 @@ class RelayServer:
         conv = self._make(conv_id, loaded.user_id, config, loaded.setup)
         conv.buffer.restore(loaded.frames, max(loaded.last_seq, position.seq))
         conv.received = max(loaded.received, position.received)
-        self.totals.takeovers += 1
+        self.process_takeovers += 1
         coord.track(conv_id, conv.buffer, conv.state, stored_through=loaded.last_seq)
         if loaded.generating:
             log.warning("[%s] the previous owner died mid-turn: the turn is cut", conv_id)
