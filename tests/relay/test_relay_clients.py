@@ -174,3 +174,44 @@ async def test_what_the_device_replays_after_a_drop_reaches_gemini_once() -> Non
         history = [e["text"] for e in stack.emu.controls.history() if e["role"] == "user"]
         assert history.count(note) == 1
         assert stack.relay.stats()["duplicates_dropped"] == 1
+
+
+async def test_a_tool_call_pending_across_a_device_drop_can_still_be_answered() -> None:
+    """Directly, a drop cancels a pending tool call; through the relay Gemini still waits."""
+    from tunnelproof.protocol.client_messages import FunctionResponse
+    from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
+
+    config = LiveConfig(
+        model="gemini-3.8-live",
+        response_modalities=("AUDIO",),
+        output_audio_transcription=True,
+        tools=(FunctionDeclaration("turn_on_the_lights", "Turns on the lights."),),
+    )
+    async with relay_stack() as stack:
+        async with LiveSession(
+            config, stack.tickets(), watchdogs=WATCHDOGS, rng=random.Random(9)
+        ) as session:
+            events = session.events().__aiter__()
+            await session.send_text("Please turn on the lights.")
+            call: ev.ToolCallRequested | None = None
+            async with asyncio.timeout(10):
+                async for event in events:
+                    if isinstance(event, ev.ToolCallRequested):
+                        call = event
+                        break
+            assert call is not None
+            stack.tunnel.reset()  # the device's link drops while the call is pending
+            seen: list[ev.AppEvent] = []
+            async with asyncio.timeout(20):
+                async for event in events:
+                    seen.append(event)
+                    if isinstance(event, ev.Resumed):
+                        break
+            assert not [e for e in seen if isinstance(e, ev.Rewound)], seen
+            result = await session.send_tool_response(
+                [FunctionResponse(call.calls[0].id, "turn_on_the_lights", {"result": "on"})]
+            )
+            assert result.sent
+            answer, _ = await _answer(events)
+            assert "turn_on_the_lights tool says: on" in answer
+        assert len(stack.emu.controls.connections()) == 1  # Gemini's side never dropped
