@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import orjson
 import pytest
+import trustme
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
@@ -98,6 +101,21 @@ async def test_tickets_are_single_use_and_bearer_keys_and_handles_are_per_user()
         await alice.close()
 
 
+async def test_a_user_cannot_open_more_upstream_sessions_than_allowed() -> None:
+    async with relay_stack(settings=RelaySettings(max_upstreams_per_user=1)) as stack:
+        url = stack.relay.ws_url("v1alpha", constrained=True)
+        first = await _open(f"{url}?access_token={quote(await fetch_ticket(stack.ticket_url))}")
+        second = await connect(f"{url}?access_token={quote(await fetch_ticket(stack.ticket_url))}")
+        await second.send(orjson.dumps({"setup": AUDIO_CONFIG.setup_body()}).decode())
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(second.recv(), 10)
+        assert second.close_code == 1013
+        assert len(stack.emu.controls.connections()) == 1
+        bob = await _open(url, additional_headers={"Authorization": f"Bearer {BOB_KEY}"})
+        await bob.close()  # another user is not affected
+        await first.close()
+
+
 async def test_after_the_grace_period_upstream_closes_and_a_later_resume_keeps_context() -> None:
     async with relay_stack(settings=RelaySettings(grace_period=0.3)) as stack:
         url = stack.relay.ws_url("v1alpha", constrained=True)
@@ -119,7 +137,10 @@ async def test_after_the_grace_period_upstream_closes_and_a_later_resume_keeps_c
         assert len(conns) == 2 and conns[1]["resumed"] is True  # Gemini's context resumed
 
 
-async def test_cli_relay_prints_a_ready_line_and_serves_devices() -> None:
+async def test_cli_relay_prints_a_ready_line_and_serves_devices_over_tls(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1")
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "relay.pem"))
     async with EmulatorServer(policy=EmulatorPolicy(**FAST_AUDIO)) as emu:
         env = dict(
             os.environ,
@@ -127,19 +148,22 @@ async def test_cli_relay_prints_a_ready_line_and_serves_devices() -> None:
             TUNNELPROOF_RELAY_STATIC_KEYS="carol:carol-key",
             TUNNELPROOF_API_KEY="",
         )
+        argv = [sys.executable, "-m", "tunnelproof", "relay", "--upstream", emu.ws_base]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tunnelproof", "relay", "--upstream", emu.ws_base],
-            stdout=subprocess.PIPE,
-            env=env,
+            [*argv, "--certfile", str(tmp_path / "relay.pem")], stdout=subprocess.PIPE, env=env
         )
         try:
             assert proc.stdout is not None
             line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 20)
             ready = orjson.loads(line)
-            assert ready["event"] == "ready" and ready["wsUrl"].startswith("ws://127.0.0.1:")
+            assert ready["event"] == "ready" and ready["wsUrl"].startswith("wss://127.0.0.1:")
             assert emu.api_key not in line.decode()
+            client_tls = ssl.create_default_context()
+            ca.configure_trust(client_tls)
             ws = await _open(
-                ready["wsUrl"], additional_headers={"Authorization": "Bearer carol-key"}
+                ready["wsUrl"],
+                additional_headers={"Authorization": "Bearer carol-key"},
+                ssl=client_tls,
             )
             answer, handle = await _ask(ws, "Hello there.")
             assert answer and handle is not None

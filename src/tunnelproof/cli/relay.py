@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 
 import typer
@@ -43,6 +44,8 @@ def command(
         None, help="redis://… shared by every relay process (owner leases, handover)."
     ),
     lease: float = typer.Option(10.0, help="Owner lease (seconds) with --redis-url."),
+    certfile: str | None = typer.Option(None, help="TLS certificate (PEM): serve wss://."),
+    keyfile: str | None = typer.Option(None, help="TLS private key (PEM) for --certfile."),
     log_level: str = typer.Option("warning", help="Python log level."),
 ) -> None:
     """Run the relay until SIGINT/SIGTERM."""
@@ -103,6 +106,10 @@ def command(
     )
     if relay_secret:
         settings = dataclasses.replace(settings, secret=relay_secret.encode())
+    tls = None
+    if certfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(certfile, keyfile)
     server = RelayServer(
         ApiKeySource(api_key, ws_base=upstream),
         devices,
@@ -111,6 +118,7 @@ def command(
         port=port,
         coordinator=coordinator,
         handle_store=handle_store,
+        ssl=tls,
     )
 
     async def serve() -> None:

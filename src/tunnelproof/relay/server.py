@@ -37,7 +37,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tunnelproof.protocol.casing import camelize_keys
-from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, REASON_RESOURCE_EXHAUSTED
 from tunnelproof.relay import wire
 from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
 from tunnelproof.relay.conversation import Conversation, ConversationStats
@@ -351,6 +351,13 @@ class RelayServer:
     ) -> Conversation:
         if len(self.conversations) >= self.settings.max_conversations:
             raise wire.WireError(1013, "The service is currently unavailable.")
+        mine = sum(
+            1
+            for c in self.conversations.values()
+            if c.user_id == identity.user_id and c.upstream is not None
+        )
+        if mine >= self.settings.max_upstreams_per_user:
+            raise wire.WireError(1013, REASON_RESOURCE_EXHAUSTED)
         config = wire.config_from_setup(setup, self.settings.default_model)
         conv = self._make(uuid.uuid4().hex, identity.user_id, config, setup)
         if self.coordinator is not None:

@@ -25,6 +25,9 @@ class RelaySettings:
         parked_ttl: seconds a conversation with no device and no upstream is remembered
             (Google keeps a handle 2 h after the last disconnect).
         max_conversations: new conversations beyond this are refused (1013, try again).
+        max_upstreams_per_user: a user's new conversations are refused (1013, "Resource has
+            been exhausted") while this many of theirs hold an open upstream session: each
+            one is a paid Gemini session, and a looping device must not multiply them.
         default_model: the model for a device setup that names none.
         secret: signs device handles; every relay process of one deployment must share
             it (random per process by default, fine for one process).
@@ -49,6 +52,7 @@ class RelaySettings:
     device_queue_bytes: int = 4 * 1024 * 1024
     parked_ttl: float = 2 * 60 * 60
     max_conversations: int = 10_000
+    max_upstreams_per_user: int = 8
     default_model: str = "gemini-3.8-live"
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
