@@ -142,6 +142,7 @@ class SeedStyleClient:
         self.turns_complete = 0
         self.connects = 0
         self.closes: list[int | None] = []
+        self.text_frames = 0  # Google (and the relay) send binary frames
 
     def numbers(self) -> list[int]:
         return [int(n) for n in NUMBER.findall("".join(self.transcript))]
@@ -165,6 +166,7 @@ class SeedStyleClient:
                         while True:
                             wait = quiet if quiet is not None and self.connects > 1 else None
                             raw = await asyncio.wait_for(ws.recv(), wait)
+                            self.text_frames += isinstance(raw, str)
                             msg = orjson.loads(raw)
                             if "setupComplete" in msg:
                                 delay = 1.0

@@ -43,6 +43,7 @@ async def test_seed_client_through_the_relay_gets_all_300_numbers_once_in_order(
         await cut
         assert client.connects >= 2, "the tunnel must have cut the device's connection"
         assert client.numbers() == list(range(1, 301))
+        assert client.text_frames == 0, "binary frames, as Google sends"
         stats = stack.relay.stats()
         assert stats["device_resumes"] >= 1 and stats["replayed_frames"] > 0
         assert stats["lost_to_bounds"] == 0

@@ -29,6 +29,7 @@ async def _read_turn(ws: Any, log: list[dict[str, Any]], *, stop_at_numbers: int
     heard: list[str] = []
     async with asyncio.timeout(20):
         async for raw in ws:
+            assert isinstance(raw, str), "text frames were asked for"
             msg = orjson.loads(raw)
             log.append(msg)
             content = msg.get("serverContent") or {}
@@ -48,7 +49,10 @@ def _numbers(log: list[dict[str, Any]]) -> list[int]:
 
 
 async def test_an_upstream_drop_mid_answer_is_invisible_but_for_the_cut_turn() -> None:
-    async with relay_stack() as stack:
+    from tunnelproof.relay import RelaySettings
+
+    # text frames here (binary everywhere else): both kinds reach raw clients intact
+    async with relay_stack(settings=RelaySettings(text_frames=True)) as stack:
         url = stack.relay.ws_url("v1alpha", constrained=True)
         ws = await _device(f"{url}?access_token={quote(await fetch_ticket(stack.ticket_url))}")
         log: list[dict[str, Any]] = []

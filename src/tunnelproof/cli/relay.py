@@ -40,6 +40,9 @@ def command(
     separate_handle_frames: bool = typer.Option(
         False, help="Send device handles as their own frames (strict protobuf clients)."
     ),
+    text_frames: bool = typer.Option(
+        False, help="Send text frames (Google sends binary; for JSON.parse-only clients)."
+    ),
     redis_url: str | None = typer.Option(
         None, help="redis://… shared by every relay process (owner leases, handover)."
     ),
@@ -103,6 +106,7 @@ def command(
         buffer=BufferLimits(max_bytes=int(buffer_mb * 1024 * 1024), max_age=buffer_seconds),
         default_model=model,
         handle_in_frame=not separate_handle_frames,
+        text_frames=text_frames,
     )
     if relay_secret:
         settings = dataclasses.replace(settings, secret=relay_secret.encode())

@@ -17,8 +17,11 @@ class DeviceSocket:
     yet); ``push`` then says so and the conversation detaches it.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, *, max_bytes: int) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, *, max_bytes: int, text_frames: bool = False
+    ) -> None:
         self.ws = ws
+        self.text_frames = text_frames
         self.max_bytes = max_bytes
         self.frames_out = 0
         self._queue: deque[bytes] = deque()
@@ -51,7 +54,10 @@ class DeviceSocket:
                 while self._queue:
                     data = self._queue.popleft()
                     self._queued_bytes -= len(data)
-                    await self.ws.send_bytes(data)
+                    if self.text_frames:
+                        await self.ws.send_str(data.decode("utf-8"))
+                    else:
+                        await self.ws.send_bytes(data)  # binary, as Google sends
                     self.frames_out += 1
                 if self._closing is not None:
                     code, reason = self._closing

@@ -268,7 +268,9 @@ class RelayServer:
             return web.json_response({"error": {"code": 400}}, status=400)
         await ws.prepare(request)
         self.device_connections += 1
-        device = DeviceSocket(ws, max_bytes=self.settings.device_queue_bytes)
+        device = DeviceSocket(
+            ws, max_bytes=self.settings.device_queue_bytes, text_frames=self.settings.text_frames
+        )
         self._sockets.add(device)
         conv: Conversation | None = None
         try:

@@ -39,6 +39,8 @@ class RelaySettings:
             handle as its own frame, as Google does (for strict protobuf clients that
             refuse two oneof fields); a cut between the two frames then replays that one
             message twice.
+        text_frames: send devices text frames instead of Google's binary frames (for
+            clients that only ``JSON.parse(event.data)``; Google itself sends binary).
         takeover_timeout: how long a process waits for another to hand a conversation over
             (or for a dead owner's lease to expire) before refusing the device with 1013.
         handover_turn_wait: how long an owner asked to hand over waits for the model's
@@ -57,6 +59,7 @@ class RelaySettings:
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
     handle_in_frame: bool = True
+    text_frames: bool = False
     takeover_timeout: float = 30.0
     handover_turn_wait: float = 10.0
     upstream_connect_timeout: float = 20.0
