@@ -171,7 +171,7 @@ class SessionModel(RuleBasedStateMachine):
         self.h.closed(1007, "Request contains an invalid argument.")
         self.step()
 
-    @precondition(lambda self: self.h.m.phase is Phase.CLOSING)
+    @precondition(lambda self: self.h.m.phase in (Phase.HANDING_OVER, Phase.CLOSING))
     @rule()
     def close_completes(self) -> None:
         self.h.closed(1000)
@@ -303,7 +303,7 @@ class SessionModel(RuleBasedStateMachine):
                 h.setup_complete()
             elif phase is Phase.WAITING:
                 h.retry()
-            elif phase is Phase.CLOSING:
+            elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
                 h.closed(1000)
             self.sync()
         self.sync()

@@ -48,7 +48,6 @@ from websockets.exceptions import ConnectionClosed
 from tunnelproof.protocol.client_messages import (
     INPUT_AUDIO_RATE,
     FunctionResponse,
-    JsonDict,
     Turn,
     client_content,
     realtime_audio,
@@ -57,6 +56,7 @@ from tunnelproof.protocol.client_messages import (
 )
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import Endpoint
+from tunnelproof.protocol.types import JsonDict
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import (
     AbortSocket,
