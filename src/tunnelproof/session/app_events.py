@@ -141,10 +141,12 @@ class SendDropped:
 class Delivered:
     """The server's state now holds these sends: a resume can no longer lose them.
 
-    ``seqs`` are ``SendResult.seq`` values, oldest first. The evidence is a resumable
-    handle issued after the server read them (contract 3: "sent" is not "delivered").
-    Every send ends in ``Delivered``, in ``SendDropped``, or is replayed after a reconnect
-    and confirmed later; a session closed first confirms nothing more.
+    ``seqs`` are ``SendResult.seq`` values, oldest first, each confirmed at most once and
+    never also reported in ``SendDropped``. The evidence is a resumable handle issued after
+    the server read them (contract 3: "sent" is not "delivered"); sends still awaiting
+    their answer wait for a later handle. Not confirmed this way: sends evicted from the
+    bounded replay record, text re-seeded into a fresh session (``ContextReset``), and
+    whatever was unconfirmed when the session closed.
     """
 
     seqs: tuple[int, ...]

@@ -6,7 +6,7 @@ fields that do not affect transitions apart from ``_state.py``). It holds the he
 own data (outbox, transcript, turn tracker, tool calls, resumption state, credential slot,
 retry budget, timers), collects the actions of the call in progress, and does the work that
 follows a decision without making one: writing and replaying sends, translating server
-content, confirming delivery, settling a lost connection. Every ``self.phase = ...`` is in
+content, confirming delivery, settling a lost connection. Every phase change is in
 ``machine.py``.
 """
 

@@ -2,9 +2,7 @@
 
 Usage::
 
-    from tunnelproof.protocol import LiveConfig
-    from tunnelproof.session import LiveSession, TextDelta, TurnComplete
-    from tunnelproof.tokens.client import TokenServiceSource
+    from tunnelproof import LiveConfig, LiveSession, TextDelta, TokenServiceSource, TurnComplete
 
     config = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
     tokens = TokenServiceSource("https://app.example.com/api/live/token")

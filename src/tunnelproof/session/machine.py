@@ -5,8 +5,10 @@ No asyncio, no sockets, no clock, no global random: the machine takes an event (
 clock ``wall``, for token and handle expiry) and returns the actions to perform (see
 :mod:`~tunnelproof.session.actions`). Random jitter comes from an injected
 ``random.Random``. Every phase change of the client is made in this module; the helpers
-around it own data and answer derived questions (as h11's ``_state.py`` and
-``_connection.py`` split it):
+around it own data and answer derived questions, and the base class
+:class:`~tunnelproof.session.bookkeeping.SessionBookkeeping` holds them and does the work
+that follows a decision without changing the phase (as h11 splits ``_state.py`` from
+``_connection.py``):
 
 ============================  ==================================================================
 helper                        owns
@@ -78,13 +80,7 @@ from tunnelproof.protocol.server_messages import (
     parse_server_frame,
 )
 from tunnelproof.session import app_events as ev
-from tunnelproof.session.actions import (
-    Action,
-    CloseSocket,
-    DeleteHandle,
-    FetchToken,
-    OpenSocket,
-)
+from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, FetchToken, OpenSocket
 from tunnelproof.session.bookkeeping import SessionBookkeeping, token_failure_verdict
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
@@ -357,15 +353,17 @@ class SessionMachine(SessionBookkeeping):
                     "the server rejected the session's messages",
                 )
             self._fail(verdict)
-        elif during_setup and self.resumption.resuming:
-            refusals = self.resumption.refused()
-            if refusals >= RESUME_REFUSALS_BEFORE_FRESH:
-                self._bad_resume(
-                    f"the server refused the resumed setup {refusals} times "
-                    f"({event.code} {event.reason})"
-                )
-            else:
-                self._server_failure(f"closed {event.code} {event.reason}".strip())
+        elif (
+            during_setup
+            and self.resumption.resuming
+            and (
+                self.resumption.refused() >= RESUME_REFUSALS_BEFORE_FRESH  # counts this refusal
+            )
+        ):
+            self._bad_resume(
+                f"the server refused the resumed setup {self.resumption.refusals} times "
+                f"({event.code} {event.reason})"
+            )
         else:
             self._server_failure(f"closed {event.code} {event.reason}".strip())
 
