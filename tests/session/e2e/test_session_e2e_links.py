@@ -206,9 +206,7 @@ async def test_process_restart_resumes_from_the_sqlite_store(tmp_path: Path) -> 
     db = tmp_path / "handles.db"
     async with EmulatorServer(policy=EmulatorPolicy()) as emu:
         env = dict(os.environ)
-        # The child imports the helpers as the package they are (tests.session.e2e).
-        root = Path(__file__).resolve().parents[3]
-        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[3]), env.get("PYTHONPATH", "")])
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
