@@ -215,7 +215,7 @@ class SessionBookkeeping:
             self._cancel_tool_calls(set(tool_ids))
         if partial_text or reply_lost or tool_ids:
             self._emit(ev.Rewound(partial_text, reply_lost, tool_ids))
-        self.tools.handle_issued()  # none is "since the handle" once the state is settled
+        self.tools.connection_settled()
         # What the resumed state lacks goes back into the queue (contract 3).
         self._report_dropped(
             self.outbox.requeue_unconfirmed(self._now), "too old to replay after reconnect"

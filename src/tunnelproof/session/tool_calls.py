@@ -49,6 +49,10 @@ class ToolCalls:
         """A resumable handle arrived: the calls so far are in its state."""
         self._since_handle.clear()
 
+    def connection_settled(self) -> None:
+        """The lost connection's calls since the handle were cancelled; start a new count."""
+        self._since_handle.clear()
+
     def cancel(self, ids: set[str]) -> None:
         """These calls are gone with the server state that made them."""
         self.open -= ids
