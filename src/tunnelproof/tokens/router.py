@@ -7,7 +7,8 @@
 2. ``Origin`` against the allow-list (403) — before auth, so cross-site junk never reaches
    the JWKS fetcher;
 3. caller authentication (401 + ``WWW-Authenticate``; 503 if the IdP's keys are unreachable);
-4. API key present (500 ``Server misconfigured``);
+4. API key present (500 ``Server misconfigured``, ``"code": "misconfigured"`` so clients stop
+   retrying at once);
 5. per-user rate limit (429 + ``Retry-After``);
 6. upstream mint (503 + ``Retry-After`` when every mint slot is busy, 502 on failure).
 
@@ -64,14 +65,33 @@ _TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "string"}},
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string", "description": "machine-readable kind, e.g. misconfigured"},
+        "detail": {"type": "string"},
+    },
 }
 
+MISCONFIGURED_CODE = "misconfigured"
+"""``code`` of the 500 the route answers while it cannot mint (no API key): a client reads
+it to stop retrying at once (a fault only the operator can fix), unlike a transient 5xx."""
+MISCONFIGURED_DETAIL = "the token service has no Gemini API key configured"
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": message}, status_code=status, headers={**NO_STORE, **(headers or {})}
-    )
+
+def _error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+) -> JSONResponse:
+    body = {"error": message}
+    if code is not None:
+        body["code"] = code
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
@@ -212,7 +232,10 @@ class TokenService:
             return _error(503, "Authentication unavailable", _retry_after(5))
 
         if self.minter is None:
-            return _error(500, "Server misconfigured")
+            # Only after authentication: a stranger learns nothing about the configuration.
+            return _error(
+                500, "Server misconfigured", code=MISCONFIGURED_CODE, detail=MISCONFIGURED_DETAIL
+            )
 
         try:
             wait = await self.limiter.hit(principal.user_id)
