@@ -61,8 +61,9 @@ class UserRateLimiter:
         return max(1.0, float(math.ceil(stats.reset_time - time.time())))
 
     async def check_storage(self) -> bool:
-        """True if the storage answers (used by ``/healthz``)."""
+        """True if the storage answers within the timeout (used by ``/healthz``)."""
         try:
-            return bool(await self.storage.check())
-        except Exception:
+            async with asyncio.timeout(self._timeout):
+                return bool(await self.storage.check())
+        except Exception:  # the storage's errors differ by backend; TimeoutError too
             return False
