@@ -1,19 +1,21 @@
-"""Per-user rate limits (moving window) with the ``limits`` library.
+"""Per-user rate limits (moving window).
 
-Memory storage serves one process. With a Redis URL every replica counts against the same
-budget, so running three replicas does not triple what a user may mint.
+Memory storage (the ``limits`` library) serves one process. With a Redis URL every replica
+counts against the same budget, so running three replicas does not triple what a user may
+mint; that path is :class:`~tunnelproof.tokens.redis_window.RedisMovingWindow` (one
+pipelined round trip per request, the ``limits`` library's data layout).
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
+
+from tunnelproof.tokens.redis_window import RedisError, RedisMovingWindow
 
 
 class RateLimiterUnavailable(Exception):
@@ -36,34 +38,33 @@ class UserRateLimiter:
         ``timeout`` bounds each check: a Redis that hangs must not hang every token request.
         """
         self.item: RateLimitItem = parse(limit)
-        self.storage: Storage
-        if redis_url:
-            uri = redis_url if redis_url.startswith("async+") else f"async+{redis_url}"
-            storage = storage_from_string(uri, implementation="redispy")
-            assert isinstance(storage, Storage)
-            self.storage = storage
-        else:
-            self.storage = MemoryStorage()
-        self._limiter = MovingWindowRateLimiter(self.storage)
         # Keys are namespaced so several services can share one Redis database.
         self._namespace = namespace or "tunnelproof-token"
         self._timeout = timeout
+        self._redis = RedisMovingWindow(redis_url, timeout=timeout) if redis_url else None
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
 
     async def hit(self, user_id: str) -> float | None:
         """Count one request for ``user_id``. ``None`` if allowed, else seconds to wait."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                if await self._limiter.hit(self.item, self._namespace, user_id):
-                    return None
-                stats = await self._limiter.get_window_stats(self.item, self._namespace, user_id)
-        except Exception as exc:  # the storage's errors differ by backend; TimeoutError too
-            raise RateLimiterUnavailable(type(exc).__name__) from exc
+        if self._redis is not None:
+            key = self.item.key_for(self._namespace, user_id)
+            try:
+                wait = await self._redis.hit(key, self.item.amount, self.item.get_expiry())
+            except (RedisError, ValueError) as exc:
+                raise RateLimiterUnavailable(str(exc)) from exc
+            return None if wait is None else max(1.0, float(math.ceil(wait)))
+        if await self._memory.hit(self.item, self._namespace, user_id):
+            return None
+        stats = await self._memory.get_window_stats(self.item, self._namespace, user_id)
         return max(1.0, float(math.ceil(stats.reset_time - time.time())))
 
     async def check_storage(self) -> bool:
         """True if the storage answers within the timeout (used by ``/healthz``)."""
-        try:
-            async with asyncio.timeout(self._timeout):
-                return bool(await self.storage.check())
-        except Exception:  # the storage's errors differ by backend; TimeoutError too
-            return False
+        if self._redis is None:
+            return True
+        return await self._redis.ping()  # bounded by the timeout
+
+    async def aclose(self) -> None:
+        """Close the Redis connection, if any."""
+        if self._redis is not None:
+            await self._redis.aclose()

@@ -157,6 +157,7 @@ class TokenService:
         try:
             yield
         finally:
+            await self.limiter.aclose()
             if self.minter is not None:
                 await self.minter.aclose()
 
