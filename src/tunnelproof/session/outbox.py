@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnelproof.session.outgoing import MessageKind, Outgoing
@@ -164,7 +164,10 @@ class Outbox:
 
     def mark_sent(self, item: Outgoing) -> list[Outgoing]:
         """Record ``item`` as sent and unconfirmed; returns items too old to keep for replay."""
-        self.unconfirmed.append(replace(item, was_sent=True))
+        # The constructor, not dataclasses.replace: this runs for every 20 ms audio chunk.
+        self.unconfirmed.append(
+            Outgoing(item.seq, item.message, item.wire, item.created_at, was_sent=True)
+        )
         evicted: list[Outgoing] = []
         # Audio: keep only as much as the outbox could replay.
         self._unconfirmed_audio_ms += item.audio_ms
