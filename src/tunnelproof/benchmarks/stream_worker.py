@@ -14,8 +14,9 @@ keeps coming back at real-time pace. For each step the process opens sessions un
 ``steps[i]`` run, lets them settle, then samples over ``window`` seconds: its own CPU time
 (``resource.getrusage``: user + system), the emulator's, every send's lag behind its
 schedule, and the audio received. A step *holds* when the p99 send lag is under one chunk
-period (20 ms) and the audio received is at least 80% of real time (the pause between one answer and the next costs 5-10%); the ramp stops at the
-first step that does not hold (past saturation). Prints one JSON line with every step.
+period (20 ms) and the audio received is at least 80% of real time (the pause between one
+answer and the next costs 5-10%); the ramp stops at the first step that does not hold (past
+saturation). Prints one JSON line with every step.
 """
 
 from __future__ import annotations
@@ -262,6 +263,8 @@ async def _step(
         "chunks_received": counters.received_chunks - recv0,
         "bytes_received": nbytes,
         "us_per_chunk_pair": cpu / max(1, sent) * 1e6,
+        # Per frame handled (sent + received): not flattered when audio comes back slower.
+        "us_per_frame": cpu / max(1, sent + counters.received_chunks - recv0) * 1e6,
         "send_lag_p99_s": p99,
         "send_lag_max_s": max(lags) if lags else None,
         "send_rate_vs_realtime": sent * CHUNK_S / wall / max(1, n),
