@@ -57,6 +57,7 @@ from tunnelproof.protocol.client_messages import (
 )
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import Endpoint
+from tunnelproof.session import answers
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import (
     AbortSocket,
@@ -72,6 +73,8 @@ from tunnelproof.session.actions import (
     SendFrame,
     SetTimer,
 )
+from tunnelproof.session.answers import Answer
+from tunnelproof.session.config_check import LockChecker
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.driver import classify_connect_error, classify_token_error, tune_socket
 from tunnelproof.session.events import (
@@ -176,6 +179,8 @@ class LiveSession:
 
         # Fail here, loudly, rather than on every later save (which only logs).
         self.conversation_id = validate_conversation_id(conversation_id or uuid.uuid4().hex)
+        self._config = config
+        self._lock_checker = LockChecker(config, self.conversation_id)
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._ssl = ssl
@@ -255,6 +260,11 @@ class LiveSession:
         return self._machine.metrics.copy()
 
     @property
+    def config(self) -> LiveConfig:
+        """The session's :class:`~tunnelproof.protocol.config.LiveConfig`."""
+        return self._config
+
+    @property
     def resumption_handle(self) -> str | None:
         """The newest resumable handle (opaque; for diagnostics)."""
         return self._machine.resumption_handle
@@ -278,6 +288,15 @@ class LiveSession:
         return self.events()
 
     # -- sending -----------------------------------------------------------------------------
+
+    async def ask(self, text: str, *, timeout: float | None = None) -> Answer:
+        """Send ``text`` and return the model's answer as text (and its audio).
+
+        See :func:`tunnelproof.session.answers.ask`: the text is the output transcription
+        (AUDIO) or the model text (TEXT); a failed or closed session raises instead of
+        waiting for ever; ``timeout`` bounds the whole question.
+        """
+        return await answers.ask(self, text, timeout=timeout)
 
     async def send_text(self, text: str) -> SendResult:
         """Send user text as ``realtimeInput.text`` (the model answers it as a turn)."""
@@ -398,6 +417,9 @@ class LiveSession:
             self._feed(classify_token_error(request, exc))
             return
         self._token_tasks.pop(request, None)
+        if not self._shut_down:
+            for mismatch in self._lock_checker.check(credential):  # before it is used
+                self._events.put_nowait(mismatch)
         self._feed(TokenFetched(request, credential))
 
     async def _run_socket(self, sock: _Socket, endpoint: Endpoint, timeout: float) -> None:
