@@ -33,7 +33,8 @@ from tunnelproof.session.policy import Watchdogs
 # What every user of Google's Live models has: AUDIO answers, their text in the transcript.
 CONFIG = LiveConfig()
 # Only for tests about text mode itself: no Google Live model answers in TEXT any more.
-TEXT_CONFIG = LiveConfig(model="tunnelproof-emulator-text", response_modalities=("TEXT",))
+TEXT_MODEL = "tunnelproof-emulator-text"
+TEXT_CONFIG = LiveConfig(model=TEXT_MODEL, response_modalities=("TEXT",))
 FIRST = "My favourite colour is teal."
 ASK_FIRST = "What did I say first?"
 EXPECTED_FIRST = f'You first said: "{FIRST}".'
@@ -53,6 +54,15 @@ FAST_WATCHDOGS = Watchdogs(
 def fast_policy(**changes: Any) -> EmulatorPolicy:
     """The emulator's policy with spoken answers at 20 ms a word (real-time pacing kept)."""
     return EmulatorPolicy(seconds_per_word=0.02, audio_chunk_duration=0.02, **changes)
+
+
+def text_policy(**changes: Any) -> EmulatorPolicy:
+    """:func:`fast_policy` that also serves the emulator-only text model (for TEXT tests).
+
+    Naming it in ``extra_models`` keeps these tests independent of whether the emulator
+    build in use already knows its own text model.
+    """
+    return fast_policy(extra_models=frozenset({TEXT_MODEL}), **changes)
 
 
 class EmulatorMint:

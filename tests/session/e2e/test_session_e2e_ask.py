@@ -26,6 +26,7 @@ from .session_e2e_helpers import (
     TEXT_CONFIG,
     EmulatorMint,
     fast_policy,
+    text_policy,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -54,7 +55,7 @@ async def test_ask_returns_the_spoken_answer_as_text_and_audio() -> None:
 async def test_ask_in_text_mode_reads_the_model_text() -> None:
     # Text mode exists only on the emulator's own text model; ask() reads TextDelta there.
     async with (
-        EmulatorServer(policy=fast_policy()) as emu,
+        EmulatorServer(policy=text_policy()) as emu,
         LiveSession(TEXT_CONFIG, EmulatorMint(emu), watchdogs=FAST_WATCHDOGS) as session,
     ):
         answer = await session.ask(FIRST, timeout=20)
