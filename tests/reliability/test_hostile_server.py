@@ -23,7 +23,7 @@ from tunnelproof.session.credentials import Credential
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
-CONFIG = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+CONFIG = LiveConfig()  # spoken answers; the text is their transcript
 FIRST = "My favourite colour is teal."
 WATCHDOGS = Watchdogs(
     token_timeout=5.0,
@@ -75,10 +75,10 @@ class App:
     async def _run(self) -> None:
         async for event in self.session:
             self.log.append(event)
-            if isinstance(event, ev.TextDelta):
+            if isinstance(event, ev.OutputTranscript):
                 self._partial.append(event.text)
             elif isinstance(event, ev.TurnComplete):
-                self.turns.append("".join(self._partial))
+                self.turns.append("".join(self._partial).strip())
                 self._partial.clear()
             elif isinstance(event, ev.Rewound):
                 self._partial.clear()
@@ -109,7 +109,7 @@ async def talking(
     unhandled: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     try:
-        async with EmulatorServer(EmulatorPolicy(text_chunk_interval=0.01)) as emu:
+        async with EmulatorServer(EmulatorPolicy(seconds_per_word=0.02, audio_chunk_duration=0.02)) as emu:
             session = LiveSession(
                 CONFIG,
                 Mint(emu),
