@@ -12,6 +12,7 @@ from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.server_messages import FunctionCall
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.answers import (
+    HANDLE_GRACE,
     Answer,
     AnswerClosed,
     AnswerCollector,
@@ -154,6 +155,7 @@ class _FakeSession:
         self.config = config
         self.result = result
         self.sent: list[str] = []
+        self.resumption_handle: str | None = "h0"
 
     async def send_text(self, text: str) -> SendResult:
         self.sent.append(text)
@@ -180,3 +182,26 @@ async def test_ask_returns_the_transcript() -> None:
     session = _FakeSession(LiveConfig(), SendResult("sent", 1))
     answer = await ask(session, "hello", timeout=5)
     assert answer.text == "Hi." and session.sent == ["hello"]
+
+
+async def test_ask_returns_once_the_handle_holding_the_turn_arrived() -> None:
+    # Google sends the turn's resumable handle tens of ms after turnComplete; returning
+    # before it would let a drop right after replay the question (a second answer).
+    session = _FakeSession(LiveConfig(), SendResult("sent", 1))
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.15, setattr, session, "resumption_handle", "h1")
+    started = loop.time()
+    await ask(session, "hello", timeout=5)
+    assert 0.14 <= loop.time() - started < HANDLE_GRACE
+
+
+async def test_ask_waits_for_the_handle_only_a_bounded_moment() -> None:
+    session = _FakeSession(LiveConfig(), SendResult("sent", 1))  # no new handle ever
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await ask(session, "hello", timeout=5)
+    assert HANDLE_GRACE - 0.05 <= loop.time() - started < HANDLE_GRACE + 1.0
+    session.config = LiveConfig(session_resumption=False)  # no handles to wait for
+    started = loop.time()
+    await ask(session, "hello", timeout=5)
+    assert loop.time() - started < HANDLE_GRACE - 0.1

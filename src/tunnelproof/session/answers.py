@@ -35,6 +35,7 @@ turns first, and do not iterate the session from another task meanwhile.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -254,12 +255,22 @@ async def collect_answer(
     raise AnswerClosed("the event stream ended", collector.events, collector.partial)
 
 
+HANDLE_GRACE = 0.5
+"""Seconds :func:`ask` waits after ``TurnComplete`` for the resumable handle that holds the
+turn (Google sends it some 20-70 ms later, reference section 10)."""
+
+
 class SessionLike(Protocol):
     """What :func:`ask` needs of a session (``LiveSession`` has it)."""
 
     @property
     def config(self) -> LiveConfig:
         """The session's config."""
+        ...
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """The newest resumable handle."""
         ...
 
     async def send_text(self, text: str) -> SendResult:
@@ -276,6 +287,11 @@ async def ask(session: SessionLike, text: str, *, timeout: float | None = None) 
 
     ``timeout`` bounds the whole question. ``ValueError`` when the config answers in AUDIO
     without ``output_audio_transcription`` (there would be no text to return).
+
+    After ``TurnComplete`` it waits (at most :data:`HANDLE_GRACE`) for the next resumable
+    handle, which is the server state that holds this turn: a drop right after the answer
+    then resumes *after* the question instead of replaying it, and the next question's
+    answer is not preceded by a second answer to this one.
     """
     config = session.config
     if config.modality == "AUDIO" and not config.output_audio_transcription:
@@ -289,4 +305,20 @@ async def ask(session: SessionLike, text: str, *, timeout: float | None = None) 
     if result.dropped:
         raise AnswerLost(f"the question was not sent: {result.reason}", ())
     left = None if deadline is None else max(0.0, deadline - loop.time())
-    return await collect_answer(session, timeout=left, question_seq=result.seq)
+    answer = await collect_answer(session, timeout=left, question_seq=result.seq)
+    if config.session_resumption:
+        until = loop.time() + HANDLE_GRACE
+        await _handle_after(session, session.resumption_handle, min(until, deadline or until))
+    return answer
+
+
+async def _handle_after(session: SessionLike, seen: str | None, until: float) -> None:
+    """Wait until the session's handle differs from ``seen``, or ``until`` (loop time).
+
+    Polled: the handle is session state, not an event; 10 ms steps, bounded by ``until``.
+    """
+    loop = asyncio.get_running_loop()
+    for _ in range(max(0, math.ceil((until - loop.time()) / 0.01))):
+        if session.resumption_handle != seen or loop.time() >= until:
+            return
+        await asyncio.sleep(0.01)
