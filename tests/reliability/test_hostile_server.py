@@ -109,7 +109,9 @@ async def talking(
     unhandled: list[dict[str, Any]] = []
     loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
     try:
-        async with EmulatorServer(EmulatorPolicy(seconds_per_word=0.02, audio_chunk_duration=0.02)) as emu:
+        async with EmulatorServer(
+            EmulatorPolicy(seconds_per_word=0.02, audio_chunk_duration=0.02)
+        ) as emu:
             session = LiveSession(
                 CONFIG,
                 Mint(emu),

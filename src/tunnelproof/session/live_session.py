@@ -3,19 +3,17 @@
 Usage::
 
     from tunnelproof.protocol import LiveConfig
-    from tunnelproof.session import LiveSession, TextDelta, TurnComplete
+    from tunnelproof.session import LiveSession
     from tunnelproof.tokens.client import TokenServiceSource
 
-    config = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+    config = LiveConfig()  # gemini-3.8-live: AUDIO answers with their transcription
     tokens = TokenServiceSource("https://app.example.com/api/live/token")
     async with LiveSession(config, tokens, conversation_id="user-42") as session:
-        await session.send_text("Hello!")
-        async for event in session:
-            match event:
-                case TextDelta(text=text):
-                    print(text, end="")
-                case TurnComplete():
-                    break
+        answer = await session.ask("Hello!")   # through any reconnects
+        print(answer.text)                      # the transcript; answer.audio is the PCM
+
+``async for event in session`` gives every typed event instead (``OutputTranscript``,
+``AudioChunk``, ``TurnComplete``, ``Reconnecting``, ...).
 
 The session owns the reconnect logic: it asks ``token_source`` for a fresh credential on
 every attempt, resumes with the newest resumable handle, queues what the app sends while
