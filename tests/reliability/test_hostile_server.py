@@ -98,6 +98,12 @@ class App:
         result = await self.session.send_text(text)
         assert not result.dropped, result
         await self.until(lambda: len(self.turns) > mark, timeout)
+        # The handle holding this turn comes tens of ms after turnComplete (as Google's):
+        # an attack before it would replay the question and answer it twice.
+        for _ in range(200):
+            if self.session.last_turn_held:
+                break
+            await asyncio.sleep(0.01)
         return self.turns[mark]
 
 

@@ -155,7 +155,7 @@ class _FakeSession:
         self.config = config
         self.result = result
         self.sent: list[str] = []
-        self.resumption_handle: str | None = "h0"
+        self.last_turn_held = False
 
     async def send_text(self, text: str) -> SendResult:
         self.sent.append(text)
@@ -189,7 +189,7 @@ async def test_ask_returns_once_the_handle_holding_the_turn_arrived() -> None:
     # before it would let a drop right after replay the question (a second answer).
     session = _FakeSession(LiveConfig(), SendResult("sent", 1))
     loop = asyncio.get_running_loop()
-    loop.call_later(0.15, setattr, session, "resumption_handle", "h1")
+    loop.call_later(0.15, setattr, session, "last_turn_held", True)
     started = loop.time()
     await ask(session, "hello", timeout=5)
     assert 0.14 <= loop.time() - started < HANDLE_GRACE

@@ -269,8 +269,8 @@ class SessionLike(Protocol):
         ...
 
     @property
-    def resumption_handle(self) -> str | None:
-        """The newest resumable handle."""
+    def last_turn_held(self) -> bool:
+        """A resumable handle arrived after the last ``TurnComplete``."""
         ...
 
     async def send_text(self, text: str) -> SendResult:
@@ -308,17 +308,17 @@ async def ask(session: SessionLike, text: str, *, timeout: float | None = None) 
     answer = await collect_answer(session, timeout=left, question_seq=result.seq)
     if config.session_resumption:
         until = loop.time() + HANDLE_GRACE
-        await _handle_after(session, session.resumption_handle, min(until, deadline or until))
+        await _turn_held(session, min(until, deadline or until))
     return answer
 
 
-async def _handle_after(session: SessionLike, seen: str | None, until: float) -> None:
-    """Wait until the session's handle differs from ``seen``, or ``until`` (loop time).
+async def _turn_held(session: SessionLike, until: float) -> None:
+    """Wait until ``session.last_turn_held``, or ``until`` (loop time).
 
     Polled: the handle is session state, not an event; 10 ms steps, bounded by ``until``.
     """
     loop = asyncio.get_running_loop()
     for _ in range(max(0, math.ceil((until - loop.time()) / 0.01))):
-        if session.resumption_handle != seen or loop.time() >= until:
+        if session.last_turn_held or loop.time() >= until:
             return
         await asyncio.sleep(0.01)

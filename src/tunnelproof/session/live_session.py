@@ -179,6 +179,7 @@ class LiveSession:
         self.conversation_id = validate_conversation_id(conversation_id or uuid.uuid4().hex)
         self._config = config
         self._lock_checker = LockChecker(config, self.conversation_id)
+        self._handle_at_turn_end: str | None = None
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._ssl = ssl
@@ -267,6 +268,17 @@ class LiveSession:
         """The newest resumable handle (opaque; for diagnostics)."""
         return self._machine.resumption_handle
 
+    @property
+    def last_turn_held(self) -> bool:
+        """True once a resumable handle arrived after the last ``TurnComplete``.
+
+        Google sends the handle that holds a turn some 20-70 ms after ``turnComplete``; a
+        drop before it resumes from the older state and replays the turn's question.
+        Recorded when the machine emits ``TurnComplete``, not when the app reads it.
+        """
+        handle = self._machine.resumption_handle
+        return handle is not None and handle != self._handle_at_turn_end
+
     # -- events ---------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[ev.AppEvent]:
@@ -339,6 +351,8 @@ class LiveSession:
         for action in actions:
             match action:
                 case Emit(event=event):
+                    if isinstance(event, ev.TurnComplete):
+                        self._handle_at_turn_end = self._machine.resumption_handle
                     self._events.put_nowait(event)
                     _log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):

@@ -198,17 +198,17 @@ class Recorder:
         result = await self.session.send_text(text)
         assert not result.dropped, result
         await self.wait(ev.TurnComplete, since=mark, timeout=timeout)
-        await self.settled(self.session.resumption_handle)
+        await self.settled()
         return self.answer_since(mark)
 
-    async def settled(self, seen: str | None, timeout: float = 2.0) -> None:
-        """Wait (bounded) for a handle newer than ``seen``: the one holding the last turn.
+    async def settled(self, timeout: float = 2.0) -> None:
+        """Wait (bounded) for the resumable handle that holds the last turn.
 
         Google sends it tens of ms after ``turnComplete``; a drop before it resumes from
         the older state and replays the question, answering it twice.
         """
         for _ in range(int(timeout / 0.01)):
-            if self.session.resumption_handle != seen:
+            if self.session.last_turn_held:
                 return
             await asyncio.sleep(0.01)
 

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 async def _wait_for_handle(session: LiveSession) -> None:
     for _ in range(200):
-        if session.resumption_handle is not None:
+        if session.last_turn_held:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no resumable handle arrived")

@@ -60,7 +60,7 @@ async def test_audio_conversation_survives_a_drop_in_the_middle_of_an_utterance(
         assert "teal" in answer
         assert rec.of(ev.AudioChunk), "speech came back as audio"
         for _ in range(100):
-            if session.resumption_handle is not None:
+            if session.last_turn_held:
                 break
             await asyncio.sleep(0.02)
         # the user starts asking; the link dies half way through the sentence

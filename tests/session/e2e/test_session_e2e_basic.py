@@ -58,7 +58,7 @@ async def test_with_the_server_side_api_key_minting_source() -> None:
             await rec.wait(ev.Connected)
             await rec.ask(FIRST)
             for _ in range(100):
-                if session.resumption_handle is not None:
+                if session.last_turn_held:
                     break
                 await asyncio.sleep(0.02)
             emu.controls.abort_connection()

@@ -49,7 +49,7 @@ async def running(
             assert "teal" in answer
             # wait for the handle that includes the first turn
             for _ in range(100):
-                if session.resumption_handle is not None:
+                if session.last_turn_held:
                     break
                 await asyncio.sleep(0.02)
             yield emu, session, rec
@@ -195,7 +195,7 @@ async def test_expired_handle_starts_a_fresh_session_from_the_transcript() -> No
         await rec.wait(ev.Connected)
         await rec.ask(FIRST)
         for _ in range(100):
-            if session.resumption_handle is not None:
+            if session.last_turn_held:
                 break
             await asyncio.sleep(0.02)
         mark = rec.mark()
