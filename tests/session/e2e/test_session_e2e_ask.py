@@ -47,6 +47,7 @@ async def test_ask_returns_the_spoken_answer_as_text_and_audio() -> None:
     ):
         first = await session.ask(FIRST, timeout=20)
         assert first.text == f'You said: "{FIRST}".'
+        assert session.last_turn_held, "ask() returns once the turn's handle arrived"
         assert len(first.audio) > 0 and len(first.audio) % 2 == 0
         again = await session.ask(ASK_FIRST, timeout=20)
         assert again.text == EXPECTED_FIRST
