@@ -11,6 +11,7 @@ The public API:
 * Policies: :class:`RetryPolicy` (:data:`DEFAULT_POLICY`, :data:`SEED_POLICY`),
   :class:`Watchdogs`, :class:`OutboxLimits`.
 * Credentials: :class:`Credential`, :data:`TokenSource` and the typed token errors.
+* Typed outgoing messages: :class:`ClientMessage` (what every ``send_*`` builds).
 * The core: :class:`SessionMachine` (no I/O), for tests and other drivers.
 """
 
@@ -33,6 +34,7 @@ from tunnelproof.session.app_events import (
     ConfigMismatch,
     Connected,
     ContextReset,
+    Delivered,
     Disconnected,
     Failed,
     GenerationComplete,
@@ -64,9 +66,11 @@ from tunnelproof.session.credentials import (
 )
 from tunnelproof.session.handle_store import HandleStore, StoredSession
 from tunnelproof.session.live_session import LiveSession
-from tunnelproof.session.machine import SessionMachine, SessionState
+from tunnelproof.session.machine import SessionMachine
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.outgoing import ClientMessage
+from tunnelproof.session.phases import SessionState
 from tunnelproof.session.policy import (
     DEFAULT_POLICY,
     DEFAULT_WATCHDOGS,
@@ -88,11 +92,13 @@ __all__ = [
     "AnswerTimeout",
     "AppEvent",
     "AudioChunk",
+    "ClientMessage",
     "Closed",
     "ConfigMismatch",
     "Connected",
     "ContextReset",
     "Credential",
+    "Delivered",
     "Disconnected",
     "Failed",
     "GenerationComplete",
