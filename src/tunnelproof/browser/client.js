@@ -22,6 +22,7 @@ import { bytesToBase64 } from "./protocol.js";
 
 export { SessionMachine, DEFAULT_POLICY, DEFAULT_WATCHDOGS, SessionMetrics, credentialUrl } from "./machine.js";
 export { classifyClose, classifyHandshakeStatus, parseServerFrame, ProtocolError } from "./protocol.js";
+export { MicCapture, AudioPlayer, connectAudio } from "./audio.js";
 
 /** The module's version; the token service serves it under a versioned, immutable URL. */
 export const VERSION = "0.1.0";
