@@ -141,12 +141,16 @@ def normalize_action(action: act.Action, now: float) -> dict[str, Any]:
 def matches(pattern: Any, actual: Any) -> bool:
     """Partial match, the same rules as the JS runner (see scenarios.json ``about``)."""
     if isinstance(pattern, dict):
-        if isinstance(actual, int | float) and not isinstance(actual, bool) and (
-            "min" in pattern or "max" in pattern
+        if (
+            isinstance(actual, int | float)
+            and not isinstance(actual, bool)
+            and ("min" in pattern or "max" in pattern)
         ):
-            return pattern.get("min", float("-inf")) - 1e-9 <= actual <= pattern.get(
-                "max", float("inf")
-            ) + 1e-9
+            return (
+                pattern.get("min", float("-inf")) - 1e-9
+                <= actual
+                <= pattern.get("max", float("inf")) + 1e-9
+            )
         if "contains" in pattern and isinstance(actual, str):
             return str(pattern["contains"]) in actual
         if not isinstance(actual, dict):
@@ -294,7 +298,9 @@ def test_contract_scenario(scenario: dict[str, Any]) -> None:
         if "handle" in step:
             assert runner.machine.resumption_handle == step["handle"], where
         for name, value in step.get("metrics", {}).items():
-            assert getattr(runner.machine.metrics, _snake(name)) == value, f"metric {name} at {where}"
+            assert getattr(runner.machine.metrics, _snake(name)) == value, (
+                f"metric {name} at {where}"
+            )
 
 
 def test_table_covers_the_contract() -> None:

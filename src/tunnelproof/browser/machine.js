@@ -318,6 +318,7 @@ export class SessionMachine {
 
     this.goAwaySeen = false;
     this.handoverPending = false;
+    this.handoverReason = "";
 
     this.outageFailures = 0;
     this.sessionFailures = 0;
@@ -769,7 +770,7 @@ export class SessionMachine {
       return;
     }
     this.metrics.plannedHandovers += 1;
-    this.reconnectNow("planned handover after goAway");
+    this.reconnectNow(this.handoverReason);
   }
 
   /** @param {number|null} code @param {string} reason @param {boolean} planned */
@@ -1096,8 +1097,13 @@ export class SessionMachine {
     if (this.handoverPending && this.atTurnBoundary()) this.handover("goAway handover");
   }
 
-  /** @param {string} reason */
-  handover(reason) {
+  /**
+   * Close at a turn boundary and resume at once.
+   * @param {string} reason the close frame's reason
+   * @param {string} [why] the `reconnecting` event's reason
+   */
+  handover(reason, why = "planned handover after goAway") {
+    this.handoverReason = why;
     this.handoverPending = false;
     this.cancelTimer(T_GOAWAY, T_REPLY, T_STABLE);
     this.phase = "closing";
@@ -1247,7 +1253,10 @@ export class SessionMachine {
     if (this.phase !== "connected" || hiddenFor < this.watchdogs.hiddenRecheckAfter) return;
     const quietFor = this.lastFrameAt === null ? Infinity : this.now - this.lastFrameAt;
     if (quietFor < this.watchdogs.hiddenRecheckAfter) return; // frames came while hidden: alive
-    if (this.atTurnBoundary()) this.handover(`the tab was hidden ${hiddenFor.toFixed(0)} s: checking the link`);
+    if (this.atTurnBoundary()) {
+      const why = `the tab was hidden ${hiddenFor.toFixed(0)} s with a quiet link: resuming to check it`;
+      this.handover("link check after the tab was hidden", why);
+    }
   }
 
   // -- app requests --------------------------------------------------------------------------

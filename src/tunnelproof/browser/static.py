@@ -60,11 +60,7 @@ def static_router(token_path: str) -> APIRouter:
     async def versioned_file(file_version: str, name: str) -> Response:
         body = bodies.get(name)
         if file_version != version or body is None:
-            return Response(
-                b"not found", status_code=404, media_type="text/plain", headers=_COMMON
-            )
-        return Response(
-            body, media_type=JS_TYPE, headers={**_COMMON, "Cache-Control": IMMUTABLE}
-        )
+            return Response(b"not found", status_code=404, media_type="text/plain", headers=_COMMON)
+        return Response(body, media_type=JS_TYPE, headers={**_COMMON, "Cache-Control": IMMUTABLE})
 
     return router
