@@ -72,7 +72,7 @@ HARNESS = """<!doctype html>
 <title>tunnelproof harness</title>
 <body>
 <script type="module">
-import { LiveSession } from "/api/live/client.js";
+import { LiveSession, connectAudio } from "/api/live/client.js";
 const opts = JSON.parse(decodeURIComponent(location.hash.slice(1)));
 const log = [];
 window.tp = { log };
@@ -102,6 +102,18 @@ window.ask = (text, timeoutMs = 20000) => new Promise((resolve, reject) => {
   const timer = setTimeout(() => finish(() => reject(new Error(`no answer to ${text} in ${timeoutMs} ms`))), timeoutMs);
   const result = live.sendText(text);
 });
+if (opts.audio) {
+  // Microphone (16 kHz AudioWorklet) to sendAudio, model audio to a 24 kHz jitter buffer.
+  live.on("connected", async () => {
+    if (window.audio) return;
+    window.audio = "starting";
+    try {
+      window.audio = await connectAudio(live, { mic: true });
+    } catch (err) {
+      window.audioError = String(err);
+    }
+  });
+}
 if (opts.autostart !== false) live.start();
 window.harnessReady = true;
 </script>
@@ -130,6 +142,7 @@ class Stack:
         policy: dict[str, float] | None = None,
         config: dict[str, Any] | None = None,
         autostart: bool = True,
+        audio: bool = False,
     ) -> Any:
         """A page of ``context`` running the harness at the token service's origin."""
         options = {
@@ -138,6 +151,7 @@ class Stack:
             "policy": policy or {},
             "config": config or {},
             "autostart": autostart,
+            "audio": audio,
         }
         page = await context.new_page()
         errors: list[str] = []
