@@ -20,9 +20,10 @@ from urllib.parse import quote
 
 import pytest
 from pydantic import SecretStr
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.protocol.endpoints import Method, live_path
 from tunnelproof.testing.tokens_fixtures import (
     DEV_BEARER_KEY,
     DEV_USER,
@@ -121,6 +122,49 @@ window.harnessReady = true;
 """
 
 
+SEED_HARNESS = """<!doctype html>
+<meta charset="utf-8">
+<title>seed harness</title>
+<script type="module">
+import { SeedLiveSession } from "/seed_client.js";
+const opts = JSON.parse(decodeURIComponent(location.hash.slice(1)));
+const log = [];
+window.tp = { log };
+const stamp = (r) => log.push({ ...r, at: performance.now() / 1000 });
+const getToken = async () => {
+  const res = await fetch("/api/live/token", { method: "POST", headers: { Authorization: "Bearer " + opts.bearer } });
+  if (!res.ok) throw new Error("token fetch failed");
+  const { token } = await res.json();
+  return token;
+};
+const seed = new SeedLiveSession(getToken, opts.wsBase, (msg) => {
+  if (msg.setupComplete) stamp({ type: "setupComplete", resumed: Boolean(seed.resumptionHandle) });
+  const sc = msg.serverContent;
+  if (sc?.outputTranscription?.text) stamp({ type: "outputTranscript", text: sc.outputTranscription.text });
+  if (sc?.turnComplete) stamp({ type: "turnComplete" });
+}, { outputAudioTranscription: {} });
+window.seed = seed;
+window.count = (type) => log.filter((e) => e.type === type).length;
+window.ask = (text, timeoutMs) => new Promise((resolve) => {
+  const start = log.length;
+  const sent = seed.send({ realtimeInput: { text } });
+  const poll = setInterval(() => {
+    const fresh = log.slice(start);
+    if (fresh.some((e) => e.type === "turnComplete")) {
+      clearInterval(poll);
+      resolve({ sent, answer: fresh.filter((e) => e.type === "outputTranscript").map((e) => e.text).join("") });
+    }
+  }, 20);
+  setTimeout(() => { clearInterval(poll); resolve({ sent, answer: null }); }, timeoutMs);
+});
+seed.connect();
+window.harnessReady = true;
+</script>
+"""
+
+SEED_CLIENT = Path(__file__).with_name("seed_client.js")
+
+
 @dataclass
 class Stack:
     """One emulator + tunnel + token service."""
@@ -161,6 +205,15 @@ class Stack:
         await page.wait_for_function("() => window.harnessReady === true", timeout=10_000)
         return page
 
+    async def open_seed_page(self, context: Any) -> Any:
+        """A page running the seed's own LiveSession (see ``seed_client.js``)."""
+        ws_base = self.tunnel.url("ws") + live_path("v1alpha", Method.CONSTRAINED)
+        options = {"bearer": DEV_BEARER_KEY, "wsBase": ws_base}
+        page = await context.new_page()
+        await page.goto(f"{self.origin}/seed.html#{quote(json.dumps(options))}")
+        await page.wait_for_function("() => window.harnessReady === true", timeout=10_000)
+        return page
+
 
 @contextlib.asynccontextmanager
 async def running_stack(
@@ -191,6 +244,14 @@ async def running_stack(
             @app.get("/harness.html", include_in_schema=False)
             async def harness() -> HTMLResponse:
                 return HTMLResponse(HARNESS, headers={"Cache-Control": "no-store"})
+
+            @app.get("/seed.html", include_in_schema=False)
+            async def seed_harness() -> HTMLResponse:
+                return HTMLResponse(SEED_HARNESS, headers={"Cache-Control": "no-store"})
+
+            @app.get("/seed_client.js", include_in_schema=False)
+            async def seed_client() -> Response:
+                return Response(SEED_CLIENT.read_bytes(), media_type="text/javascript")
 
             async with running_token_service(service=service, app=app) as running:
                 yield Stack(emu, tunnel, running)
