@@ -122,6 +122,35 @@ async def test_blackhole_with_a_message_typed_inside_it_is_answered(
     assert dropped == []
 
 
+async def test_a_real_network_loss_with_the_token_route_unreachable_is_survived(
+    stack: Stack, context: Any
+) -> None:
+    # The seed's worst case: the socket is cut and the token fetch fails, which ended its
+    # retry chain for good. Ours probes and is back as soon as the network is.
+    page = await connected_page(stack, context)
+    assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+
+    async def unreachable(route: Any) -> None:
+        await route.abort("internetdisconnected")
+
+    await context.route("**/api/live/token", unreachable)
+    stack.tunnel.blackhole()
+    stack.tunnel.reset()
+    await asyncio.sleep(3.0)
+    offline = [e for e in await events(page, "reconnecting") if e["kind"] == "offline"]
+    assert len(offline) >= 2, "token fetch failures are the network: steady probes"
+    assert all(e["delay"] < 1.0 for e in offline)
+    await context.unroute("**/api/live/token", unreachable)
+    stack.tunnel.restore()
+    returned_at = await page_now(page)
+    await wait_event(page, "resumed", timeout=10)
+    back_after = (await events(page, "resumed"))[-1]["at"] - returned_at
+    print(f"network loss end -> resumed: {back_after:.3f} s")
+    assert back_after < 1.5
+    assert "Ada" in (await ask(page, "what is my name?"))["answer"]
+
+
 async def test_go_away_is_a_planned_handover_with_context(stack: Stack, context: Any) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]

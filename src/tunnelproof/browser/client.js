@@ -410,13 +410,13 @@ export class LiveSession {
       const data = e.data;
       if (typeof Blob !== "undefined" && data instanceof Blob) {
         // Only if someone switched binaryType back: read it, keeping frame order.
-        this.frameChain = this.frameChain.then(async () => {
+        this.inOrder(async () => {
           const buf = await data.arrayBuffer();
           this.feed({ type: "frameReceived", attempt, data: buf });
         });
         return;
       }
-      this.frameChain = this.frameChain.then(() => this.feed({ type: "frameReceived", attempt, data }));
+      this.inOrder(() => this.feed({ type: "frameReceived", attempt, data }));
     };
     ws.onclose = (e) => {
       const report = () => {
@@ -431,8 +431,21 @@ export class LiveSession {
         }
       };
       // Frames before the close are handled first.
-      this.frameChain = this.frameChain.then(report);
+      this.inOrder(report);
     };
+  }
+
+  /**
+   * Run `step` after the socket's earlier frames. A step that throws is reported, and the
+   * chain goes on: one bad frame must not silence every later one.
+   * @param {() => void | Promise<void>} step
+   */
+  inOrder(step) {
+    this.frameChain = this.frameChain.then(step).catch((err) => {
+      queueMicrotask(() => {
+        throw err;
+      });
+    });
   }
 
   /** @param {number} attempt @param {string} reason */
