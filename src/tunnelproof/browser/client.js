@@ -186,6 +186,10 @@ export class LiveSession {
     this.frameChain = Promise.resolve();
     /** @type {number|null} */
     this.hiddenAt = null;
+    /** Bytes handed to the current socket (for the send-stall watchdog). */
+    this.sentBytes = 0;
+    /** @type {ReturnType<typeof setInterval>|null} */
+    this.stallWatch = null;
     this.started = false;
     /** @type {Array<[string, EventListener, EventTarget]>} */
     this.domListeners = [];
@@ -313,7 +317,11 @@ export class LiveSession {
           this.openSocket(action.attempt, action.url);
           break;
         case "sendFrame":
-          if (this.ws && this.wsAttempt === action.attempt && this.ws.readyState === 1) this.ws.send(action.text);
+          if (this.ws && this.wsAttempt === action.attempt && this.ws.readyState === 1) {
+            this.ws.send(action.text);
+            // bufferedAmount counts UTF-8 bytes; frames are ASCII but for user text.
+            this.sentBytes += /[^\x00-\x7f]/.test(action.text) ? new TextEncoder().encode(action.text).length : action.text.length;
+          }
           break;
         case "closeSocket":
           if (this.ws && this.wsAttempt === action.attempt) this.ws.close(action.code, action.reason.slice(0, 120));
@@ -404,6 +412,7 @@ export class LiveSession {
     let opened = false;
     ws.onopen = () => {
       opened = true;
+      this.watchSendBuffer(ws, attempt);
       this.feed({ type: "socketOpened", attempt });
     };
     ws.onmessage = (e) => {
@@ -433,6 +442,41 @@ export class LiveSession {
       // Frames before the close are handled first.
       this.inOrder(report);
     };
+  }
+
+  /**
+   * The send-stall watchdog: a browser shows no TCP state, but `bufferedAmount` stops
+   * draining when the kernel cannot deliver. Drained bytes over a tick = the previous
+   * backlog + what was sent since - the backlog now; none at all with a backlog, for
+   * `sendStallTimeout` seconds of real time, is a dead link.
+   * @param {WebSocket} ws @param {number} attempt
+   */
+  watchSendBuffer(ws, attempt) {
+    if (this.stallWatch !== null) clearInterval(this.stallWatch);
+    this.sentBytes = 0;
+    let lastBuffered = 0;
+    let lastSent = 0;
+    let lastTick = this.clock().now;
+    let stalledFor = 0;
+    this.stallWatch = setInterval(() => {
+      if (this.ws !== ws) {
+        if (this.stallWatch !== null) clearInterval(this.stallWatch);
+        this.stallWatch = null;
+        return;
+      }
+      const now = this.clock().now;
+      const buffered = ws.bufferedAmount;
+      const drained = lastBuffered + (this.sentBytes - lastSent) - buffered;
+      stalledFor = buffered > 0 && drained <= 0 ? stalledFor + (now - lastTick) : 0;
+      lastBuffered = buffered;
+      lastSent = this.sentBytes;
+      lastTick = now;
+      if (stalledFor >= this.machine.watchdogs.sendStallTimeout) {
+        const seconds = stalledFor;
+        stalledFor = 0;
+        this.feed({ type: "sendStalled", attempt, seconds });
+      }
+    }, 500);
   }
 
   /**

@@ -68,6 +68,8 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} goAwayMargin
  * @property {number} handleValidity seconds a handle lives after the last disconnect
  * @property {number} hiddenRecheckAfter a tab hidden this long is checked when shown again
+ * @property {number} sendStallTimeout the browser's send buffer (`bufferedAmount`) not
+ *   draining at all for this long is a dead link (the page's stand-in for TCP_USER_TIMEOUT)
  */
 
 /** @type {Watchdogs} */
@@ -81,6 +83,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
   goAwayMargin: 5,
   handleValidity: 2 * 60 * 60,
   hiddenRecheckAfter: 30,
+  sendStallTimeout: 5,
 });
 
 /**
@@ -119,7 +122,8 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "resumeRequested"}
  *   | {type: "networkOffline"}
  *   | {type: "networkOnline"}
- *   | {type: "pageShown", hiddenFor: number}} MachineEvent
+ *   | {type: "pageShown", hiddenFor: number}
+ *   | {type: "sendStalled", attempt: number, seconds: number}} MachineEvent
  */
 
 /**
@@ -430,6 +434,9 @@ export class SessionMachine {
         break;
       case "pageShown":
         this.onPageShown(event.hiddenFor);
+        break;
+      case "sendStalled":
+        this.onSendStalled(event.attempt, event.seconds);
         break;
     }
     const out = this.out;
@@ -1257,6 +1264,21 @@ export class SessionMachine {
       const why = `the tab was hidden ${hiddenFor.toFixed(0)} s with a quiet link: resuming to check it`;
       this.handover("link check after the tab was hidden", why);
     }
+  }
+
+  /**
+   * The driver saw the socket's send buffer not drain at all for `seconds`: the kernel
+   * cannot deliver (a half-open link). Found whether or not a reply is due, so a user
+   * talking into a dead link is not left talking.
+   * @param {number} attempt @param {number} seconds
+   */
+  onSendStalled(attempt, seconds) {
+    if (attempt !== this.attemptId || (this.phase !== "connected" && this.phase !== "setup")) return;
+    this.metrics.deadLinksDetected += 1;
+    const reason = `the send buffer did not drain for ${seconds.toFixed(1)} s`;
+    this.abort(reason);
+    this.connectionGone(null, reason, false);
+    this.offlineFailure(reason);
   }
 
   // -- app requests --------------------------------------------------------------------------
