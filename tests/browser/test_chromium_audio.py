@@ -93,13 +93,13 @@ async def test_a_spoken_question_is_answered_in_audio_and_played(
         assert stats["queued"] == sum(e["pcm"] for e in chunks) // 2
         await page.wait_for_function("() => window.audio.player.playedSamples > 0", timeout=10_000)
 
-        # Barge-in: a long answer queued, then `interrupted` stops it at once.
+        # Barge-in: a long answer queued, then the `interrupted` event stops it at once.
         flushed = await page.evaluate(
             """async () => {
               const p = window.audio.player;
               p.push(new Uint8Array(24000 * 2 * 3));  // 3 s
               await new Promise((r) => setTimeout(r, 300));
-              p.flush();
+              window.live.dispatch({ type: "interrupted" });  // as the machine emits it
               await new Promise((r) => setTimeout(r, 300));
               return { flushed: p.flushedSamples };
             }"""
