@@ -24,9 +24,6 @@ export { SessionMachine, DEFAULT_POLICY, DEFAULT_WATCHDOGS, SessionMetrics, cred
 export { classifyClose, classifyHandshakeStatus, parseServerFrame, ProtocolError } from "./protocol.js";
 export { MicCapture, AudioPlayer, connectAudio } from "./audio.js";
 
-/** The module's version; the token service serves it under a versioned, immutable URL. */
-export const VERSION = "0.1.0";
-
 /** @typedef {import("./machine.js").LiveConfig} LiveConfig */
 /** @typedef {import("./machine.js").Credential} Credential */
 /** @typedef {import("./machine.js").AppEvent} AppEvent */
