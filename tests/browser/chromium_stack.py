@@ -142,8 +142,9 @@ const seed = new SeedLiveSession(getToken, opts.wsBase, (msg) => {
   const sc = msg.serverContent;
   if (sc?.outputTranscription?.text) stamp({ type: "outputTranscript", text: sc.outputTranscription.text });
   if (sc?.turnComplete) stamp({ type: "turnComplete" });
-}, { outputAudioTranscription: {} });
+}, { outputAudioTranscription: {} }, opts.binaryFix !== false);
 window.seed = seed;
+window.addEventListener("error", (e) => stamp({ type: "pageError", message: String(e.message) }));
 window.count = (type) => log.filter((e) => e.type === type).length;
 window.ask = (text, timeoutMs) => new Promise((resolve) => {
   const start = log.length;
@@ -205,10 +206,10 @@ class Stack:
         await page.wait_for_function("() => window.harnessReady === true", timeout=10_000)
         return page
 
-    async def open_seed_page(self, context: Any) -> Any:
+    async def open_seed_page(self, context: Any, *, binary_fix: bool = True) -> Any:
         """A page running the seed's own LiveSession (see ``seed_client.js``)."""
         ws_base = self.tunnel.url("ws") + live_path("v1alpha", Method.CONSTRAINED)
-        options = {"bearer": DEV_BEARER_KEY, "wsBase": ws_base}
+        options = {"bearer": DEV_BEARER_KEY, "wsBase": ws_base, "binaryFix": binary_fix}
         page = await context.new_page()
         await page.goto(f"{self.origin}/seed.html#{quote(json.dumps(options))}")
         await page.wait_for_function("() => window.harnessReady === true", timeout=10_000)

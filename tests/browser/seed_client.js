@@ -6,7 +6,8 @@
 // it `JSON.parse(e.data)` throws on every Google frame and nothing works at all).
 
 export class SeedLiveSession {
-  constructor(getToken, wsBase, onMessage, setupExtra = {}) {
+  constructor(getToken, wsBase, onMessage, setupExtra = {}, binaryFix = true) {
+    this.binaryFix = binaryFix;
     this.ws = null;
     this.resumptionHandle = null;
     this.attempts = 0;
@@ -27,7 +28,7 @@ export class SeedLiveSession {
   async open() {
     const token = await this.getToken(); // always a fresh token
     const ws = new WebSocket(`${this.wsBase}?access_token=${token}`);
-    ws.binaryType = "arraybuffer"; // CHANGED: the binary-frame fix (see the header)
+    if (this.binaryFix) ws.binaryType = "arraybuffer"; // CHANGED: the binary-frame fix (see the header)
     ws.onopen = () => {
       this.attempts = 0;
       ws.send(
@@ -42,8 +43,8 @@ export class SeedLiveSession {
       );
     };
     ws.onmessage = (e) => {
-      const text = typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data); // CHANGED
-      const msg = JSON.parse(text);
+      const text = !this.binaryFix || typeof e.data === "string" ? e.data : new TextDecoder().decode(e.data); // CHANGED
+      const msg = JSON.parse(text); // the seed's own line: throws on a Blob without the fix
       const update = msg.sessionResumptionUpdate;
       if (update?.resumable && update.newHandle) {
         this.resumptionHandle = update.newHandle;

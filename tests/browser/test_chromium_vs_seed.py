@@ -154,6 +154,22 @@ async def network_loss_journey(kind: str, browser: Any) -> dict[str, Any]:
             await context.close()
 
 
+async def binary_frames_journey(browser: Any) -> dict[str, Any]:
+    """The seed exactly as written: ``JSON.parse(e.data)`` on Google's binary frames."""
+    async with running_stack() as stack:
+        context = await browser.new_context()
+        try:
+            page = await stack.open_seed_page(context, binary_fix=False)
+            await asyncio.sleep(3.0)
+            log = await page.evaluate("() => window.tp.log")
+            return {
+                "setup_complete_seen": any(e["type"] == "setupComplete" for e in log),
+                "page_errors": len([e for e in log if e["type"] == "pageError"]),
+            }
+        finally:
+            await context.close()
+
+
 async def test_ours_beats_the_seed_in_chromium(browser: Any) -> None:
     results: dict[str, dict[str, Any]] = {}
     for kind in ("seed", "ours"):
@@ -162,6 +178,7 @@ async def test_ours_beats_the_seed_in_chromium(browser: Any) -> None:
             "blackhole_5s_typed_message": await blackhole_journey(kind, browser),
             "network_loss_5s": await network_loss_journey(kind, browser),
         }
+    results["seed"]["binary_frames_without_the_fix"] = await binary_frames_journey(browser)
     out = os.environ.get("TUNNELPROOF_BROWSER_BENCH_OUT")
     if out:
         Path(out).write_text(json.dumps({"chromium": True, "results": results}, indent=2) + "\n")
@@ -173,3 +190,4 @@ async def test_ours_beats_the_seed_in_chromium(browser: Any) -> None:
     assert ours["network_loss_5s"]["context_kept"]
     assert ours["network_loss_5s"]["back_after_return_s"] < 1.5
     assert seed["network_loss_5s"]["back_after_return_s"] is NEVER
+    assert not seed["binary_frames_without_the_fix"]["setup_complete_seen"]
