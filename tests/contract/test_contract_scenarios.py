@@ -57,6 +57,7 @@ EVENT_TYPES = {
     ev.GoAwayReceived: "goAway",
     ev.Failed: "failed",
     ev.SendDropped: "sendDropped",
+    ev.Delivered: "delivered",
     ev.Closed: "closed",
     ev.ProtocolViolation: "protocolViolation",
     ev.TextDelta: "text",

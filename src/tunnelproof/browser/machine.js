@@ -136,6 +136,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "goAway", timeLeft: number|null, handoverBy: number}
  *   | {type: "failed", verdict: CloseVerdict, advice: string}
  *   | {type: "sendDropped", seqs: number[], kind: string, reason: string, audioMs: number}
+ *   | {type: "delivered", seqs: number[]}
  *   | {type: "closed"}
  *   | {type: "protocolViolation", message: string, size: number|null}
  *   | {type: "text", text: string}
@@ -1071,7 +1072,10 @@ export class SessionMachine {
     this.handleCurrent = true;
     if (this.seedState === "read") this.seedState = "";
     this.callsSinceHandle = [];
-    this.outbox.confirm(this.sentUnanswered ?? 0);
+    // Delivery is decided here only: the handle holds everything sent before it but the
+    // sends still awaiting their answer (the server read those after issuing it).
+    const confirmed = this.outbox.confirm(this.sentUnanswered ?? 0);
+    if (confirmed.length) this.emit({ type: "delivered", seqs: confirmed.map((i) => i.seq) });
     this.saveHandle();
   }
 

@@ -241,13 +241,17 @@ export class Outbox {
     while (this.unconfirmed.length > this.limits.maxUnconfirmedMessages) this.unconfirmed.shift();
   }
 
-  /** A resumable handle arrived: the server holds what was sent before it. @param {number} [keepLast] */
+  /**
+   * A resumable handle arrived: the server holds what was sent before the `keepLast`
+   * newest sends. Returns the items confirmed, oldest first.
+   * @param {number} [keepLast] @returns {Outgoing[]}
+   */
   confirm(keepLast = 0) {
-    if (keepLast <= 0) {
-      this.unconfirmed = [];
-      return;
-    }
-    if (this.unconfirmed.length > keepLast) this.unconfirmed = this.unconfirmed.slice(-keepLast);
+    const keep = Math.max(0, keepLast);
+    if (this.unconfirmed.length <= keep) return [];
+    const confirmed = this.unconfirmed.slice(0, this.unconfirmed.length - keep);
+    this.unconfirmed = this.unconfirmed.slice(this.unconfirmed.length - keep);
+    return confirmed;
   }
 
   /** Put unconfirmed messages back in front of `pending`. @param {number} now @returns {Outgoing[]} dropped */
