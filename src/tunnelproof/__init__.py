@@ -2,18 +2,13 @@
 
 The names an app needs, from one place::
 
-    from tunnelproof import LiveConfig, LiveSession, TextDelta, TokenServiceSource, TurnComplete
+    from tunnelproof import LiveConfig, LiveSession, TokenServiceSource
 
-    config = LiveConfig(response_modalities=("TEXT",))
+    config = LiveConfig()  # AUDIO answers with their transcription, as Google's Live models
     tokens = TokenServiceSource("https://app.example.com/api/live/token")
     async with LiveSession(config, tokens, conversation_id="user-42") as session:
-        await session.send_text("Hello!")
-        async for event in session:
-            match event:
-                case TextDelta(text=text):
-                    print(text, end="")
-                case TurnComplete():
-                    break
+        answer = await session.ask("Hello!")   # answer.text: the transcript; .audio: PCM
+        print(answer.text)
 
 The facade is lazy (PEP 562): ``import tunnelproof`` imports nothing else, and each name
 loads its module on first use, so ``tunnelproof --help`` and small tools stay fast. The
