@@ -9,6 +9,7 @@ from tunnelproof.tokens.metrics import CONTENT_TYPE_LATEST
 from tunnelproof.tokens.origin import add_cors
 from tunnelproof.tokens.router import TokenService
 from tunnelproof.tokens.settings import TokenServiceSettings
+from tunnelproof.tokens.tickets import maybe_add_relay_tickets
 
 
 def create_app(
@@ -40,6 +41,7 @@ def create_app(
     app.state.token_service = service
     # include_router merges the router's lifespan (start-up check, client close) into ours.
     app.include_router(service.router)
+    maybe_add_relay_tickets(app, service)  # POST /api/live/relay-ticket when configured
     add_cors(app, service.origin_policy)
 
     @app.get("/healthz", summary="Liveness and configuration check")

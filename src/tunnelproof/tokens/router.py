@@ -33,6 +33,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tunnelproof.browser.static import static_router
 from tunnelproof.tokens.auth import (
     AuthenticationFailed,
     Authenticator,
@@ -201,6 +202,8 @@ class TokenService:
                 },
             },
         )
+        # The browser client (ES module) is served beside the token route it calls.
+        router.include_router(static_router(self.settings.path))
         return router
 
     async def handle(self, request: Request) -> Response:
