@@ -16,7 +16,8 @@ keeps coming back at real-time pace. For each step the process opens sessions un
 schedule, and the audio received. A step *holds* when the p99 send lag is under one chunk
 period (20 ms) and the audio received is at least 80% of real time (the pause between one
 answer and the next costs 5-10%); the ramp stops at the first step that does not hold (past
-saturation). Prints one JSON line with every step.
+saturation), though never before ``measure_at`` sessions, so the clients share the counts
+up to it. Prints one JSON line with every step.
 """
 
 from __future__ import annotations
@@ -310,7 +311,9 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
         step = await _step(n, config, counters, server_pid)
         step["errors"] = len(counters.errors)
         steps.append(step)
-        if not step["holds"] or counters.errors:
+        # Past saturation: stop at the first step that does not hold, but not before
+        # ``measure_at``, so every client is measured at the same counts up to it.
+        if counters.errors or (not step["holds"] and n >= int(config.get("measure_at", 0))):
             break
     stop.set()
     with contextlib.suppress(TimeoutError):
