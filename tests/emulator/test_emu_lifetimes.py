@@ -11,9 +11,12 @@ from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 from .emu_helpers import (
     ask,
     expect_close,
+    key_url,
     recv,
     recv_until,
+    refused_with,
     send,
+    setup,
     start,
 )
 
@@ -72,8 +75,6 @@ async def test_session_limit_without_compression(emulator_factory: EmulatorFacto
     # The session is over: its handles no longer resume.
     ws2, _ = await start(emu, resumption=False)
     await ws2.close()
-    from emu_helpers import key_url, refused_with, setup
-
     code, _ = await refused_with(key_url(emu), setup(handle=handle))
     assert code == 1007
 

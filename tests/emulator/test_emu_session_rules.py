@@ -131,7 +131,8 @@ async def test_snake_case_at_every_level(emulator: EmulatorServer) -> None:
         {
             "setup": {
                 "model": f"models/{MODEL}",
-                "generation_config": {"response_modalities": ["TEXT"]},
+                "generation_config": {"response_modalities": ["AUDIO"]},
+                "output_audio_transcription": {},
                 "session_resumption": {},
                 "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
             }

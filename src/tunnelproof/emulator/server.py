@@ -188,7 +188,7 @@ class EmulatorServer:
             for task in pending:
                 task.cancel()
             for conn in open_:
-                if conn.is_open and not conn.ws.closed:
+                if conn.is_open and not conn.socket_closed:
                     conn.abort()
         if self.persist_sessions and self.state_dir is not None:
             self._save_state()
