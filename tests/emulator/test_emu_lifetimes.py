@@ -88,9 +88,7 @@ async def test_video_shortens_the_session_limit(emulator_factory: EmulatorFactor
 
 
 async def test_no_session_limit_with_compression(emulator_factory: EmulatorFactory) -> None:
-    emu = await emulator_factory(
-        EmulatorPolicy(session_limit_audio=0.3, text_chunk_interval=0.1, text_chunk_words=1)
-    )
+    emu = await emulator_factory(EmulatorPolicy(session_limit_audio=0.3, seconds_per_word=0.1))
     ws, _ = await start(emu, contextWindowCompression={"slidingWindow": {}})
     # The answer takes about 1 s, well past the 0.3 s limit; the session survives it.
     answer, _, _ = await ask(ws, "count to 10")

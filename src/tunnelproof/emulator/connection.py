@@ -110,6 +110,7 @@ class LiveConnection:
         self._settling: asyncio.Task[None] | None = None  # reasoning/handle after a turn
         self._timers: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: set[asyncio.Event] = set()  # probes waiting to hear from the client
         self._vad: VoiceDetector | None = None
         self._manual_audio: bytearray | None = None
         self._partial: list[str] = []
@@ -175,6 +176,8 @@ class LiveConnection:
             while True:
                 msg = await self.ws.receive()
                 self.last_heard = asyncio.get_running_loop().time()
+                for listener in self._listeners:
+                    listener.set()
                 if msg.type is WSMsgType.PING:
                     self._answer_ping(msg.data)
                     continue
@@ -303,19 +306,26 @@ class LiveConnection:
         self.pongs.delay = delay
         self.pongs.withhold = withhold
 
-    def probe(self) -> None:
-        """Ping the client: a live peer's pong refreshes ``last_heard``, a dead one's never comes.
+    async def answers_probe(self, timeout: float) -> bool:
+        """Ping the client; True if anything (its pong, any frame) arrives within ``timeout``.
 
-        Sent when a resume of this connection's session is refused because this socket
-        still looks open, so the next attempt can tell a live socket from a half-open one.
+        Asked before a resume takes this socket's session over: a silent but live client
+        answers (WebSocket stacks pong by themselves), a half-open socket does not.
         """
-        if self.is_open and not self.ws.closed:
-            self.hub.events.emit("probe", connection=self.id)
-            self._spawn(self._ping())
-
-    async def _ping(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.ping(b"tunnelproof-emulator-probe")
+        if not self.is_open or self.ws.closed:
+            return False
+        heard = asyncio.Event()
+        self._listeners.add(heard)
+        try:
+            with contextlib.suppress(Exception):
+                await self.ws.ping(b"tunnelproof-emulator-probe")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), timeout)
+        finally:
+            self._listeners.discard(heard)
+        answered = heard.is_set() and self.is_open
+        self.hub.events.emit("probe", connection=self.id, answered=answered)
+        return answered
 
     async def _pong_later(self, payload: bytes, delay: float) -> None:
         if delay > 0:
@@ -361,7 +371,7 @@ class LiveConnection:
         setup = apply_token_setup(token, client_setup)
         info = validate_setup(setup, self.version, policy)
         handle = setup_handle(setup)
-        granted = self._resume(handle, info) if handle is not None else None
+        granted = await self._resume(handle, info) if handle is not None else None
         if token is not None:
             try:
                 hub.ledger.admit(token, self.id, resume=granted is not None)
@@ -402,21 +412,29 @@ class LiveConnection:
             await self.send_go_away(policy.go_away_on_connect)
         self._timers = asyncio.ensure_future(self._run_timers())
 
-    def _resume(self, handle: str, info: SetupInfo) -> ResumeGranted:
+    async def _resume(self, handle: str, info: SetupInfo) -> ResumeGranted:
         hub = self.hub
+        policy = hub.policy
         try:
-            return decide_resume(
-                hub.store, handle, info.model, hub.policy, hub.faults, self._idle_of
+            granted = decide_resume(
+                hub.store, handle, info.model, policy, hub.faults, self._idle_of
             )
+            if granted.takeover is not None and policy.resume_probe_timeout > 0:
+                # Silent long enough to be suspect; ask it before declaring it dead.
+                old = hub.connections.get(granted.takeover)
+                if old is not None and await old.answers_probe(policy.resume_probe_timeout):
+                    raise ResumeDenied(
+                        "still_open",
+                        CloseRefusal(
+                            policy.resume_while_open_close_code,
+                            policy.resume_while_open_close_reason,
+                        ),
+                    )
+            return granted
         except ResumeDenied as denied:
             hub.events.emit(
                 "resume_refused", connection=self.id, problem=denied.problem, handle=handle
             )
-            if denied.problem == "still_open":
-                session = hub.store.handle_session(handle)
-                old = hub.connections.get(session.connection_id or "") if session else None
-                if old is not None:
-                    old.probe()
             raise denied.refusal from None
 
     def _idle_of(self, connection_id: str) -> float:

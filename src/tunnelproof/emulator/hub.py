@@ -47,8 +47,8 @@ class ConnectionPeer(Protocol):
     def abort(self) -> None:
         """Drop the TCP connection with no close frame."""
 
-    def probe(self) -> None:
-        """Send a ping, so a live peer's pong shows it is still there."""
+    async def answers_probe(self, timeout: float) -> bool:
+        """Ping the client; True if it is heard from within ``timeout`` seconds."""
 
     async def send_go_away(self, time_left: float) -> None:
         """Send ``goAway`` now; the connection ends ``time_left`` seconds later."""

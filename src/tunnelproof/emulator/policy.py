@@ -84,10 +84,14 @@ class EmulatorPolicy:
     resume_while_open_close_code: int = 1011
     resume_while_open_close_reason: str = REASON_INTERNAL_ERROR
     resume_takeover_idle: float | None = 10.0
-    """A resume takes over a session whose open socket has been silent this long (nothing
-    heard from it: no frame, ping or pong); the old socket is aborted. Before that the resume
-    is refused with ``resume_while_open_close_code``, and the old socket is probed with a
-    ping so a live client's pong keeps it alive. ``None``: refuse while it is open, forever."""
+    """A resume may take over a session whose open socket has been silent this long (nothing
+    heard from it: no frame, ping or pong): the old socket is pinged, and if nothing comes
+    back within ``resume_probe_timeout`` it is aborted and the resume gets in. Otherwise the
+    resume is refused with ``resume_while_open_close_code``. ``None``: refuse while the old
+    socket is open, however long it is silent."""
+    resume_probe_timeout: float = 1.0
+    """How long the ping to a silent old socket may go unanswered before it counts as dead
+    (0: no ping, silence alone decides)."""
     refused_resume_close_code: int = 1011
     refused_resume_close_reason: str = REASON_INTERNAL_ERROR
     refuse_resume_after_lifetime: bool = False
