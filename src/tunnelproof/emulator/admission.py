@@ -49,6 +49,17 @@ class ConnState(StrEnum):
         return self in (ConnState.AWAITING_SETUP, ConnState.OPEN)
 
 
+class ClosedBy(StrEnum):
+    """Who ended a connection (one value per kind of ending)."""
+
+    CLIENT = "client"  # the client's close frame
+    RULE = "rule"  # a protocol rule refused something (1007, 1008, 1011 ...)
+    SERVER = "server"  # a lifetime, session limit or token expiry
+    CONTROL = "control"  # the fault controls
+    SHUTDOWN = "shutdown"  # the emulator is stopping (1001)
+    ABORT = "abort"  # TCP dropped without a close frame
+
+
 @dataclass(slots=True)
 class ResumeRefusals:
     """The "refuse the next N resumes" fault."""

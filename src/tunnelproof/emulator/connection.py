@@ -22,6 +22,7 @@ from aiohttp import WSMsgType, web
 
 from tunnelproof.emulator import brain, replies
 from tunnelproof.emulator.admission import (
+    ClosedBy,
     ConnState,
     ResumeDenied,
     ResumeGranted,
@@ -99,7 +100,7 @@ class LiveConnection:
         self.state = ConnState.AWAITING_SETUP
         self.close_code: int | None = None
         self.close_reason: str | None = None
-        self.closed_by: str | None = None
+        self.closed_by: ClosedBy | None = None
         self.go_away_sent_at: float | None = None
         self.go_away_deadline: float | None = None  # loop time
         self.pongs = PongOverride()
@@ -155,7 +156,7 @@ class LiveConnection:
             "go_away_sent_at": self.go_away_sent_at,
             "close_code": self.close_code,
             "close_reason": self.close_reason,
-            "closed_by": self.closed_by,
+            "closed_by": self.closed_by.value if self.closed_by else None,
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "peer": self.request.remote,
@@ -186,7 +187,7 @@ class LiveConnection:
                     try:
                         await self._handle_frame(msg.data)
                     except CloseRefusal as refusal:
-                        await self.close(refusal.code, refusal.reason, by="rule")
+                        await self.close(refusal.code, refusal.reason, by=ClosedBy.RULE)
                         break
                     continue
                 if msg.type is WSMsgType.PONG:
@@ -195,7 +196,7 @@ class LiveConnection:
                 if msg.type is WSMsgType.CLOSE and self.close_code is None:
                     self.close_code = self.ws.close_code
                     self.close_reason = msg.extra or ""
-                    self.closed_by = "client"
+                    self.closed_by = ClosedBy.CLIENT
                 break
         finally:
             await self._cleanup()
@@ -225,7 +226,7 @@ class LiveConnection:
             session=session.id if session else None,
             code=self.close_code,
             reason=self.close_reason,
-            by=self.closed_by,
+            by=self.closed_by.value if self.closed_by else None,
         )
 
     # -- sending and closing -------------------------------------------------------------
@@ -251,7 +252,7 @@ class LiveConnection:
                 self.frames_out += 1
         return True
 
-    async def close(self, code: int, reason: str, *, by: str = "server") -> None:
+    async def close(self, code: int, reason: str, *, by: ClosedBy = ClosedBy.SERVER) -> None:
         """Close with a close frame carrying ``code`` and ``reason``."""
         if self._closing:
             return
@@ -268,7 +269,7 @@ class LiveConnection:
             return
         self._closing = True
         self.state = ConnState.ABORTED
-        self.closed_by = "abort"
+        self.closed_by = ClosedBy.ABORT
         self._stop_generation()
         transport = self.request.transport
         if transport is not None:
@@ -288,7 +289,7 @@ class LiveConnection:
         # A bad credential is refused after the first message; a client that sends
         # nothing still gets the close once the policy's grace period ends.
         await asyncio.sleep(self.hub.policy.auth_close_timeout)
-        await self.close(refusal.code, refusal.reason, by="rule")
+        await self.close(refusal.code, refusal.reason, by=ClosedBy.RULE)
 
     # -- pings ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunnelproof.emulator.admission import ClosedBy
 from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.events import Event
 from tunnelproof.emulator.hub import ConnectionPeer, Hub
@@ -70,7 +71,7 @@ class EmulatorControls:
     ) -> JsonDict:
         """Close a connection with any code and reason."""
         conn = self._connection(connection)
-        await conn.close(code, reason, by="control")
+        await conn.close(code, reason, by=ClosedBy.CONTROL)
         return conn.to_dict()
 
     def abort_connection(self, connection: str | None = None) -> JsonDict:

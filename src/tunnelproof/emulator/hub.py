@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tunnelproof.emulator.admission import ClientFaults, ConnState, ResumeRefusals
+from tunnelproof.emulator.admission import ClientFaults, ClosedBy, ConnState, ResumeRefusals
 from tunnelproof.emulator.events import EventLog
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.sessions import Session, SessionStore
@@ -41,7 +41,7 @@ class ConnectionPeer(Protocol):
     def to_dict(self) -> dict[str, Any]:
         """JSON view for the controls."""
 
-    async def close(self, code: int, reason: str, *, by: str = "server") -> None:
+    async def close(self, code: int, reason: str, *, by: ClosedBy = ClosedBy.SERVER) -> None:
         """Close with a close frame."""
 
     def abort(self) -> None:
