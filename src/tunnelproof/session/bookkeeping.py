@@ -54,6 +54,16 @@ from tunnelproof.session.transcript import Transcript
 from tunnelproof.session.turns import TurnTracker
 
 
+def unusable_credential_verdict(problem: str) -> CloseVerdict:
+    """The verdict for a credential the machine cannot even turn into an endpoint."""
+    return CloseVerdict(
+        CloseClass.FATAL_CONFIG,
+        None,
+        problem,
+        "The token source returned an unusable credential; fix it, then resume().",
+    )
+
+
 def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
     """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
     if kind is TokenFailure.AUTH:
@@ -314,6 +324,8 @@ class SessionBookkeeping:
             # link is normal, so the watchdog stops watching.
             self.turns.generation_completed()
             self._emit(ev.GenerationComplete())
+        if content.interaction_status is not None:
+            self.turns.interaction_reported(content.interaction_status)
         if content.turn_complete:
             self.turns.turn_completed()
             self.resumption.turn_ended()  # the next handle will include this turn
@@ -344,8 +356,19 @@ class SessionBookkeeping:
     def _at_turn_boundary(self) -> bool:
         if self.phase is not Phase.CONNECTED or self.turns.busy or self.tools.open:
             return False
+        if self.turns.interaction_in_progress:
+            return False  # turnComplete is not idle on background-reasoning models
         # Wait for a handle that includes the last turn, or the resume would rewind it.
         return self.resumption.current or not self.config.session_resumption
+
+    def _turn_handle_due(self) -> bool:
+        """A turn ended and the resumable handle that includes it has not come yet."""
+        return (
+            self.config.session_resumption
+            and not self.resumption.current
+            and not self.turns.busy
+            and not self.tools.open
+        )
 
     def _accept(self, item: Outgoing) -> SendResult:
         if self.phase in (Phase.CLOSED, Phase.CLOSING):
