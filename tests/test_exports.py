@@ -28,6 +28,7 @@ EXPECTED = [
     "Delivered",
     "Disconnected",
     "EmulatorServer",
+    "EventsDropped",
     "Failed",
     "FunctionResponse",
     "GenerationComplete",

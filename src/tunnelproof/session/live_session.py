@@ -64,6 +64,7 @@ from tunnelproof.session.driver import (
     classify_token_error,
     log_lifecycle,
 )
+from tunnelproof.session.event_buffer import DEFAULT_MAX_CONTENT_BYTES, EventBuffer
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
@@ -87,8 +88,6 @@ from tunnelproof.session.sockets import (
 )
 
 log = logging.getLogger("tunnelproof.session")
-
-_END = object()
 
 
 class LiveSession:
@@ -120,6 +119,9 @@ class LiveSession:
         max_frame_bytes: the largest server frame accepted.
         connect_kwargs: extra keyword arguments for ``websockets.asyncio.client.connect``
             (e.g. ``proxy=None``). Keepalive pings stay off whatever is passed here.
+        max_buffered_event_bytes: content events (audio, text, transcripts) the app has
+            not read yet are bounded by this many bytes; beyond it the oldest are dropped
+            and reported (``EventsDropped``). Lifecycle events are never dropped.
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class LiveSession:
         ssl: ssl_module.SSLContext | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         connect_kwargs: Mapping[str, Any] | None = None,
+        max_buffered_event_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     ) -> None:
         self._watchdogs = watchdogs or DEFAULT_WATCHDOGS
         self._machine = SessionMachine(
@@ -153,7 +156,7 @@ class LiveSession:
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._connect = ConnectOptions.build(self._watchdogs, ssl, max_frame_bytes, connect_kwargs)
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._events = EventBuffer(max_buffered_event_bytes)
         self._sockets: dict[int, SocketAttempt] = {}
         self._token_tasks: dict[int, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
@@ -231,21 +234,30 @@ class LiveSession:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[ev.AppEvent]:
-        """Every event, in order, until the session is closed.
+    async def events(self, *, end_on_failed: bool = False) -> AsyncIterator[ev.AppEvent]:
+        """Every event, in order, until ``Closed`` (or, with ``end_on_failed``, ``Failed``).
 
-        Consume it steadily: events are buffered without bound (audio included) so that
-        none is ever dropped behind the app's back.
+        Without ``end_on_failed`` the iterator outlives a ``Failed``, for apps that offer
+        the user a retry (``resume()``) and keep reading. Each event goes to one reader.
+
+        Consume it steadily. Lifecycle events are never dropped; content events (audio,
+        text, transcripts) beyond ``max_buffered_event_bytes`` are dropped oldest first
+        and reported with one ``EventsDropped`` event, so nothing is lost silently.
         """
         while True:
             item = await self._events.get()
-            if item is _END:
-                self._events.put_nowait(_END)  # later iterators end too
+            if item is None:
                 return
             yield item
+            if isinstance(item, ev.Closed) or (end_on_failed and isinstance(item, ev.Failed)):
+                return
 
     def __aiter__(self) -> AsyncIterator[ev.AppEvent]:
-        return self.events()
+        """``async for event in session``: ends after ``Failed`` or ``Closed``, never hangs.
+
+        After ``Failed`` and ``resume()``, a new ``async for`` reads the events that follow.
+        """
+        return self.events(end_on_failed=True)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -297,7 +309,7 @@ class LiveSession:
         for action in actions:
             match action:
                 case Emit(event=event):
-                    self._events.put_nowait(event)
+                    self._events.put(event)
                     log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):
                         self._closed.set()
@@ -404,7 +416,7 @@ class LiveSession:
         if self._own_store:
             with contextlib.suppress(Exception):
                 await self._store.close()
-        self._events.put_nowait(_END)
+        self._events.end()
 
 
 def _memory_store() -> HandleStore:
