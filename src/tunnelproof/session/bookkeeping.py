@@ -50,7 +50,7 @@ from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
-from tunnelproof.session.transcript import Transcript
+from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
 from tunnelproof.session.turns import TurnTracker
 
 
@@ -97,7 +97,8 @@ class SessionBookkeeping:
         watchdogs: Watchdogs = DEFAULT_WATCHDOGS,
         limits: OutboxLimits | None = None,
         rng: random.Random | None = None,
-        transcript_turns: int = 200,
+        transcript_turns: int = DEFAULT_MAX_TURNS,
+        transcript_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         # Settings: never change, and decide nothing on their own.
         self.config = config
@@ -106,7 +107,7 @@ class SessionBookkeeping:
         self.rng = rng if rng is not None else random.Random()
         # Data, owned by the helpers; they answer questions, the machine decides.
         self.outbox = Outbox(limits or OutboxLimits())
-        self.transcript = Transcript(max_turns=transcript_turns)
+        self.transcript = Transcript(max_turns=transcript_turns, max_bytes=transcript_bytes)
         self.metrics = SessionMetrics()
         self.credentials = CredentialSlot()
         self.retry = RetryBudget(policy)
