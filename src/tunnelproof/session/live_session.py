@@ -86,6 +86,7 @@ from tunnelproof.session.sockets import (
     close_quietly,
     run_socket,
 )
+from tunnelproof.session.store_writer import StoreWriter
 
 log = logging.getLogger("tunnelproof.session")
 
@@ -160,8 +161,7 @@ class LiveSession:
         self._sockets: dict[int, SocketAttempt] = {}
         self._token_tasks: dict[int, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._store_ops: asyncio.Queue[Any] = asyncio.Queue()
-        self._store_task: asyncio.Task[None] | None = None
+        self._writer = StoreWriter(self._store, self.conversation_id)
         self._closers: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._started = False
@@ -194,7 +194,7 @@ class LiveSession:
             stored = await self._store.load(self.conversation_id, now_wall=time.time())
         except Exception:
             log.warning("handle store load failed; starting a fresh session", exc_info=True)
-        self._store_task = asyncio.create_task(self._store_worker(), name="tunnelproof-store")
+        self._writer.start()
         self._feed(Started(stored))
 
     async def close(self) -> None:
@@ -355,9 +355,9 @@ class LiveSession:
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
                 case SaveHandle(session=session):
-                    self._store_ops.put_nowait(("save", session))
+                    self._writer.save(session)
                 case DeleteHandle():
-                    self._store_ops.put_nowait(("delete", None))
+                    self._writer.delete()
 
     def _fire(self, name: str, serial: int) -> None:
         self._timers.pop(name, None)
@@ -384,19 +384,6 @@ class LiveSession:
         self._token_tasks.pop(request, None)
         self._feed(TokenFetched(request, credential))
 
-    async def _store_worker(self) -> None:
-        while True:
-            op, session = await self._store_ops.get()
-            try:
-                if op == "save":
-                    await self._store.save(self.conversation_id, session)
-                elif op == "delete":
-                    await self._store.delete(self.conversation_id)
-                elif op == "stop":
-                    return
-            except Exception:
-                log.warning("handle store %s failed", op, exc_info=True)
-
     async def _shutdown(self) -> None:
         self._shut_down = True
         for handle in self._timers.values():
@@ -409,10 +396,7 @@ class LiveSession:
         self._token_tasks.clear()
         for closer in list(self._closers):
             closer.cancel()
-        if self._store_task is not None:
-            self._store_ops.put_nowait(("stop", None))
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._store_task, 5.0)
+        await self._writer.close()  # the newest handle lands (coalesced writes)
         if self._own_store:
             with contextlib.suppress(Exception):
                 await self._store.close()
