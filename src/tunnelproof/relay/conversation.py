@@ -138,7 +138,7 @@ class Conversation:
         return None if self._ready.is_set() else "upstream did not become ready in time"
 
     async def _run_pump(self, session: LiveSession) -> None:
-        async for event in session:
+        async for event in session.events():  # outlives Failed: the relay resumes upstream
             if isinstance(event, ev.Connected | ev.Resumed):
                 self._ready.set()
                 if isinstance(event, ev.Connected) and not event.first:
