@@ -8,13 +8,13 @@ answers paced at real time in 20 ms chunks. The clients run in another subproces
 (:mod:`tunnelproof.benchmarks.stream_worker`) pinned to one core (``os.sched_setaffinity``),
 so "per core" means one core; the emulator is not pinned. Each session sends a 20 ms chunk
 of 16 kHz PCM (640 bytes) every 20 ms and keeps asking for a story, so audio flows both ways
-all the time. The worker ramps the session count up in steps of ~15% (settle, then a
-measured window per step) until a step does not *hold* real time: p99 lag of the sends
-behind their 20 ms schedule under one chunk period (20 ms), and audio received at >= 80% of
-real time. "Sessions held" is the largest step that held. Clients: tunnelproof
-``LiveSession`` (every frame through its state machine, typed events), google-genai
-``client.aio.live.connect`` (pydantic models), and the floor: bare ``websockets`` + orjson
-with no session logic. All authenticate with the API key over the same URL.
+all the time. The worker ramps the session count up a fixed ladder (10, 20, 30, 45, 60,
+80, ... 400; settle, then a measured window per step) until a step does not *hold* real
+time: p99 lag of the sends behind their 20 ms schedule under one chunk period (20 ms), and
+audio received at >= 80% of real time. "Sessions held" is the largest step that held.
+Clients: tunnelproof ``LiveSession`` (every frame through its state machine, typed
+events), google-genai ``client.aio.live.connect`` (pydantic models), and the floor: bare
+``websockets`` + orjson with no session logic. All authenticate with the API key over the same URL.
 
 Noise: the machine is shared, so the three clients are interleaved (A, B, C, A, B, C ...)
 over several rounds and each ratio is computed per round, reported as min / median / max.
@@ -23,9 +23,9 @@ same counts. The per-step CPU time (``getrusage``) gives µs of CPU per frame ha
 received), and from it a CPU-time capacity: sessions one core could carry at 100 frames a
 second each (50 up, 50 down) = 10⁶ / (100 × µs per frame), compared at the largest count
 all three clients were measured at in that round (per-frame cost falls as the loop's fixed
-cost is shared, so only equal counts compare). On a busy shared machine the real-time count also
-measures the CPU share the scheduler gave the process; the CPU-time capacity does not, so
-both are reported. The emulator's CPU is sampled too so a saturated server is visible.
+cost is shared, so only equal counts compare). On a busy shared machine the real-time count
+also measures the CPU share the scheduler gave the process; the CPU-time capacity does not,
+so both are reported. The emulator's CPU is sampled too so a saturated server is visible.
 """
 
 from __future__ import annotations
