@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--markdown", help="Also print the summary as Markdown.")
         ] = False,
     ) -> None:
-        """Measure tunnelproof against the seed, google-genai and the floor, in one run."""
+        """Measure tunnelproof against the seed project's client, google-genai and the floor."""
         from rich.console import Console
         from rich.table import Table
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from tunnelproof.demo.journey import train_journey
@@ -99,9 +99,7 @@ async def run_demo(
     """Run the whole demo; raises :class:`DemoError` when it cannot start."""
     if options.speed <= 0:
         raise DemoError("--speed must be a positive number, e.g. --speed 1 or --speed 5.")
-    # Spoken answers are slower than text: the cut-off question is shorter with audio out.
-    journey_full = train_journey(real=options.real, audio=options.audio or options.real)
-    journey = journey_full.scaled(options.speed)
+    journey = train_journey(real=options.real).scaled(options.speed)
     state = DemoState(
         mode="google" if options.real else "emulator",
         speed=options.speed,
@@ -174,18 +172,26 @@ async def _play(runner: JourneyRunner, state: DemoState) -> None:
 
 
 async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) -> None:
+    def frame() -> RenderableType:
+        # One row short of the terminal: a view exactly as tall as the screen would scroll
+        # it by a row at every redraw. Read the size each time: the terminal may be resized.
+        width, height = console.size
+        return live_view(state, width, max(1, height - 1))
+
     with Live(
-        live_view(state),
+        frame(),
         console=console,
         auto_refresh=False,  # redrawn from the loop below, never from rich's thread
         transient=False,
-        vertical_overflow="visible",
+        # The view is already bounded by the terminal's height; crop is the safety net
+        # (overflowing rows would be pushed into the scrollback at every redraw).
+        vertical_overflow="crop",
     ) as live:
         play = asyncio.create_task(_play(runner, state))
         try:
             while not play.done():
                 runner.now()
-                live.update(live_view(state, console.size.width), refresh=True)
+                live.update(frame(), refresh=True)
                 await asyncio.wait({play}, timeout=1 / REFRESH_PER_SECOND)
         finally:
             if not play.done():
@@ -193,7 +199,7 @@ async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) 
                 with contextlib.suppress(asyncio.CancelledError):
                     await play
         play.result()
-        live.update(live_view(state, console.size.width), refresh=True)
+        live.update(frame(), refresh=True)
 
 
 def print_json(result: dict[str, Any], out: TextIO | None = None) -> None:

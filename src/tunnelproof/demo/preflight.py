@@ -54,7 +54,8 @@ async def first_credential(source: TokenSource, *, where: str, kind: SourceKind)
     except TokenAuthError as exc:
         raise PreflightError(
             f"{where} refused the user (HTTP {exc.status}): "
-            "pass a valid --bearer (or set TUNNELPROOF_BEARER)."
+            "pass a valid --bearer (or set TUNNELPROOF_BEARER): the key or JWT itself, "
+            "as the service was configured with it."
         ) from None
     except TokenOffline:
         if kind == "google":

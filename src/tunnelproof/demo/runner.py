@@ -53,6 +53,28 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
 
 
+def describe_disconnect(
+    code: int | None, reason: str, *, planned: bool, ending: bool = False
+) -> str:
+    """A lost or handed-over connection, as a sentence (not ``handed over: 1000``).
+
+    ``planned`` is a close the client made itself: a handover after ``goAway`` while the
+    journey runs, the end of the conversation once it is over (``ending``).
+    """
+    normally = "normally" if code in (1000, None) else f"with code {code}"
+    if planned and ending:
+        return f"the journey is over: the client closed the connection {normally}"
+    if planned:
+        return (
+            f"handover: the client closed the old connection {normally} at the turn's end "
+            "and resumes the conversation on a new one"
+        )
+    if code is None:
+        return "link lost: the connection dropped without a close frame"
+    why = f" ({reason.strip()})" if reason.strip() else ""
+    return f"link lost: the server closed the connection with code {code}{why}"
+
+
 @dataclass(slots=True)
 class _Pending:
     """An utterance waiting for its answer."""
@@ -144,8 +166,7 @@ class JourneyRunner:
                 st.note(f"reconnecting in {delay:.2f} s ({what}): {reason}", "yellow")
             case Disconnected(code=code, reason=reason, planned=planned):
                 self._ready.clear()
-                label = "handed over" if planned else "link lost"
-                st.note(f"{label}: {code if code is not None else 'no close frame'} {reason}")
+                st.note(describe_disconnect(code, reason, planned=planned, ending=st.finished))
             case GoAwayReceived(time_left=left):
                 shown = "?" if left is None else f"{left:.1f}"
                 st.note(f"goAway: server leaves in {shown} s; handover at the turn's end")
