@@ -95,7 +95,7 @@ def test_command_list_summaries_are_the_commands_own() -> None:
     assert list(lean.commands) == list(COMMANDS)
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.3, 0.8])
+@pytest.mark.parametrize("delay", [0.2, 0.5, 0.9])
 def test_ctrl_c_in_the_first_second_is_one_line(delay: float) -> None:
     proc = subprocess.Popen(
         [*TUNNELPROOF, "demo", "--json"],
@@ -111,7 +111,8 @@ def test_ctrl_c_in_the_first_second_is_one_line(delay: float) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-    if proc.returncode == -signal.SIGINT:
+    assert "Traceback" not in err, err
+    if proc.returncode == -signal.SIGINT and not err:
         pytest.skip("SIGINT arrived before Python installed its handler (machine too slow)")
     assert proc.returncode == 130, err
     assert "Traceback" not in err, err

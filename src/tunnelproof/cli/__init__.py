@@ -8,13 +8,14 @@ A test checks that each summary is the first line of its command's own help.
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import TYPE_CHECKING, Any
 
-from tunnelproof.cli import _interrupt
-
+# Nothing else at import time, not even `typing`: a Ctrl-C during an import here would be
+# a traceback, because main()'s handler is not running yet. (mypy treats this name as true.)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     import typer
 
 # name -> (module with a ``register(app)`` function, one-line summary for the command list)
@@ -47,6 +48,8 @@ _full_app: typer.Typer | None = None
 
 def build_app(only: str | None = None) -> typer.Typer:
     """The command line; with ``only``, just that command is imported, the rest are listed."""
+    import importlib
+
     import typer
 
     app = typer.Typer(
@@ -89,16 +92,20 @@ def main() -> None:
     """
     chosen = ""
     try:
+        from tunnelproof.cli import _interrupt
+
         chosen = _command_named(sys.argv[1:])
         build_app(chosen or "-")()
     except KeyboardInterrupt:
         pass
     except SystemExit as done:
-        if done.code != _interrupt.EXIT_INTERRUPTED:
+        if done.code != 130:
             raise
+    from tunnelproof.cli import _interrupt
+
     name = f"tunnelproof {chosen}" if chosen else "tunnelproof"
     _interrupt.report(f"{name}: interrupted; nothing was left running.")
-    sys.exit(_interrupt.EXIT_INTERRUPTED)
+    _interrupt.exit_interrupted()
 
 
 def __getattr__(name: str) -> Any:
