@@ -53,3 +53,35 @@ def test_docs_snippets_compile() -> None:
         for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
             # Snippets may use top-level await (they live inside your async code).
             compile(block, name, "exec", flags=0x2000)  # PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+def test_no_doc_cites_a_reference_file_outside_the_repository() -> None:
+    # The project's protocol notes (reference/live-api-protocol.md, measurements.md, peers)
+    # are not shipped: a reader cannot open them, so no doc may send them there.
+    root = DOCS.parent
+    for path in [root / "README.md", *DOCS.rglob("*.md")]:
+        text = path.read_text(encoding="utf-8")
+        for cited in ("shared/reference", "reference/", "live-api-protocol.md", "peers.md"):
+            assert cited not in text, f"{path.name} cites {cited}"
+
+
+def test_the_google_genai_diff_in_migrating_is_the_real_one() -> None:
+    import difflib
+
+    text = (DOCS / "migrating.md").read_text(encoding="utf-8")
+    diff = text.split("```diff\n", 1)[1].split("```", 1)[0]
+
+    def code(name: str) -> list[str]:  # the module docstring is prose, not code
+        source = (DOCS / "examples" / name).read_text(encoding="utf-8")
+        return source.split('"""', 2)[2].splitlines()
+
+    before, after = code("genai_voice_app.py"), code("tunnelproof_voice_app.py")
+    shown_removed = sorted(line[1:] for line in diff.splitlines() if line.startswith("-"))
+    shown_added = sorted(line[1:] for line in diff.splitlines() if line.startswith("+"))
+    real = [ln for ln in difflib.ndiff(before, after) if ln[:2] in ("- ", "+ ")]
+    assert sorted(ln[2:] for ln in real if ln.startswith("- ")) == shown_removed
+    assert sorted(ln[2:] for ln in real if ln.startswith("+ ")) == shown_added
+    # Context lines shown in the diff are really in both files.
+    for line in diff.splitlines():
+        if line.startswith(" ") and line != " ...":
+            assert line[1:] in before and line[1:] in after, line

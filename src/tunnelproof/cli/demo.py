@@ -102,9 +102,19 @@ def register(app: typer.Typer) -> None:
         speed: Annotated[
             float, typer.Option(help="Time scaling: 2 plays the journey twice as fast.")
         ] = 1.0,
-        seed: Annotated[int | None, typer.Option(help="Seed for jitter (reproducible).")] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                help="Random seed for the tunnel's and the retries' jitter (reproducible)."
+            ),
+        ] = None,
         audio: Annotated[
-            bool, typer.Option("--audio", help="Speak and hear audio instead of text.")
+            bool,
+            typer.Option(
+                "--audio",
+                help="The user speaks instead of typing (answers are always spoken, "
+                "shown as their transcript).",
+            ),
         ] = False,
         json_output: Annotated[
             bool, typer.Option("--json", help="No live view; print the result as JSON.")
