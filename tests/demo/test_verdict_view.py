@@ -128,3 +128,15 @@ def test_a_disconnect_is_a_sentence() -> None:
         "link lost: the server closed the connection with code 1011 (Internal error encountered.)"
     )
     assert "without a close frame" in describe_disconnect(None, "", planned=False)
+
+
+def test_the_demo_session_uses_the_library_default_retry_policy() -> None:
+    # The journey once ran on a compressed `stable_after`; it now shows what an app gets.
+    from types import SimpleNamespace
+
+    from tunnelproof.demo.app import _session_kwargs
+
+    stack = SimpleNamespace(dial=None, ssl_context=lambda: None)
+    kwargs = _session_kwargs(stack, 7)  # type: ignore[arg-type]
+    assert "policy" not in kwargs
+    assert set(kwargs) == {"rng", "connect_kwargs"}

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console, RenderableType
@@ -25,10 +25,8 @@ from tunnelproof.demo.stack import DemoStack, StackOptions
 from tunnelproof.demo.verdict import judge, result_json
 from tunnelproof.demo.view import live_view, summary
 from tunnelproof.session import LiveSession
-from tunnelproof.session.policy import DEFAULT_POLICY, RetryPolicy
 
 REFRESH_PER_SECOND = 8
-STABLE_AFTER = 2.0  # seconds at speed 1: a connection this old counts as healthy
 
 
 class DemoError(Exception):
@@ -56,27 +54,11 @@ class DemoOutcome:
     result: dict[str, Any]
 
 
-def demo_policy(speed: float) -> RetryPolicy:
-    """The client's retry policy for a journey at ``speed``: the default, time-compressed.
-
-    The journey packs an hour of train travel into a minute (divided again by ``speed``),
-    so faults come a few seconds apart. The default policy only forgets past failures after
-    a connection stayed up ``stable_after`` = 10 s; with faults closer than that, each one
-    would count as a further failure of the same outage and the backoff ceiling would double
-    every time (0.5, 1, 2, 4, 8 s). On a real line, tunnels are minutes apart. So the one
-    time constant that describes the *journey* (how long "healthy" is) is compressed like
-    the journey itself; every delay and cap of the policy is the library default.
-    """
-    return replace(DEFAULT_POLICY, stable_after=STABLE_AFTER / speed)
-
-
 def _session_kwargs(stack: DemoStack, seed: int | None) -> dict[str, Any]:
     import random
 
-    kwargs: dict[str, Any] = {
-        "rng": random.Random(seed),
-        "policy": demo_policy(stack.options.speed),
-    }
+    # The library's default RetryPolicy, untouched: the demo shows what an app gets.
+    kwargs: dict[str, Any] = {"rng": random.Random(seed)}
     connect: dict[str, Any] = {"proxy": None}  # the demo's tunnel is local; no HTTP proxy
     dial = stack.dial
     if dial is not None:
