@@ -82,3 +82,36 @@ def test_the_cut_answer_comes_before_the_full_answer_and_says_it_was_cut() -> No
     assert lines[0].endswith("you › Please count to 20 for me.")
     assert "cut off after 5 words: 1, 2, 3, 4, 5," in lines[1]
     assert lines[2].strip().startswith("assistant › 1, 2, 3, 4, 5, 6")
+
+
+def test_every_redraw_is_one_synchronized_update() -> None:
+    import io
+
+    from rich.live import Live
+
+    from tunnelproof.demo.terminal import BEGIN_SYNC, END_SYNC, SynchronizedOutput
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    raw = Terminal()
+    console = Console(
+        file=SynchronizedOutput(raw),  # type: ignore[arg-type]
+        force_terminal=True,
+        width=80,
+        height=24,
+        color_system=None,
+    )
+    state = busy_state()
+    with Live(live_view(state, 80, 23), console=console, auto_refresh=False) as live:
+        for second in range(5):
+            state.elapsed = 50.0 + second
+            live.update(live_view(state, 80, 23), refresh=True)
+    out = raw.getvalue()
+    frames = out.split(BEGIN_SYNC)
+    assert frames[0] == ""  # nothing written outside an update
+    assert len(frames) > 5
+    for frame in frames[1:]:
+        assert frame.count(END_SYNC) == 1 and frame.endswith(END_SYNC)
+    assert any("t =  54.0 s" in frame for frame in frames)

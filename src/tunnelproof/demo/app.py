@@ -22,6 +22,7 @@ from tunnelproof.demo.preflight import FirstThen, PreflightError, first_credenti
 from tunnelproof.demo.processes import ChildStartError
 from tunnelproof.demo.runner import CONNECT_TIMEOUT, JourneyRunner
 from tunnelproof.demo.stack import DemoStack, StackOptions
+from tunnelproof.demo.terminal import SynchronizedOutput
 from tunnelproof.demo.verdict import judge, result_json
 from tunnelproof.demo.view import live_view, summary
 from tunnelproof.session import LiveSession
@@ -97,7 +98,11 @@ async def run_demo(
         model=options.model,
         seed=options.seed,
     )
-    console = console or Console(stderr=options.json)
+    if console is None:
+        if options.json or not sys.stdout.isatty():
+            console = Console(stderr=options.json)
+        else:
+            console = Console(file=SynchronizedOutput(sys.stdout))  # type: ignore[arg-type]
     try:
         async with DemoStack(so) as stack:
             source = stack.token_source()
