@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import shutil
 from pathlib import Path
+
+import pytest
 
 from tunnelproof.protocol.close_codes import classify_close
 
@@ -85,3 +90,48 @@ def test_the_google_genai_diff_in_migrating_is_the_real_one() -> None:
     for line in diff.splitlines():
         if line.startswith(" ") and line != " ...":
             assert line[1:] in before and line[1:] in after, line
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+async def test_the_curl_lines_in_operations_work(emulator) -> None:
+    # Run as written against a real `tunnelproof serve` (only the address differs).
+    import asyncio
+
+    from tunnelproof.demo.processes import ReadyLineProcess
+
+    text = (DOCS / "operations.md").read_text(encoding="utf-8")
+    block = text.split("Try the route with curl", 1)[1].split("```sh\n", 1)[1].split("```")[0]
+    lines = [line for line in block.splitlines() if line.startswith("curl ")]
+    assert len(lines) == 2
+    service = ReadyLineProcess(
+        ["serve", "--host", "127.0.0.1", "--port", "0"],
+        env={
+            "TUNNELPROOF_API_KEY": emulator.api_key,
+            "TUNNELPROOF_UPSTREAM_BASE_URL": emulator.http_base,
+            "TUNNELPROOF_AUTH_MODE": "static",
+            "TUNNELPROOF_STATIC_KEYS": "ada:dev-key-1",
+        },
+        drop_env_prefixes=("TUNNELPROOF_", "GEMINI_API_KEY"),
+        name="token service",
+    )
+    ready = await service.start()
+    try:
+        answers = []
+        for line in lines:
+            command = shlex.split(line.replace("http://127.0.0.1:8080", ready["url"]))
+            command[1:1] = ["-w", "\\n%{http_code}"]
+            proc = await asyncio.create_subprocess_exec(
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+            )
+            out, _err = await asyncio.wait_for(proc.communicate(), 30)
+            body, status = out.decode().rsplit("\n", 1)
+            answers.append((int(status), json.loads(body)))
+    finally:
+        await service.stop()
+    (ok_status, token), (denied_status, denied) = answers
+    assert ok_status == 200
+    assert token["token"].startswith("auth_tokens/")
+    assert {"expiresAt", "newSessionExpiresAt", "model", "wsUrl"} <= set(token)
+    assert token["wsUrl"].endswith("BidiGenerateContentConstrained")
+    assert (denied_status, denied) == (401, {"error": "Unauthorized"})
