@@ -115,3 +115,45 @@ def test_every_redraw_is_one_synchronized_update() -> None:
     for frame in frames[1:]:
         assert frame.count(END_SYNC) == 1 and frame.endswith(END_SYNC)
     assert any("t =  54.0 s" in frame for frame in frames)
+
+
+def _states() -> list[DemoState]:
+    empty = DemoState()
+    middle = busy_state()
+    middle.utterances = middle.utterances[:3]
+    middle.utterances[-1].status = "sent"
+    middle.utterances[-1].answer = ""
+    middle.disruptions = middle.disruptions[:1]
+    middle.log = middle.log[:2]
+    middle.context_resets = 1
+    cut = busy_state()
+    cut.utterances[-1].status = "dropped"
+    cut.utterances[-1].dropped_reason = "audio older than its time to live"
+    return [empty, middle, busy_state(), cut]
+
+
+@pytest.mark.parametrize("width", [40, 80, 120, 160])
+def test_counted_heights_are_the_rendered_heights(width: int) -> None:
+    from tunnelproof.demo.view import TABLE_MIN_WIDTH, layout_height
+
+    console = Console(width=width, color_system=None)
+    for state in _states():
+        for layout in LAYOUTS:
+            if layout.table and width < TABLE_MIN_WIDTH:
+                continue  # never chosen there
+            rendered_rows = len(
+                console.render_lines(render_layout(state, layout, width), console.options)
+            )
+            assert layout_height(state, layout, width) == rendered_rows, (width, layout)
+
+
+def test_fitting_is_cheap() -> None:
+    import time
+
+    state = busy_state()
+    started = time.perf_counter()
+    for _ in range(20):
+        rendered(80, 23, state)
+    per_frame = (time.perf_counter() - started) / 20
+    # Measured ~3 ms (rendering every candidate was ~26 ms); generous for a loaded machine.
+    assert per_frame < 0.05, per_frame

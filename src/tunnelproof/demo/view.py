@@ -7,7 +7,6 @@ so the state is never read while the runner changes it).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
@@ -285,42 +284,59 @@ def render_layout(state: DemoState, layout: Layout, columns: int) -> RenderableT
     return Group(*parts)
 
 
+TABLE_MIN_WIDTH = 100  # narrower, the seven-column table would wrap its cells
+
+
+def layout_height(state: DemoState, layout: Layout, columns: int) -> int:
+    """Rows :func:`render_layout` takes, counted without rendering (every row is no-wrap).
+
+    Counting is what makes fitting cheap: rendering every candidate layout at 8 frames a
+    second cost a fifth of a core. A test checks the count against real renders.
+    """
+    exchanges = sum(len(utterance_lines(u)) for u in state.utterances[-layout.exchanges :])
+    rows = 1 + 1 + (1 if layout.legend else 0)  # header, journey, legend
+    rows += max(1, exchanges) + (2 if layout.boxes else 1)  # panel borders, or a heading
+    if layout.table:
+        rows += 5 + len(state.disruptions)  # title, borders, header, its rule
+    elif layout.disruptions and state.disruptions:
+        rows += 1 + min(layout.disruptions, len(state.disruptions))
+    if layout.counters:
+        rows += 2 + (1 if state.context_resets else 0)
+    if layout.events:
+        events = min(layout.events, len(state.log))
+        rows += events + (2 if layout.boxes else 1)
+    return rows
+
+
 class FittedView:
     """The live view, at most ``height`` rows on a terminal ``width`` columns wide.
 
     A live view taller than the terminal cannot be redrawn in place: every refresh pushes
     its top into the scrollback (at 80x24 the header was printed there 83 times). So the
-    richest :data:`LAYOUTS` entry that fits is chosen from its rendered height; the last
-    resort is cropped to ``height`` rows, keeping the header (the session's state) on top.
+    richest :data:`LAYOUTS` entry that fits is chosen by its height; should a count ever be
+    wrong, the view is still cropped to ``height`` rows, keeping the header (the session's
+    state) on top.
     """
 
     def __init__(self, state: DemoState, width: int, height: int) -> None:
         self.state = state
         self.width = max(20, width)
         self.height = max(1, height)
-        self.layout = LAYOUTS[-1]
-        self._lines: list[list[Segment]] = []
-        self._fit()
-
-    def _fit(self) -> None:
-        console = Console(
-            width=self.width, height=self.height, color_system="truecolor", file=io.StringIO()
+        self.layout = next(
+            (
+                layout
+                for layout in LAYOUTS
+                if (self.width >= TABLE_MIN_WIDTH or not layout.table)
+                and layout_height(state, layout, self.width) <= self.height
+            ),
+            LAYOUTS[-1],
         )
-        options = console.options.update(width=self.width, height=None)
-        for layout in LAYOUTS:
-            lines = console.render_lines(render_layout(self.state, layout, self.width), options)
-            if len(lines) <= self.height or layout is LAYOUTS[-1]:
-                self.layout, self._lines = layout, lines[: self.height]
-                return
-
-    @property
-    def rows(self) -> int:
-        """How many rows the view takes."""
-        return len(self._lines)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        renderable = render_layout(self.state, self.layout, self.width)
+        lines = console.render_lines(renderable, options.update(width=self.width, height=None))
         new_line = Segment.line()
-        for index, line in enumerate(self._lines):
+        for index, line in enumerate(lines[: self.height]):
             if index:
                 yield new_line
             yield from line
