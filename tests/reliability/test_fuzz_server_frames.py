@@ -189,7 +189,7 @@ class HostileFrames(RuleBasedStateMachine):
             h.setup_complete()
         elif phase is Phase.WAITING:
             h.retry()
-        elif phase is Phase.CLOSING:
+        elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
             h.closed(1000)
         elif phase is Phase.FAILED:
             h.feed(ResumeRequested())

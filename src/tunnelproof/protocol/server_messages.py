@@ -23,8 +23,7 @@ import orjson
 from tunnelproof.protocol.casing import get_field, to_camel
 from tunnelproof.protocol.durations import parse_duration
 from tunnelproof.protocol.errors import ProtocolError
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(frozen=True, slots=True)

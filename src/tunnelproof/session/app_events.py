@@ -4,7 +4,8 @@ Two families share one stream, in the order things happened:
 
 * **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
   :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
-  :class:`Failed`, :class:`SendDropped`, :class:`Closed`, :class:`ProtocolViolation`;
+  :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`Closed`,
+  :class:`ProtocolViolation`;
 * **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
   :class:`OutputTranscript`, :class:`ToolCallRequested`, :class:`ToolCallCancelled`,
   :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Interrupted`,
@@ -137,6 +138,21 @@ class SendDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivered:
+    """The server's state now holds these sends: a resume can no longer lose them.
+
+    ``seqs`` are ``SendResult.seq`` values, oldest first, each confirmed at most once and
+    never also reported in ``SendDropped``. The evidence is a resumable handle issued after
+    the server read them (contract 3: "sent" is not "delivered"); sends still awaiting
+    their answer wait for a later handle. Not confirmed this way: sends evicted from the
+    bounded replay record, text re-seeded into a fresh session (``ContextReset``), and
+    whatever was unconfirmed when the session closed.
+    """
+
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session was closed by the app; no more events follow."""
 
@@ -241,6 +257,7 @@ AppEvent = (
     | GoAwayReceived
     | Failed
     | SendDropped
+    | Delivered
     | Closed
     | ProtocolViolation
     | TextDelta

@@ -206,7 +206,9 @@ async def test_process_restart_resumes_from_the_sqlite_store(tmp_path: Path) -> 
     db = tmp_path / "handles.db"
     async with EmulatorServer(policy=EmulatorPolicy()) as emu:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parents[3]), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).parents[3]), env.get("PYTHONPATH", "")]
+        )
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
