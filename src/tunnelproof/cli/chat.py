@@ -49,6 +49,7 @@ from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, fi
 PROMPT = "› "
 OUTPUT_RATE = 24_000  # Live answers are 24 kHz 16-bit mono PCM
 EOF_GRACE = 30.0  # seconds to wait for outstanding answers at the end of piped input
+HANDLE_PAUSE = 0.3  # piped input: the longest pause after an answer, for its handle
 ANSWERS_NOTE = "Answers are spoken (audio); you read their transcript."
 HELP = "Type a message. /tunnel N drops the link for N seconds, /status, /retry, /quit."
 
@@ -300,6 +301,7 @@ class Chat:
         self.connected_once = False
         self._connected = asyncio.Event()  # set at the first connection
         self.audio_in_s = 0.0  # seconds of spoken answer received
+        self._handle_at_send: str | None = None
         self.failed: str | None = None
         self.awaiting = 0  # messages sent whose answer has not finished yet
         self._settled = asyncio.Event()  # set while nothing is awaited
@@ -370,9 +372,22 @@ class Chat:
                 await self._first_connection()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled.wait(), EOF_GRACE)
+                await self._pause_for_handle()
                 if self.stop.is_set():
                     return
             await self.command(line)
+
+    async def _pause_for_handle(self) -> None:
+        """After an answer, pause (at most ``HANDLE_PAUSE``) until its resumption handle came.
+
+        Google issues the handle covering a turn 20-70 ms after ``turnComplete``. A person
+        pauses longer; a script would not, and a drop right then would resume from the
+        state before the last exchange (correct, but that exchange is replayed).
+        """
+        for _ in range(int(HANDLE_PAUSE / 0.01)):  # polled: the session has no handle event
+            if self.session.resumption_handle != self._handle_at_send or self.stop.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     async def _first_connection(self) -> None:
         """Wait (bounded) until the session first connected, or the chat stops."""
@@ -415,6 +430,7 @@ class Chat:
         elif word.startswith("/"):
             self.screen.say(f"unknown command {word}; {HELP}")
         else:
+            self._handle_at_send = self.session.resumption_handle
             result = await self.session.send_text(line)
             if not result.dropped:
                 self.awaiting += 1

@@ -42,6 +42,7 @@ from tunnelproof.session.app_events import AppEvent
 # second; these only bound a broken run so that it ends with a verdict instead of hanging.
 ANSWER_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 30.0
+HANDLE_PAUSE = 0.3  # the longest pause after an answer, waiting for its handle (wall s)
 
 AUDIO_CHUNK_S = 0.04  # 40 ms chunks: what the Live docs recommend for streaming input
 AUDIO_PACING = 2.0  # the demo user speaks at twice real time, to keep the journey short
@@ -82,6 +83,7 @@ class _Pending:
     utterance: Utterance
     done: asyncio.Event
     seqs: set[int]
+    handle: str | None = None  # the session's resumption handle when it was said
 
 
 class JourneyRunner:
@@ -171,15 +173,16 @@ class JourneyRunner:
                 shown = "?" if left is None else f"{left:.1f}"
                 st.note(f"goAway: server leaves in {shown} s; handover at the turn's end")
             case Rewound(partial_text=partial, reply_lost=lost):
-                said = partial or self._answer
+                said = " ".join((partial or self._answer).split())
                 if self._pending and said:
                     head = self._pending[0].utterance
-                    head.cut_partial = said
+                    if len(said) > len(head.cut_partial):
+                        head.cut_partial = said
                     head.status = "cut"
                     words = len(said.split())
                     open_ = st.open_disruption()
                     if open_ is not None:
-                        open_.cut_words = words
+                        open_.cut_words = max(open_.cut_words, words)
                     st.note(f"answer cut after {words} words; the question will be replayed")
                 elif lost:
                     st.note("the reply due was lost with the link; the message will be replayed")
@@ -244,6 +247,13 @@ class JourneyRunner:
         d = self._disrupt(step, "drop")
         self.stack.reset_link()
         d.ended = d.started
+        # What had been said when the link died is the cut answer, whatever the resume
+        # later reports (Rewound may say more, never less).
+        d.cut_words = self._answer_words
+        if self._pending and self._answer.strip():
+            head = self._pending[0].utterance
+            head.cut_partial = " ".join(self._answer.split())
+            head.status = "cut"
         self.state.note(f"link reset mid-answer (after {self._answer_words} words)", "red")
 
     def _recovered(self, how: str, gap: float | None, replayed: int) -> None:
@@ -283,7 +293,7 @@ class JourneyRunner:
         """Say ``text`` (typed, or spoken with ``--audio``); returns its pending answer."""
         utterance = Utterance(text, self.now(), audio=self.audio)
         self.state.utterances.append(utterance)
-        pending = _Pending(utterance, asyncio.Event(), set())
+        pending = _Pending(utterance, asyncio.Event(), set(), self.session.resumption_handle)
         self._pending.append(pending)
         if self.audio:
             await self._speak(text, pending)
@@ -321,7 +331,25 @@ class JourneyRunner:
             pending.utterance.status = "unanswered"
             self.state.note(f"no answer within {ANSWER_TIMEOUT:g} s", "red")
             return False
-        return pending.utterance.status == "answered"
+        if pending.utterance.status != "answered":
+            return False
+        await self._pause_for_handle(pending.handle)
+        return True
+
+    async def _pause_for_handle(self, before: str | None) -> None:
+        """After an answer, pause until the server issued the handle that covers it.
+
+        Google sends that handle 20-70 ms after ``turnComplete``. A person pauses longer
+        than that, but at ``--speed 16`` the journey's pauses would not: the next question
+        would always beat the handle, and every drop would resume from an older state
+        (correct, but with every answer since then replayed). Bounded: a server that sends
+        no new handle only delays the journey by ``HANDLE_PAUSE``.
+        """
+        deadline = self._clock() + HANDLE_PAUSE
+        while self.session.resumption_handle == before and self._clock() < deadline:
+            if self._failed.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     async def _recovery(self, disruption: Disruption) -> None:
         """Wait until ``disruption`` is recovered from (or give up after the timeout)."""
