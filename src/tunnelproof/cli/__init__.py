@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "tunnelproof.cli.tunnel",
         "A TCP proxy with a controllable tunnel: blackhole, reset, offline, latency, bandwidth.",
     ),
+    "relay": ("tunnelproof.cli.relay", "Run the relay until SIGINT/SIGTERM."),
     "bench": (
         "tunnelproof.cli.bench",
         "Measure tunnelproof against the seed project's client, google-genai and the floor.",
