@@ -44,7 +44,13 @@ import typer
 
 from tunnelproof.cli import _interrupt
 from tunnelproof.cli.demo import check_model, route_logs, run_until_signalled
-from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, first_credential
+from tunnelproof.demo.preflight import (
+    FirstThen,
+    PreflightError,
+    SourceKind,
+    failure_sentence,
+    first_credential,
+)
 
 PROMPT = "› "
 OUTPUT_RATE = 24_000  # Live answers are 24 kHz 16-bit mono PCM
@@ -527,9 +533,9 @@ class Chat:
                 case SendDropped(reason=reason):
                     say(f"· not delivered: {reason}")
                 case Failed(verdict=verdict):
-                    self.failed = verdict.advice
+                    self.failed = failure_sentence(verdict)
                     self._settled.set()
-                    say(f"· stopped: {verdict.advice}")
+                    say(f"· stopped: {self.failed}")
                     if not self.connected_once:
                         self.stop.set()
                 case TextDelta(text=text) | OutputTranscript(text=text):

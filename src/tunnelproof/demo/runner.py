@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from tunnelproof.demo.journey import Journey, Step
 from tunnelproof.demo.model import DemoState, Disruption, Utterance
+from tunnelproof.demo.preflight import failure_sentence
 from tunnelproof.demo.stack import DemoStack
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.session import (
@@ -192,8 +193,8 @@ class JourneyRunner:
                 st.context_resets += 1
                 st.note(f"context reset ({reason}); re-seeded {turns} turns", "red")
             case Failed(verdict=verdict):
-                st.failed = verdict.advice
-                st.note(f"failed: {verdict.advice}", "bold red")
+                st.failed = failure_sentence(verdict)
+                st.note(f"failed: {st.failed}", "bold red")
                 self._failed.set()
                 for pending in self._pending:
                     pending.done.set()
