@@ -66,6 +66,10 @@ _TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
         "newSessionExpiresAt": {"type": "string", "format": "date-time"},
         "model": {"type": "string"},
         "wsUrl": {"type": "string", "description": "Constrained WebSocket URL, no token"},
+        # What the token locks, so a client with a different LiveConfig can say so.
+        "responseModalities": {"type": "array", "items": {"type": "string"}},
+        "inputAudioTranscription": {"type": "boolean", "description": "true: locked on"},
+        "outputAudioTranscription": {"type": "boolean", "description": "true: locked on"},
     },
 }
 _ERROR_SCHEMA: dict[str, Any] = {
