@@ -101,16 +101,16 @@ async def test_the_curl_lines_in_operations_work(emulator) -> None:
     from tunnelproof.demo.processes import ReadyLineProcess
 
     text = (DOCS / "operations.md").read_text(encoding="utf-8")
-    block = text.split("Try the route with curl", 1)[1].split("```sh\n", 1)[1].split("```")[0]
-    lines = [line for line in block.splitlines() if line.startswith("curl ")]
-    assert len(lines) == 2
+    block = text.split("## Try it with curl", 1)[1].split("```console\n", 1)[1].split("```")[0]
+    lines = [line[2:] for line in block.splitlines() if line.startswith("$ curl ")]
+    assert len(lines) == 3
     service = ReadyLineProcess(
         ["serve", "--host", "127.0.0.1", "--port", "0"],
         env={
             "TUNNELPROOF_API_KEY": emulator.api_key,
             "TUNNELPROOF_UPSTREAM_BASE_URL": emulator.http_base,
             "TUNNELPROOF_AUTH_MODE": "static",
-            "TUNNELPROOF_STATIC_KEYS": "ada:dev-key-1",
+            "TUNNELPROOF_STATIC_KEYS": "alice:dev-key-1",
         },
         drop_env_prefixes=("TUNNELPROOF_", "GEMINI_API_KEY"),
         name="token service",
@@ -119,7 +119,8 @@ async def test_the_curl_lines_in_operations_work(emulator) -> None:
     try:
         answers = []
         for line in lines:
-            command = shlex.split(line.replace("http://127.0.0.1:8080", ready["url"]))
+            url = line.replace("http://127.0.0.1:8080", ready["url"])
+            command = shlex.split(url, comments=True)
             command[1:1] = ["-w", "\\n%{http_code}"]
             proc = await asyncio.create_subprocess_exec(
                 *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -129,9 +130,10 @@ async def test_the_curl_lines_in_operations_work(emulator) -> None:
             answers.append((int(status), json.loads(body)))
     finally:
         await service.stop()
-    (ok_status, token), (denied_status, denied) = answers
+    (ok_status, token), (denied_status, denied), health = answers
     assert ok_status == 200
     assert token["token"].startswith("auth_tokens/")
     assert {"expiresAt", "newSessionExpiresAt", "model", "wsUrl"} <= set(token)
     assert token["wsUrl"].endswith("BidiGenerateContentConstrained")
     assert (denied_status, denied) == (401, {"error": "Unauthorized"})
+    assert health == (200, {"status": "ok"})
