@@ -57,6 +57,8 @@ def check_journey(result: dict) -> None:
     tunnels = [d for d in result["disruptions"] if d["kind"] == "tunnel"]
     assert all(t["how"] == "resumed" and t["replayed"] >= 1 for t in tunnels), tunnels
 
+    # The client's LiveConfig and what the token service locks agree (no ConfigMismatch).
+    assert result["configMismatches"] == []
     f = result["figures"]
     assert f["contextResets"] == 0
     assert f["reconnects"] == 5

@@ -487,6 +487,7 @@ class Chat:
         """Print session events."""
         from tunnelproof.session import (
             AudioChunk,
+            ConfigMismatch,
             Connected,
             ContextReset,
             Failed,
@@ -528,6 +529,8 @@ class Chat:
                     if partial:
                         say(f"· the answer was cut off: {partial.strip()!r}")
                     self.answer = ""
+                case ConfigMismatch() as mismatch:
+                    say(f"· config mismatch: {mismatch.advice}")
                 case ContextReset(reason=reason, seeded_turns=turns):
                     say(f"· context reset ({reason}); {turns} turns re-sent from the transcript")
                 case SendDropped(reason=reason):

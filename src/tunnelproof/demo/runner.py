@@ -23,6 +23,7 @@ from tunnelproof.demo.stack import DemoStack
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.session import (
     AudioChunk,
+    ConfigMismatch,
     Connected,
     ContextReset,
     Disconnected,
@@ -189,6 +190,9 @@ class JourneyRunner:
                     st.note("the reply due was lost with the link; the message will be replayed")
                 self._answer = ""
                 self._answer_words = 0
+            case ConfigMismatch() as mismatch:
+                st.config_mismatches.append(mismatch.advice)
+                st.note(f"config mismatch: {mismatch.advice}", "red")
             case ContextReset(reason=reason, seeded_turns=turns):
                 st.context_resets += 1
                 st.note(f"context reset ({reason}); re-seeded {turns} turns", "red")

@@ -98,14 +98,15 @@ def live_config(options: StackOptions) -> LiveConfig:
 
     Audio-first, as Google is: every current Live model answers in AUDIO only, so the demo
     asks for audio answers with their output transcription (the text the view shows and
-    the verdict reads). ``options.audio`` adds spoken input and its transcription.
+    the verdict reads), and input transcription for ``--audio``'s spoken input: the
+    defaults of ``LiveConfig()`` and of the token service, which locks the same values.
     Context-window compression lifts the 15-minute session limit.
     """
     return LiveConfig(
         model=options.model or default_model(),
         response_modalities=("AUDIO",),
         system_instruction=SYSTEM_INSTRUCTION,
-        input_audio_transcription=options.audio,
+        input_audio_transcription=True,  # only used when the user speaks (--audio)
         output_audio_transcription=True,
         compression=ContextWindowCompression(),
     )
@@ -166,6 +167,9 @@ class DemoStack:
             "TUNNELPROOF_AUTH_MODE": "static",
             "TUNNELPROOF_STATIC_KEYS": f"{DEMO_USER}:{self.bearer_key}",
             "TUNNELPROOF_RESPONSE_MODALITY": cfg.modality,
+            # Locked as the client asks, so that the client never sees a ConfigMismatch.
+            "TUNNELPROOF_INPUT_AUDIO_TRANSCRIPTION": str(cfg.input_audio_transcription).lower(),
+            "TUNNELPROOF_OUTPUT_AUDIO_TRANSCRIPTION": str(cfg.output_audio_transcription).lower(),
             "TUNNELPROOF_SYSTEM_INSTRUCTION": cfg.system_instruction or "",
             "TUNNELPROOF_MODEL": cfg.model,
             # Every reconnect fetches a token; a demo reconnects a dozen times a minute.
