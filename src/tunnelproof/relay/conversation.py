@@ -172,12 +172,23 @@ class Conversation:
             self._boundary.set()
 
     async def until_turn_boundary(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` s) until no model turn is in progress."""
-        if not self.generating:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._boundary.wait(), timeout)
-        return not self.generating
+        """Wait (at most ``timeout`` s) until no model turn is in progress and it is held.
+
+        Held: the upstream's newest resumable handle was issued after the last turn ended.
+        Google sends that handle some 20-70 ms after ``turnComplete``; closing the upstream
+        before it arrives would store (or hand over) a handle whose state lacks the turn.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.generating:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boundary.wait(), timeout)
+        if self.generating:
+            return False
+        session = self.upstream
+        while session is not None and not session.last_turn_held and loop.time() < deadline:
+            await asyncio.sleep(0.01)  # bounded by ``timeout``; the handle is no event
+        return True
 
     def state(self) -> dict[str, object]:
         """What another relay process needs to take this conversation over."""
