@@ -204,7 +204,6 @@ async def test_a_crash_between_turns_is_invisible_to_genai_shaped_code(
                     audio += len(message.data or b"")
                 return said.strip(), audio
 
-            before = session.live.resumption_handle
             said, audio = await ask("Hello! My name is Ada.")
             assert said == "Nice to meet you, Ada."
             assert audio > 0
@@ -212,7 +211,7 @@ async def test_a_crash_between_turns_is_invisible_to_genai_shaped_code(
             # turnComplete; a crash before it resumes from the state before the turn, and
             # the question is replayed and answered again: see docs/migrating.md).
             for _ in range(100):
-                if session.live.resumption_handle != before:
+                if session.live.last_turn_held:
                     break
                 await asyncio.sleep(0.01)
             await emulator.controls.close_connection(None, code=1011, reason="crash")

@@ -307,7 +307,6 @@ class Chat:
         self.connected_once = False
         self._connected = asyncio.Event()  # set at the first connection
         self.audio_in_s = 0.0  # seconds of spoken answer received
-        self._handle_at_send: str | None = None
         self.failed: str | None = None
         self.awaiting = 0  # messages sent whose answer has not finished yet
         self._settled = asyncio.Event()  # set while nothing is awaited
@@ -391,7 +390,7 @@ class Chat:
         state before the last exchange (correct, but that exchange is replayed).
         """
         for _ in range(int(HANDLE_PAUSE / 0.01)):  # polled: the session has no handle event
-            if self.session.resumption_handle != self._handle_at_send or self.stop.is_set():
+            if self.session.last_turn_held or self.stop.is_set():
                 return
             await asyncio.sleep(0.01)
 
@@ -436,7 +435,6 @@ class Chat:
         elif word.startswith("/"):
             self.screen.say(f"unknown command {word}; {HELP}")
         else:
-            self._handle_at_send = self.session.resumption_handle
             result = await self.session.send_text(line)
             if not result.dropped:
                 self.awaiting += 1

@@ -85,7 +85,6 @@ class _Pending:
     utterance: Utterance
     done: asyncio.Event
     seqs: set[int]
-    handle: str | None = None  # the session's resumption handle when it was said
 
 
 class JourneyRunner:
@@ -298,7 +297,7 @@ class JourneyRunner:
         """Say ``text`` (typed, or spoken with ``--audio``); returns its pending answer."""
         utterance = Utterance(text, self.now(), audio=self.audio)
         self.state.utterances.append(utterance)
-        pending = _Pending(utterance, asyncio.Event(), set(), self.session.resumption_handle)
+        pending = _Pending(utterance, asyncio.Event(), set())
         self._pending.append(pending)
         if self.audio:
             await self._speak(text, pending)
@@ -338,10 +337,10 @@ class JourneyRunner:
             return False
         if pending.utterance.status != "answered":
             return False
-        await self._pause_for_handle(pending.handle)
+        await self._pause_for_handle()
         return True
 
-    async def _pause_for_handle(self, before: str | None) -> None:
+    async def _pause_for_handle(self) -> None:
         """After an answer, pause until the server issued the handle that covers it.
 
         Google sends that handle 20-70 ms after ``turnComplete``. A person pauses longer
@@ -351,10 +350,10 @@ class JourneyRunner:
         no new handle only delays the journey by ``HANDLE_PAUSE``.
         """
         deadline = self._clock() + HANDLE_PAUSE
-        while self.session.resumption_handle == before and self._clock() < deadline:
+        while not self.session.last_turn_held and self._clock() < deadline:
             if self._failed.is_set():
                 return
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polled: the session has no event for it
 
     async def _recovery(self, disruption: Disruption) -> None:
         """Wait until ``disruption`` is recovered from (or give up after the timeout)."""
