@@ -116,6 +116,7 @@ async def _run_example(name: str, env: dict[str, str], cwd: Path) -> str:
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, err.decode()[-3000:]
+    assert "mismatch" not in err.decode().lower(), err.decode()[-3000:]
     assert (cwd / "answers.wav").stat().st_size > 24_000  # the spoken answers were saved
     return out.decode()
 
@@ -153,6 +154,7 @@ async def test_the_guide_examples_run_and_differ_by_a_few_lines(
         upstream_base_url=emulator.http_base,
         system_instruction="You are a helpful travel assistant. Keep answers short.",
         voice_name="Kore",
+        input_audio_transcription=False,  # the app's LiveConnectConfig asks for none
         rate_limit="100/minute",
     )
     after = tmp_path / "tunnelproof"
