@@ -565,9 +565,9 @@ def test_counter_resets_only_after_a_stable_connection() -> None:
         h.retry()
         h.connect()
         h.advance(2)  # not stable yet
-    assert h.m._outage_failures == 3
+    assert h.m.retry.outage_failures == 3
     h.advance(10)
-    assert h.m._outage_failures == 0
+    assert h.m.retry.outage_failures == 0
 
 
 def test_retry_after_from_a_429_handshake_is_honoured() -> None:

@@ -10,6 +10,8 @@ handle. Invariants checked after every step:
 * never a non-resumable handle in a setup;
 * the outbox never over its bounds (the harness);
 * no user text twice in a server state; no tool answer into a state without its call;
+* a send reported ``Delivered`` is in the state of the handle that confirmed it, is
+  confirmed once, and is never also reported dropped;
 * at the end, once the session is healthy again, every user text is in the server's state
   exactly once or was reported dropped.
 """
@@ -71,6 +73,8 @@ class SessionModel(RuleBasedStateMachine):
         self.sent_texts: dict[int, str] = {}  # seq -> text
         self.refused: set[int] = set()  # seqs refused at send time
         self.closed_by_app = False
+        self.delivered: set[int] = set()
+        self.deliveries_checked = 0
 
     # -- the server model ---------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class SessionModel(RuleBasedStateMachine):
         self.h.closed(1007, "Request contains an invalid argument.")
         self.step()
 
-    @precondition(lambda self: self.h.m.phase is Phase.CLOSING)
+    @precondition(lambda self: self.h.m.phase in (Phase.HANDING_OVER, Phase.CLOSING))
     @rule()
     def close_completes(self) -> None:
         self.h.closed(1000)
@@ -195,6 +199,15 @@ class SessionModel(RuleBasedStateMachine):
             self.non_resumable.add(name)
         self.h.server(sessionResumptionUpdate={"newHandle": name, "resumable": resumable})
         self.step()
+        for event in self.h.of(ev.Delivered)[self.deliveries_checked :]:
+            assert resumable, "only a resumable handle is evidence of delivery"
+            for seq in event.seqs:
+                assert seq not in self.delivered, f"seq {seq} confirmed twice"
+                self.delivered.add(seq)
+                text = self.sent_texts.get(seq)
+                if text is not None:
+                    assert text in self.snapshots[name].texts, (text, name)
+        self.deliveries_checked = len(self.h.of(ev.Delivered))
 
     @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
     @rule(complete=st.booleans())
@@ -277,6 +290,11 @@ class SessionModel(RuleBasedStateMachine):
             assert len(user_texts) == len(set(user_texts)), user_texts
 
     @invariant()
+    def delivered_sends_are_never_reported_dropped(self) -> None:
+        dropped = {seq for event in self.h.of(ev.SendDropped) for seq in event.seqs}
+        assert not dropped & self.delivered, dropped & self.delivered
+
+    @invariant()
     def at_most_one_socket(self) -> None:
         assert len(self.h.live_sockets) <= 1
         assert self.h.m.outbox.within_bounds()
@@ -303,7 +321,7 @@ class SessionModel(RuleBasedStateMachine):
                 h.setup_complete()
             elif phase is Phase.WAITING:
                 h.retry()
-            elif phase is Phase.CLOSING:
+            elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
                 h.closed(1000)
             self.sync()
         self.sync()

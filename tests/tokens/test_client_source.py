@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tunnelproof.protocol.endpoints import Method, live_url
+from tunnelproof.protocol.locked import LockedConfig
 from tunnelproof.session.credentials import (
     TokenAuthError,
     TokenConfigError,
@@ -48,6 +49,9 @@ async def test_fresh_credential_per_call(emu: Any) -> None:
         live_url(emu.ws_base, version="v1alpha", method=Method.CONSTRAINED) + "?access_token="
     )
     assert first.secret not in repr(first)
+    # The service said what it locked; the credential carries it for the session to compare.
+    assert first.locked == LockedConfig.of(settings_for(emu.http_base).live_config())
+    assert first.locked is not None and first.locked.response_modalities == ("AUDIO",)
 
 
 async def test_sync_header_mapping_credential(emu: Any) -> None:
@@ -114,11 +118,38 @@ async def test_wrong_url_is_token_config_error(emu: Any) -> None:
             await TokenServiceSource(svc.url + "/no/such/route", lambda: "Bearer x", timeout=5)()
 
 
-async def test_misconfigured_service_is_token_unavailable(emu: Any) -> None:
+async def test_misconfigured_service_is_token_config_error(emu: Any) -> None:
+    # The service's own 500 says "misconfigured" machine-readably: fatal, with a sentence.
     async with running_token_service(settings_for(emu.http_base, api_key=None)) as svc:
-        with pytest.raises(TokenUnavailable) as caught:
+        with pytest.raises(TokenConfigError) as caught:
             await TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=5)()
+    message = str(caught.value)
+    assert "misconfigured" in message
+    assert "no Gemini API key configured" in message
+    assert "HTTP 500" in message
+
+
+async def test_other_500s_are_still_transient() -> None:
+    # A 500 without the service's "misconfigured" code (a proxy, a crash) is retried.
+    async with misbehaving_upstream("error") as upstream:
+        with pytest.raises(TokenUnavailable) as caught:
+            await TokenServiceSource(upstream.base + "/api/live/token", timeout=5)()
     assert caught.value.status == 500
+
+    def answer(status: int, body: bytes) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+
+    for status, body in [
+        (500, b"<html>Internal Server Error</html>"),
+        (503, b'{"error": "Busy, retry shortly"}'),
+        (502, b'{"code": "upstream"}'),
+        (500, b'["misconfigured"]'),
+    ]:
+        source = TokenServiceSource(
+            "http://tokens.test/api/live/token", transport=answer(status, body)
+        )
+        with pytest.raises(TokenUnavailable):
+            await source()
 
 
 def test_errors_are_distinct_classes() -> None:

@@ -57,8 +57,7 @@ from tunnelproof.emulator.messages import (
 from tunnelproof.emulator.sessions import Entry, Session, setup_handle
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
 from tunnelproof.protocol.close_codes import truncate_reason
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(slots=True)

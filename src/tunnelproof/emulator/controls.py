@@ -16,8 +16,7 @@ from tunnelproof.emulator.events import Event
 from tunnelproof.emulator.hub import ConnectionPeer, Hub
 from tunnelproof.emulator.sessions import Session
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class UnknownConnection(LookupError):

@@ -46,8 +46,7 @@ from tunnelproof.emulator.connection import LiveConnection
 from tunnelproof.emulator.events import EventLog
 from tunnelproof.emulator.hub import ConnectionPeer
 from tunnelproof.emulator.server import EmulatorServer
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class HostileKind(StrEnum):

@@ -32,8 +32,8 @@ from tunnelproof.protocol.models import (
     bare_model_id,
     response_modalities,
 )
+from tunnelproof.protocol.types import JsonDict
 
-JsonDict = dict[str, Any]
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})

@@ -35,8 +35,7 @@ import aiohttp
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.server import DEFAULT_API_KEY
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class EmulatorProcessError(RuntimeError):

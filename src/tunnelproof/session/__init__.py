@@ -3,21 +3,38 @@
 The public API:
 
 * :class:`LiveSession` — ``async with LiveSession(config, token_source, ...) as s``;
+  ``answer = await s.ask("...")`` returns the model's :class:`Answer` (its text is the
+  output transcript; :func:`collect_answer` after any send);
   ``send_text`` / ``send_audio`` / ``send_client_content`` / ``send_tool_response`` /
   ``send_raw`` return a :class:`SendResult`; ``async for event in s`` yields the typed
   events below; ``s.state``, ``s.metrics``, ``await s.close()``, ``await s.resume()``.
 * Policies: :class:`RetryPolicy` (:data:`DEFAULT_POLICY`, :data:`SEED_POLICY`),
   :class:`Watchdogs`, :class:`OutboxLimits`.
 * Credentials: :class:`Credential`, :data:`TokenSource` and the typed token errors.
+* Typed outgoing messages: :class:`ClientMessage` (what every ``send_*`` builds).
 * The core: :class:`SessionMachine` (no I/O), for tests and other drivers.
 """
 
+from tunnelproof.session.answers import (
+    Answer,
+    AnswerClosed,
+    AnswerCollector,
+    AnswerError,
+    AnswerFailed,
+    AnswerLost,
+    AnswerTimeout,
+    ToolCallsPending,
+    ask,
+    collect_answer,
+)
 from tunnelproof.session.app_events import (
     AppEvent,
     AudioChunk,
     Closed,
+    ConfigMismatch,
     Connected,
     ContextReset,
+    Delivered,
     Disconnected,
     Failed,
     GenerationComplete,
@@ -49,9 +66,11 @@ from tunnelproof.session.credentials import (
 )
 from tunnelproof.session.handle_store import HandleStore, StoredSession
 from tunnelproof.session.live_session import LiveSession
-from tunnelproof.session.machine import SessionMachine, SessionState
+from tunnelproof.session.machine import SessionMachine
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.outgoing import ClientMessage
+from tunnelproof.session.phases import SessionState
 from tunnelproof.session.policy import (
     DEFAULT_POLICY,
     DEFAULT_WATCHDOGS,
@@ -64,12 +83,22 @@ __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_WATCHDOGS",
     "SEED_POLICY",
+    "Answer",
+    "AnswerClosed",
+    "AnswerCollector",
+    "AnswerError",
+    "AnswerFailed",
+    "AnswerLost",
+    "AnswerTimeout",
     "AppEvent",
     "AudioChunk",
+    "ClientMessage",
     "Closed",
+    "ConfigMismatch",
     "Connected",
     "ContextReset",
     "Credential",
+    "Delivered",
     "Disconnected",
     "Failed",
     "GenerationComplete",
@@ -101,8 +130,11 @@ __all__ = [
     "TokenUnavailable",
     "ToolCallCancelled",
     "ToolCallRequested",
+    "ToolCallsPending",
     "TurnComplete",
     "UnknownServerMessage",
     "Usage",
     "Watchdogs",
+    "ask",
+    "collect_answer",
 ]

@@ -4,7 +4,8 @@ Two families share one stream, in the order things happened:
 
 * **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
   :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
-  :class:`Failed`, :class:`SendDropped`, :class:`Closed`, :class:`ProtocolViolation`;
+  :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`Closed`,
+  :class:`ProtocolViolation`, :class:`ConfigMismatch`;
 * **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
   :class:`OutputTranscript`, :class:`ToolCallRequested`, :class:`ToolCallCancelled`,
   :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Interrupted`,
@@ -137,6 +138,21 @@ class SendDropped:
 
 
 @dataclass(frozen=True, slots=True)
+class Delivered:
+    """The server's state now holds these sends: a resume can no longer lose them.
+
+    ``seqs`` are ``SendResult.seq`` values, oldest first, each confirmed at most once and
+    never also reported in ``SendDropped``. The evidence is a resumable handle issued after
+    the server read them (contract 3: "sent" is not "delivered"); sends still awaiting
+    their answer wait for a later handle. Not confirmed this way: sends evicted from the
+    bounded replay record, text re-seeded into a fresh session (``ContextReset``), and
+    whatever was unconfirmed when the session closed.
+    """
+
+    seqs: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session was closed by the app; no more events follow."""
 
@@ -147,6 +163,30 @@ class ProtocolViolation:
 
     message: str
     size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigMismatch:
+    """The token service locks ``field`` to a value this session's ``LiveConfig`` does not have.
+
+    The server uses the locked value (a ``TEXT`` client behind a service that locks
+    ``AUDIO`` gets audio, not text). Reported once per field and value, before the first
+    connection that uses such a token; also logged at WARNING. Fix: give the client and
+    the token service the same ``LiveConfig``.
+    """
+
+    field: str  # "model", "response_modalities", "input_audio_transcription", ...
+    client_value: str
+    locked_value: str
+
+    @property
+    def advice(self) -> str:
+        """One sentence naming both values."""
+        return (
+            f"the token service locks {self.field}={self.locked_value} but this client "
+            f"asked for {self.field}={self.client_value}; the server uses "
+            f"{self.locked_value}. Use the same LiveConfig on both sides."
+        )
 
 
 # -- server content ----------------------------------------------------------------------
@@ -241,8 +281,10 @@ AppEvent = (
     | GoAwayReceived
     | Failed
     | SendDropped
+    | Delivered
     | Closed
     | ProtocolViolation
+    | ConfigMismatch
     | TextDelta
     | AudioChunk
     | InputTranscript

@@ -42,6 +42,14 @@ class SessionMetrics:
             return None
         return self.resumes_succeeded / self.resumes_attempted
 
+    def record_gap(self, gap: float) -> None:
+        """A reconnect ended a gap of ``gap`` seconds (the newest 500-1000 are kept)."""
+        self.downtime_total += gap
+        self.last_gap = gap
+        self.gaps.append(gap)
+        if len(self.gaps) > 1000:
+            del self.gaps[:500]
+
     def copy(self) -> SessionMetrics:
         """A snapshot the caller may keep."""
         return replace(self, gaps=list(self.gaps[-100:]))

@@ -22,6 +22,8 @@ import random
 from dataclasses import dataclass
 from typing import Literal
 
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
+
 JitterMode = Literal["full", "additive"]
 
 
@@ -158,7 +160,7 @@ class Watchdogs:
     reply_timeout: float = 20.0
     close_timeout: float = 2.0
     go_away_margin: float = 5.0
-    handle_validity: float = 2 * 60 * 60
+    handle_validity: float = HANDLE_VALIDITY_SECONDS
     tcp_user_timeout: float = 5.0
     keepalive_idle: int = 2
     keepalive_interval: int = 1

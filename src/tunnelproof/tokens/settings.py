@@ -23,6 +23,8 @@ AuthMode = Literal["jwks", "jwt_secret", "static"]
 shared secret (HS256), or static bearer keys (development only)."""
 
 DEFAULT_PATH = "/api/live/token"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+"""Levels both :mod:`logging` and uvicorn know (uvicorn's extra ``trace`` is not one)."""
 
 
 def _split_list(value: Any) -> Any:
@@ -90,6 +92,10 @@ class TokenServiceSettings(BaseSettings):
     # -- the session the tokens are locked to (the same LiveConfig the client uses) -------
     model: str = DEFAULT_LIVE_MODEL
     response_modality: Modality = "AUDIO"
+    input_audio_transcription: bool = True
+    output_audio_transcription: bool = True
+    """Lock the transcriptions on (the default, as ``LiveConfig()``); ``false`` leaves the
+    field to the client."""
     system_instruction: str | None = None
     voice_name: str | None = None
 
@@ -97,6 +103,10 @@ class TokenServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "info"
+    """One of :data:`LOG_LEVELS` (any case)."""
+    docs: bool = False
+    """Serve ``/docs``, ``/redoc`` and ``/openapi.json`` from the standalone app. Off by
+    default: a public service need not publish its API description."""
 
     @field_validator("allowed_origins", "jwt_algorithms", "static_keys", mode="before")
     @classmethod
@@ -118,6 +128,15 @@ class TokenServiceSettings(BaseSettings):
             raise ValueError("jwt_algorithms must name real algorithms (never 'none')")
         return value
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # Checked here so `serve --log-level trace` is one sentence, not logging's traceback.
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("model")
     @classmethod
     def _model(cls, value: str) -> str:
@@ -128,6 +147,8 @@ class TokenServiceSettings(BaseSettings):
         return LiveConfig(
             model=self.model,
             response_modalities=(self.response_modality,),
+            input_audio_transcription=self.input_audio_transcription,
+            output_audio_transcription=self.output_audio_transcription,
             system_instruction=self.system_instruction,
             voice_name=self.voice_name,
         )

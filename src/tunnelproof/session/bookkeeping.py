@@ -1,0 +1,375 @@
+"""The machine's data and bookkeeping: everything that does not change its phase.
+
+:class:`SessionBookkeeping` is the base of
+:class:`~tunnelproof.session.machine.SessionMachine` (as h11's ``Connection`` keeps the
+fields that do not affect transitions apart from ``_state.py``). It holds the helpers that
+own data (outbox, transcript, turn tracker, tool calls, resumption state, credential slot,
+retry budget, timers), collects the actions of the call in progress, and does the work that
+follows a decision without making one: writing and replaying sends, translating server
+content, confirming delivery, settling a lost connection. Every phase change is in
+``machine.py``.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tunnelproof.protocol.client_messages import encode_client_message
+from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
+from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.server_messages import (
+    ServerContent,
+    ServerMessage,
+    SessionResumptionUpdate,
+    ToolCall,
+    ToolCallCancellation,
+    UnknownMessage,
+    UsageMetadata,
+)
+from tunnelproof.protocol.types import JsonDict
+from tunnelproof.session import app_events as ev
+from tunnelproof.session.actions import (
+    AbortSocket,
+    Action,
+    CancelTokenFetch,
+    DeleteHandle,
+    Emit,
+    SaveHandle,
+    SendFrame,
+)
+from tunnelproof.session.content import content_events
+from tunnelproof.session.credential_slot import CredentialSlot
+from tunnelproof.session.events import TokenFailure
+from tunnelproof.session.handle_store import StoredSession
+from tunnelproof.session.metrics import SessionMetrics
+from tunnelproof.session.outbox import Outbox, OutboxLimits, SendResult
+from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.phases import Phase
+from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.resumption import ResumptionState
+from tunnelproof.session.retry_budget import RetryBudget
+from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
+from tunnelproof.session.tool_calls import ToolCalls
+from tunnelproof.session.transcript import Transcript
+from tunnelproof.session.turns import TurnTracker
+
+
+def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
+    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
+    if kind is TokenFailure.AUTH:
+        return CloseVerdict(
+            CloseClass.FATAL_AUTH,
+            None,
+            message,
+            "The token source refused to issue a token (HTTP 401/403): the user "
+            "must sign in again, then call resume().",
+        )
+    if kind is TokenFailure.CONFIG:
+        return CloseVerdict(
+            CloseClass.FATAL_CONFIG,
+            None,
+            message,
+            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
+        )
+    return None
+
+
+class SessionBookkeeping:
+    """Data and phase-free work of the session machine (see the module docstring)."""
+
+    phase: Phase
+
+    def __init__(
+        self,
+        config: LiveConfig,
+        *,
+        policy: RetryPolicy = DEFAULT_POLICY,
+        watchdogs: Watchdogs = DEFAULT_WATCHDOGS,
+        limits: OutboxLimits | None = None,
+        rng: random.Random | None = None,
+        transcript_turns: int = 200,
+    ) -> None:
+        # Settings: never change, and decide nothing on their own.
+        self.config = config
+        self.policy = policy
+        self.watchdogs = watchdogs
+        self.rng = rng if rng is not None else random.Random()
+        # Data, owned by the helpers; they answer questions, the machine decides.
+        self.outbox = Outbox(limits or OutboxLimits())
+        self.transcript = Transcript(max_turns=transcript_turns)
+        self.metrics = SessionMetrics()
+        self.credentials = CredentialSlot()
+        self.retry = RetryBudget(policy)
+        self.turns = TurnTracker()
+        self.tools = ToolCalls()
+        self.resumption = ResumptionState()
+        self.timers = Timers()
+        # The phase and the few facts about the current socket that a phase cannot hold.
+        self.phase = Phase.IDLE  # changed only by SessionMachine (machine.py)
+        self._attempt = 0
+        self._socket_live = False  # a socket of self._attempt may exist (until abort/close)
+        self._session_ready = False  # this socket reached setupComplete
+        self._go_away = False  # the server announced the end of this connection
+        self._ever_connected = False
+        self._lost_at: float | None = None  # monotonic start of the current gap
+        self._seq = 0  # the last send's sequence number
+        # The call in progress.
+        self._now = 0.0
+        self._wall = 0.0
+        self._out: list[Action] = []
+
+    @property
+    def resumption_handle(self) -> str | None:
+        """The newest resumable handle, if any."""
+        return self.resumption.handle
+
+    @property
+    def attempt(self) -> int:
+        """The id of the newest socket attempt."""
+        return self._attempt
+
+    @property
+    def socket_live(self) -> bool:
+        """A socket of this session may exist right now."""
+        return self._socket_live
+
+    def _emit(self, event: ev.AppEvent) -> None:
+        self._out.append(Emit(event))
+
+    def _set_timer(self, timer: Timer, delay: float) -> None:
+        self._out.append(self.timers.set(timer, self._now + max(0.0, delay)))
+
+    def _cancel_timer(self, *timers: Timer) -> None:
+        for timer in timers:
+            action = self.timers.cancel(timer)
+            if action is not None:
+                self._out.append(action)
+
+    def _cancel_all_timers(self) -> None:
+        self._cancel_timer(*self.timers.running())
+
+    def _send_frame(self, message: JsonDict) -> None:
+        self._out.append(SendFrame(self._attempt, encode_client_message(message)))
+
+    def _abort(self, reason: str) -> None:
+        if self._socket_live:
+            self._out.append(AbortSocket(self._attempt, reason))
+            self._socket_live = False
+
+    def _cancel_token_request(self) -> None:
+        request = self.credentials.abandoned()
+        if request is not None:
+            self._out.append(CancelTokenFetch(request))
+
+    def _report_dropped(self, items: list[Outgoing], reason: str) -> None:
+        if not items:
+            return
+        self.metrics.messages_dropped += len(items)
+        audio = [i for i in items if i.kind is MessageKind.AUDIO]
+        if audio:
+            ms = sum(i.audio_ms for i in audio)
+            self.metrics.audio_ms_dropped += ms
+            self._emit(ev.SendDropped(tuple(i.seq for i in audio), "audio", reason, ms))
+        for item in items:
+            if item.kind is MessageKind.AUDIO:
+                continue
+            if item.was_sent:
+                # Written once, so it is in the transcript; a fresh session re-seeded from
+                # it would then hold a message the app was told is lost (and may resend).
+                for turn in item.turns:
+                    self.transcript.forget(turn.role, turn.text)
+            self._emit(ev.SendDropped((item.seq,), item.kind.value, reason))
+
+    def _save_handle(self) -> None:
+        handle = self.resumption.handle
+        if handle is None:
+            return
+        stored = StoredSession(
+            handle=handle,
+            saved_at=self._wall,
+            disconnected_at=self.resumption.disconnected_at,
+            transcript=self.transcript.snapshot(),
+        )
+        self._out.append(SaveHandle(stored))
+
+    def _drop_handle(self, reason: str) -> None:
+        if self.resumption.dropped(reason):
+            self._out.append(DeleteHandle())
+
+    def _connection_gone(self, code: int | None, reason: str, *, planned: bool) -> None:
+        """Bookkeeping for a socket that is gone (after setup was at least attempted)."""
+        was_ready, self._session_ready = self._session_ready, False
+        self._socket_live = False
+        self._cancel_timer(*CONNECTION_TIMERS)
+        self._go_away = False
+        if was_ready:
+            self._lost_at = self._now
+            self.resumption.disconnected(self._wall)
+            self._save_handle()
+            self._emit(ev.Disconnected(code, reason, planned=planned))
+        partial_text = self.transcript.partial_model_text
+        reply_lost = self.turns.connection_lost()
+        tool_ids = self.tools.since_handle
+        self.transcript.commit_model()
+        if tool_ids:
+            self._cancel_tool_calls(set(tool_ids))
+        if partial_text or reply_lost or tool_ids:
+            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids))
+        self.tools.connection_settled()
+        # What the resumed state lacks goes back into the queue (contract 3).
+        self._report_dropped(
+            self.outbox.requeue_unconfirmed(self._now), "too old to replay after reconnect"
+        )
+        if self.resumption.link_lost():
+            self._out.append(DeleteHandle())
+
+    def _cancel_tool_calls(self, ids: set[str]) -> None:
+        self.tools.cancel(ids)
+        self._report_dropped(
+            self.outbox.drop_tool_answers(ids),
+            "answers a tool call the resumed session never saw",
+        )
+
+    def _prepare_fresh_session(self) -> None:
+        """The next attempt starts a new server session: settle what the old one held."""
+        self.resumption.fresh_session_started()
+        if self.tools.open:
+            ids = tuple(sorted(self.tools.open))
+            self._cancel_tool_calls(set(ids))
+            self._emit(ev.Rewound("", False, ids))
+        # Text already sent is in the transcript, which re-seeds the new session.
+        self.outbox.remove_where(
+            lambda i: i.was_sent and i.kind in (MessageKind.TEXT, MessageKind.CLIENT_CONTENT)
+        )
+
+    def _flush(self) -> int:
+        items, stale = self.outbox.take_all(self._now)
+        self._report_dropped(stale, "audio older than its time to live")
+        replayed = 0
+        for item in items:
+            if item.was_sent:
+                replayed += 1
+                self.metrics.messages_replayed += 1
+                self.metrics.audio_ms_replayed += item.audio_ms
+            self._write(item)
+        return replayed
+
+    def _write(self, item: Outgoing) -> None:
+        """Send ``item`` on the live connection and record it."""
+        self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
+        if not item.was_sent:
+            for turn in item.turns:
+                self.transcript.add(turn.role, turn.text)
+        if item.kind is MessageKind.TOOL_RESPONSE:
+            self.tools.answered(item.tool_ids)
+        if item.expects_reply:
+            self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+        self.turns.sent(item.seq, expects_reply=item.expects_reply)
+        # Items evicted from the replay record were delivered; they only lose their
+        # replay insurance, so they are not reported as dropped.
+        self.outbox.mark_sent(item)
+
+    def _on_conversation(self, message: ServerMessage) -> None:
+        """A server message about the conversation (not setupComplete, not goAway)."""
+        match message:
+            case ServerContent():
+                self._on_content(message)
+            case SessionResumptionUpdate():
+                self._on_resumption_update(message)
+            case ToolCall():
+                self.tools.called([c.id for c in message.function_calls if c.id])
+                self.resumption.output_seen()
+                self.turns.tool_call_arrived()  # the model waits for the app now
+                self._emit(ev.ToolCallRequested(message.function_calls))
+            case ToolCallCancellation():
+                self.tools.withdrawn(message.ids)
+                self._emit(ev.ToolCallCancelled(message.ids))
+            case UsageMetadata():
+                self._emit(
+                    ev.Usage(
+                        message.prompt_token_count,
+                        message.response_token_count,
+                        message.total_token_count,
+                    )
+                )
+            case UnknownMessage():
+                self._emit(ev.UnknownServerMessage(message.kind, message.raw))
+
+    def _on_content(self, content: ServerContent) -> None:
+        outcome = content_events(
+            content, self.transcript, audio_modality=self.config.modality == "AUDIO"
+        )
+        self.metrics.protocol_errors += outcome.protocol_errors
+        for event in outcome.events:
+            self._emit(event)
+        if outcome.output:
+            self.turns.output_arrived()
+            self.resumption.output_seen()  # the server answers only after reading a seed
+        if content.interrupted:
+            self.turns.interrupted()
+            self.transcript.commit_model()
+            self._emit(ev.Interrupted())
+        if content.generation_complete:
+            # From here the server may wait for playback before turnComplete: a quiet
+            # link is normal, so the watchdog stops watching.
+            self.turns.generation_completed()
+            self._emit(ev.GenerationComplete())
+        if content.turn_complete:
+            self.turns.turn_completed()
+            self.resumption.turn_ended()  # the next handle will include this turn
+            self._cancel_timer(Timer.REPLY)
+            self.transcript.commit_model()
+            self._emit(ev.TurnComplete(content.turn_complete_reason))
+
+    def _on_resumption_update(self, update: SessionResumptionUpdate) -> None:
+        if not self.resumption.issued(update.new_handle, resumable=update.resumable):
+            return
+        self.tools.handle_issued()
+        self._confirm_delivery()
+        self._save_handle()
+
+    def _confirm_delivery(self) -> None:
+        """A resumable handle arrived: decide which sends its state holds, and say so.
+
+        The one place delivery is decided. The handle holds everything sent before it,
+        except the sends awaiting an answer (the oldest unanswered one and all after it):
+        the server marks itself not resumable while it generates, so a handle issued
+        before any output answering them was issued before it read them.
+        """
+        keep = len(self.turns.awaiting_answer)
+        confirmed = self.outbox.confirm(keep_last=keep)
+        if confirmed:
+            self._emit(ev.Delivered(tuple(item.seq for item in confirmed)))
+
+    def _at_turn_boundary(self) -> bool:
+        if self.phase is not Phase.CONNECTED or self.turns.busy or self.tools.open:
+            return False
+        # Wait for a handle that includes the last turn, or the resume would rewind it.
+        return self.resumption.current or not self.config.session_resumption
+
+    def _accept(self, item: Outgoing) -> SendResult:
+        if self.phase in (Phase.CLOSED, Phase.CLOSING):
+            self.metrics.messages_dropped += 1
+            return SendResult("dropped", item.seq, "the session is closed")
+        cancelled = self.tools.cancelled_among(item.tool_ids)
+        if cancelled:
+            trimmed = item.without_tool_ids(cancelled)
+            if trimmed is None:
+                self.metrics.messages_dropped += 1
+                return SendResult(
+                    "dropped",
+                    item.seq,
+                    "the tool call was cancelled by a reconnect (the resumed session "
+                    f"never saw {', '.join(sorted(cancelled))})",
+                )
+            item = trimmed
+        if self.phase is Phase.CONNECTED and not self.outbox.pending:
+            self._write(item)
+            return SendResult("sent", item.seq)
+        result, dropped = self.outbox.enqueue(item, self._now)
+        self._report_dropped(dropped, "outbox bound reached or audio too old")
+        if result.dropped:
+            self.metrics.messages_dropped += 1
+            if item.kind is MessageKind.AUDIO:
+                self.metrics.audio_ms_dropped += item.audio_ms
+        return result

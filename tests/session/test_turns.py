@@ -1,0 +1,67 @@
+"""Direct tests of ``TurnTracker``: replies owed, turn boundaries, sends awaiting answers."""
+
+from __future__ import annotations
+
+from tunnelproof.session.turns import TurnTracker
+
+
+def test_a_send_that_asks_for_an_answer_makes_a_reply_due() -> None:
+    t = TurnTracker()
+    t.sent(1, expects_reply=False)  # e.g. audio: nothing owed yet
+    assert not t.reply_due and t.awaiting_answer == ()
+    t.sent(2, expects_reply=True)
+    t.sent(3, expects_reply=False)
+    t.sent(4, expects_reply=True)
+    assert t.reply_due and t.owed and t.busy
+    assert t.awaiting_answer == (2, 3, 4), "from the oldest unanswered send on"
+
+
+def test_output_answers_and_streams_until_generation_complete() -> None:
+    t = TurnTracker()
+    t.sent(1, expects_reply=True)
+    t.output_arrived()
+    assert t.awaiting_answer == () and not t.reply_due
+    assert t.generating and t.streaming and t.owed
+    t.generation_completed()
+    assert not t.owed, "waiting for playback is not a debt"
+    assert t.busy, "the turn is not over until turnComplete"
+    t.turn_completed()
+    assert not t.busy and not t.owed
+
+
+def test_a_follow_up_during_the_answer_is_awaited_again() -> None:
+    t = TurnTracker()
+    t.sent(1, expects_reply=True)
+    t.output_arrived()
+    t.sent(2, expects_reply=True)
+    assert t.awaiting_answer == (2,)
+    t.turn_completed()
+    assert t.awaiting_answer == ()
+
+
+def test_a_tool_call_answers_but_the_turn_goes_on() -> None:
+    t = TurnTracker()
+    t.sent(1, expects_reply=True)
+    t.output_arrived()
+    t.tool_call_arrived()
+    assert not t.reply_due and not t.streaming and t.awaiting_answer == ()
+    assert t.generating
+
+
+def test_interrupted_ends_the_turn_but_keeps_a_due_reply() -> None:
+    t = TurnTracker()
+    t.output_arrived()
+    t.sent(2, expects_reply=True)
+    t.interrupted()
+    assert not t.generating and not t.streaming
+    assert t.reply_due and t.awaiting_answer == (2,)
+
+
+def test_connection_lost_reports_a_lost_reply_and_starts_over() -> None:
+    t = TurnTracker()
+    assert t.connection_lost() is False
+    t.sent(1, expects_reply=True)
+    assert t.connection_lost() is True
+    assert not t.busy and t.awaiting_answer == ()
+    t.output_arrived()
+    assert t.connection_lost() is True, "a cut-off generation is a lost reply"
