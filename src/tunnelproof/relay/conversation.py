@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -138,7 +139,7 @@ class Conversation:
         return None if self._ready.is_set() else "upstream did not become ready in time"
 
     async def _run_pump(self, session: LiveSession) -> None:
-        async for event in session:
+        async for event in session.events():  # outlives Failed: the relay resumes upstream
             if isinstance(event, ev.Connected | ev.Resumed):
                 self._ready.set()
                 if isinstance(event, ev.Connected) and not event.first:
@@ -186,8 +187,12 @@ class Conversation:
         if self.generating:
             return False
         session = self.upstream
-        while session is not None and not session.last_turn_held and loop.time() < deadline:
-            await asyncio.sleep(0.01)  # bounded by ``timeout``; the handle is no event
+        if session is not None:
+            # Polled: the handle is session state, not an event (bounded by ``timeout``).
+            for _ in range(max(0, math.ceil((deadline - loop.time()) / 0.01))):
+                if session.last_turn_held:
+                    break
+                await asyncio.sleep(0.01)
         return True
 
     def state(self) -> dict[str, object]:
