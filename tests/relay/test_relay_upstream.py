@@ -67,6 +67,14 @@ async def test_an_upstream_drop_mid_answer_is_invisible_but_for_the_cut_turn() -
         # the upstream session replayed the question: a fresh, complete answer follows
         after = log[kinds.index("interrupted") :]
         assert _numbers(after) == list(range(1, 101))
+        # the replayed "My name is Ada." was answered again upstream; the device, which had
+        # its answer, does not hear it twice
+        heard = "".join(
+            (m.get("serverContent") or {}).get("outputTranscription", {}).get("text", "")
+            for m in log
+        )
+        assert heard.count("Nice to meet you") == 1
+        assert stack.relay.stats()["reanswers_withheld"] == 1
         # goAway upstream: a planned handover the device never sees
         await stack.emu.controls.send_go_away(time_left=5.0)
         await ws.send(orjson.dumps({"realtimeInput": {"text": "What is my name?"}}).decode())
