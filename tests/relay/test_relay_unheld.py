@@ -93,3 +93,47 @@ def test_a_refused_carried_message_is_forgotten() -> None:
     (entry,) = u.pending_carried()
     u.sent_carried(entry, None)
     assert u.entries == [] and u.pending_carried() == []
+
+
+async def test_a_new_owner_resends_carried_input_first_and_drops_the_devices_replay_of_it() -> None:
+    from tunnelproof.protocol.config import LiveConfig
+    from tunnelproof.relay.conversation import Conversation
+    from tunnelproof.relay.handles import HandleCodec, RelayHandle
+    from tunnelproof.relay.settings import RelaySettings
+    from tunnelproof.session.stores import MemoryHandleStore
+
+    from .test_relay_units import _FakeUpstream, _Sink
+
+    codec = HandleCodec(b"k" * 32)
+    conv = Conversation(
+        id="c1",
+        user_id="alice",
+        config=LiveConfig(),
+        settings=RelaySettings(),
+        codec=codec,
+        token_source=None,  # type: ignore[arg-type]
+        handle_store=MemoryHandleStore(),
+        session_factory=_FakeUpstream,  # type: ignore[arg-type]
+    )
+    # the dead owner had received 3 messages; a handle held the first only
+    conv.received = 3
+    conv.carry([[_text("teal"), 1], [_text("count"), None]])
+    conv.report_cut_turn()  # the count's answer was cut by the death
+    sink = _Sink()
+    # the device's newest handle says the relay had 2 messages: it replays "count", then asks
+    conv.attach(sink, position=RelayHandle("c1", "alice", 0, 2), wants_handles=False)
+    await conv.open_upstream()
+    await conv.from_device("realtimeInput", {"text": "count"})
+    await conv.from_device("realtimeInput", {"text": "first?"})
+    upstream = conv.upstream
+    assert isinstance(upstream, _FakeUpstream)
+    assert [m["realtimeInput"]["text"] for m in upstream.sent] == ["teal", "count", "first?"]
+    assert conv.stats.duplicates_dropped == 1
+    conv.unheld.replayed()  # the upstream resumed: both carried turns were ended for the device
+    assert conv.unheld.hiding == 2
+    assert conv.state()["unheld"] == [
+        [_text("teal"), 1 - 1_000_000_000],
+        [_text("count"), 1],
+        [_text("first?"), None],
+    ]
+    await conv.close()

@@ -30,7 +30,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.relay import wire
@@ -145,6 +145,20 @@ class Conversation:
             if result.dropped:
                 self.stats.upstream_drops += 1
                 log.warning("[%s] upstream refused a carried message: %s", self.id, result.reason)
+
+    def carry(self, snapshot: list[Any]) -> None:
+        """Take over a dead owner's unheld device messages (its flushed ``unheld`` state).
+
+        They are the tail of what it received (``self.received`` must be restored first), so
+        their digests also arm the duplicate check: a device replaying one of them after
+        its resume does not make it reach Gemini twice.
+        """
+        self.unheld.carry(snapshot)
+        carried = self.unheld.pending_carried()
+        first = self.received - len(carried)
+        for offset, entry in enumerate(carried):
+            digest = hashlib.blake2b(wire.encode(entry.message), digest_size=16).digest()
+            self._digests.append((first + offset, digest))
 
     async def wait_ready(self, timeout: float) -> str | None:
         """Wait for the upstream session; ``None`` when ready, else why it is not."""
