@@ -297,3 +297,25 @@ async def test_new_knobs_reach_the_policy_over_http(emulator: EmulatorServer) ->
             pass
     assert {k: policy[k] for k in knobs} == knobs
     assert emulator.hub.policy.go_away_on_connect is None
+
+
+async def test_input_within_the_delay_flushes_the_turns_handle_first(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """The handle is taken at the turn's end: a question read right after it is not in it
+    (issue 13 item 1: answer 1's handle arrives, only then is question 2 read)."""
+    emu = await emulator_factory(EmulatorPolicy(generation_speed=0, handle_delay=5.0))
+    ws, _ = await start(emu)
+    await send(ws, {"realtimeInput": {"text": "my name is Ada"}})
+    await recv_until(ws, turn_complete)
+    await send(ws, {"realtimeInput": {"text": "my name is Bob"}})  # within the 5 s delay
+    second = await recv_until(ws, turn_complete)
+    updates = [m["sessionResumptionUpdate"] for m in second if is_update(m)]
+    assert updates[0]["resumable"] is True and updates[1] == {"resumable": False}
+    handle = updates[0]["newHandle"]
+    await ws.close()
+    await emu.controls.wait_for_open(0)
+    ws2, _ = await start(emu, handle=handle)
+    text, _, _ = await ask(ws2, "what is my name")
+    assert text == "Your name is Ada."
+    await ws2.close()

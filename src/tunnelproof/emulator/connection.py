@@ -108,6 +108,7 @@ class LiveConnection:
         self._send_lock = asyncio.Lock()
         self._generation: asyncio.Task[None] | None = None
         self._settling: asyncio.Task[None] | None = None  # reasoning/handle after a turn
+        self._pending_update: JsonDict | None = None  # the turn's handle, not yet delivered
         self._timers: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._listeners: set[asyncio.Event] = set()  # probes waiting to hear from the client
@@ -526,7 +527,7 @@ class LiveConnection:
         turns = client_turns(body)
         # "A message here will interrupt any current model generation."
         self._interrupt()
-        self._stop_settling()
+        self._end_reasoning()
         session.history.extend(turns.entries)
         self.hub.events.emit(
             "client_content",
@@ -537,7 +538,11 @@ class LiveConnection:
         if turns.turn_complete:
             self._start_generation()
         else:
-            self._spawn(self._send_resumption_update())
+            self._spawn(self._flush_then_update())
+
+    async def _flush_then_update(self) -> None:
+        await self._flush_handle()
+        await self._send_resumption_update()
 
     async def _realtime_input(self, body: Mapping[str, Any]) -> None:
         session = self._session()
@@ -646,16 +651,22 @@ class LiveConnection:
             session.pending_calls.clear()
             self._spawn(self.send({"toolCallCancellation": {"ids": ids}}))
 
-    def _stop_settling(self) -> None:
-        """New input: background reasoning and the pending handle of the last turn end."""
+    def _end_reasoning(self) -> None:
+        """New input ends background reasoning (no IDLE, no handle for it).
+
+        A turn's handle that is only waiting out ``handle_delay`` is not dropped: it was
+        taken at the turn's end and is flushed before anything newer is sent.
+        """
+        session = self.session
+        if session is None or not session.background:
+            return
         if self._settling is not None and not self._settling.done():
             self._settling.cancel()
         self._settling = None
-        if self.session is not None:
-            self.session.background = False
+        session.background = False
 
     def _start_generation(self) -> None:
-        self._stop_settling()
+        self._end_reasoning()
         session = self._session()
         session.generating = True
         self._generation = asyncio.ensure_future(self._generate())
@@ -666,6 +677,7 @@ class LiveConnection:
         hub = self.hub
         partial: list[str] = []
         self._partial = partial
+        await self._flush_handle()  # the last turn's handle first: it is older
         await self._send_resumption_update()
         think = hub.policy.think_delay
         if think > 0:
@@ -714,6 +726,9 @@ class LiveConnection:
         if hub.policy.usage_metadata:
             prompt = sum(len(e.text.split()) for e in session.history)
             await self.send(replies.usage(prompt, len(text.split())))
+        if reasoning <= 0:
+            # The handle is taken at the turn's end (it holds this turn) and delivered later.
+            self._pending_update = hub.store.resumption_update(session)
         self._settling = asyncio.ensure_future(self._settle(reasoning))
 
     async def _settle(self, reasoning: float) -> None:
@@ -725,11 +740,18 @@ class LiveConnection:
             session.background = False
             await self.send(replies.interaction_idle())
             hub.events.emit("interaction_idle", connection=self.id, session=session.id)
+            self._pending_update = hub.store.resumption_update(session)
         delay = hub.policy.handle_delay
         if delay > 0:
             # Google's handle arrives some 20-70 ms after turnComplete (reference section 10).
             await asyncio.sleep(delay)
-        await self._send_resumption_update()
+        await self._flush_handle()
+
+    async def _flush_handle(self) -> None:
+        """Deliver the turn's handle now if it is still waiting (before anything newer)."""
+        update, self._pending_update = self._pending_update, None
+        if update is not None:
+            await self._deliver_update(update)
 
     async def _pace(self, seconds: float) -> None:
         # Read the speed now, so a test can slow an answer down or speed it up mid-way.
@@ -742,7 +764,12 @@ class LiveConnection:
         if session is None or self._closing:
             return
         update = self.hub.store.resumption_update(session)
-        if update is None:
+        if update is not None:
+            await self._deliver_update(update)
+
+    async def _deliver_update(self, update: JsonDict) -> None:
+        session = self.session
+        if session is None or self._closing:
             return
         await self.send({"sessionResumptionUpdate": update})
         self.hub.events.emit(

@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -169,7 +170,7 @@ class Conversation:
         return None if self._ready.is_set() else "upstream did not become ready in time"
 
     async def _run_pump(self, session: LiveSession) -> None:
-        async for event in session:
+        async for event in session.events():  # outlives Failed: the relay resumes upstream
             if isinstance(event, ev.Connected | ev.Resumed):
                 self.unheld.replayed()
                 self._ready.set()
@@ -227,11 +228,12 @@ class Conversation:
         if self.generating:
             return False
         session = self.upstream
-        # Polled, bounded by ``timeout``: the handle's arrival is no event.
-        while session is not None and not session.last_turn_held:
-            if loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.01)
+        if session is not None:
+            # Polled: the handle is session state, not an event (bounded by ``timeout``).
+            for _ in range(max(0, math.ceil((deadline - loop.time()) / 0.01))):
+                if session.last_turn_held:
+                    break
+                await asyncio.sleep(0.01)
         return True
 
     def state(self) -> dict[str, object]:

@@ -38,6 +38,8 @@ answers to abandoned token requests are ignored in every phase)::
     SETUP         SocketClosed, timer SETUP               WAITING | FAILED | fresh session at once
     CONNECTED     goAway                                  CONNECTED (SetTimer GOAWAY, prefetch)
     CONNECTED     turn boundary after goAway, timer GOAWAY  HANDING_OVER (CloseSocket 1000)
+    CONNECTED     timer GOAWAY, a turn's handle due        CONNECTED (SetTimer HANDLE_GRACE)
+    CONNECTED     resumable handle or timer HANDLE_GRACE   HANDING_OVER (CloseSocket 1000)
     CONNECTED     SocketClosed, timer REPLY               WAITING | FAILED | at once after goAway
     CONNECTED     sessionResumptionUpdate                 CONNECTED (SaveHandle, Delivered)
     HANDING_OVER  SocketClosed, timer CLOSE               FETCHING | OPENING at once (no backoff)
@@ -81,7 +83,11 @@ from tunnelproof.protocol.server_messages import (
 )
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, FetchToken, OpenSocket
-from tunnelproof.session.bookkeeping import SessionBookkeeping, token_failure_verdict
+from tunnelproof.session.bookkeeping import (
+    SessionBookkeeping,
+    token_failure_verdict,
+    unusable_credential_verdict,
+)
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
@@ -247,14 +253,7 @@ class SessionMachine(SessionBookkeeping):
             endpoint = cred.endpoint()
         except ValueError as exc:
             self.credentials.discard()
-            self._fail(
-                CloseVerdict(
-                    CloseClass.FATAL_CONFIG,
-                    None,
-                    str(exc),
-                    "The token source returned an unusable credential; fix it, then resume().",
-                )
-            )
+            self._fail(unusable_credential_verdict(str(exc)))
             return
         self._attempt += 1
         self._socket_live = True
@@ -472,7 +471,7 @@ class SessionMachine(SessionBookkeeping):
             self._handover()
 
     def _handover(self) -> None:
-        self._cancel_timer(Timer.GOAWAY, Timer.REPLY, Timer.STABLE)
+        self._cancel_timer(Timer.GOAWAY, Timer.HANDLE_GRACE, Timer.REPLY, Timer.STABLE)
         self.phase = Phase.HANDING_OVER
         self._out.append(CloseSocket(self._attempt, 1000, "goAway handover"))
         self._set_timer(Timer.CLOSE, self.watchdogs.close_timeout)
@@ -500,14 +499,7 @@ class SessionMachine(SessionBookkeeping):
 
     def _retry_or_give_up(self, decision: Retry | GiveUp, reason: str) -> None:
         if isinstance(decision, GiveUp):
-            self._fail(
-                CloseVerdict(
-                    CloseClass.RETRY,
-                    None,
-                    decision.reason,
-                    f"Reconnecting {decision.reason}; call resume() to try again.",
-                )
-            )
+            self._fail(decision.verdict())
             return
         self.phase = Phase.WAITING
         kind: ev.FailureKind = "offline" if decision.offline else "server"
@@ -556,6 +548,11 @@ class SessionMachine(SessionBookkeeping):
         elif timer is Timer.STABLE:
             self.retry.stable()
         elif timer is Timer.GOAWAY and phase is Phase.CONNECTED:
+            if self._turn_handle_due():  # it comes some 20-70 ms after turnComplete
+                self._set_timer(Timer.HANDLE_GRACE, self.watchdogs.handover_handle_grace)
+            else:
+                self._handover()
+        elif timer is Timer.HANDLE_GRACE and phase is Phase.CONNECTED:
             self._handover()
         elif timer is Timer.CLOSE and phase in (Phase.HANDING_OVER, Phase.CLOSING):
             self._abort("close timeout")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.session.policy import RetryPolicy
 
 
@@ -27,6 +28,15 @@ class GiveUp:
     """Stop retrying: ``reason`` says which cap was reached."""
 
     reason: str
+
+    def verdict(self) -> CloseVerdict:
+        """How the session reports it (``Failed``): retryable, after ``resume()``."""
+        return CloseVerdict(
+            CloseClass.RETRY,
+            None,
+            self.reason,
+            f"Reconnecting {self.reason}; call resume() to try again.",
+        )
 
 
 class RetryBudget:

@@ -18,7 +18,7 @@ from __future__ import annotations
 class TurnTracker:
     """The state of the model turn and of the replies owed."""
 
-    __slots__ = ("_awaiting", "generating", "reply_due", "streaming")
+    __slots__ = ("_awaiting", "generating", "interaction_in_progress", "reply_due", "streaming")
 
     def __init__(self) -> None:
         self.generating = False
@@ -27,6 +27,8 @@ class TurnTracker:
         """Model output is flowing (until ``generationComplete``)."""
         self.reply_due = False
         """The app sent something that asks for an answer and none has started yet."""
+        self.interaction_in_progress = False
+        """The server said ``interactionStatus: IN_PROGRESS`` and not yet ``IDLE``."""
         # Sends since (and including) the oldest one whose reply is due, oldest first;
         # None while no reply is due.
         self._awaiting: list[int] | None = None
@@ -88,11 +90,16 @@ class TurnTracker:
         self.streaming = False
         self._answered()
 
+    def interaction_reported(self, status: str) -> None:
+        """``interactionStatus``: background work goes on (``IN_PROGRESS``) or is over."""
+        self.interaction_in_progress = status == "IN_PROGRESS"
+
     def connection_lost(self) -> bool:
         """The connection is gone; returns whether a reply was owed or cut off."""
         lost = self.busy
         self.generating = False
         self.streaming = False
+        self.interaction_in_progress = False
         self._answered()
         return lost
 

@@ -470,7 +470,7 @@ class ChaosSession:
 
     async def _consume(self, session: LiveSession) -> None:
         rec = self.record
-        async for event in session:
+        async for event in session.events():  # outlives Failed: this app resumes
             rec.events[type(event).__name__] += 1
             if not isinstance(event, ev.OutputTranscript | ev.TextDelta | ev.AudioChunk):
                 rec.recent.append(_describe(event))
