@@ -63,6 +63,7 @@ from tunnelproof.session.actions import (
     Action,
     CancelTimer,
     CancelTokenFetch,
+    CheckLink,
     CloseSocket,
     DeleteHandle,
     Emit,
@@ -73,11 +74,18 @@ from tunnelproof.session.actions import (
     SetTimer,
 )
 from tunnelproof.session.credentials import TokenSource
-from tunnelproof.session.driver import classify_connect_error, classify_token_error, tune_socket
+from tunnelproof.session.driver import (
+    classify_connect_error,
+    classify_token_error,
+    kernel_verdict,
+    read_kernel_link,
+    tune_socket,
+)
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
     FrameReceived,
+    LinkChecked,
     ResumeRequested,
     SocketClosed,
     SocketOpened,
@@ -110,6 +118,7 @@ class _Socket:
     outgoing: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.Task[None] | None = None
+    checker: asyncio.Task[None] | None = None
     dead: bool = False  # the machine no longer wants events from it
 
     def gone(self) -> bool:
@@ -366,6 +375,13 @@ class LiveSession:
                         task.add_done_callback(self._closers.discard)
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
+                case CheckLink(attempt=attempt):
+                    sock = self._sockets.get(attempt)
+                    idle = sock is not None and (sock.checker is None or sock.checker.done())
+                    if idle and sock is not None and sock.ws is not None and not sock.dead:
+                        sock.checker = asyncio.create_task(
+                            self._check_link(sock), name=f"tunnelproof-check-{attempt}"
+                        )
                 case SaveHandle(session=session):
                     self._store_ops.put_nowait(("save", session))
                 case DeleteHandle():
@@ -387,6 +403,43 @@ class LiveSession:
             sock.task.cancel()
         if sock.writer is not None:
             sock.writer.cancel()
+        if sock.checker is not None:
+            sock.checker.cancel()
+
+    async def _check_link(self, sock: _Socket) -> None:
+        """Evidence for ``CheckLink``: the kernel's view, then a ping's pong.
+
+        Only evidence is reported. A pong (inbound bytes) says alive; the kernel holding
+        data unacknowledged for long says dead. A quiet link with neither is left to the
+        machine's timer, which knows how long to wait (a slow pong is not a dead link).
+        """
+        ws = sock.ws
+        assert ws is not None
+        raw = ws.transport.get_extra_info("socket")
+        watchdogs = self._watchdogs
+        verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
+        if verdict is not None:
+            if not sock.gone():
+                self._feed(LinkChecked(sock.attempt, False, verdict))
+            return
+        try:
+            pong = asyncio.ensure_future(await ws.ping())
+        except ConnectionClosed:
+            return  # the reader reports the close
+        pong.add_done_callback(_consume)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + watchdogs.link_check_timeout
+        while not sock.gone() and loop.time() < deadline:
+            done, _ = await asyncio.wait({pong}, timeout=0.5)
+            if sock.gone():
+                return
+            if done:
+                self._feed(LinkChecked(sock.attempt, True, "pong"))
+                return
+            verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
+            if verdict is not None:
+                self._feed(LinkChecked(sock.attempt, False, verdict))
+                return
 
     async def _fetch_token(self, request: int) -> None:
         try:
@@ -466,6 +519,8 @@ class LiveSession:
         self._sockets.pop(attempt, None)
         if sock.writer is not None:
             sock.writer.cancel()
+        if sock.checker is not None:
+            sock.checker.cancel()
         self._feed(SocketClosed(attempt, code, reason))
 
     async def _write_loop(self, sock: _Socket) -> None:
@@ -546,6 +601,12 @@ def _log_lifecycle(conversation: str, event: ev.AppEvent) -> None:
             log.info("[%s] goAway, %s s left: planned handover", conversation, left)
         case _:
             pass
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a finished future's outcome so a closed link logs no stray exception."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def _close_quietly(ws: ClientConnection, code: int, reason: str) -> None:

@@ -14,6 +14,21 @@ Two kinds of failure get two policies (client contract point 5):
 The failure counter is reset only after a connection stayed up ``stable_after`` seconds,
 never on socket open (the seed reset it on open, so a server that accepts and then
 refuses looped forever at its shortest delay).
+
+Three kinds of "try again" are *not* server failures (issue 15):
+
+* **an abrupt drop of a healthy connection** (1006, a reset, a dead link found by a
+  watchdog, after the connection served at least ``healthy_after`` seconds): the server
+  did nothing wrong, so the first attempt goes at once and the drop does not escalate the
+  next one. A budget (``immediate_budget`` per ``immediate_window``) keeps a link that
+  flaps forever from becoming a hot loop: beyond it, drops back off like server errors.
+* **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
+  wait is honoured (plus a little jitter) and does not count against the caps, so a herd
+  is served in turn instead of giving up.
+* **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
+  connections younger than ``stable_after``; beyond that, the session stays on the
+  connection until the goAway deadline and waits a backoff before the next one, so a
+  server that sends goAway on every connection cannot drive a hot loop.
 """
 
 from __future__ import annotations
@@ -52,6 +67,16 @@ class RetryPolicy:
             ``SEED_POLICY`` sets it).
         probe_offline: treat network-gone failures with the probe interval. ``False`` sends
             them through the server-error backoff and its caps (the seed's behaviour).
+        healthy_after: seconds a connection must have served (after ``setupComplete``)
+            for an abrupt drop of it to be retried at once; a connection dropped sooner
+            is a server that accepts and then fails, and backs off.
+        immediate_budget: immediate reconnects allowed per ``immediate_window`` seconds;
+            drops beyond it back off like server errors (a link that flaps forever).
+            ``0`` disables immediate reconnects (every drop backs off).
+        immediate_window: see ``immediate_budget``.
+        handover_budget: planned handovers (goAway) in a row from connections younger
+            than ``stable_after`` that go at once; later ones wait for the goAway deadline
+            and then a backoff.
     """
 
     offline_interval: float = 0.75
@@ -67,6 +92,10 @@ class RetryPolicy:
     stable_after: float = 10.0
     reset_on_open: bool = False
     probe_offline: bool = True
+    healthy_after: float = 0.25
+    immediate_budget: int = 30
+    immediate_window: float = 60.0
+    handover_budget: int = 3
 
     def __post_init__(self) -> None:
         if self.offline_interval <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
@@ -75,6 +104,10 @@ class RetryPolicy:
             raise ValueError("offline_jitter must be in [0, offline_interval)")
         if self.multiplier < 1:
             raise ValueError("multiplier must be >= 1")
+        if self.healthy_after < 0 or self.immediate_window <= 0:
+            raise ValueError("healthy_after must be >= 0 and immediate_window > 0")
+        if self.immediate_budget < 0 or self.handover_budget < 0:
+            raise ValueError("budgets must be >= 0")
 
     def offline_delay(self, rng: random.Random) -> float:
         """Delay before the next probe while the network is gone."""
@@ -96,6 +129,29 @@ class RetryPolicy:
         if retry_after is not None and retry_after > 0:
             delay = max(delay, retry_after + rng.uniform(0.0, self.base_delay))
         return delay
+
+    def shed_delay(self, retry_after: float, rng: random.Random) -> float:
+        """Delay after a shed answer (429/503 with ``Retry-After``): a wait, not a failure.
+
+        The server said when it can take us; the jitter on top (up to half of
+        ``Retry-After``, at most ``max_delay``) spreads a herd over the window instead of
+        returning it on one tick.
+        """
+        spread = min(self.max_delay, max(self.base_delay, retry_after / 2))
+        return max(0.0, retry_after) + rng.uniform(0.0, spread)
+
+    def drop_is_immediate(self, served: float, recent_immediate: int) -> bool:
+        """Whether the first attempt after an abrupt drop goes at once.
+
+        ``served`` is how long the dropped connection served after ``setupComplete``;
+        ``recent_immediate`` how many immediate reconnects happened in the last
+        ``immediate_window`` seconds.
+        """
+        return (
+            not self.reset_on_open  # the seed's policy keeps the seed's timing
+            and served >= self.healthy_after
+            and recent_immediate < self.immediate_budget
+        )
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -136,14 +192,27 @@ class Watchdogs:
 
     Attributes:
         token_timeout: a token fetch taking longer counts as the network being gone.
+            While the network is gone, fetches start with ``probe_connect_timeout`` (a
+            request sent into a tunnel only completes at a retransmit) but a backend
+            known to be slow gets twice its last observed answer time, and each fetch
+            that timed out doubles the next one's allowance up to ``token_timeout``: a
+            slow backend is always let answer (see :meth:`offline_token_timeout`).
         connect_timeout: TCP + TLS + WebSocket upgrade of a normal attempt.
         probe_connect_timeout: the same while probing a gone network: short, because a
             connect started inside the tunnel only completes at the next SYN retransmit
             (1, 3, 7 s ...), and a fresh probe is faster than waiting for it.
         setup_timeout: ``setupComplete`` must arrive this long after the socket opened.
         reply_timeout: when a reply is due (the user finished a turn, or answered a tool
-            call) or model output is flowing (until ``generationComplete``), some server
-            message must arrive within this many seconds.
+            call) or model output is flowing (until ``generationComplete``) and no server
+            message arrived for this long, the link is *checked*, not torn down: silence
+            alone is no evidence (a model may think for 30 s and more). The driver asks
+            the kernel (``TCP_INFO``: data unacknowledged for long is a dead link) and
+            sends a WebSocket ping; any inbound byte proves the link alive.
+        link_check_timeout: how long that check may take before the link counts as dead:
+            no inbound byte (pong or message) in this long after the check started.
+            Gemini's pongs are known to take 8-30 s, hence the generous default.
+        unacked_dead_after: the kernel holding sent data unacknowledged this long (and
+            retransmitting) is a dead link, whatever the model does.
         close_timeout: a graceful close taking longer is turned into an abort.
         go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
         handle_validity: seconds a stored handle stays usable after the last disconnect.
@@ -156,6 +225,8 @@ class Watchdogs:
     probe_connect_timeout: float = 3.0
     setup_timeout: float = 10.0
     reply_timeout: float = 20.0
+    link_check_timeout: float = 30.0
+    unacked_dead_after: float = 4.0
     close_timeout: float = 2.0
     go_away_margin: float = 5.0
     handle_validity: float = 2 * 60 * 60
@@ -163,6 +234,18 @@ class Watchdogs:
     keepalive_idle: int = 2
     keepalive_interval: int = 1
     keepalive_count: int = 3
+
+    def offline_token_timeout(self, last_fetch: float | None, timeouts_in_row: int) -> float:
+        """The token fetch allowance while the network is gone.
+
+        ``last_fetch`` is how long the last successful fetch took (``None`` before any),
+        ``timeouts_in_row`` how many offline fetches in a row timed out.
+        """
+        allowance = self.probe_connect_timeout
+        if last_fetch is not None:
+            allowance = max(allowance, 2.0 * last_fetch + 0.5)
+        allowance *= 2.0 ** min(timeouts_in_row, 16)
+        return min(self.token_timeout, allowance)
 
 
 DEFAULT_WATCHDOGS = Watchdogs()

@@ -40,6 +40,7 @@ FAST_WATCHDOGS = Watchdogs(
     probe_connect_timeout=2.0,
     setup_timeout=5.0,
     reply_timeout=4.0,
+    link_check_timeout=2.0,
     close_timeout=1.0,
     go_away_margin=1.0,
 )
