@@ -72,7 +72,7 @@ async def test_session_limit_without_compression(emulator_factory: EmulatorFacto
     # The session is over: its handles no longer resume.
     ws2, _ = await start(emu, resumption=False)
     await ws2.close()
-    from emu_helpers import key_url, refused_with, setup
+    from .emu_helpers import key_url, refused_with, setup
 
     code, _ = await refused_with(key_url(emu), setup(handle=handle))
     assert code == 1007

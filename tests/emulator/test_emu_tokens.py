@@ -254,7 +254,7 @@ async def test_token_expiry_ends_an_open_session(emulator: EmulatorServer) -> No
     now = datetime.now(UTC)
     token = await mint_token(emulator, {"expireTime": (now + timedelta(seconds=1.0)).isoformat()})
     ws, _ = await start(emulator, token_url(emulator, token))
-    from emu_helpers import expect_close
+    from .emu_helpers import expect_close
 
     code, reason = await expect_close(ws)
     assert (code, reason) == (1008, REASON_UNAUTHENTICATED[:123])

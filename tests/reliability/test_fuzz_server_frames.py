@@ -101,8 +101,40 @@ HANDCRAFTED = [
     b"\xef\xbb\xbf{}",  # a BOM before the JSON
     b"x" * 300_000,  # a large frame of garbage
 ]
+# Hostile numbers (issue 14.7): once ValueError/OverflowError escaped the parser and tore
+# the socket down with a traceback instead of becoming a ProtocolViolation.
+HOSTILE_NUMBERS = [
+    b'{"usageMetadata": {"promptTokenCount": "--5"}}',
+    b'{"goAway": {"timeLeft": "' + b"9" * 400 + b's"}}',
+    '{"sessionResumptionUpdate": {"lastConsumedClientMessageIndex": "²"}}'.encode(),
+    b'{"usageMetadata": {"totalTokenCount": "' + b"9" * 5000 + b'"}}',
+    b'{"goAway": {"timeLeft": "-5s"}}',
+    b'{"usage_metadata": {"response_token_count": -1}}',
+    b'{"goAway": {"timeLeft": "NaNs"}}',
+]
+number_shapes = st.one_of(
+    st.sampled_from(["--5", "²", "٣", "NaN", "-Infinity", "1e999", "-0", "+5", "9" * 400]),
+    st.from_regex(r"[-+]{0,2}[0-9]{0,30}(\.[0-9]{0,3})?([eE]-?[0-9]{1,3})?", fullmatch=True),
+)
+hostile_numbers = st.one_of(
+    st.sampled_from(HOSTILE_NUMBERS),
+    st.builds(
+        lambda place, text, suffix: orjson.dumps({place[0]: {place[1]: text + suffix}}),
+        st.sampled_from(
+            [
+                ("usageMetadata", "promptTokenCount"),
+                ("usageMetadata", "totalTokenCount"),
+                ("sessionResumptionUpdate", "lastConsumedClientMessageIndex"),
+                ("goAway", "timeLeft"),
+            ]
+        ),
+        number_shapes,
+        st.sampled_from(["", "s"]),
+    ),
+)
 garbage = st.one_of(
     st.sampled_from(HANDCRAFTED),
+    hostile_numbers,
     st.binary(max_size=80),
     json_values.map(orjson.dumps),
     _wrong_types(),
@@ -189,7 +221,7 @@ class HostileFrames(RuleBasedStateMachine):
             h.setup_complete()
         elif phase is Phase.WAITING:
             h.retry()
-        elif phase is Phase.CLOSING:
+        elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
             h.closed(1000)
         elif phase is Phase.FAILED:
             h.feed(ResumeRequested())
@@ -310,3 +342,43 @@ def test_hostile_frames_deep() -> None:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     run.runTest()
+
+
+@pytest.mark.parametrize("data", HOSTILE_NUMBERS)
+def test_hostile_numbers_become_one_protocol_violation(data: bytes) -> None:
+    h = Harness()
+    h.start()
+    h.connect()
+    assert h.m.phase is Phase.CONNECTED
+    actions = h.feed(FrameReceived(h.attempt, data))
+    (action,) = actions
+    assert isinstance(action, Emit) and isinstance(action.event, ev.ProtocolViolation)
+    assert action.event.size == len(data)
+    assert h.m.phase is Phase.CONNECTED
+    assert h.m.metrics.protocol_errors == 1
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+async def test_hostile_numbers_over_a_real_socket_are_violations_not_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real emulator sends the hostile frames on the live socket: one ProtocolViolation
+    each, no traceback in the log, no reconnect, and the conversation goes on."""
+    from .test_hostile_server import FIRST, talking
+
+    caplog.set_level("DEBUG")
+    async with talking() as (emu, session, app):
+        assert session.metrics.protocol_errors == 0
+        (conn,) = [c for c in emu.hub.connections.values() if c.is_open]
+        for data in HOSTILE_NUMBERS:
+            await conn.ws.send_bytes(data)
+        await app.until(lambda: len(app.of(ev.ProtocolViolation)) >= len(HOSTILE_NUMBERS), 10.0)
+        violations = app.of(ev.ProtocolViolation)
+        assert [v.size for v in violations] == [len(d) for d in HOSTILE_NUMBERS]
+        assert session.metrics.protocol_errors == len(HOSTILE_NUMBERS)
+        assert not app.of(ev.Disconnected)
+        assert await app.ask("What did I say first?") == f'You first said: "{FIRST}".'
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert not tracebacks, [r.getMessage() for r in tracebacks]
+    assert "Traceback" not in caplog.text

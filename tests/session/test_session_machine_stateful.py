@@ -10,6 +10,8 @@ handle. Invariants checked after every step:
 * never a non-resumable handle in a setup;
 * the outbox never over its bounds (the harness);
 * no user text twice in a server state; no tool answer into a state without its call;
+* a send reported ``Delivered`` is in the state of the handle that confirmed it, is
+  confirmed once, and is never also reported dropped;
 * at the end, once the session is healthy again, every user text is in the server's state
   exactly once or was reported dropped.
 """
@@ -50,9 +52,19 @@ from .session_harness import Harness
 class ServerState:
     texts: list[str] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)
+    # Questions read and not answered yet, and whether a turn is running: the server is
+    # not resumable then (it issues resumable handles only when it owes nothing), and it
+    # answers questions in the order it read them (FIFO), one turn each.
+    owed: int = 0
+    in_turn: bool = False
 
     def copy(self) -> ServerState:
         return ServerState(list(self.texts), set(self.calls))
+
+    def turn_starts(self) -> None:
+        if not self.in_turn:
+            self.owed = max(0, self.owed - 1)
+            self.in_turn = True
 
 
 class SessionModel(RuleBasedStateMachine):
@@ -71,6 +83,8 @@ class SessionModel(RuleBasedStateMachine):
         self.sent_texts: dict[int, str] = {}  # seq -> text
         self.refused: set[int] = set()  # seqs refused at send time
         self.closed_by_app = False
+        self.delivered: set[int] = set()
+        self.deliveries_checked = 0
 
     # -- the server model ---------------------------------------------------------------
 
@@ -98,11 +112,15 @@ class SessionModel(RuleBasedStateMachine):
                     text = turn["parts"][0]["text"]
                     if turn["role"] == "user" and text.startswith("u"):
                         state.texts.append(text)
+                if msg["clientContent"].get("turnComplete"):
+                    state.owed += 1
             elif "realtimeInput" in msg and "text" in msg["realtimeInput"]:
                 state.texts.append(msg["realtimeInput"]["text"])
+                state.owed += 1
             elif "toolResponse" in msg:
                 for response in msg["toolResponse"]["functionResponses"]:
                     assert response["id"] in state.calls, "answer into a session without the call"
+                state.owed += 1
 
     def conn(self) -> ServerState:
         return self.conns[self.h.attempt]
@@ -171,7 +189,7 @@ class SessionModel(RuleBasedStateMachine):
         self.h.closed(1007, "Request contains an invalid argument.")
         self.step()
 
-    @precondition(lambda self: self.h.m.phase is Phase.CLOSING)
+    @precondition(lambda self: self.h.m.phase in (Phase.HANDING_OVER, Phase.CLOSING))
     @rule()
     def close_completes(self) -> None:
         self.h.closed(1000)
@@ -189,16 +207,31 @@ class SessionModel(RuleBasedStateMachine):
     def handle_update(self, resumable: bool) -> None:
         self.n_handles += 1
         name = f"h{self.n_handles}"
+        state = self.conn()
+        if state.owed or state.in_turn:
+            resumable = False  # the server owes an answer: it is not resumable now
         if resumable:
             self.snapshots[name] = self.conn().copy()
         else:
             self.non_resumable.add(name)
         self.h.server(sessionResumptionUpdate={"newHandle": name, "resumable": resumable})
         self.step()
+        for event in self.h.of(ev.Delivered)[self.deliveries_checked :]:
+            assert resumable, "only a resumable handle is evidence of delivery"
+            for seq in event.seqs:
+                assert seq not in self.delivered, f"seq {seq} confirmed twice"
+                self.delivered.add(seq)
+                text = self.sent_texts.get(seq)
+                if text is not None:
+                    assert text in self.snapshots[name].texts, (text, name)
+        self.deliveries_checked = len(self.h.of(ev.Delivered))
 
     @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
     @rule(complete=st.booleans())
     def model_speaks(self, complete: bool) -> None:
+        self.conn().turn_starts()
+        if complete:
+            self.conn().in_turn = False
         self.h.server(
             serverContent={"modelTurn": {"parts": [{"text": "m"}]}, "turnComplete": complete}
         )
@@ -209,6 +242,8 @@ class SessionModel(RuleBasedStateMachine):
     def model_calls_tool(self) -> None:
         self.n_calls += 1
         call_id = f"c{self.n_calls}"
+        self.conn().turn_starts()
+        self.conn().in_turn = False  # the model waits for the app's answer
         self.conn().calls.add(call_id)
         self.h.server(toolCall={"functionCalls": [{"id": call_id, "name": "f", "args": {}}]})
         self.step()
@@ -277,6 +312,11 @@ class SessionModel(RuleBasedStateMachine):
             assert len(user_texts) == len(set(user_texts)), user_texts
 
     @invariant()
+    def delivered_sends_are_never_reported_dropped(self) -> None:
+        dropped = {seq for event in self.h.of(ev.SendDropped) for seq in event.seqs}
+        assert not dropped & self.delivered, dropped & self.delivered
+
+    @invariant()
     def at_most_one_socket(self) -> None:
         assert len(self.h.live_sockets) <= 1
         assert self.h.m.outbox.within_bounds()
@@ -303,7 +343,7 @@ class SessionModel(RuleBasedStateMachine):
                 h.setup_complete()
             elif phase is Phase.WAITING:
                 h.retry()
-            elif phase is Phase.CLOSING:
+            elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
                 h.closed(1000)
             self.sync()
         self.sync()

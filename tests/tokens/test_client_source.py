@@ -114,11 +114,38 @@ async def test_wrong_url_is_token_config_error(emu: Any) -> None:
             await TokenServiceSource(svc.url + "/no/such/route", lambda: "Bearer x", timeout=5)()
 
 
-async def test_misconfigured_service_is_token_unavailable(emu: Any) -> None:
+async def test_misconfigured_service_is_token_config_error(emu: Any) -> None:
+    # The service's own 500 says "misconfigured" machine-readably: fatal, with a sentence.
     async with running_token_service(settings_for(emu.http_base, api_key=None)) as svc:
-        with pytest.raises(TokenUnavailable) as caught:
+        with pytest.raises(TokenConfigError) as caught:
             await TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=5)()
+    message = str(caught.value)
+    assert "misconfigured" in message
+    assert "no Gemini API key configured" in message
+    assert "HTTP 500" in message
+
+
+async def test_other_500s_are_still_transient() -> None:
+    # A 500 without the service's "misconfigured" code (a proxy, a crash) is retried.
+    async with misbehaving_upstream("error") as upstream:
+        with pytest.raises(TokenUnavailable) as caught:
+            await TokenServiceSource(upstream.base + "/api/live/token", timeout=5)()
     assert caught.value.status == 500
+
+    def answer(status: int, body: bytes) -> httpx.MockTransport:
+        return httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+
+    for status, body in [
+        (500, b"<html>Internal Server Error</html>"),
+        (503, b'{"error": "Busy, retry shortly"}'),
+        (502, b'{"code": "upstream"}'),
+        (500, b'["misconfigured"]'),
+    ]:
+        source = TokenServiceSource(
+            "http://tokens.test/api/live/token", transport=answer(status, body)
+        )
+        with pytest.raises(TokenUnavailable):
+            await source()
 
 
 def test_errors_are_distinct_classes() -> None:

@@ -50,7 +50,9 @@ class _Background:
         self.stop = asyncio.Event()
         async with (
             EmulatorServer(host="127.0.0.1", port=0, tls=False, api_key=EMULATOR_KEY) as emu,
-            running_token_service(settings_for(emu.http_base, rate_limit="100000/minute")) as svc,
+            running_token_service(
+                settings_for(emu.http_base, rate_limit="100000/minute", docs=True)
+            ) as svc,
         ):
             self.url = svc.url
             self.ready.set()

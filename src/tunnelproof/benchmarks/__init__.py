@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "streaming": "tunnelproof.benchmarks.streaming",
     "token_service": "tunnelproof.benchmarks.token_service",
     "storm": "tunnelproof.benchmarks.storm",
+    "relay": "tunnelproof.benchmarks.relay",
 }
 """Benchmark name → module, in run order (``storm`` uses ``token_service``'s capacity)."""
 

@@ -81,7 +81,7 @@ async def _raw_client(trial: Trial, rnd: Round, ns: Any, emu: Any, ping: float |
     from tunnelproof.benchmarks.live import TEXT_CONFIG
     from tunnelproof.protocol.client_messages import encode_client_message, realtime_audio
     from tunnelproof.protocol.endpoints import api_key_endpoint
-    from tunnelproof.session.live_session import DEFAULT_MAX_FRAME_BYTES
+    from tunnelproof.session.sockets import DEFAULT_MAX_FRAME_BYTES
 
     endpoint = api_key_endpoint(f"ws://{ns.host_address}:{emu.port}", emu.api_key, version="v1beta")
     sock = await ns.connect(ns.host_address, emu.port)

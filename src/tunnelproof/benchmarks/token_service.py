@@ -24,6 +24,12 @@ services:
   pair with a 5/minute limit checks that the budget really is shared (12 requests from one
   user alternating between instances → 5 allowed).
 
+**CPU per request, Redis vs memory** (the scale-out cost): one service with in-memory
+limits and one with Redis-shared limits run side by side; the load alternates between them
+in blocks (A B, B A, …, after a warm-up block each), and each block's cost is the service
+process's own user + system CPU time (``/proc/PID/stat``) per successful request. The
+median over blocks is compared (goal: Redis at most 1.2× memory); the spread is kept.
+
 Reported: successful requests/s and p50/p99 latency per service; the overhead ratio. All
 processes share two cores, so the bare route also competes with the emulator and the load
 generator: compare ratios, not absolute numbers. The tunnelproof requests/s is also the
@@ -36,6 +42,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import statistics
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -146,7 +153,13 @@ def _serve_argv(emu: Any, jwks_url: str, rate_limit: str, redis_url: str | None)
 
 
 async def _load(
-    urls: list[str], bearers: list[str], *, concurrency: int, requests: int, duration: float
+    urls: list[str],
+    bearers: list[str],
+    *,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    warmup: int | None = None,
 ) -> dict[str, Any]:
     config = {
         "urls": urls,
@@ -154,7 +167,7 @@ async def _load(
         "concurrency": concurrency,
         "max_requests": requests,
         "duration": duration,
-        "warmup": min(100, requests // 5),
+        "warmup": min(100, requests // 5) if warmup is None else warmup,
     }
     return await run_json_worker("tunnelproof.benchmarks.loadgen", config, timeout=duration + 120.0)
 
@@ -290,8 +303,107 @@ async def _redis_runs(
                 "statuses": check["statuses"],
                 "allowed": check["statuses"].get("200", 0),
             }
+        ctx.log("  CPU per request: in-memory vs Redis-shared limits, interleaved")
+        rounds, block = (3, 100) if ctx.quick else (8, 400)
+        result.data["cpu_per_request"] = await cpu_per_request(
+            ctx,
+            emu,
+            jwks,
+            jwks_url,
+            bearers,
+            env,
+            redis.url,
+            concurrency=concurrency,
+            rounds=rounds,
+            block=block,
+        )
     finally:
         redis.stop()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (Linux ``/proc``)."""
+    import os
+
+    with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        # The command name (field 2) may hold spaces; the fields after its ")" are fixed.
+        fields = handle.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def cpu_per_request(
+    ctx: BenchContext,
+    emu: Any,
+    jwks: Jwks,
+    jwks_url: str,
+    bearers: list[str],
+    env: dict[str, str],
+    redis_url: str,
+    *,
+    concurrency: int,
+    rounds: int,
+    block: int,
+) -> dict[str, Any]:
+    """CPU seconds the service process spends per successful request: in-memory limits vs
+    Redis-shared limits, side by side and interleaved.
+
+    Both services run at once (an idle one costs nothing); the load alternates between them
+    in blocks of ``block`` requests (A B, B A, A B, …), so a busy spell of the machine
+    falls on both. Each block's cost is the service process's own user + system CPU time
+    (``/proc/PID/stat``) divided by the block's successful requests; a warm-up block per
+    service (JWKS fetch, connection pools, imports) is not counted.
+    """
+    argv_mem = _serve_argv(emu, jwks_url, "100000/minute", None)
+    argv_redis = _serve_argv(emu, jwks_url, "100000/minute", redis_url)
+    per_request: dict[str, list[float]] = {"memory": [], "redis": []}
+    statuses: dict[str, dict[str, int]] = {"memory": {}, "redis": {}}
+    async with json_process(argv_mem, env=env) as mem, json_process(argv_redis, env=env) as red:
+        services = {"memory": mem, "redis": red}
+
+        async def one_block(name: str, count: int) -> tuple[float, int]:
+            svc = services[name]
+            before = process_cpu_seconds(svc.pid)
+            load = await _load(
+                [svc.ready["tokenUrl"]],
+                bearers,
+                concurrency=concurrency,
+                requests=count,
+                duration=120.0,
+                warmup=0,
+            )
+            spent = process_cpu_seconds(svc.pid) - before
+            for status, n in load["statuses"].items():
+                statuses[name][status] = statuses[name].get(status, 0) + n
+            return spent, int(load["statuses"].get("200", 0))
+
+        for name in services:
+            await one_block(name, max(50, block // 2))  # warm-up, not counted
+        for index in range(rounds):
+            order = ("memory", "redis") if index % 2 == 0 else ("redis", "memory")
+            for name in order:
+                spent, ok = await one_block(name, block)
+                if ok:
+                    per_request[name].append(spent / ok)
+            ctx.log(
+                f"  CPU/request round {index + 1}/{rounds}: memory "
+                f"{per_request['memory'][-1] * 1e3:.2f} ms, redis "
+                f"{per_request['redis'][-1] * 1e3:.2f} ms"
+            )
+    med = {k: statistics.median(v) for k, v in per_request.items()}
+    return {
+        "rounds": rounds,
+        "block_requests": block,
+        "concurrency": concurrency,
+        "cpu_per_request_s": per_request,
+        "median_s": med,
+        "spread_s": {k: [min(v), max(v)] for k, v in per_request.items()},
+        "ratio_redis_to_memory": med["redis"] / med["memory"],
+        "ratio_per_round": [
+            r / m for m, r in zip(per_request["memory"], per_request["redis"], strict=False)
+        ],
+        "statuses": statuses,
+    }
 
 
 def _comparisons(result: BenchResult, runs: dict[str, Any]) -> None:
@@ -332,6 +444,27 @@ def _comparisons(result: BenchResult, runs: dict[str, Any]) -> None:
             note="isolates auth + rate limiting + route checks from the SDK's cost",
         ),
     ]
+    cpu = result.data.get("cpu_per_request")
+    if cpu is not None:
+        spread = cpu["spread_s"]
+        per_round = cpu["ratio_per_round"]
+        result.comparisons.append(
+            Comparison(
+                "service CPU per request, Redis-shared limits",
+                "s",
+                cpu["median_s"]["redis"],
+                "the same service, in-memory limits",
+                cpu["median_s"]["memory"],
+                better="floor",  # ratio = Redis / memory, the scale-out overhead
+                note=(
+                    f"goal: at most 1.2x; median of {cpu['rounds']} interleaved blocks of "
+                    f"{cpu['block_requests']} requests; Redis "
+                    f"{spread['redis'][0] * 1e3:.2f}-{spread['redis'][1] * 1e3:.2f} ms, memory "
+                    f"{spread['memory'][0] * 1e3:.2f}-{spread['memory'][1] * 1e3:.2f} ms; "
+                    f"per-round Redis/memory {min(per_round):.2f}-{max(per_round):.2f}x"
+                ),
+            )
+        )
     pair = runs.get("tunnelproof_x2_redis")
     if pair is not None:
         check = result.data.get("shared_limit_check", {})
@@ -370,6 +503,22 @@ def _charts(ctx: BenchContext, result: BenchResult, runs: dict[str, Any]) -> Non
         {"requests/s": [runs[k]["rps"] for k in present]},
         ylabel="requests/s",
     )
+    cpu = result.data.get("cpu_per_request")
+    if cpu is not None:
+        per = cpu["cpu_per_request_s"]
+        charts.safe_chart(
+            result.notes,
+            result.charts,
+            charts.grouped_bars,
+            ctx.chart_path(NAME, "_cpu"),
+            "Service CPU per request (ms), interleaved blocks: in-memory vs Redis-shared limits",
+            [f"block {i + 1}" for i in range(min(len(per["memory"]), len(per["redis"])))],
+            {
+                "in-memory limits": [v * 1000 for v in per["memory"]],
+                "Redis-shared limits": [v * 1000 for v in per["redis"]],
+            },
+            ylabel="ms CPU / request",
+        )
     charts.safe_chart(
         result.notes,
         result.charts,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tunnelproof.cli import bench, chat, demo, emulator, serve, tunnel
+from tunnelproof.cli import bench, chat, demo, emulator, relay, serve, tunnel
 
 app = typer.Typer(
     name="tunnelproof",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (demo, chat, serve, emulator, tunnel, bench):
+for module in (demo, chat, serve, emulator, tunnel, relay, bench):
     module.register(app)
 
 

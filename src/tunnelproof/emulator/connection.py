@@ -46,8 +46,7 @@ from tunnelproof.emulator.sessions import (
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
 from tunnelproof.protocol.casing import get_field
 from tunnelproof.protocol.close_codes import truncate_reason
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(slots=True)

@@ -14,8 +14,7 @@ from tunnelproof.emulator.connection import LiveConnection
 from tunnelproof.emulator.events import Event
 from tunnelproof.emulator.hub import Hub
 from tunnelproof.emulator.sessions import Session
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class UnknownConnection(LookupError):

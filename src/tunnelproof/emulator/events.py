@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(frozen=True, slots=True)

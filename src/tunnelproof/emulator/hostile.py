@@ -45,8 +45,7 @@ import orjson
 from tunnelproof.emulator.connection import LiveConnection
 from tunnelproof.emulator.events import EventLog
 from tunnelproof.emulator.server import EmulatorServer
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class HostileKind(StrEnum):

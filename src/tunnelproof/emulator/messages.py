@@ -25,8 +25,8 @@ from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, model_not_found_reason
 from tunnelproof.protocol.models import LIVE_MODELS, bare_model_id
+from tunnelproof.protocol.types import JsonDict
 
-JsonDict = dict[str, Any]
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
 CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})

@@ -21,6 +21,7 @@ from tunnelproof.protocol.close_codes import (
     REASON_INTERNAL_ERROR,
     REASON_INVALID_ARGUMENT,
 )
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
 
 # Google's standard UNAUTHENTICATED text; used where the reference records no close reason.
 REASON_UNAUTHENTICATED = (
@@ -48,7 +49,7 @@ class EmulatorPolicy:
     """Session length without compression once video was sent (2 min)."""
     session_limit_close_code: int = 1011
     session_limit_close_reason: str = REASON_DEADLINE_EXPIRED
-    handle_validity: float = 7200.0
+    handle_validity: float = HANDLE_VALIDITY_SECONDS
     """Handles stay valid this long after the session's last connection ended (2 h)."""
 
     # -- ephemeral tokens (reference section 2) ----------------------------------------

@@ -34,8 +34,7 @@ import aiohttp
 
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.server import DEFAULT_API_KEY
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 class EmulatorProcessError(RuntimeError):

@@ -15,8 +15,8 @@ from typing import Any
 from tunnelproof.emulator.audio import OUTPUT_RATE, synthesize
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.durations import format_duration
+from tunnelproof.protocol.types import JsonDict
 
-JsonDict = dict[str, Any]
 AUDIO_MIME = f"audio/pcm;rate={OUTPUT_RATE}"
 
 

@@ -25,9 +25,10 @@ from typing import Any, Literal
 
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import get_field, has_field
+from tunnelproof.protocol.types import JsonDict
 
 Clock = Callable[[], float]
-JsonDict = dict[str, Any]
+
 Role = Literal["user", "model"]
 
 

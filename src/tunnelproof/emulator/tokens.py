@@ -27,9 +27,9 @@ from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, to_camel
 from tunnelproof.protocol.config import field_mask_paths
 from tunnelproof.protocol.endpoints import TOKEN_PREFIX
+from tunnelproof.protocol.types import JsonDict
 
 Clock = Callable[[], float]
-JsonDict = dict[str, Any]
 
 _TOKEN_FIELDS = frozenset(
     {"name", "expireTime", "newSessionExpireTime", "uses", "bidiGenerateContentSetup", "fieldMask"}

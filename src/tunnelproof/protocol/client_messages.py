@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 import orjson
 
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
+
 Role = Literal["user", "model"]
 Scheduling = Literal["INTERRUPT", "WHEN_IDLE", "SILENT"]
 

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tunnelproof.protocol.client_messages import JsonDict
 from tunnelproof.protocol.models import default_model, resource_name
+from tunnelproof.protocol.types import JsonDict
 
 Modality = Literal["TEXT", "AUDIO"]
 Sensitivity = Literal["HIGH", "LOW"]

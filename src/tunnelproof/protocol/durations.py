@@ -7,21 +7,31 @@ import re
 
 from tunnelproof.protocol.errors import ProtocolError
 
-_DURATION = re.compile(r"^(-?)(\d+)(?:\.(\d{1,9}))?s$")
+# ASCII digits only (``\d`` would also take "٣"), and no more digits than the range allows,
+# so a 400-digit or 5,000-digit hostile value is a ProtocolError, not an OverflowError or
+# int()'s digit-limit ValueError.
+_DURATION = re.compile(r"(-?)([0-9]{1,12})(?:\.([0-9]{1,9}))?s", re.ASCII)
+MAX_DURATION_SECONDS = 315_576_000_000
+"""The range of ``google.protobuf.Duration``: +-10,000 years."""
 
 
 def parse_duration(text: str) -> float:
     """``"50s"`` -> 50.0, ``"17.250s"`` -> 17.25.
 
-    Raises ``ProtocolError`` for anything that is not proto-JSON duration syntax, so a
-    bad ``goAway.timeLeft`` is reported instead of silently becoming zero.
+    Raises ``ProtocolError`` for anything that is not proto-JSON duration syntax (or is out
+    of the protobuf range), so a bad ``goAway.timeLeft`` is reported instead of silently
+    becoming zero or raising something else.
     """
     if not isinstance(text, str):
         raise ProtocolError(f"duration must be a string like '50s', got {type(text).__name__}")
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise ProtocolError(f"not a protobuf duration: {text[:40]!r}")
     sign, whole, frac = match.groups()
+    if int(whole) > MAX_DURATION_SECONDS:
+        raise ProtocolError(
+            f"duration out of range (at most {MAX_DURATION_SECONDS}s): {text[:40]!r}"
+        )
     seconds = int(whole) + (int(frac) / 10 ** len(frac) if frac else 0.0)
     return -seconds if sign else seconds
 

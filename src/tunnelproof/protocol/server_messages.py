@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,7 @@ import orjson
 from tunnelproof.protocol.casing import get_field, to_camel
 from tunnelproof.protocol.durations import parse_duration
 from tunnelproof.protocol.errors import ProtocolError
-
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,18 +249,30 @@ def _bool(obj: Mapping[str, Any], name: str, where: str) -> bool:
     raise ProtocolError(f"{where}.{name} must be a boolean, got {type(value).__name__}")
 
 
+# int64 fields arrive as JSON strings in proto-JSON: ASCII digits only ("²".isdigit() is
+# True, and "--5".lstrip("-") is digits), bounded in length before int() sees them.
+_INT_TEXT = re.compile(r"-?[0-9]{1,20}", re.ASCII)
+_INT64_MAX = 2**63 - 1
+
+
 def _int(obj: Mapping[str, Any], name: str, where: str) -> int | None:
+    """A non-negative int64 (every integer the server sends is a count or an index)."""
     value = get_field(obj, name)
     if value is None:
         return None
     if isinstance(value, bool):
         raise ProtocolError(f"{where}.{name} must be an integer, got bool")
     if isinstance(value, int):
-        return value
-    # int64 fields arrive as JSON strings in proto-JSON.
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    raise ProtocolError(f"{where}.{name} must be an integer, got {type(value).__name__}")
+        number = value
+    elif isinstance(value, str) and _INT_TEXT.fullmatch(value):
+        number = int(value)
+    elif isinstance(value, str):
+        raise ProtocolError(f"{where}.{name} must be an integer, got {value[:40]!r}")
+    else:
+        raise ProtocolError(f"{where}.{name} must be an integer, got {type(value).__name__}")
+    if not 0 <= number <= _INT64_MAX:
+        raise ProtocolError(f"{where}.{name} out of range (0 to 2**63-1): {str(number)[:40]}")
+    return number
 
 
 def _list(obj: Mapping[str, Any], name: str, where: str) -> list[Any]:
@@ -342,7 +354,15 @@ def _parse_tool_call_cancellation(obj: JsonDict) -> ToolCallCancellation:
 
 def _parse_go_away(obj: JsonDict) -> GoAway:
     text = _str(obj, "timeLeft", "goAway")
-    return GoAway(parse_duration(text) if text is not None else None, obj)
+    if text is None:
+        return GoAway(None, obj)
+    try:
+        seconds = parse_duration(text)
+    except ProtocolError as exc:
+        raise ProtocolError(f"goAway.timeLeft: {exc}") from None
+    if seconds < 0:
+        raise ProtocolError(f"goAway.timeLeft must not be negative: {text[:40]!r}")
+    return GoAway(seconds, obj)
 
 
 def _parse_resumption_update(obj: JsonDict) -> SessionResumptionUpdate:

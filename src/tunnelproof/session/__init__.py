@@ -9,6 +9,7 @@ The public API:
 * Policies: :class:`RetryPolicy` (:data:`DEFAULT_POLICY`, :data:`SEED_POLICY`),
   :class:`Watchdogs`, :class:`OutboxLimits`.
 * Credentials: :class:`Credential`, :data:`TokenSource` and the typed token errors.
+* Typed outgoing messages: :class:`ClientMessage` (what every ``send_*`` builds).
 * The core: :class:`SessionMachine` (no I/O), for tests and other drivers.
 """
 
@@ -18,6 +19,7 @@ from tunnelproof.session.app_events import (
     Closed,
     Connected,
     ContextReset,
+    Delivered,
     Disconnected,
     Failed,
     GenerationComplete,
@@ -49,9 +51,11 @@ from tunnelproof.session.credentials import (
 )
 from tunnelproof.session.handle_store import HandleStore, StoredSession
 from tunnelproof.session.live_session import LiveSession
-from tunnelproof.session.machine import SessionMachine, SessionState
+from tunnelproof.session.machine import SessionMachine
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.outgoing import ClientMessage
+from tunnelproof.session.phases import SessionState
 from tunnelproof.session.policy import (
     DEFAULT_POLICY,
     DEFAULT_WATCHDOGS,
@@ -66,10 +70,12 @@ __all__ = [
     "SEED_POLICY",
     "AppEvent",
     "AudioChunk",
+    "ClientMessage",
     "Closed",
     "Connected",
     "ContextReset",
     "Credential",
+    "Delivered",
     "Disconnected",
     "Failed",
     "GenerationComplete",

@@ -11,7 +11,8 @@ the machine's vocabulary:
 * :func:`classify_token_error` turns a token-source exception into ``TokenFailed``;
 * :func:`read_kernel_link` and :func:`kernel_verdict` read the kernel's view of a link
   (``TCP_INFO``) when the machine asks whether a quiet link is dead: data the kernel has
-  been retransmitting without an acknowledgement is evidence; a model's silence is not.
+  been retransmitting without an acknowledgement is evidence; a model's silence is not;
+* :func:`log_lifecycle` writes one log line per lifecycle event.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 
+from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import (
     TokenAuthError,
     TokenConfigError,
@@ -193,3 +195,29 @@ def classify_token_error(request: int, exc: BaseException) -> TokenFailed:
 def _describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def log_lifecycle(conversation: str, event: ev.AppEvent) -> None:
+    """One log line per lifecycle change (never content, never credentials)."""
+    match event:
+        case ev.Reconnecting(delay=delay, attempt=attempt, reason=reason, kind=kind):
+            log.info(
+                "[%s] reconnecting in %.2f s (attempt %d, %s): %s",
+                conversation,
+                delay,
+                attempt,
+                kind,
+                reason,
+            )
+        case ev.Resumed(gap=gap, replayed=replayed):
+            log.info("[%s] resumed after %.2f s, replayed %d", conversation, gap, replayed)
+        case ev.Connected(first=first):
+            log.info("[%s] connected (%s)", conversation, "first" if first else "fresh session")
+        case ev.ContextReset(reason=reason, seeded_turns=turns):
+            log.warning("[%s] context reset (%s); re-seeded %d turns", conversation, reason, turns)
+        case ev.Failed(verdict=verdict):
+            log.error("[%s] stopped: %s (%s)", conversation, verdict.advice, verdict.reason)
+        case ev.GoAwayReceived(time_left=left):
+            log.info("[%s] goAway, %s s left: planned handover", conversation, left)
+        case _:
+            pass

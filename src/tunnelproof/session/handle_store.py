@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tunnelproof.protocol.client_messages import Turn
-
-HANDLE_VALIDITY_SECONDS = 2 * 60 * 60
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS as HANDLE_VALIDITY_SECONDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,7 @@
 
 Usage::
 
-    from tunnelproof.protocol import LiveConfig
-    from tunnelproof.session import LiveSession, TextDelta, TurnComplete
-    from tunnelproof.tokens.client import TokenServiceSource
+    from tunnelproof import LiveConfig, LiveSession, TextDelta, TokenServiceSource, TurnComplete
 
     config = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
     tokens = TokenServiceSource("https://app.example.com/api/live/token")
@@ -36,27 +34,16 @@ import random
 import ssl as ssl_module
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
 
 from tunnelproof.protocol.client_messages import (
     INPUT_AUDIO_RATE,
     FunctionResponse,
-    JsonDict,
     Turn,
-    client_content,
-    realtime_audio,
-    realtime_text,
-    tool_response,
 )
 from tunnelproof.protocol.config import LiveConfig
-from tunnelproof.protocol.endpoints import Endpoint
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import (
     AbortSocket,
@@ -75,20 +62,13 @@ from tunnelproof.session.actions import (
 )
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.driver import (
-    classify_connect_error,
     classify_token_error,
-    kernel_verdict,
-    read_kernel_link,
-    tune_socket,
+    log_lifecycle,
 )
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
-    FrameReceived,
-    LinkChecked,
     ResumeRequested,
-    SocketClosed,
-    SocketOpened,
     Started,
     TimerFired,
     TokenFetched,
@@ -97,33 +77,19 @@ from tunnelproof.session.handle_store import HandleStore, StoredSession
 from tunnelproof.session.machine import SessionMachine, SessionState
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
+from tunnelproof.session.outgoing import ClientMessage
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.sockets import (
+    DEFAULT_MAX_FRAME_BYTES,
+    ConnectOptions,
+    SocketAttempt,
+    close_quietly,
+    run_socket,
+)
 
 log = logging.getLogger("tunnelproof.session")
 
-# Server frames carry base64 audio; Google's biggest frames are well under this. A bound
-# keeps a misbehaving peer from making us buffer without limit.
-DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
-
 _END = object()
-
-
-@dataclass(slots=True)
-class _Socket:
-    """Driver-side state of one socket attempt."""
-
-    attempt: int
-    task: asyncio.Task[None] | None = None
-    ws: ClientConnection | None = None
-    outgoing: deque[str] = field(default_factory=deque)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    writer: asyncio.Task[None] | None = None
-    checker: asyncio.Task[None] | None = None
-    dead: bool = False  # the machine no longer wants events from it
-
-    def gone(self) -> bool:
-        """True once aborted (a method, so type checkers do not narrow it across awaits)."""
-        return self.dead
 
 
 class LiveSession:
@@ -187,13 +153,9 @@ class LiveSession:
         self.conversation_id = validate_conversation_id(conversation_id or uuid.uuid4().hex)
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
-        self._ssl = ssl
-        self._max_frame_bytes = max_frame_bytes
-        self._connect_kwargs = {
-            k: v for k, v in (connect_kwargs or {}).items() if k not in _MANAGED_KWARGS
-        }
+        self._connect = ConnectOptions.build(self._watchdogs, ssl, max_frame_bytes, connect_kwargs)
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._sockets: dict[int, _Socket] = {}
+        self._sockets: dict[int, SocketAttempt] = {}
         self._token_tasks: dict[int, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._store_ops: asyncio.Queue[Any] = asyncio.Queue()
@@ -290,27 +252,32 @@ class LiveSession:
 
     async def send_text(self, text: str) -> SendResult:
         """Send user text as ``realtimeInput.text`` (the model answers it as a turn)."""
-        return self._send(realtime_text(text))
+        return self._send(ClientMessage.text(text))
 
     async def send_audio(self, pcm: bytes, *, rate: int = INPUT_AUDIO_RATE) -> SendResult:
         """Send 16-bit little-endian mono PCM (20-40 ms chunks are best)."""
-        return self._send(realtime_audio(pcm, rate=rate))
+        return self._send(ClientMessage.audio(pcm, rate=rate))
 
     async def send_client_content(
         self, turns: Iterable[Turn | Mapping[str, Any]], *, turn_complete: bool = True
     ) -> SendResult:
         """Append ``turns`` to the history; ``turn_complete`` asks the model to answer."""
-        return self._send(client_content(turns, turn_complete=turn_complete))
+        return self._send(ClientMessage.content(turns, turn_complete=turn_complete))
 
     async def send_tool_response(self, responses: Sequence[FunctionResponse]) -> SendResult:
         """Answer tool calls. Answers to calls cancelled by a reconnect are refused."""
-        return self._send(tool_response(responses))
+        return self._send(ClientMessage.tool_response(responses))
 
     async def send_raw(self, message: Mapping[str, Any]) -> SendResult:
-        """Send any client message dict (one of clientContent/realtimeInput/toolResponse)."""
-        return self._send(dict(message))
+        """Send any client message dict (one of clientContent/realtimeInput/toolResponse).
 
-    def _send(self, message: JsonDict) -> SendResult:
+        The dict is read as the server would read it (``ClientMessage.from_dict``), so a
+        raw text or tool response gets the same replay rules as a typed one.
+        ``ValueError`` for a ``setup`` or a dict that is not exactly one client message.
+        """
+        return self._send(ClientMessage.from_dict(message))
+
+    def _send(self, message: ClientMessage) -> SendResult:
         if not self._started:
             raise RuntimeError("start the session first (async with LiveSession(...))")
         loop = asyncio.get_running_loop()
@@ -332,14 +299,13 @@ class LiveSession:
             match action:
                 case Emit(event=event):
                     self._events.put_nowait(event)
-                    _log_lifecycle(self.conversation_id, event)
+                    log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):
                         self._closed.set()
                 case SendFrame(attempt=attempt, text=text):
                     sock = self._sockets.get(attempt)
-                    if sock is not None and not sock.dead:
-                        sock.outgoing.append(text)
-                        sock.wake.set()
+                    if sock is not None:
+                        sock.send(text)
                 case SetTimer(name=name, serial=serial, at=at):
                     old = self._timers.pop(name, None)
                     if old is not None:
@@ -359,10 +325,12 @@ class LiveSession:
                     if task is not None:
                         task.cancel()
                 case OpenSocket(attempt=attempt, endpoint=endpoint, timeout=timeout):
-                    sock = _Socket(attempt)
+                    sock = SocketAttempt(attempt)
                     self._sockets[attempt] = sock
                     sock.task = asyncio.create_task(
-                        self._run_socket(sock, endpoint, timeout),
+                        run_socket(
+                            sock, endpoint, timeout, self._connect, self._feed, self._release
+                        ),
                         name=f"tunnelproof-socket-{attempt}",
                     )
                 case CloseSocket(attempt=attempt, code=code, reason=reason):
@@ -370,18 +338,15 @@ class LiveSession:
                     if sock is not None and sock.ws is not None:
                         # The reader reports the outcome (SocketClosed); the machine's
                         # close timer turns a hanging close into an abort.
-                        task = asyncio.create_task(_close_quietly(sock.ws, code, reason))
+                        task = asyncio.create_task(close_quietly(sock.ws, code, reason))
                         self._closers.add(task)
                         task.add_done_callback(self._closers.discard)
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
                 case CheckLink(attempt=attempt):
                     sock = self._sockets.get(attempt)
-                    idle = sock is not None and (sock.checker is None or sock.checker.done())
-                    if idle and sock is not None and sock.ws is not None and not sock.dead:
-                        sock.checker = asyncio.create_task(
-                            self._check_link(sock), name=f"tunnelproof-check-{attempt}"
-                        )
+                    if sock is not None:
+                        sock.check_link(self._connect.watchdogs, self._feed)
                 case SaveHandle(session=session):
                     self._store_ops.put_nowait(("save", session))
                 case DeleteHandle():
@@ -394,52 +359,11 @@ class LiveSession:
     def _abort(self, attempt: int) -> None:
         """Tear the socket down now: no close handshake, no close_timeout wait."""
         sock = self._sockets.pop(attempt, None)
-        if sock is None:
-            return
-        sock.dead = True
-        if sock.ws is not None:
-            sock.ws.transport.abort()
-        if sock.task is not None:
-            sock.task.cancel()
-        if sock.writer is not None:
-            sock.writer.cancel()
-        if sock.checker is not None:
-            sock.checker.cancel()
+        if sock is not None:
+            sock.abort()
 
-    async def _check_link(self, sock: _Socket) -> None:
-        """Evidence for ``CheckLink``: the kernel's view, then a ping's pong.
-
-        Only evidence is reported. A pong (inbound bytes) says alive; the kernel holding
-        data unacknowledged for long says dead. A quiet link with neither is left to the
-        machine's timer, which knows how long to wait (a slow pong is not a dead link).
-        """
-        ws = sock.ws
-        assert ws is not None
-        raw = ws.transport.get_extra_info("socket")
-        watchdogs = self._watchdogs
-        verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
-        if verdict is not None:
-            if not sock.gone():
-                self._feed(LinkChecked(sock.attempt, False, verdict))
-            return
-        try:
-            pong = asyncio.ensure_future(await ws.ping())
-        except ConnectionClosed:
-            return  # the reader reports the close
-        pong.add_done_callback(_consume)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + watchdogs.link_check_timeout
-        while not sock.gone() and loop.time() < deadline:
-            done, _ = await asyncio.wait({pong}, timeout=0.5)
-            if sock.gone():
-                return
-            if done:
-                self._feed(LinkChecked(sock.attempt, True, "pong"))
-                return
-            verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
-            if verdict is not None:
-                self._feed(LinkChecked(sock.attempt, False, verdict))
-                return
+    def _release(self, attempt: int) -> None:
+        self._sockets.pop(attempt, None)
 
     async def _fetch_token(self, request: int) -> None:
         try:
@@ -452,90 +376,6 @@ class LiveSession:
             return
         self._token_tasks.pop(request, None)
         self._feed(TokenFetched(request, credential))
-
-    async def _run_socket(self, sock: _Socket, endpoint: Endpoint, timeout: float) -> None:
-        attempt = sock.attempt
-        kwargs: dict[str, Any] = dict(self._connect_kwargs)
-        if endpoint.url.startswith("wss://") and self._ssl is not None:
-            kwargs["ssl"] = self._ssl
-        log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
-        try:
-            ws = await connect(
-                endpoint.url,
-                additional_headers=endpoint.headers,
-                open_timeout=timeout,
-                # No WebSocket pings: Gemini pongs take 8-30 s, so ping timeouts are false
-                # alarms. The kernel (TCP_USER_TIMEOUT, keepalive) and the machine's
-                # setup/reply watchdogs find dead links instead.
-                ping_interval=None,
-                ping_timeout=None,
-                # Audio does not compress; permessage-deflate only costs CPU.
-                compression=None,
-                max_size=self._max_frame_bytes,
-                close_timeout=self._watchdogs.close_timeout,
-                **kwargs,
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if not sock.dead:
-                self._sockets.pop(attempt, None)
-                self._feed(classify_connect_error(attempt, exc))
-            return
-        if sock.dead:
-            ws.transport.abort()
-            return
-        sock.ws = ws
-        missing = tune_socket(ws.transport.get_extra_info("socket"), self._watchdogs)
-        if missing:
-            log.debug("socket options not available here: %s", ", ".join(missing))
-        sock.writer = asyncio.create_task(
-            self._write_loop(sock), name=f"tunnelproof-writer-{attempt}"
-        )
-        self._feed(SocketOpened(attempt))
-        try:
-            async for message in ws:
-                if sock.gone():
-                    return
-                self._feed(FrameReceived(attempt, message))
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a bug in a frame handler must not kill the session silently
-            log.exception("unexpected error reading attempt %d", attempt)
-            ws.transport.abort()
-        if sock.gone():
-            return
-        received = ws.protocol.close_rcvd
-        code = received.code if received is not None else None
-        reason = received.reason if received is not None else ""
-        sent = ws.protocol.close_sent
-        if received is None and sent is not None:
-            # We failed the connection ourselves (1009: a server frame over max_frame_bytes,
-            # 1002/1007: a broken frame). The server sent no code to classify, so the code
-            # stays None (a lost link, retried), but the reason says what happened.
-            reason = f"closed by the client: {sent.code} {sent.reason}".strip()
-        self._sockets.pop(attempt, None)
-        if sock.writer is not None:
-            sock.writer.cancel()
-        if sock.checker is not None:
-            sock.checker.cancel()
-        self._feed(SocketClosed(attempt, code, reason))
-
-    async def _write_loop(self, sock: _Socket) -> None:
-        ws = sock.ws
-        assert ws is not None
-        while not sock.dead:
-            if not sock.outgoing:
-                sock.wake.clear()
-                await sock.wake.wait()
-                continue
-            text = sock.outgoing.popleft()
-            try:
-                await ws.send(text)
-            except ConnectionClosed:
-                return  # the reader reports the close
 
     async def _store_worker(self) -> None:
         while True:
@@ -570,48 +410,6 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 await self._store.close()
         self._events.put_nowait(_END)
-
-
-_MANAGED_KWARGS = frozenset(
-    {"ping_interval", "ping_timeout", "open_timeout", "additional_headers", "close_timeout"}
-)
-
-
-def _log_lifecycle(conversation: str, event: ev.AppEvent) -> None:
-    """One log line per lifecycle change (never content, never credentials)."""
-    match event:
-        case ev.Reconnecting(delay=delay, attempt=attempt, reason=reason, kind=kind):
-            log.info(
-                "[%s] reconnecting in %.2f s (attempt %d, %s): %s",
-                conversation,
-                delay,
-                attempt,
-                kind,
-                reason,
-            )
-        case ev.Resumed(gap=gap, replayed=replayed):
-            log.info("[%s] resumed after %.2f s, replayed %d", conversation, gap, replayed)
-        case ev.Connected(first=first):
-            log.info("[%s] connected (%s)", conversation, "first" if first else "fresh session")
-        case ev.ContextReset(reason=reason, seeded_turns=turns):
-            log.warning("[%s] context reset (%s); re-seeded %d turns", conversation, reason, turns)
-        case ev.Failed(verdict=verdict):
-            log.error("[%s] stopped: %s (%s)", conversation, verdict.advice, verdict.reason)
-        case ev.GoAwayReceived(time_left=left):
-            log.info("[%s] goAway, %s s left: planned handover", conversation, left)
-        case _:
-            pass
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve a finished future's outcome so a closed link logs no stray exception."""
-    if not future.cancelled():
-        future.exception()
-
-
-async def _close_quietly(ws: ClientConnection, code: int, reason: str) -> None:
-    with contextlib.suppress(Exception):
-        await ws.close(code, reason)
 
 
 def _memory_store() -> HandleStore:

@@ -15,32 +15,28 @@ Two queues:
 
 Nothing leaves the outbox silently: every drop is returned to the caller (the machine),
 which reports it as a ``SendDropped`` event and in the metrics.
+
+Audio is accounted for to the millisecond (issue 13): a chunk ends *delivered* (a
+resumable handle issued after output that answers it), *replayed*, or *reported dropped*.
+Two records make that possible without keeping every payload:
+
+* ``unverified``: chunks that left the replay window (``unconfirmed`` keeps at most
+  ``max_audio_ms`` of audio) before any evidence that the server holds them. Only their
+  ``seq`` and duration are kept; the next confirmation makes them delivered, a drop first
+  makes them dropped ("sent into a link that died, too old to replay").
+* :class:`AudioDropLedger`: drops during one outage (stale audio, bounds, the above) are
+  gathered and reported as one ``SendDropped`` with the outage's total duration, not one
+  event per 20 ms chunk.
 """
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
-from tunnelproof.protocol.casing import get_field, to_camel
-from tunnelproof.protocol.client_messages import Role, Turn, encode_client_message
-
-JsonDict = dict[str, Any]
-
-
-class MessageKind(StrEnum):
-    """What an outgoing message is, for bounds and replay rules."""
-
-    AUDIO = "audio"
-    TEXT = "text"  # realtimeInput.text
-    CLIENT_CONTENT = "client_content"
-    TOOL_RESPONSE = "tool_response"
-    REALTIME = "realtime"  # video, activity signals, audioStreamEnd
-    RAW = "raw"
+from tunnelproof.session.outgoing import MessageKind, Outgoing
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,124 +90,43 @@ class OutboxLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message the app asked to send, with what the machine needs to know about it."""
+class SentAudio:
+    """A chunk that left the replay window unconfirmed: its seq and duration only."""
 
     seq: int
-    kind: MessageKind
-    message: JsonDict
-    wire: str
-    created_at: float
+    audio_ms: float
+
+
+# Beyond this many unverified chunks (about an hour of 20 ms chunks with no confirmation
+# at all) the oldest are taken as delivered: memory stays bounded on endless monologues.
+MAX_UNVERIFIED = 200_000
+
+
+@dataclass(slots=True)
+class AudioDropLedger:
+    """Audio dropped during one outage, reported once when the outage ends."""
+
+    seqs: list[int] = field(default_factory=list)
     audio_ms: float = 0.0
-    tool_ids: tuple[str, ...] = ()
-    expects_reply: bool = False
-    turns: tuple[Turn, ...] = ()
-    was_sent: bool = False  # sent on some connection before (so a resend is a replay)
+    reasons: list[str] = field(default_factory=list)
 
-    @property
-    def size(self) -> int:
-        """Bytes on the wire."""
-        return len(self.wire)
+    def add(self, seqs: Iterable[int], audio_ms: float, reason: str) -> None:
+        """Record dropped chunks and why."""
+        before = len(self.seqs)
+        self.seqs.extend(seqs)
+        if len(self.seqs) == before:
+            return
+        self.audio_ms += audio_ms
+        if reason not in self.reasons:
+            self.reasons.append(reason)
 
-
-_RATE = re.compile(r"rate=(\d+)")
-
-
-def make_outgoing(seq: int, message: Mapping[str, Any], now: float) -> Outgoing:
-    """Classify a client message (camelCase or snake_case top-level key).
-
-    Raises ``ValueError`` for a ``setup`` (the session owns it) or a message that does not
-    hold exactly one client message kind.
-    """
-    if len(message) != 1:
-        raise ValueError(f"a client message holds exactly one kind, got {list(message)}")
-    key = next(iter(message))
-    kind_name = to_camel(key)
-    body = message[key]
-    if not isinstance(body, Mapping):
-        raise ValueError(f"{kind_name} must be an object")
-    msg: JsonDict = dict(message)
-    wire = encode_client_message(msg)
-    if kind_name == "setup":
-        raise ValueError("setup is sent by the session itself; do not send it")
-    if kind_name == "realtimeInput":
-        audio = get_field(body, "audio")
-        if isinstance(audio, Mapping):
-            data = get_field(audio, "data") or ""
-            mime = get_field(audio, "mimeType") or ""
-            match = _RATE.search(str(mime))
-            rate = int(match.group(1)) if match else 16_000
-            b64 = str(data)
-            nbytes = len(b64) * 3 // 4 - (len(b64) - len(b64.rstrip("=")))
-            ms = nbytes / (2 * rate) * 1000.0
-            return Outgoing(seq, MessageKind.AUDIO, msg, wire, now, audio_ms=ms)
-        text = get_field(body, "text")
-        if isinstance(text, str):
-            return Outgoing(
-                seq,
-                MessageKind.TEXT,
-                msg,
-                wire,
-                now,
-                expects_reply=True,
-                turns=(Turn("user", text),),
-            )
-        ends_turn = get_field(body, "activityEnd") is not None or bool(
-            get_field(body, "audioStreamEnd")
-        )
-        return Outgoing(seq, MessageKind.REALTIME, msg, wire, now, expects_reply=ends_turn)
-    if kind_name == "clientContent":
-        turns = tuple(_turns(get_field(body, "turns") or []))
-        complete = bool(get_field(body, "turnComplete"))
-        return Outgoing(
-            seq, MessageKind.CLIENT_CONTENT, msg, wire, now, expects_reply=complete, turns=turns
-        )
-    if kind_name == "toolResponse":
-        ids = tuple(
-            str(get_field(r, "id"))
-            for r in get_field(body, "functionResponses") or []
-            if isinstance(r, Mapping) and get_field(r, "id")
-        )
-        return Outgoing(
-            seq, MessageKind.TOOL_RESPONSE, msg, wire, now, tool_ids=ids, expects_reply=True
-        )
-    return Outgoing(seq, MessageKind.RAW, msg, wire, now)
-
-
-def _turns(raw: Iterable[Any]) -> Iterable[Turn]:
-    for turn in raw:
-        if not isinstance(turn, Mapping):
-            continue
-        role: Role = "model" if get_field(turn, "role") == "model" else "user"
-        texts = [
-            str(get_field(p, "text"))
-            for p in get_field(turn, "parts") or []
-            if isinstance(p, Mapping) and isinstance(get_field(p, "text"), str)
-        ]
-        if texts:
-            yield Turn(role, "".join(texts))
-
-
-def without_tool_ids(item: Outgoing, ids: set[str]) -> Outgoing | None:
-    """``item`` minus the function responses answering ``ids``; ``None`` if none is left."""
-    if item.kind is not MessageKind.TOOL_RESPONSE or not ids.intersection(item.tool_ids):
-        return item
-    key = next(iter(item.message))
-    body = item.message[key]
-    responses = [
-        r
-        for r in get_field(body, "functionResponses") or []
-        if not (isinstance(r, Mapping) and str(get_field(r, "id")) in ids)
-    ]
-    if not responses:
-        return None
-    message = {key: {**body, "functionResponses": responses}}
-    return replace(
-        item,
-        message=message,
-        wire=encode_client_message(message),
-        tool_ids=tuple(i for i in item.tool_ids if i not in ids),
-    )
+    def take(self) -> tuple[tuple[int, ...], float, str] | None:
+        """``(seqs, audio_ms, reason)`` of everything recorded, and start over."""
+        if not self.seqs:
+            return None
+        out = (tuple(self.seqs), self.audio_ms, "; ".join(self.reasons))
+        self.seqs, self.audio_ms, self.reasons = [], 0.0, []
+        return out
 
 
 @dataclass(slots=True)
@@ -221,6 +136,7 @@ class Outbox:
     limits: OutboxLimits = field(default_factory=OutboxLimits)
     pending: deque[Outgoing] = field(default_factory=deque)
     unconfirmed: deque[Outgoing] = field(default_factory=deque)
+    unverified: deque[SentAudio] = field(default_factory=deque)
     _unconfirmed_audio_ms: float = 0.0  # running total: mark_sent runs per audio chunk
 
     # -- sizes -------------------------------------------------------------------------
@@ -311,6 +227,7 @@ class Outbox:
                     del self.unconfirmed[index]
                     self._unconfirmed_audio_ms -= queued.audio_ms
                     evicted.append(queued)
+                    self._unverified(queued)
                     break
             else:  # pragma: no cover - the total only counts audio
                 self._unconfirmed_audio_ms = 0.0
@@ -318,24 +235,37 @@ class Outbox:
             oldest = self.unconfirmed.popleft()
             self._unconfirmed_audio_ms -= oldest.audio_ms
             evicted.append(oldest)
+            if oldest.kind is MessageKind.AUDIO:
+                self._unverified(oldest)
         return evicted
+
+    def _unverified(self, item: Outgoing) -> None:
+        self.unverified.append(SentAudio(item.seq, item.audio_ms))
+        if len(self.unverified) > MAX_UNVERIFIED:
+            self.unverified.popleft()
+
+    def take_unverified(self) -> list[SentAudio]:
+        """Chunks sent beyond the replay window since the last confirmation (and forget)."""
+        items = list(self.unverified)
+        self.unverified.clear()
+        return items
 
     def _recount(self) -> None:
         self._unconfirmed_audio_ms = sum(i.audio_ms for i in self.unconfirmed)
 
-    def confirm(self, keep_last: int = 0) -> None:
-        """A resumable handle arrived: the server's state holds what was sent before it.
+    def confirm(self, keep_last: int = 0) -> list[Outgoing]:
+        """The server's state holds what was sent before the ``keep_last`` newest sends.
 
-        ``keep_last`` newest sends stay unconfirmed: the machine knows the handle was
-        issued before the server read them (their reply is still due).
+        Returns the items confirmed (oldest first). The machine decides ``keep_last`` (see
+        ``SessionMachine._confirm_delivery``): sends whose reply is still due were not read
+        when the handle was issued.
         """
-        if keep_last <= 0:
-            self.unconfirmed.clear()
-            self._unconfirmed_audio_ms = 0.0
-            return
-        while len(self.unconfirmed) > keep_last:
-            self.unconfirmed.popleft()
+        keep = max(0, keep_last)
+        confirmed: list[Outgoing] = []
+        while len(self.unconfirmed) > keep:
+            confirmed.append(self.unconfirmed.popleft())
         self._recount()
+        return confirmed
 
     def requeue_unconfirmed(self, now: float) -> list[Outgoing]:
         """Put unconfirmed messages back in front of ``pending`` for replay.
@@ -361,7 +291,7 @@ class Outbox:
                     break
         return dropped
 
-    def remove_where(self, predicate: Any) -> list[Outgoing]:
+    def remove_where(self, predicate: Callable[[Outgoing], bool]) -> list[Outgoing]:
         """Remove and return queued or unconfirmed items for which ``predicate(item)``."""
         removed = [i for i in (*self.unconfirmed, *self.pending) if predicate(i)]
         if removed:
@@ -378,7 +308,7 @@ class Outbox:
             queue: deque[Outgoing] = getattr(self, name)
             kept: deque[Outgoing] = deque()
             for item in queue:
-                trimmed = without_tool_ids(item, ids)
+                trimmed = item.without_tool_ids(ids)
                 if trimmed is None:
                     dropped.append(item)
                 else:

@@ -17,11 +17,14 @@ refuses looped forever at its shortest delay).
 
 Three kinds of "try again" are *not* server failures (issue 15):
 
-* **an abrupt drop of a healthy connection** (1006, a reset, a dead link found by a
-  watchdog, after the connection served at least ``healthy_after`` seconds): the server
-  did nothing wrong, so the first attempt goes at once and the drop does not escalate the
-  next one. A budget (``immediate_budget`` per ``immediate_window``) keeps a link that
-  flaps forever from becoming a hot loop: beyond it, drops back off like server errors.
+* **an abrupt drop** (1006, a reset, a dead link found by a watchdog) of a connection that
+  reached ``setupComplete``: the server did nothing wrong, so the first attempt goes at
+  once and the drop does not escalate the next one. A connection dropped sooner than
+  ``healthy_after`` after its setup looks like a server that accepts and then fails:
+  such quick drops go at once only within a budget (``immediate_budget`` per
+  ``immediate_window``) and back off like server errors beyond it, so a crash-looping
+  server never meets a hot loop. (A link that flaps is bounded by itself: each
+  connection served ``healthy_after`` seconds.)
 * **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
   wait is honoured (plus a little jitter) and does not count against the caps, so a herd
   is served in turn instead of giving up.
@@ -36,6 +39,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from typing import Literal
+
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
 
 JitterMode = Literal["full", "additive"]
 
@@ -68,15 +73,17 @@ class RetryPolicy:
         probe_offline: treat network-gone failures with the probe interval. ``False`` sends
             them through the server-error backoff and its caps (the seed's behaviour).
         healthy_after: seconds a connection must have served (after ``setupComplete``)
-            for an abrupt drop of it to be retried at once; a connection dropped sooner
-            is a server that accepts and then fails, and backs off.
-        immediate_budget: immediate reconnects allowed per ``immediate_window`` seconds;
-            drops beyond it back off like server errors (a link that flaps forever).
-            ``0`` disables immediate reconnects (every drop backs off).
+            for an abrupt drop of it to be retried at once whatever came before; a drop
+            sooner is a *quick* drop (a server that accepts and then fails?).
+        immediate_budget: quick drops retried at once per ``immediate_window`` seconds;
+            beyond it they back off like server errors. ``0`` retries no quick drop at
+            once (the seed's policy backs off every drop).
         immediate_window: see ``immediate_budget``.
         handover_budget: planned handovers (goAway) in a row from connections younger
             than ``stable_after`` that go at once; later ones wait for the goAway deadline
             and then a backoff.
+        shed_is_wait: a 429/503 with ``Retry-After`` is a wait, not a failure (``False``
+            counts it against the caps, as the seed did).
     """
 
     offline_interval: float = 0.75
@@ -93,9 +100,10 @@ class RetryPolicy:
     reset_on_open: bool = False
     probe_offline: bool = True
     healthy_after: float = 0.25
-    immediate_budget: int = 30
+    immediate_budget: int = 5
     immediate_window: float = 60.0
     handover_budget: int = 3
+    shed_is_wait: bool = True
 
     def __post_init__(self) -> None:
         if self.offline_interval <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
@@ -133,25 +141,22 @@ class RetryPolicy:
     def shed_delay(self, retry_after: float, rng: random.Random) -> float:
         """Delay after a shed answer (429/503 with ``Retry-After``): a wait, not a failure.
 
-        The server said when it can take us; the jitter on top (up to half of
-        ``Retry-After``, at most ``max_delay``) spreads a herd over the window instead of
-        returning it on one tick.
+        The server said when it can take us; the jitter on top (up to ``base_delay``)
+        keeps a herd from returning on one tick. The server spreads the herd itself by
+        answering each client its own ``Retry-After``.
         """
-        spread = min(self.max_delay, max(self.base_delay, retry_after / 2))
-        return max(0.0, retry_after) + rng.uniform(0.0, spread)
+        return max(0.0, retry_after) + rng.uniform(0.0, self.base_delay)
 
-    def drop_is_immediate(self, served: float, recent_immediate: int) -> bool:
+    def drop_is_immediate(self, served: float, recent_quick: int) -> bool:
         """Whether the first attempt after an abrupt drop goes at once.
 
         ``served`` is how long the dropped connection served after ``setupComplete``;
-        ``recent_immediate`` how many immediate reconnects happened in the last
+        ``recent_quick`` how many quick drops were retried at once in the last
         ``immediate_window`` seconds.
         """
-        return (
-            not self.reset_on_open  # the seed's policy keeps the seed's timing
-            and served >= self.healthy_after
-            and recent_immediate < self.immediate_budget
-        )
+        if self.reset_on_open:
+            return False  # the seed's policy keeps the seed's timing
+        return served >= self.healthy_after or recent_quick < self.immediate_budget
 
 
 DEFAULT_POLICY = RetryPolicy()
@@ -170,6 +175,8 @@ SEED_POLICY = RetryPolicy(
     stable_after=0.0,
     reset_on_open=True,
     probe_offline=False,
+    immediate_budget=0,
+    shed_is_wait=False,
 )
 """The seed's policy: ``1 s · 2ⁿ + uniform(0, 0.5 s)``, six tries, then give up for good.
 
@@ -213,6 +220,10 @@ class Watchdogs:
             Gemini's pongs are known to take 8-30 s, hence the generous default.
         unacked_dead_after: the kernel holding sent data unacknowledged this long (and
             retransmitting) is a dead link, whatever the model does.
+        stale_socket_wait: a resume the server refuses (closed before ``setupComplete``,
+            not with 1007) is retried with the handle kept for this long: the server most
+            likely still holds the session's old half-open socket and refuses until it
+            notices it is dead. Only then is the handle given up for a fresh session.
         close_timeout: a graceful close taking longer is turned into an abort.
         go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
         handle_validity: seconds a stored handle stays usable after the last disconnect.
@@ -227,9 +238,10 @@ class Watchdogs:
     reply_timeout: float = 20.0
     link_check_timeout: float = 30.0
     unacked_dead_after: float = 4.0
+    stale_socket_wait: float = 30.0
     close_timeout: float = 2.0
     go_away_margin: float = 5.0
-    handle_validity: float = 2 * 60 * 60
+    handle_validity: float = HANDLE_VALIDITY_SECONDS
     tcp_user_timeout: float = 5.0
     keepalive_idle: int = 2
     keepalive_interval: int = 1

@@ -14,7 +14,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tunnelproof.protocol.client_messages import JsonDict, Role, Turn, client_content
+from tunnelproof.protocol.client_messages import Role, Turn, client_content
+from tunnelproof.protocol.types import JsonDict
 
 
 @dataclass(slots=True)

@@ -8,7 +8,8 @@
 * ``emulator_process_factory``: the same for :class:`~tunnelproof.emulator.EmulatorProcess`
   (a real subprocess, for restart and crash tests); every process is stopped after the test.
 
-All fixtures are async (pytest-asyncio) and function-scoped, so tests never share state.
+All fixtures are async (run by pytest-asyncio or anyio, see
+:mod:`tunnelproof.testing.async_fixtures`) and function-scoped, so tests never share state.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import pytest_asyncio
-
 from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess, EmulatorServer
+from tunnelproof.testing.async_fixtures import async_fixture
 
 EmulatorFactory = Callable[..., Awaitable[EmulatorServer]]
 EmulatorProcessFactory = Callable[..., Awaitable[EmulatorProcess]]
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
     """Start emulators with any policy; all are stopped at teardown."""
     started: list[EmulatorServer] = []
@@ -51,19 +51,19 @@ async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
             await server.stop()
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def emulator(emulator_factory: EmulatorFactory) -> EmulatorServer:
     """A running emulator on plain ws (``emu.ws_base``) with the default policy."""
     return await emulator_factory()
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def emulator_tls(emulator_factory: EmulatorFactory) -> EmulatorServer:
     """A running emulator on wss; trust ``emu.ca_file``."""
     return await emulator_factory(tls=True)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def emulator_process_factory() -> AsyncIterator[EmulatorProcessFactory]:
     """Start emulator subprocesses; all are stopped (and their temp state removed) after."""
     started: list[EmulatorProcess] = []

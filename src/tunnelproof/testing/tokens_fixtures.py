@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from tunnelproof.testing.async_fixtures import async_fixture
 from tunnelproof.tokens.app import create_app
 from tunnelproof.tokens.router import TokenService
 from tunnelproof.tokens.settings import TokenServiceSettings
@@ -96,7 +96,7 @@ async def running_token_service(
 TokenServiceFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningTokenService]]
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def token_service_factory() -> AsyncIterator[Callable[..., Any]]:
     """``await factory(settings or service=…)`` -> a :class:`RunningTokenService`.
 
@@ -112,7 +112,7 @@ async def token_service_factory() -> AsyncIterator[Callable[..., Any]]:
         yield start
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def token_service(
     token_service_factory: Callable[..., Any],
 ) -> AsyncIterator[RunningTokenService]:

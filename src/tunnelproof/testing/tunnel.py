@@ -121,6 +121,12 @@ def _set_rst_on_close(writer: asyncio.StreamWriter | None) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    """Retrieve a finished task's outcome: log a failure, never leave it unretrieved."""
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("tunnel: %s failed", task.get_name(), exc_info=exc)
+
+
 def _abort(writer: asyncio.StreamWriter | None) -> None:
     if writer is not None:
         _set_rst_on_close(writer)
@@ -138,8 +144,7 @@ class _Connection:
     upstream_writer: asyncio.StreamWriter | None = None
     upstream_sock: socket.socket | None = None  # while connecting, before a writer exists
     damaged: bool = False  # lost bytes in a drop-mode blackhole
-    task: asyncio.Task[None] | None = None
-    cancelled_by_abort: bool = False  # our own abort() cancelled the task
+    task: asyncio.Task[None] | None = None  # runs the connection; abort() cancels it
     next_free: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
     last_due: dict[str, float] = field(default_factory=lambda: {"up": 0.0, "down": 0.0})
 
@@ -156,7 +161,6 @@ class _Connection:
                 )
             self.upstream_sock.close()
         if self.task is not None and self.task is not asyncio.current_task():
-            self.cancelled_by_abort = True
             self.task.cancel()
 
 
@@ -447,11 +451,42 @@ class TunnelProxy:
     # -- data path --------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """The ``start_server`` callback: runs the connection in its own task, ends normally.
+
+        Aborting a connection cancels that task (:attr:`_Connection.task`), never this one:
+        Python 3.11's stream callback calls ``task.exception()`` on the handler task when it
+        ends, so a *cancelled* handler put a ``CancelledError`` traceback (from wherever the
+        pumps were, often ``_write_side``) into the loop's exception handler on every reset,
+        abort or shutdown with traffic flowing.
+        """
         self._next_ident += 1
-        conn = _Connection(self._next_ident, reader, writer, task=asyncio.current_task())
+        conn = _Connection(self._next_ident, reader, writer)
+        work = asyncio.create_task(self._serve(conn), name=f"tunnel-connection-{conn.ident}")
+        work.add_done_callback(_log_failure)
+        conn.task = work
         self._connections.add(conn)
         self._counters.connections_accepted += 1
-        await self._notify()
+        try:
+            await self._notify()
+            while not work.done():
+                try:
+                    await asyncio.wait({work})
+                except asyncio.CancelledError:
+                    # Cancelled from outside (asyncio.run ending, a cancelled server): stop
+                    # the connection and end normally once it has stopped. Nobody awaits a
+                    # start_server handler, so the cancellation has done its job.
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()
+                    conn.abort()
+        finally:
+            self._connections.discard(conn)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._notify()
+
+    async def _serve(self, conn: _Connection) -> None:
+        """One connection's life: wait for the link, connect upstream, pump both ways."""
+        reader, writer = conn.client_reader, conn.client_writer
         try:
             if self._offline:
                 self._counters.connections_reset += 1
@@ -479,19 +514,10 @@ class TunnelProxy:
             up_writer.close()
         except asyncio.CancelledError:
             conn.abort()  # reset(), restore() or stop(): already aborted; make sure
-            task = asyncio.current_task()
-            if conn.cancelled_by_abort and task is not None and task.uncancel() == 0:
-                # Our own abort cancelled this handler: end it normally. A cancelled
-                # start_server handler makes Python 3.11's stream callback raise
-                # CancelledError into the loop's exception handler on every reset.
-                return
             raise
         except Exception:
             logger.exception("tunnel: connection %d failed", conn.ident)
             conn.abort()
-        finally:
-            self._connections.discard(conn)
-            await self._notify()
 
     async def _connect_upstream(
         self, conn: _Connection
@@ -525,12 +551,13 @@ class TunnelProxy:
         """Move one direction: a reader task feeding a delivering writer through a queue."""
         queue: asyncio.Queue[_Item] = asyncio.Queue(_QUEUE_CHUNKS)
         reader = asyncio.create_task(self._read_side(conn, direction, src, queue))
+        reader.add_done_callback(_log_failure)  # its outcome is always retrieved
         try:
             await self._write_side(conn, direction, dst, queue)
         finally:
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            # wait() neither raises the reader's CancelledError nor swallows our own.
+            await asyncio.wait({reader})
 
     async def _read_side(
         self,

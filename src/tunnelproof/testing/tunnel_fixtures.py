@@ -40,8 +40,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import pytest
-import pytest_asyncio
 
+from tunnelproof.testing.async_fixtures import async_fixture
 from tunnelproof.testing.netns import NetnsTunnel, netns_available
 from tunnelproof.testing.redis_server import RedisServer, RedisServerUnavailable
 from tunnelproof.testing.tunnel import TunnelProxy
@@ -65,7 +65,7 @@ TunnelFactory = Callable[..., Awaitable[TunnelProxy]]
 """``await tunnel(host, port, **TunnelProxy_kwargs)`` or ``await tunnel(server)``."""
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def tunnel() -> AsyncIterator[TunnelFactory]:
     """Start TunnelProxy instances in front of any host:port; all stopped at teardown."""
     started: list[TunnelProxy] = []
@@ -91,14 +91,17 @@ async def tunnel() -> AsyncIterator[TunnelFactory]:
             await proxy.stop()
 
 
-@pytest_asyncio.fixture
-async def emulator_tunnel(request: pytest.FixtureRequest, tunnel: TunnelFactory) -> TunnelProxy:
-    """A TunnelProxy in front of the ``emulator`` fixture (requested lazily)."""
-    emulator: _HasHostPort = request.getfixturevalue("emulator")
+@async_fixture
+async def emulator_tunnel(emulator: _HasHostPort, tunnel: TunnelFactory) -> TunnelProxy:
+    """A TunnelProxy in front of the ``emulator`` fixture.
+
+    A declared dependency, not ``request.getfixturevalue``: anyio refuses to set up an async
+    fixture from inside another one that is running.
+    """
     return await tunnel(emulator)
 
 
-@pytest_asyncio.fixture
+@async_fixture
 async def netns_tunnel() -> AsyncIterator[NetnsTunnel]:
     """A started network-namespace tunnel; skips with the reason where unavailable."""
     available, reason = netns_available()

@@ -2,8 +2,8 @@
 
 Each call POSTs to the service with the user's own credential and returns a fresh
 :class:`~tunnelproof.session.credentials.Credential`. Failures become the typed errors the
-reconnecting client classifies: 401/403 fatal, 429 wait, 5xx/timeouts retry, network gone
-probe.
+reconnecting client classifies: 401/403 fatal, the service's own 500 "misconfigured"
+fatal, 429 wait, other 5xx/timeouts retry, network gone probe.
 """
 
 from __future__ import annotations
@@ -62,6 +62,27 @@ def _timestamp(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError("not a timestamp string")
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _misconfigured(response: httpx.Response) -> bool:
+    """The tunnelproof service's own 500 ``{"code": "misconfigured"}`` (not a transient 5xx)."""
+    return bool(_json_object(response).get("code") == "misconfigured")
+
+
+def _detail(response: httpx.Response) -> str | None:
+    detail = _json_object(response).get("detail")
+    # Shown to a person: printable text only, bounded.
+    if isinstance(detail, str) and detail.isprintable():
+        return detail[:200]
+    return None
 
 
 class TokenServiceSource:
@@ -150,6 +171,13 @@ class TokenServiceSource:
             raise TokenAuthError(f"token service refused the user ({status})", status=status)
         if status == 429:
             raise TokenRateLimited("token service rate limit", retry_after=retry_after)
+        if status >= 500 and _misconfigured(response):
+            # The service says it cannot mint until its operator fixes it: retrying would
+            # only hide that for minutes (13 attempts, 97 s before this was read).
+            raise TokenConfigError(
+                f"the token service at {self.url} is misconfigured "
+                f"({_detail(response) or 'it says so'}); HTTP {status}, not retried"
+            )
         if status >= 500:
             raise TokenUnavailable(
                 f"token service error {status}", status=status, retry_after=retry_after

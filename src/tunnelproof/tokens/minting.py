@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -154,10 +155,20 @@ class Minter:
 
     async def mint(self) -> MintedToken:
         """Mint one token. Raises :class:`MintingOverloaded` or :class:`UpstreamError`."""
+        async with self.reserved() as mint:
+            return await mint()
+
+    @asynccontextmanager
+    async def reserved(self) -> AsyncIterator[Callable[[], Awaitable[MintedToken]]]:
+        """Hold a mint slot (or raise :class:`MintingOverloaded` at once) and yield ``mint``.
+
+        The route reserves the slot *before* it spends the user's rate budget, so a request
+        shed because every slot is busy costs the user nothing.
+        """
         if self._slots.locked():
             raise MintingOverloaded(retry_after=1.0)
-        async with self._slots:
-            return await self._mint()
+        async with self._slots:  # not locked: acquired without suspending, no race
+            yield self._mint
 
     async def _mint(self) -> MintedToken:
         now = self._clock()

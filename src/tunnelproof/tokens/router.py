@@ -7,9 +7,15 @@
 2. ``Origin`` against the allow-list (403) — before auth, so cross-site junk never reaches
    the JWKS fetcher;
 3. caller authentication (401 + ``WWW-Authenticate``; 503 if the IdP's keys are unreachable);
-4. API key present (500 ``Server misconfigured``);
-5. per-user rate limit (429 + ``Retry-After``);
-6. upstream mint (503 + ``Retry-After`` when every mint slot is busy, 502 on failure).
+4. API key present (500 ``Server misconfigured``, ``"code": "misconfigured"`` so clients stop
+   retrying at once);
+5. a mint slot (503 + ``Retry-After`` at once when every slot is busy), reserved before
+   the rate limit so a shed request does not spend the user's budget;
+6. per-user rate limit (429 + ``Retry-After``);
+7. upstream mint (502 on failure).
+
+The raw path must be the route's path as is: a percent-encoded one (``/api%2Flive/token``)
+gets 404, so a proxy or firewall rule written for the path cannot be sidestepped.
 
 Every answer of the route carries ``Cache-Control: no-store`` and ``Pragma: no-cache``.
 """
@@ -19,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,7 +40,7 @@ from tunnelproof.tokens.auth import (
     authenticator_from_settings,
 )
 from tunnelproof.tokens.metrics import TokenMetrics
-from tunnelproof.tokens.minting import Minter, MintingOverloaded, UpstreamError
+from tunnelproof.tokens.minting import MintedToken, Minter, MintingOverloaded, UpstreamError
 from tunnelproof.tokens.origin import OriginPolicy
 from tunnelproof.tokens.ratelimit import RateLimiterUnavailable, UserRateLimiter
 from tunnelproof.tokens.settings import TokenServiceSettings
@@ -64,14 +70,33 @@ _TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
 _ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
-    "properties": {"error": {"type": "string"}},
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string", "description": "machine-readable kind, e.g. misconfigured"},
+        "detail": {"type": "string"},
+    },
 }
 
+MISCONFIGURED_CODE = "misconfigured"
+"""``code`` of the 500 the route answers while it cannot mint (no API key): a client reads
+it to stop retrying at once (a fault only the operator can fix), unlike a transient 5xx."""
+MISCONFIGURED_DETAIL = "the token service has no Gemini API key configured"
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": message}, status_code=status, headers={**NO_STORE, **(headers or {})}
-    )
+
+def _error(
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    *,
+    code: str | None = None,
+    detail: str | None = None,
+) -> JSONResponse:
+    body = {"error": message}
+    if code is not None:
+        body["code"] = code
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
@@ -132,6 +157,7 @@ class TokenService:
         try:
             yield
         finally:
+            await self.limiter.aclose()
             if self.minter is not None:
                 await self.minter.aclose()
 
@@ -154,6 +180,7 @@ class TokenService:
                         (400, "Body is not a JSON object"),
                         (401, "Not authenticated"),
                         (403, "Origin not allowed"),
+                        (404, "Percent-encoded path"),
                         (413, "Body too large"),
                         (415, "Body is not JSON"),
                         (429, "Rate limited (Retry-After)"),
@@ -186,6 +213,10 @@ class TokenService:
             return _error(500, "Internal error")
 
     async def _handle(self, request: Request) -> Response:
+        raw_path = request.scope.get("raw_path")
+        if isinstance(raw_path, bytes) and b"%" in raw_path.partition(b"?")[0]:
+            # Starlette routes on the decoded path; the route's path never needs encoding.
+            return _error(404, "Not Found")
         refused = await self._check_body(request)
         if refused is not None:
             return refused
@@ -212,26 +243,38 @@ class TokenService:
             return _error(503, "Authentication unavailable", _retry_after(5))
 
         if self.minter is None:
-            return _error(500, "Server misconfigured")
+            # Only after authentication: a stranger learns nothing about the configuration.
+            return _error(
+                500, "Server misconfigured", code=MISCONFIGURED_CODE, detail=MISCONFIGURED_DETAIL
+            )
 
         try:
-            wait = await self.limiter.hit(principal.user_id)
+            # The mint slot first: a request shed because all slots are busy must not spend
+            # the user's rate budget (they are told to retry in a second).
+            async with self.minter.reserved() as mint:
+                return await self._limit_and_mint(principal.user_id, mint)
+        except MintingOverloaded as exc:
+            self.metrics.rate_limited.labels("overload").inc()
+            log.warning("token request shed: all mint slots busy")
+            return _error(503, "Busy, retry shortly", _retry_after(exc.retry_after))
+
+    async def _limit_and_mint(
+        self, user_id: str, mint: Callable[[], Awaitable[MintedToken]]
+    ) -> Response:
+        try:
+            wait = await self.limiter.hit(user_id)
         except RateLimiterUnavailable as exc:
             # Fail closed: without the shared budget we cannot tell abuse from use.
             log.warning("rate-limit storage unavailable (%s)", exc)
             return _error(503, "Rate limiter unavailable", _retry_after(2))
         if wait is not None:
             self.metrics.rate_limited.labels("user").inc()
-            log.info("token request from user %r rate limited for %.0fs", principal.user_id, wait)
+            log.info("token request from user %r rate limited for %.0fs", user_id, wait)
             return _error(429, "Too many token requests", _retry_after(wait))
 
         started = time.perf_counter()
         try:
-            minted = await self.minter.mint()
-        except MintingOverloaded as exc:
-            self.metrics.rate_limited.labels("overload").inc()
-            log.warning("token request shed: all mint slots busy")
-            return _error(503, "Busy, retry shortly", _retry_after(exc.retry_after))
+            minted = await mint()
         except UpstreamError as exc:
             self.metrics.upstream_latency.observe(time.perf_counter() - started)
             self.metrics.upstream_errors.labels(exc.kind).inc()
@@ -239,7 +282,7 @@ class TokenService:
             return _error(502, "Failed to issue token")
         self.metrics.upstream_latency.observe(time.perf_counter() - started)
         self.metrics.tokens_issued.inc()
-        log.info("token issued to user %r (model %s)", principal.user_id, minted.model)
+        log.info("token issued to user %r (model %s)", user_id, minted.model)
         return JSONResponse(minted.to_json(), headers=NO_STORE)
 
     async def _check_body(self, request: Request) -> Response | None:

@@ -23,6 +23,8 @@ AuthMode = Literal["jwks", "jwt_secret", "static"]
 shared secret (HS256), or static bearer keys (development only)."""
 
 DEFAULT_PATH = "/api/live/token"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+"""Levels both :mod:`logging` and uvicorn know (uvicorn's extra ``trace`` is not one)."""
 
 
 def _split_list(value: Any) -> Any:
@@ -97,6 +99,10 @@ class TokenServiceSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     log_level: str = "info"
+    """One of :data:`LOG_LEVELS` (any case)."""
+    docs: bool = False
+    """Serve ``/docs``, ``/redoc`` and ``/openapi.json`` from the standalone app. Off by
+    default: a public service need not publish its API description."""
 
     @field_validator("allowed_origins", "jwt_algorithms", "static_keys", mode="before")
     @classmethod
@@ -117,6 +123,15 @@ class TokenServiceSettings(BaseSettings):
         if not value or any(a.lower() == "none" for a in value):
             raise ValueError("jwt_algorithms must name real algorithms (never 'none')")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        # Checked here so `serve --log-level trace` is one sentence, not logging's traceback.
+        level = value.strip().lower()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("model")
     @classmethod

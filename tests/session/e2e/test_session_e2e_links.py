@@ -172,7 +172,7 @@ async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -
 
 _CHILD = """
 import asyncio, os, sys
-from .session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
+from tests.session.e2e.session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
 from tunnelproof.session import LiveSession, app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.stores import SqliteHandleStore
@@ -181,7 +181,7 @@ class Emu:
     http_base, ws_base, api_key = sys.argv[1], sys.argv[2], sys.argv[3]
 
 async def main():
-    from .session_e2e_helpers import EmulatorMint
+    from tests.session.e2e.session_e2e_helpers import EmulatorMint
     store = SqliteHandleStore(sys.argv[4])
     session = LiveSession(TEXT_CONFIG, EmulatorMint(Emu), conversation_id="conv-1",
                           handle_store=store, watchdogs=FAST_WATCHDOGS)
@@ -206,7 +206,9 @@ async def test_process_restart_resumes_from_the_sqlite_store(tmp_path: Path) -> 
     db = tmp_path / "handles.db"
     async with EmulatorServer(policy=EmulatorPolicy()) as emu:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).parents[3]), env.get("PYTHONPATH", "")]
+        )
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 
 from tunnelproof.protocol.client_messages import Turn
-from tunnelproof.session.handle_store import HANDLE_VALIDITY_SECONDS, StoredSession
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
+from tunnelproof.session.handle_store import StoredSession
 
 logger = logging.getLogger("tunnelproof.session.stores")
 

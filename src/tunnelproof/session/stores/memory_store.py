@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from tunnelproof.session.handle_store import HANDLE_VALIDITY_SECONDS, StoredSession
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
+from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.stores._common import (
     DEFAULT_MAX_TRANSCRIPT_TURNS,
     bound_transcript,

@@ -17,7 +17,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from tunnelproof.session.handle_store import HANDLE_VALIDITY_SECONDS, StoredSession
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
+from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.stores._common import (
     DEFAULT_MAX_TRANSCRIPT_TURNS,
     CorruptRecord,

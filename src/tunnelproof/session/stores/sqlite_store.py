@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from tunnelproof.session.handle_store import HANDLE_VALIDITY_SECONDS, StoredSession
+from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
+from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.stores._common import (
     DEFAULT_MAX_TRANSCRIPT_TURNS,
     CorruptRecord,

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 USER_TEXT_SOURCES = frozenset({"realtimeText", "clientContent"})
 

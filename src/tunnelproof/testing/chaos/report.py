@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-JsonDict = dict[str, Any]
+from tunnelproof.protocol.types import JsonDict
 
 
 def render(report: JsonDict, console: Console | None = None) -> None:

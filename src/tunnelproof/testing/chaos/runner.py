@@ -40,6 +40,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
+from tunnelproof.protocol.types import JsonDict
 from tunnelproof.testing.chaos.accounting import (
     Tally,
     count_marker,
@@ -66,7 +67,7 @@ from tunnelproof.tokens.settings import TokenServiceSettings
 
 log = logging.getLogger("tunnelproof.chaos")
 
-JsonDict = dict[str, Any]
+
 API_KEY = "chaos-emulator-key"
 
 CHAOS_EMULATOR_POLICY = dict(

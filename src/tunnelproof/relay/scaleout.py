@@ -1,0 +1,284 @@
+"""Scale-out on Redis: one owner per conversation (a lease), handover, shared state.
+
+Several relay processes behind any load balancer. Each conversation has one owner at a
+time, recorded as ``owner:{conv}`` = process id with a lease (``PX``) the owner renews. A
+device that lands on another process makes that process *take the conversation over*:
+
+1. it asks the owner to hand over (``PUBLISH handover:{owner} conv``) and polls for the lease;
+2. the owner waits for the model's turn to end (bounded), closes the device socket and the
+   upstream session (its handle goes to the shared handle store), flushes the buffer and
+   the conversation's state, and releases the lease (compare-and-delete);
+3. the new owner takes the lease, loads state and buffer, resumes upstream from the handle.
+
+Because the old owner closes its upstream *before* it releases the lease, and the new one
+opens only after taking it, there are never two upstream sockets for one conversation. If
+the owner dies, its lease expires (``lease`` seconds) and the new owner proceeds with what
+was last flushed (every ``flush_interval``): output of the last flush interval, and the rest
+of a turn cut by the death (Gemini never continues a cut generation), are lost; the device
+is told the turn ended (``interrupted`` + ``turnComplete``).
+
+Keys (prefix ``tp:relay:``): ``owner:{conv}`` (string), ``state:{conv}`` (hash: user,
+setup, last_seq, received, generating), ``buf:{conv}`` (list of ``seq(8 bytes) + frame``),
+``ticket:{nonce}`` (single-use tickets across processes). State and buffer expire
+``state_ttl`` after the last write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+
+from tunnelproof.relay.buffer import OutputBuffer
+from tunnelproof.tokens.tickets import RelayTicket
+
+log = logging.getLogger("tunnelproof.relay.scaleout")
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A conversation's shared state, as the previous owner last flushed it."""
+
+    user_id: str
+    setup: dict[str, Any]
+    last_seq: int
+    received: int
+    generating: bool
+    frames: list[tuple[int, bytes]]
+
+
+@dataclass(slots=True)
+class _Mirror:
+    buffer: OutputBuffer
+    state: Callable[[], dict[str, Any]]
+    first: int  # first seq held in Redis
+    last: int  # last seq held in Redis
+
+
+class RedisCoordinator:
+    """Owner leases, handover requests and the shared copy of each owned conversation."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        lease: float = 10.0,
+        flush_interval: float = 0.05,
+        state_ttl: float = 2 * 60 * 60,
+        prefix: str = "tp:relay:",
+        process_id: str | None = None,
+    ) -> None:
+        if lease <= 0 or flush_interval <= 0:
+            raise ValueError("lease and flush_interval must be positive")
+        self.redis: aioredis.Redis[bytes] = aioredis.Redis.from_url(
+            url, socket_timeout=5.0, socket_connect_timeout=5.0
+        )
+        self.lease = lease
+        self.flush_interval = flush_interval
+        self.state_ttl_ms = int(state_ttl * 1000)
+        self.prefix = prefix
+        self.process_id = process_id or secrets.token_hex(8)
+        self._mirrors: dict[str, _Mirror] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._on_handover: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        self._on_lost: Callable[[str], Awaitable[None]] | None = None
+        self._handovers: set[asyncio.Task[None]] = set()
+        self._pubsub: Any = None
+
+    def _key(self, kind: str, conv: str) -> str:
+        return f"{self.prefix}{kind}:{conv}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(
+        self,
+        on_handover: Callable[[str], Coroutine[Any, Any, None]],
+        on_lost: Callable[[str], Awaitable[None]],
+    ) -> None:
+        """Subscribe to handover requests and start the renew and flush loops."""
+        self._on_handover, self._on_lost = on_handover, on_lost
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(f"{self.prefix}handover:{self.process_id}")
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="relay-handover-listener"),
+            asyncio.create_task(self._renew_loop(), name="relay-lease-renewer"),
+            asyncio.create_task(self._flush_loop(), name="relay-flusher"),
+        ]
+
+    async def stop(self) -> None:
+        """Flush, release every lease, stop (a graceful shutdown hands everything back)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for conv in list(self._mirrors):
+            with contextlib.suppress(Exception):
+                await self.flush(conv)
+                await self.release(conv)
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        # types-redis predates aclose() (redis >= 5).
+        await self.redis.aclose()  # type: ignore[attr-defined]
+
+    # -- leases --------------------------------------------------------------------------
+
+    async def try_acquire(self, conv: str) -> bool:
+        """Take the lease if nobody holds it."""
+        ok = await self.redis.set(
+            self._key("owner", conv), self.process_id, nx=True, px=int(self.lease * 1000)
+        )
+        return bool(ok)
+
+    async def owner(self, conv: str) -> str | None:
+        """The process holding the lease, if any."""
+        value = await self.redis.get(self._key("owner", conv))
+        return value.decode() if value is not None else None
+
+    async def request_handover(self, conv: str, owner: str) -> None:
+        """Ask ``owner`` to hand ``conv`` over."""
+        await self.redis.publish(f"{self.prefix}handover:{owner}", conv)
+
+    async def release(self, conv: str) -> None:
+        """Release the lease (only if still ours) and stop mirroring ``conv``."""
+        self._mirrors.pop(conv, None)
+        await self.redis.eval(_RELEASE, 1, self._key("owner", conv), self.process_id)  # type: ignore[no-untyped-call]
+
+    async def _listen(self) -> None:
+        assert self._pubsub is not None
+        while True:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message.get("type") != "message":
+                continue
+            conv = message["data"].decode()
+            if conv in self._mirrors and self._on_handover is not None:
+                task = asyncio.create_task(self._on_handover(conv))
+                self._handovers.add(task)
+                task.add_done_callback(self._handovers.discard)
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            for conv in list(self._mirrors):
+                try:
+                    renewed = await self.redis.eval(  # type: ignore[no-untyped-call]
+                        _RENEW,
+                        1,
+                        self._key("owner", conv),
+                        self.process_id,
+                        int(self.lease * 1000),
+                    )
+                except Exception:
+                    log.warning("lease renewal failed for %s", conv, exc_info=True)
+                    continue
+                if not renewed and conv in self._mirrors:
+                    # Someone else owns it now: stop touching it at once.
+                    log.error("[%s] lease lost: dropping the conversation here", conv)
+                    self._mirrors.pop(conv, None)
+                    if self._on_lost is not None:
+                        await self._on_lost(conv)
+
+    # -- state -------------------------------------------------------------------------
+
+    def track(
+        self,
+        conv: str,
+        buffer: OutputBuffer,
+        state: Callable[[], dict[str, Any]],
+        *,
+        stored_through: int = 0,
+    ) -> None:
+        """Mirror ``buffer`` and ``state()`` to Redis while this process owns ``conv``."""
+        self._mirrors[conv] = _Mirror(buffer, state, stored_through + 1, stored_through)
+
+    async def flush(self, conv: str) -> None:
+        """Write what changed since the last flush (new frames, evictions, counters)."""
+        mirror = self._mirrors.get(conv)
+        if mirror is None:
+            return
+        replay = mirror.buffer.since(mirror.last)
+        first = mirror.buffer.first_seq
+        pipe = self.redis.pipeline(transaction=False)
+        buf_key, state_key = self._key("buf", conv), self._key("state", conv)
+        if first > mirror.first:
+            drop = min(first, mirror.last + 1) - mirror.first
+            if drop > 0:
+                pipe.lpop(buf_key, drop)
+            mirror.first = first
+        if replay.frames:
+            pipe.rpush(buf_key, *[seq.to_bytes(8, "big") + data for seq, data in replay.frames])
+            mirror.last = replay.frames[-1][0]
+            mirror.first = min(mirror.first, replay.frames[0][0])
+        state = mirror.state()
+        pipe.hset(state_key, mapping={k: orjson.dumps(v) for k, v in state.items()})
+        pipe.pexpire(state_key, self.state_ttl_ms)
+        pipe.pexpire(buf_key, self.state_ttl_ms)
+        await pipe.execute()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval)
+            for conv in list(self._mirrors):
+                try:
+                    await self.flush(conv)
+                except Exception:
+                    log.warning("flush failed for %s", conv, exc_info=True)
+
+    async def load(self, conv: str) -> Loaded | None:
+        """The shared state of ``conv`` (``None`` if Redis has none)."""
+        raw = await self.redis.hgetall(self._key("state", conv))
+        if not raw:
+            return None
+        state = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        entries = await self.redis.lrange(self._key("buf", conv), 0, -1)
+        frames = [(int.from_bytes(e[:8], "big"), bytes(e[8:])) for e in entries]
+        return Loaded(
+            user_id=str(state["user"]),
+            setup=dict(state["setup"]),
+            last_seq=int(state["last_seq"]),
+            received=int(state["received"]),
+            generating=bool(state.get("generating", False)),
+            frames=frames,
+        )
+
+    async def forget(self, conv: str) -> None:
+        """Delete the shared copy (the conversation ended) and release the lease."""
+        self._mirrors.pop(conv, None)
+        await self.redis.delete(self._key("state", conv), self._key("buf", conv))
+        await self.release(conv)
+
+
+class RedisTicketLedger:
+    """Single-use tickets across relay processes (``SET NX`` until the ticket expires)."""
+
+    def __init__(self, redis: aioredis.Redis[bytes], prefix: str = "tp:relay:") -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def consume(self, ticket: RelayTicket) -> bool:
+        """True the first time ``ticket`` is presented anywhere."""
+        ttl = max(1, int((ticket.expires_at - time.time()) * 1000) + 1000)
+        ok = await self._redis.set(f"{self._prefix}ticket:{ticket.nonce}", b"1", nx=True, px=ttl)
+        return bool(ok)

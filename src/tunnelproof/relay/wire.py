@@ -1,0 +1,190 @@
+"""The device-facing Live API wire protocol, as data. No I/O.
+
+Devices speak the Live API itself to the relay (the relay is "Google" to them), so this
+module turns device frames into client messages, a device ``setup`` into the upstream
+:class:`~tunnelproof.protocol.config.LiveConfig`, and the upstream session's typed events
+back into server messages in Google's wire shapes (camelCase, one message per frame).
+
+Upstream lifecycle (reconnects, goAway handovers, 1007 context resets) is handled by the
+upstream :class:`~tunnelproof.session.LiveSession` and is invisible on this wire, with one
+exception: a model turn that an upstream drop cut off (``Rewound``) is ended for the device
+with ``interrupted`` (the resumed upstream session never continues it, and a device waiting
+for the rest would wait forever); tool calls it cancelled become ``toolCallCancellation``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
+from tunnelproof.protocol.config import LiveConfig, Modality
+from tunnelproof.protocol.models import bare_model_id
+from tunnelproof.session import app_events as ev
+
+JsonDict = dict[str, Any]
+
+CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
+# Setup fields the relay consumes itself instead of passing upstream.
+_RELAY_SETUP_FIELDS = frozenset({"model", "generationConfig", "sessionResumption"})
+
+
+class WireError(Exception):
+    """A device frame the relay refuses; the device socket is closed with ``code``."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def invalid(reason: str = REASON_INVALID_ARGUMENT) -> WireError:
+    """1007, Google's answer to a malformed client message."""
+    return WireError(1007, reason)
+
+
+def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
+    """``(kind, body)`` of one device frame; :class:`WireError` (1007) if it is not one."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise invalid() from None
+    if not isinstance(value, dict) or len(value) != 1:
+        raise invalid()
+    ((key, body),) = value.items()
+    kind = to_camel(key)
+    if kind not in CLIENT_KINDS:
+        raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise invalid()
+    return kind, body
+
+
+def setup_handle(setup: Mapping[str, Any]) -> str | None:
+    """The handle a device's ``setup`` resumes from (``None``: a new conversation)."""
+    resumption = get_field(setup, "sessionResumption")
+    if not isinstance(resumption, Mapping):
+        return None
+    handle = get_field(resumption, "handle")
+    return handle if isinstance(handle, str) and handle else None
+
+
+def wants_handles(setup: Mapping[str, Any]) -> bool:
+    """True when the device asked for ``sessionResumptionUpdate`` messages."""
+    return isinstance(get_field(setup, "sessionResumption"), Mapping)
+
+
+def config_from_setup(setup: Mapping[str, Any], default_model: str) -> LiveConfig:
+    """The upstream :class:`LiveConfig` for a device's ``setup``.
+
+    Everything the device asked for is passed upstream unchanged (camelCase), except
+    ``sessionResumption``: the relay always resumes upstream, whatever the device wants.
+    """
+    camel: JsonDict = camelize_keys(dict(setup))
+    model = camel.get("model") or default_model
+    if not isinstance(model, str) or not model.strip():
+        raise invalid()
+    generation = camel.get("generationConfig") or {}
+    if not isinstance(generation, dict):
+        raise invalid()
+    modalities = generation.get("responseModalities") or ["AUDIO"]
+    if not isinstance(modalities, list) or len(modalities) != 1:
+        raise invalid()
+    modality = str(modalities[0]).upper()
+    if modality not in ("TEXT", "AUDIO"):
+        raise invalid()
+    typed_modality: Modality = "TEXT" if modality == "TEXT" else "AUDIO"
+    return LiveConfig(
+        model=bare_model_id(model),
+        response_modalities=(typed_modality,),
+        generation_extra={k: v for k, v in generation.items() if k != "responseModalities"},
+        setup_extra={k: v for k, v in camel.items() if k not in _RELAY_SETUP_FIELDS},
+    )
+
+
+def client_message(kind: str, body: JsonDict) -> JsonDict:
+    """The message to send upstream for a device's ``clientContent``/``realtimeInput``/
+    ``toolResponse`` (top-level name in camelCase; the body as the device sent it)."""
+    return {kind: body}
+
+
+SETUP_COMPLETE: JsonDict = {"setupComplete": {}}
+
+
+def resumption_update(handle: str) -> JsonDict:
+    """A resumable ``sessionResumptionUpdate`` carrying a relay handle."""
+    return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """One server frame's bytes."""
+    return orjson.dumps(message)
+
+
+def server_messages(event: ev.AppEvent) -> list[JsonDict]:
+    """The server messages a device should see for one upstream event (often none)."""
+    match event:
+        case ev.TextDelta(text=text):
+            return [{"serverContent": {"modelTurn": {"parts": [{"text": text}]}}}]
+        case ev.AudioChunk(pcm=pcm, mime_type=mime):
+            data = base64.b64encode(pcm).decode("ascii")
+            part = {"inlineData": {"mimeType": mime, "data": data}}
+            return [{"serverContent": {"modelTurn": {"parts": [part]}}}]
+        case ev.OutputTranscript(text=text, finished=finished):
+            return [{"serverContent": {"outputTranscription": _transcript(text, finished)}}]
+        case ev.InputTranscript(text=text, finished=finished):
+            return [{"serverContent": {"inputTranscription": _transcript(text, finished)}}]
+        case ev.ToolCallRequested(calls=calls):
+            wire = [{"id": c.id, "name": c.name, "args": c.args} for c in calls]
+            return [{"toolCall": {"functionCalls": wire}}]
+        case ev.ToolCallCancelled(ids=ids):
+            return [{"toolCallCancellation": {"ids": list(ids)}}]
+        case ev.GenerationComplete():
+            return [{"serverContent": {"generationComplete": True}}]
+        case ev.TurnComplete(reason=reason):
+            content: JsonDict = {"turnComplete": True}
+            if reason:
+                content["turnCompleteReason"] = reason
+            return [{"serverContent": content}]
+        case ev.Interrupted():
+            return [{"serverContent": {"interrupted": True}}]
+        case ev.Usage(prompt_tokens=p, response_tokens=r, total_tokens=t):
+            usage = {
+                k: v
+                for k, v in (
+                    ("promptTokenCount", p),
+                    ("responseTokenCount", r),
+                    ("totalTokenCount", t),
+                )
+                if v is not None
+            }
+            return [{"usageMetadata": usage}]
+        case ev.UnknownServerMessage(kind=kind, raw=raw):
+            return [{kind: raw}]
+        case ev.Rewound(partial_text=partial, reply_lost=lost, cancelled_tool_call_ids=ids):
+            out: list[JsonDict] = []
+            if ids:
+                out.append({"toolCallCancellation": {"ids": list(ids)}})
+            if partial or lost:
+                # Stop the device playing the cut answer. When the reply was lost the
+                # upstream session replays the question and a fresh answer follows (its
+                # turnComplete ends the turn); otherwise end the turn here.
+                out.append({"serverContent": {"interrupted": True}})
+                if not lost:
+                    out.append({"serverContent": {"turnComplete": True}})
+            return out
+        case _:
+            return []
+
+
+def _transcript(text: str, finished: bool) -> JsonDict:
+    out: JsonDict = {"text": text}
+    if finished:
+        out["finished"] = True
+    return out

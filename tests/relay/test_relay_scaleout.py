@@ -1,0 +1,178 @@
+"""Scale-out: two relay processes, a real redis-server, one owner per conversation.
+
+A device that moves to the other process gets its conversation handed over with nothing
+lost; a process killed mid-turn is replaced once its lease expires. Never two upstream
+sockets for one conversation (checked on the emulator's own event log)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from tunnelproof.benchmarks.procs import Proc, json_process
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.testing.redis_server import RedisServer, RedisServerUnavailable
+
+from .relay_helpers import AUDIO_CONFIG, FAST_AUDIO, NUMBER
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
+
+KEY = "dana-key"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+
+
+@asynccontextmanager
+async def two_relays() -> AsyncIterator[tuple[EmulatorServer, Proc, Proc]]:
+    try:
+        redis = RedisServer()
+        await redis.start_async()
+    except RedisServerUnavailable as exc:  # pragma: no cover - depends on the machine
+        pytest.skip(str(exc))
+    try:
+        async with (
+            EmulatorServer(policy=EmulatorPolicy(**FAST_AUDIO)) as emu,
+            AsyncExitStack() as stack,
+        ):
+            env = {
+                "GEMINI_API_KEY": emu.api_key,
+                "TUNNELPROOF_RELAY_STATIC_KEYS": f"dana:{KEY}",
+                "TUNNELPROOF_RELAY_SECRET": "shared-relay-secret-0123456789abcdef",
+                "TUNNELPROOF_API_KEY": "",
+            }
+            argv = [
+                sys.executable,
+                "-m",
+                "tunnelproof",
+                "relay",
+                "--upstream",
+                emu.ws_base,
+                "--redis-url",
+                redis.url,
+                "--lease",
+                "1.0",
+                "--log-level",
+                "info",
+            ]
+            a, b = await asyncio.gather(  # start both at once: they are independent
+                stack.enter_async_context(json_process(argv, env=env)),
+                stack.enter_async_context(json_process(argv, env=env)),
+            )
+            yield emu, a, b
+    finally:
+        redis.stop()
+
+
+class Device:
+    """A raw Live API device: newest handle, transcript, turn ends."""
+
+    def __init__(self) -> None:
+        self.handle: str | None = None
+        self.transcript: list[str] = []
+        self.turns = 0
+        self.ws: Any = None
+
+    def numbers(self) -> list[int]:
+        return [int(n) for n in NUMBER.findall("".join(self.transcript))]
+
+    async def connect(self, relay: Proc) -> None:
+        self.ws = await connect(
+            relay.ready["wsUrl"], additional_headers=HEADERS, ping_interval=None
+        )
+        setup = dict(AUDIO_CONFIG.setup_body())
+        setup["sessionResumption"] = {"handle": self.handle} if self.handle else {}
+        await self.ws.send(orjson.dumps({"setup": setup}).decode())
+        first = orjson.loads(await asyncio.wait_for(self.ws.recv(), 20))
+        assert "setupComplete" in first, first
+
+    async def say(self, text: str) -> None:
+        await self.ws.send(orjson.dumps({"realtimeInput": {"text": text}}).decode())
+
+    async def read(self, *, until_numbers: int | None = None, timeout: float = 20) -> None:
+        """Read until a turn ends (or ``until_numbers`` numbers were heard)."""
+        async with asyncio.timeout(timeout):
+            async for raw in self.ws:
+                msg = orjson.loads(raw)
+                update = msg.get("sessionResumptionUpdate")
+                if update and update.get("resumable"):
+                    self.handle = update["newHandle"]
+                content = msg.get("serverContent") or {}
+                if content.get("outputTranscription"):
+                    self.transcript.append(content["outputTranscription"]["text"])
+                if content.get("turnComplete"):
+                    self.turns += 1
+                    return
+                if until_numbers is not None and len(self.numbers()) >= until_numbers:
+                    return
+
+    async def ask(self, text: str) -> str:
+        mark = len(self.transcript)
+        await self.say(text)
+        await self.read()
+        return "".join(self.transcript[mark:])
+
+
+def max_open_upstreams(emu: EmulatorServer) -> int:
+    """The most emulator connections open at once, from its ordered event log."""
+    open_now = peak = 0
+    for event in emu.controls.events():
+        if event["kind"] == "connection_opened":
+            open_now += 1
+            peak = max(peak, open_now)
+        elif event["kind"] == "connection_closed":
+            open_now -= 1
+    return peak
+
+
+async def test_a_device_moving_to_another_process_gets_the_conversation_handed_over() -> None:
+    async with two_relays() as (emu, a, b):
+        device = Device()
+        await device.connect(a)
+        assert "teal" in await device.ask("My favourite colour is teal.")
+        device.transcript.clear()
+        await device.say("Please count to 100.")
+        await device.read(until_numbers=15)
+        await device.ws.close()  # the load balancer sends the device's next connect to B
+        await device.connect(b)
+        await device.read()
+        assert device.numbers() == list(range(1, 101))
+        assert "teal" in await device.ask("What did I say first?")
+        await device.ws.close()
+        assert max_open_upstreams(emu) == 1
+        assert not emu.controls.events(kind="resume_refused")
+        async with httpx.AsyncClient() as http:
+            stats = (await http.get(b.ready["stats"])).json()
+        assert stats["process_takeovers"] == 1 and stats["lost_to_bounds"] == 0
+        conns = emu.controls.connections()
+        assert len(conns) == 2 and conns[1]["resumed"] is True
+
+
+async def test_a_relay_killed_mid_turn_is_replaced_and_the_conversation_goes_on() -> None:
+    async with two_relays() as (emu, a, b):
+        device = Device()
+        await device.connect(a)
+        assert "teal" in await device.ask("My favourite colour is teal.")
+        device.transcript.clear()
+        await device.say("Please count to 200.")
+        await device.read(until_numbers=20)
+        os.kill(a.pid, signal.SIGKILL)  # this process, by its pid
+        with pytest.raises((ConnectionClosed, TimeoutError)):
+            await device.read(timeout=5)
+        await device.connect(b)  # waits for A's lease to expire, then takes over
+        await device.read()  # what A buffered after our position, then the cut turn's end
+        got = device.numbers()
+        assert got == list(range(1, len(got) + 1)) and 20 <= len(got) < 200
+        assert device.turns == 2  # the cut turn was ended for the device
+        assert "teal" in await device.ask("What did I say first?")
+        await device.ws.close()
+        assert max_open_upstreams(emu) == 1
