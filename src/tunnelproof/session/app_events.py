@@ -96,6 +96,8 @@ class Rewound:
     reply_lost: bool
     cancelled_tool_call_ids: tuple[str, ...]
     unanswered: tuple[str, ...] = ()
+    reasked: bool = False
+    """The session asks a cut-off question again itself: its whole answer follows."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -304,7 +304,8 @@ class SessionBookkeeping(DeliveryAccounting):
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
         if partial_text or lost.owed or tool_ids:
-            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered))
+            reasked = any(seq in unconfirmed for seq in owed)
+            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked))
         self.tools.connection_settled()
         # Audio sent beyond the replay window with no confirmation since: the link died
         # with it, and nothing can replay it. Reported, never silently lost.
