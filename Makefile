@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench chaos soak system-deps venv clean help
+.PHONY: demo test lint bench chaos soak system-deps venv node-deps clean help
 
 help:
 	@echo "make demo | make test | make lint | make bench | make chaos"
@@ -22,7 +22,17 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests use (redis-server, nftables, iproute2). Installs only what is
+# The browser client's type checker (TypeScript, dev only: the module itself has no build
+# step). `npm ci` runs only when node_modules is missing or older than the lock file; without
+# npm it says so (`make lint` then fails at tsc, the test that runs tsc skips with the reason).
+node-deps:
+	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --loglevel=error; \
+	  else echo "node-deps: npm is missing (make system-deps installs it as root)" >&2; fi; \
+	fi
+
+# Debian packages the tests use (redis-server, nftables, iproute2, chromium, espeak-ng,
+# nodejs). Installs only what is
 # missing, and only as root; otherwise the tests that need them skip and say why.
 system-deps:
 	@bash scripts/ensure-system-deps.sh
@@ -30,12 +40,13 @@ system-deps:
 demo: $(STAMP)
 	$(BIN)/tunnelproof demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps node-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+lint: $(STAMP) node-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy src
+	node_modules/.bin/tsc -p tsconfig.json --checkJs --strict --noEmit
 
 bench: $(STAMP) system-deps
 	$(BIN)/tunnelproof bench
@@ -44,4 +55,4 @@ chaos: $(STAMP) system-deps
 	rc=0; $(BIN)/python -m tunnelproof.testing.chaos --sessions 120 --out bench/results/chaos.json --chart bench/results/chaos.png $(CHAOS_ARGS) || rc=1; $(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS) || rc=1; exit $$rc
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules

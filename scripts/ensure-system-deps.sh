@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Debian packages the test-suite needs, when they are missing.
+# Install the Debian packages the test-suite needs (redis, nftables, chromium, node …), when they are missing.
 # Idempotent and fast when everything is present. Needs root for apt-get; without it,
 # it says what is missing and the tests that need those tools skip with a reason.
 set -euo pipefail
@@ -8,6 +8,12 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The browser client's tests: Debian's Chromium (driven by Playwright with executable_path;
+# Playwright's own browser download is not reachable) and espeak-ng for the fake microphone.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

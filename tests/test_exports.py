@@ -16,6 +16,15 @@ import tunnelproof
 import tunnelproof.session
 
 EXPECTED = [
+    "Answer",
+    "AnswerClosed",
+    "AnswerError",
+    "AnswerFailed",
+    "AnswerLost",
+    "AnswerTimeout",
+    "ToolCallsPending",
+    "collect_answer",
+    "ConfigMismatch",
     "ApiKeyMintingSource",
     "AppEvent",
     "AudioChunk",

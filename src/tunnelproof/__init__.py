@@ -2,18 +2,13 @@
 
 The names an app needs, from one place::
 
-    from tunnelproof import LiveConfig, LiveSession, TextDelta, TokenServiceSource, TurnComplete
+    from tunnelproof import LiveConfig, LiveSession, TokenServiceSource
 
-    config = LiveConfig(response_modalities=("TEXT",))
+    config = LiveConfig()  # AUDIO answers with their transcription, as Google's Live models
     tokens = TokenServiceSource("https://app.example.com/api/live/token")
     async with LiveSession(config, tokens, conversation_id="user-42") as session:
-        await session.send_text("Hello!")
-        async for event in session:
-            match event:
-                case TextDelta(text=text):
-                    print(text, end="")
-                case TurnComplete():
-                    break
+        answer = await session.ask("Hello!")   # answer.text: the transcript; .audio: PCM
+        print(answer.text)
 
 The facade is lazy (PEP 562): ``import tunnelproof`` imports nothing else, and each name
 loads its module on first use, so ``tunnelproof --help`` and small tools stay fast. The
@@ -65,6 +60,7 @@ _EXPORTS: dict[str, str] = {
     "AudioChunk": "tunnelproof.session.app_events",
     "Closed": "tunnelproof.session.app_events",
     "Connected": "tunnelproof.session.app_events",
+    "ConfigMismatch": "tunnelproof.session.app_events",
     "ContextReset": "tunnelproof.session.app_events",
     "Delivered": "tunnelproof.session.app_events",
     "Disconnected": "tunnelproof.session.app_events",
@@ -85,6 +81,15 @@ _EXPORTS: dict[str, str] = {
     "TurnComplete": "tunnelproof.session.app_events",
     "UnknownServerMessage": "tunnelproof.session.app_events",
     "Usage": "tunnelproof.session.app_events",
+    # the answer as text (spoken answers are read from their transcript)
+    "Answer": "tunnelproof.session.answers",
+    "AnswerError": "tunnelproof.session.answers",
+    "AnswerFailed": "tunnelproof.session.answers",
+    "AnswerClosed": "tunnelproof.session.answers",
+    "AnswerLost": "tunnelproof.session.answers",
+    "AnswerTimeout": "tunnelproof.session.answers",
+    "ToolCallsPending": "tunnelproof.session.answers",
+    "collect_answer": "tunnelproof.session.answers",
     # a local Live API for development and tests
     "EmulatorServer": "tunnelproof.emulator.server",
 }
@@ -94,10 +99,17 @@ __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_WATCHDOGS",
     "SEED_POLICY",
+    "Answer",
+    "AnswerClosed",
+    "AnswerError",
+    "AnswerFailed",
+    "AnswerLost",
+    "AnswerTimeout",
     "ApiKeyMintingSource",
     "AppEvent",
     "AudioChunk",
     "Closed",
+    "ConfigMismatch",
     "Connected",
     "ContextReset",
     "Credential",
@@ -139,11 +151,13 @@ __all__ = [
     "TokenUnavailable",
     "ToolCallCancelled",
     "ToolCallRequested",
+    "ToolCallsPending",
     "Turn",
     "TurnComplete",
     "UnknownServerMessage",
     "Usage",
     "Watchdogs",
+    "collect_answer",
 ]
 
 
@@ -164,10 +178,21 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ lo
     from tunnelproof.emulator.server import EmulatorServer
     from tunnelproof.protocol.client_messages import FunctionResponse, Turn
     from tunnelproof.protocol.config import LiveConfig
+    from tunnelproof.session.answers import (
+        Answer,
+        AnswerClosed,
+        AnswerError,
+        AnswerFailed,
+        AnswerLost,
+        AnswerTimeout,
+        ToolCallsPending,
+        collect_answer,
+    )
     from tunnelproof.session.app_events import (
         AppEvent,
         AudioChunk,
         Closed,
+        ConfigMismatch,
         Connected,
         ContextReset,
         Delivered,

@@ -31,12 +31,15 @@ from tunnelproof.protocol import (
 from tunnelproof.protocol.config import field_mask_paths
 
 
-def test_default_setup_asks_for_resumption_updates() -> None:
+def test_default_setup_is_audio_with_transcripts_and_asks_for_resumption_updates() -> None:
+    # Audio-first, as Google is: AUDIO answers, their text through the transcriptions.
     setup = LiveConfig(model="gemini-3.8-live").to_setup()
     assert setup == {
         "setup": {
             "model": "models/gemini-3.8-live",
             "generationConfig": {"responseModalities": ["AUDIO"]},
+            "inputAudioTranscription": {},
+            "outputAudioTranscription": {},
             "sessionResumption": {},
         }
     }

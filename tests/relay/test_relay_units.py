@@ -83,6 +83,8 @@ def test_config_from_setup_keeps_what_the_device_asked_for() -> None:
     body = config.setup_body()
     assert body["generationConfig"]["temperature"] == 0.2
     assert "outputAudioTranscription" in body and "sessionResumption" not in body
+    # Nothing the device did not ask for is added (LiveConfig's own default has both on).
+    assert "inputAudioTranscription" not in body
     with pytest.raises(wire.WireError):
         wire.config_from_setup({"generationConfig": {"responseModalities": ["VIDEO"]}}, "m")
 

@@ -325,7 +325,11 @@ TestHostileFrames = HostileFrames.TestCase
 
 def test_zz_garbage_really_reached_the_machine() -> None:
     """Runs after the state machine (file order): the malformed-frame rule fired often."""
-    if MALFORMED_SEEN[0] == 0:
+    # How often Hypothesis picks the rule while the session is live varies a lot between
+    # runs (20 to 150 in 100 examples): explore again, bounded, rather than flake.
+    for _ in range(4):
+        if MALFORMED_SEEN[0] >= 50:
+            break
         TestHostileFrames().runTest()
     assert MALFORMED_SEEN[0] >= 50, MALFORMED_SEEN
 

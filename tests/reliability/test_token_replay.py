@@ -28,7 +28,7 @@ from tunnelproof.tokens.settings import TokenServiceSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-CONFIG = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+CONFIG = LiveConfig()
 
 
 async def _first(session: LiveSession, *kinds: type) -> ev.AppEvent:
@@ -49,7 +49,6 @@ async def test_a_replayed_token_opens_no_second_session() -> None:
             static_keys=[SecretStr("alice:alice-key")],
             rate_limit="100/minute",
             model=CONFIG.model,
-            response_modality="TEXT",
         )
         async with running_token_service(settings) as svc:
             source = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key")

@@ -10,6 +10,7 @@ import pytest
 import websockets
 
 from tunnelproof.emulator import EmulatorServer
+from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import Method, live_path
 from tunnelproof.testing.netns import NetnsTunnel
 from tunnelproof.testing.tunnel import TunnelProxy
@@ -64,8 +65,9 @@ async def _session(ws_base: str, emulator: EmulatorServer, handle: str | None) -
     url = f"{ws_base}{live_path('v1beta', Method.BIDI)}?key={emulator.api_key}"
     ws = await websockets.connect(url, ping_interval=None, open_timeout=15)
     resumption = {"handle": handle} if handle else {}
-    setup = {"model": "models/gemini-3.8-live", "sessionResumption": resumption}
-    setup["generationConfig"] = {"responseModalities": ["TEXT"]}
+    # Audio-first, as Google's Live models are: the answer's text is its transcription.
+    setup = LiveConfig().setup_body()
+    setup["sessionResumption"] = resumption
     await ws.send(json.dumps({"setup": setup}))
     assert await _recv(ws) == {"setupComplete": {}}
     return ws
@@ -77,8 +79,8 @@ async def _ask(ws: Any, text: str) -> tuple[str, str | None]:
     answer, handle = "", None
     for _ in range(1000):
         message = await _recv(ws)
-        for part in message.get("serverContent", {}).get("modelTurn", {}).get("parts", []):
-            answer += part.get("text", "")
+        content = message.get("serverContent", {})
+        answer += content.get("outputTranscription", {}).get("text", "")
         update = message.get("sessionResumptionUpdate", {})
         if update.get("resumable"):
             handle = update["newHandle"]
@@ -90,6 +92,7 @@ async def _ask(ws: Any, text: str) -> tuple[str, str | None]:
 async def test_drop_the_link_mid_answer_and_recover(
     emulator: EmulatorServer, emulator_tunnel: TunnelProxy
 ) -> None:
+    emulator.controls.update_policy(seconds_per_word=0.02, audio_chunk_duration=0.02)
     ws = await _session(emulator_tunnel.url("ws"), emulator, None)
     _, handle = await _ask(ws, "my name is Ada")
     [conn] = emulator.controls.connections()
@@ -105,7 +108,10 @@ async def test_drop_the_link_mid_answer_and_recover(
             }
         )
     )
-    await _recv(ws)  # the answer has started...
+    # The answer has started (a step is a transcript then its audio: read through both)...
+    for _ in range(50):
+        if "modelTurn" in (await _recv(ws)).get("serverContent", {}):
+            break
     emulator_tunnel.blackhole()  # ...and the train enters the tunnel
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(ws.recv(), 1.0)  # silence, not a close: half-open

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tunnelproof.protocol.endpoints import Method, live_url
+from tunnelproof.protocol.locked import LockedConfig
 from tunnelproof.session.credentials import (
     TokenAuthError,
     TokenConfigError,
@@ -48,6 +49,9 @@ async def test_fresh_credential_per_call(emu: Any) -> None:
         live_url(emu.ws_base, version="v1alpha", method=Method.CONSTRAINED) + "?access_token="
     )
     assert first.secret not in repr(first)
+    # The service said what it locked; the credential carries it for the session to compare.
+    assert first.locked == LockedConfig.of(settings_for(emu.http_base).live_config())
+    assert first.locked is not None and first.locked.response_modalities == ("AUDIO",)
 
 
 async def test_sync_header_mapping_credential(emu: Any) -> None:

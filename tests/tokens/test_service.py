@@ -27,9 +27,22 @@ async def test_mints_a_token_from_the_emulator(emu: Any) -> None:
         r = await http.post(svc.token_url, headers=ALICE)
         assert r.status_code == 200, r.text
         body = r.json()
-    assert set(body) == {"token", "expiresAt", "newSessionExpiresAt", "model", "wsUrl"}
+    assert set(body) == {
+        "token",
+        "expiresAt",
+        "newSessionExpiresAt",
+        "model",
+        "wsUrl",
+        "responseModalities",
+        "inputAudioTranscription",
+        "outputAudioTranscription",
+    }
     assert body["token"].startswith("auth_tokens/")
     assert body["model"] == settings.model
+    # What the token locks, so a client with another LiveConfig can say so (default: audio).
+    assert body["responseModalities"] == ["AUDIO"]
+    assert body["inputAudioTranscription"] is True
+    assert body["outputAudioTranscription"] is True
     assert body["wsUrl"] == live_url(emu.ws_base, version="v1alpha", method=Method.CONSTRAINED)
     assert "access_token" not in body["wsUrl"]
     # Expiry is ours: 30 min and 60 s from now (whole-second precision, generous bounds).

@@ -6,7 +6,7 @@ get lost? (Client contract point 4: hand over at the next turn boundary or at
 ``timeLeft`` minus a margin, with the next token prefetched.)
 
 Method: the emulator runs as a subprocess with unpaced generation (answers as fast as it
-can). One ``LiveSession`` (``DEFAULT_POLICY``, text modality) sends a user text
+can). One ``LiveSession`` (``DEFAULT_POLICY``, the default AUDIO config) sends a user text
 (``msg-00042``) every 100 ms for the whole run, each answered by the model. Every ~2 s the
 emulator's fault control sends ``goAway`` with ``timeLeft`` 10 s on the current connection;
 the session hands over by itself. The gap is measured on the client from the last server
@@ -35,7 +35,7 @@ from tunnelproof.benchmarks.harness import (
     method_text,
     summarize,
 )
-from tunnelproof.benchmarks.live import TEXT_CONFIG, EmulatorTokens, Recorder, TimedSession
+from tunnelproof.benchmarks.live import CONFIG, EmulatorTokens, Recorder, TimedSession
 from tunnelproof.session import app_events as ev
 
 NAME = "goaway"
@@ -67,7 +67,7 @@ async def run(ctx: BenchContext) -> BenchResult:
         # Through a loopback proxy, like the floor, so the two compare like for like.
         proxy = await TunnelProxy("127.0.0.1", emu.port).start()
         tokens = EmulatorTokens(emu.http_base, proxy.url("ws"), emu.api_key)
-        session = TimedSession(TEXT_CONFIG, tokens)
+        session = TimedSession(CONFIG, tokens)
         await session.start()
         rec = Recorder(session)
         stop = asyncio.Event()

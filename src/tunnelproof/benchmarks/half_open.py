@@ -78,7 +78,7 @@ async def _raw_client(trial: Trial, rnd: Round, ns: Any, emu: Any, ping: float |
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    from tunnelproof.benchmarks.live import TEXT_CONFIG
+    from tunnelproof.benchmarks.live import CONFIG
     from tunnelproof.protocol.client_messages import encode_client_message, realtime_audio
     from tunnelproof.protocol.endpoints import api_key_endpoint
     from tunnelproof.session.sockets import DEFAULT_MAX_FRAME_BYTES
@@ -96,7 +96,7 @@ async def _raw_client(trial: Trial, rnd: Round, ns: Any, emu: Any, ping: float |
         open_timeout=10,
     )
     try:
-        await ws.send(encode_client_message(TEXT_CONFIG.to_setup(None)))
+        await ws.send(encode_client_message(CONFIG.to_setup(None)))
         async with asyncio.timeout(10):
             async for raw in ws:
                 if "setupComplete" in (raw if isinstance(raw, str) else raw.decode()):
@@ -129,14 +129,14 @@ async def _raw_client(trial: Trial, rnd: Round, ns: Any, emu: Any, ping: float |
 
 
 async def _tunnelproof_client(trial: Trial, rnd: Round, ns: Any, emu: Any) -> None:
-    from tunnelproof.benchmarks.live import TEXT_CONFIG, Recorder
+    from tunnelproof.benchmarks.live import CONFIG, Recorder
     from tunnelproof.session import app_events as ev
     from tunnelproof.session.live_session import LiveSession
     from tunnelproof.tokens.direct import ApiKeySource
 
     sock = await ns.connect(ns.host_address, emu.port)
     source = ApiKeySource(emu.api_key, ws_base=f"ws://{ns.host_address}:{emu.port}")
-    session = LiveSession(TEXT_CONFIG, source, connect_kwargs={"sock": sock})
+    session = LiveSession(CONFIG, source, connect_kwargs={"sock": sock})
     await session.start()
     rec = Recorder(session)
     try:

@@ -29,7 +29,9 @@ from tunnelproof.session.events import Event, FrameReceived
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.policy import RetryPolicy
 
-TEXT_CONFIG = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+# The default session, as every user of Google's Live models has it: the default model,
+# AUDIO answers with transcription (the strict emulator refuses TEXT on Live models).
+CONFIG = LiveConfig()
 
 
 class EmulatorTokens:
@@ -197,7 +199,7 @@ async def tunnel_trial(
         port = _free_low_port()
         proxy = await TunnelProxy("127.0.0.1", emu.port, listen_port=port).start()
         tokens = EmulatorTokens(proxy.url("http"), proxy.url("ws"), emu.api_key)
-        session = LiveSession(TEXT_CONFIG, tokens, policy=policy)
+        session = LiveSession(CONFIG, tokens, policy=policy)
         await session.start()
         rec = Recorder(session)
         try:

@@ -5,7 +5,7 @@ how long until the conversation is back, compared with the seed's policy run thr
 same client, and with the physical floor?
 
 Method: the emulator runs as a subprocess (``EmulatorProcess``), so its work does not share
-an event loop with the clients. Sessions (``LiveSession``, text modality) run in this
+an event loop with the clients. Sessions (``LiveSession``, the default AUDIO config) run in this
 process, half with ``DEFAULT_POLICY`` and half with ``SEED_POLICY``, each through its own
 ``TunnelProxy`` and with a token source that mints a fresh single-use token from the
 emulator for every attempt. Each session is dropped repeatedly, alternating a **reset**
@@ -41,7 +41,7 @@ from tunnelproof.benchmarks.harness import (
     method_text,
     summarize,
 )
-from tunnelproof.benchmarks.live import TEXT_CONFIG, EmulatorTokens, Recorder
+from tunnelproof.benchmarks.live import CONFIG, EmulatorTokens, Recorder
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.policy import DEFAULT_POLICY, SEED_POLICY, RetryPolicy
@@ -75,7 +75,7 @@ async def _floor(emu: Any, trials: int) -> list[float]:
                 compression=None,
                 open_timeout=10,
             ) as ws:
-                await ws.send(encode_client_message(TEXT_CONFIG.to_setup(handle)))
+                await ws.send(encode_client_message(CONFIG.to_setup(handle)))
                 got_complete = None
                 async with asyncio.timeout(10):
                     async for raw in ws:
@@ -117,7 +117,7 @@ async def _drive(
     records: list[dict[str, Any]] = []
     async with TunnelProxy("127.0.0.1", emu.port) as proxy:
         tokens = EmulatorTokens(emu.http_base, proxy.url("ws"), emu.api_key)
-        session = LiveSession(TEXT_CONFIG, tokens, policy=policy, rng=rng)
+        session = LiveSession(CONFIG, tokens, policy=policy, rng=rng)
         await session.start()
         rec = Recorder(session)
         try:

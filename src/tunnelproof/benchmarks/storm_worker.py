@@ -35,7 +35,7 @@ from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.policy import DEFAULT_POLICY, SEED_POLICY
 from tunnelproof.tokens.client import TokenServiceSource
 
-CONFIG = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+CONFIG = LiveConfig()  # the default model, AUDIO answers (as Google's Live models give)
 
 
 class CountingSource:

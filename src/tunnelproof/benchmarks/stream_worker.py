@@ -27,6 +27,21 @@ from typing import Any
 CHUNK_S = 0.02
 PCM_CHUNK = b"\x00\x00" * 320  # 20 ms of 16 kHz mono s16le silence
 MODEL = "gemini-3.8-live"
+
+
+def _same_as_genai() -> Any:
+    """Our config for this comparison: what the google-genai client asks for (AUDIO, no
+    transcription), so both clients get the same frames and the CPU figures compare."""
+    from tunnelproof.protocol.config import LiveConfig
+
+    return LiveConfig(
+        model=MODEL,
+        response_modalities=("AUDIO",),
+        input_audio_transcription=False,
+        output_audio_transcription=False,
+    )
+
+
 PROMPT = "Please tell me a story."
 
 
@@ -61,16 +76,13 @@ async def _pace(send: Any, stop: asyncio.Event, counters: Counters) -> None:
 
 
 async def _tunnelproof(config: dict[str, Any], stop: asyncio.Event, counters: Counters) -> None:
-    from tunnelproof.protocol.config import LiveConfig
     from tunnelproof.session import app_events as ev
     from tunnelproof.session.live_session import LiveSession
     from tunnelproof.tokens.direct import ApiKeySource
 
     context = ssl.create_default_context(cafile=config["ca_file"])
     source = ApiKeySource(config["api_key"], ws_base=config["ws_base"])
-    session = LiveSession(
-        LiveConfig(model=MODEL, response_modalities=("AUDIO",)), source, ssl=context
-    )
+    session = LiveSession(_same_as_genai(), source, ssl=context)
     await session.start()
     connected = asyncio.Event()
 
@@ -147,12 +159,11 @@ async def _raw(config: dict[str, Any], stop: asyncio.Event, counters: Counters) 
     from websockets.asyncio.client import connect
 
     from tunnelproof.protocol.client_messages import realtime_audio, realtime_text
-    from tunnelproof.protocol.config import LiveConfig
     from tunnelproof.protocol.endpoints import api_key_endpoint
 
     context = ssl.create_default_context(cafile=config["ca_file"])
     endpoint = api_key_endpoint(config["ws_base"], config["api_key"], version="v1beta")
-    setup = LiveConfig(model=MODEL, response_modalities=("AUDIO",)).to_setup(None)
+    setup = _same_as_genai().to_setup(None)
     async with connect(
         endpoint.url,
         additional_headers=endpoint.headers,

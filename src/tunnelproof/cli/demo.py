@@ -104,9 +104,17 @@ def register(app: typer.Typer) -> None:
         log_file: Annotated[
             Path | None, typer.Option(help="Write the library's debug log to this file.")
         ] = None,
+        browser: Annotated[
+            bool,
+            typer.Option("--browser", help="Serve the journey as a web page (the JS client)."),
+        ] = False,
     ) -> None:
         """Show a Live conversation surviving tunnels, a handover, a crash and a cut answer."""
         route_logs(log_file)
+        if browser:
+            from tunnelproof.browser.demo import run_browser_demo_command
+
+            raise typer.Exit(code=run_browser_demo_command(speed))
         from tunnelproof.demo import DemoError, DemoOptions, run_demo
         from tunnelproof.demo.app import print_json
 

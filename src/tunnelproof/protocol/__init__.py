@@ -48,6 +48,7 @@ from tunnelproof.protocol.endpoints import (
     token_endpoint,
 )
 from tunnelproof.protocol.errors import ProtocolError
+from tunnelproof.protocol.locked import ConfigDifference, LockedConfig
 from tunnelproof.protocol.models import (
     DEFAULT_LIVE_MODEL,
     LIVE_MODELS,
@@ -83,6 +84,7 @@ __all__ = [
     "AuthForm",
     "CloseClass",
     "CloseVerdict",
+    "ConfigDifference",
     "ContextWindowCompression",
     "Endpoint",
     "FunctionCall",
@@ -91,6 +93,7 @@ __all__ = [
     "GoAway",
     "InlineData",
     "LiveConfig",
+    "LockedConfig",
     "Method",
     "ModelMigration",
     "Part",

@@ -94,6 +94,11 @@ class ContextWindowCompression:
 class LiveConfig:
     """Everything that describes a Live session, in one immutable value.
 
+    The default is what Google's current Live models take: ``AUDIO`` answers with output
+    and input audio transcription, so the answer is also available as text
+    (:func:`tunnelproof.session.ask` / ``OutputTranscript`` events). ``TEXT`` answers
+    exist only on retired models (and the emulator-only ``tunnelproof-emulator-text``).
+
     ``generation_extra`` and ``setup_extra`` carry fields this class does not model yet
     (they are merged last, camelCase expected), so a new API field never blocks an app.
     """
@@ -103,8 +108,10 @@ class LiveConfig:
     system_instruction: str | None = None
     tools: tuple[FunctionDeclaration, ...] = ()
     google_search: bool = False
-    input_audio_transcription: bool = False
-    output_audio_transcription: bool = False
+    # Audio-first, as Google is: every current Live model answers in AUDIO only, and text
+    # reaches the app through the transcriptions, so both are on by default.
+    input_audio_transcription: bool = True
+    output_audio_transcription: bool = True
     voice_name: str | None = None
     language_code: str | None = None
     temperature: float | None = None

@@ -103,6 +103,9 @@ def config_from_setup(setup: Mapping[str, Any], default_model: str) -> LiveConfi
     return LiveConfig(
         model=bare_model_id(model),
         response_modalities=(typed_modality,),
+        # LiveConfig() turns both transcriptions on; the device's setup decides here.
+        input_audio_transcription="inputAudioTranscription" in camel,
+        output_audio_transcription="outputAudioTranscription" in camel,
         generation_extra={k: v for k, v in generation.items() if k != "responseModalities"},
         setup_extra={k: v for k, v in camel.items() if k not in _RELAY_SETUP_FIELDS},
     )

@@ -3,6 +3,8 @@
 The public API:
 
 * :class:`LiveSession` — ``async with LiveSession(config, token_source, ...) as s``;
+  ``answer = await s.ask("...")`` returns the model's :class:`Answer` (its text is the
+  output transcript; :func:`collect_answer` after any send);
   ``send_text`` / ``send_audio`` / ``send_client_content`` / ``send_tool_response`` /
   ``send_raw`` return a :class:`SendResult`; ``async for event in s`` yields the typed
   events below; ``s.state``, ``s.metrics``, ``await s.close()``, ``await s.resume()``.
@@ -13,10 +15,23 @@ The public API:
 * The core: :class:`SessionMachine` (no I/O), for tests and other drivers.
 """
 
+from tunnelproof.session.answers import (
+    Answer,
+    AnswerClosed,
+    AnswerCollector,
+    AnswerError,
+    AnswerFailed,
+    AnswerLost,
+    AnswerTimeout,
+    ToolCallsPending,
+    ask,
+    collect_answer,
+)
 from tunnelproof.session.app_events import (
     AppEvent,
     AudioChunk,
     Closed,
+    ConfigMismatch,
     Connected,
     ContextReset,
     Delivered,
@@ -68,10 +83,18 @@ __all__ = [
     "DEFAULT_POLICY",
     "DEFAULT_WATCHDOGS",
     "SEED_POLICY",
+    "Answer",
+    "AnswerClosed",
+    "AnswerCollector",
+    "AnswerError",
+    "AnswerFailed",
+    "AnswerLost",
+    "AnswerTimeout",
     "AppEvent",
     "AudioChunk",
     "ClientMessage",
     "Closed",
+    "ConfigMismatch",
     "Connected",
     "ContextReset",
     "Credential",
@@ -107,8 +130,11 @@ __all__ = [
     "TokenUnavailable",
     "ToolCallCancelled",
     "ToolCallRequested",
+    "ToolCallsPending",
     "TurnComplete",
     "UnknownServerMessage",
     "Usage",
     "Watchdogs",
+    "ask",
+    "collect_answer",
 ]

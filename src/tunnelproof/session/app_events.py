@@ -5,7 +5,7 @@ Two families share one stream, in the order things happened:
 * **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
   :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
   :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`Closed`,
-  :class:`ProtocolViolation`;
+  :class:`ProtocolViolation`, :class:`ConfigMismatch`;
 * **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
   :class:`OutputTranscript`, :class:`ToolCallRequested`, :class:`ToolCallCancelled`,
   :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Interrupted`,
@@ -177,6 +177,30 @@ class ProtocolViolation:
     size: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigMismatch:
+    """The token service locks ``field`` to a value this session's ``LiveConfig`` does not have.
+
+    The server uses the locked value (a ``TEXT`` client behind a service that locks
+    ``AUDIO`` gets audio, not text). Reported once per field and value, before the first
+    connection that uses such a token; also logged at WARNING. Fix: give the client and
+    the token service the same ``LiveConfig``.
+    """
+
+    field: str  # "model", "response_modalities", "input_audio_transcription", ...
+    client_value: str
+    locked_value: str
+
+    @property
+    def advice(self) -> str:
+        """One sentence naming both values."""
+        return (
+            f"the token service locks {self.field}={self.locked_value} but this client "
+            f"asked for {self.field}={self.client_value}; the server uses "
+            f"{self.locked_value}. Use the same LiveConfig on both sides."
+        )
+
+
 # -- server content ----------------------------------------------------------------------
 
 
@@ -279,6 +303,7 @@ AppEvent = (
     | Delivered
     | Closed
     | ProtocolViolation
+    | ConfigMismatch
     | TextDelta
     | AudioChunk
     | InputTranscript

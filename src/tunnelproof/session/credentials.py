@@ -27,6 +27,7 @@ from tunnelproof.protocol.endpoints import (
     api_key_endpoint,
     token_endpoint,
 )
+from tunnelproof.protocol.locked import LockedConfig
 
 CredentialKind = Literal["ephemeral_token", "api_key"]
 
@@ -37,7 +38,9 @@ class Credential:
 
     ``expires_at`` / ``new_session_expires_at`` are wall-clock UNIX seconds (``None`` when
     unknown or not applicable, e.g. API keys). ``model`` is the model the token is locked
-    to, when the token service says so.
+    to, when the token service says so; ``locked`` is everything it says it locked
+    (model, response modalities, transcription). When ``locked`` is set, the session
+    compares it with its own ``LiveConfig`` and reports a difference as ``ConfigMismatch``.
     """
 
     kind: CredentialKind
@@ -48,6 +51,7 @@ class Credential:
     new_session_expires_at: float | None = None
     model: str | None = None
     auth_form: AuthForm | None = None  # None: the safe default for the kind (header/query)
+    locked: LockedConfig | None = None
 
     def endpoint(self) -> Endpoint:
         """The WebSocket endpoint (URL + headers) for this credential."""

@@ -2,18 +2,16 @@
 
 Usage::
 
-    from tunnelproof import LiveConfig, LiveSession, TextDelta, TokenServiceSource, TurnComplete
+    from tunnelproof import LiveConfig, LiveSession, TokenServiceSource
 
-    config = LiveConfig(model="gemini-3.8-live", response_modalities=("TEXT",))
+    config = LiveConfig()  # gemini-3.8-live: AUDIO answers with their transcription
     tokens = TokenServiceSource("https://app.example.com/api/live/token")
     async with LiveSession(config, tokens, conversation_id="user-42") as session:
-        await session.send_text("Hello!")
-        async for event in session:
-            match event:
-                case TextDelta(text=text):
-                    print(text, end="")
-                case TurnComplete():
-                    break
+        answer = await session.ask("Hello!")   # through any reconnects
+        print(answer.text)                      # the transcript; answer.audio is the PCM
+
+``async for event in session`` gives every typed event instead (``OutputTranscript``,
+``AudioChunk``, ``TurnComplete``, ``Reconnecting``, ...).
 
 The session owns the reconnect logic: it asks ``token_source`` for a fresh credential on
 every attempt, resumes with the newest resumable handle, queues what the app sends while
@@ -44,6 +42,7 @@ from tunnelproof.protocol.client_messages import (
     Turn,
 )
 from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.session import answers
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import (
     AbortSocket,
@@ -60,6 +59,8 @@ from tunnelproof.session.actions import (
     SendFrame,
     SetTimer,
 )
+from tunnelproof.session.answers import Answer
+from tunnelproof.session.config_check import LockChecker
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.driver import (
     classify_token_error,
@@ -151,6 +152,9 @@ class LiveSession:
 
         # Fail here, loudly, rather than on every later save (which only logs).
         self.conversation_id = validate_conversation_id(conversation_id or uuid.uuid4().hex)
+        self._config = config
+        self._lock_checker = LockChecker(config, self.conversation_id)
+        self._handle_at_turn_end: str | None = None
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._connect = ConnectOptions.build(self._watchdogs, ssl, max_frame_bytes, connect_kwargs)
@@ -226,9 +230,25 @@ class LiveSession:
         return self._machine.metrics.copy()
 
     @property
+    def config(self) -> LiveConfig:
+        """The session's :class:`~tunnelproof.protocol.config.LiveConfig`."""
+        return self._config
+
+    @property
     def resumption_handle(self) -> str | None:
         """The newest resumable handle (opaque; for diagnostics)."""
         return self._machine.resumption_handle
+
+    @property
+    def last_turn_held(self) -> bool:
+        """True once a resumable handle arrived after the last ``TurnComplete``.
+
+        Google sends the handle that holds a turn some 20-70 ms after ``turnComplete``; a
+        drop before it resumes from the older state and replays the turn's question.
+        Recorded when the machine emits ``TurnComplete``, not when the app reads it.
+        """
+        handle = self._machine.resumption_handle
+        return handle is not None and handle != self._handle_at_turn_end
 
     # -- events ---------------------------------------------------------------------------
 
@@ -249,6 +269,15 @@ class LiveSession:
         return self.events()
 
     # -- sending -----------------------------------------------------------------------------
+
+    async def ask(self, text: str, *, timeout: float | None = None) -> Answer:
+        """Send ``text`` and return the model's answer as text (and its audio).
+
+        See :func:`tunnelproof.session.answers.ask`: the text is the output transcription
+        (AUDIO) or the model text (TEXT); a failed or closed session raises instead of
+        waiting for ever; ``timeout`` bounds the whole question.
+        """
+        return await answers.ask(self, text, timeout=timeout)
 
     async def send_text(self, text: str) -> SendResult:
         """Send user text as ``realtimeInput.text`` (the model answers it as a turn)."""
@@ -298,6 +327,8 @@ class LiveSession:
         for action in actions:
             match action:
                 case Emit(event=event):
+                    if isinstance(event, ev.TurnComplete):
+                        self._handle_at_turn_end = self._machine.resumption_handle
                     self._events.put_nowait(event)
                     log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):
@@ -375,6 +406,9 @@ class LiveSession:
             self._feed(classify_token_error(request, exc))
             return
         self._token_tasks.pop(request, None)
+        if not self._shut_down:
+            for mismatch in self._lock_checker.check(credential):  # before it is used
+                self._events.put_nowait(mismatch)
         self._feed(TokenFetched(request, credential))
 
     async def _store_worker(self) -> None:

@@ -4,12 +4,15 @@ Drop the link mid-answer and check the app recovers, in a few lines::
 
     async def test_survives_a_tunnel(emulator, tunnel):
         link = await tunnel(emulator.host, emulator.port)   # a TunnelProxy in front of it
-        async with my_app(ws_base=link.url("ws")) as app:  # the app talks through the tunnel
-            await app.ask("my name is Ada")
-            await link.wait_for_connections(1)
+        config = LiveConfig()                               # spoken answers + transcript
+        async with ApiKeyMintingSource(
+            emulator.api_key, config, http_base=emulator.http_base, ws_base=link.url("ws")
+        ) as tokens, LiveSession(config, tokens) as session:
+            await session.ask("my name is Ada", timeout=30)
             link.blackhole()                                # the train enters the tunnel
             link.schedule([(5.0, "restore")])               # and leaves it 5 s later
-            assert "Ada" in await app.ask("what is my name?")
+            answer = await session.ask("what did I say first?", timeout=30)
+            assert "Ada" in answer.text
 
 Fixtures:
 

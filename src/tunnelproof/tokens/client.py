@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tunnelproof.protocol.endpoints import API_VERSIONS, ApiVersion
+from tunnelproof.protocol.locked import LockedConfig
 from tunnelproof.session.credentials import (
     Credential,
     TokenAuthError,
@@ -202,6 +203,9 @@ class TokenServiceSource:
                 expires_at=_timestamp(body["expiresAt"]),
                 new_session_expires_at=_timestamp(body["newSessionExpiresAt"]),
                 model=model if isinstance(model, str) else None,
+                # What the service locked (model, modality, transcription), so the session
+                # can say loudly when its own LiveConfig differs.
+                locked=LockedConfig.from_json(body),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise TokenUnavailable(

@@ -15,6 +15,7 @@ from tunnelproof.protocol.endpoints import (
     GOOGLE_WS_BASE,
     ApiVersion,
 )
+from tunnelproof.protocol.locked import LockedConfig
 from tunnelproof.session.credentials import (
     Credential,
     TokenConfigError,
@@ -50,6 +51,7 @@ class ApiKeyMintingSource:
             raise TokenConfigError("api_key is empty")
         self._ws_base = ws_base or ws_base_from_http(http_base)
         self._api_version: ApiVersion = api_version
+        self._locked = LockedConfig.of(live_config or LiveConfig())
         self._minter = Minter(
             api_key,
             live_config or LiveConfig(),
@@ -80,6 +82,7 @@ class ApiKeyMintingSource:
             expires_at=minted.expires_at.timestamp(),
             new_session_expires_at=minted.new_session_expires_at.timestamp(),
             model=minted.model,
+            locked=self._locked,
         )
 
     async def aclose(self) -> None:

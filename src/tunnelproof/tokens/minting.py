@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from google import genai
@@ -38,6 +39,7 @@ from google.genai import types as genai_types
 
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import ApiVersion, Method, live_url
+from tunnelproof.protocol.locked import LockedConfig
 from tunnelproof.protocol.models import bare_model_id
 
 log = logging.getLogger("tunnelproof.tokens.minting")
@@ -56,16 +58,20 @@ class MintedToken:
     new_session_expires_at: datetime
     model: str
     ws_url: str
+    locked: LockedConfig | None = None
 
-    def to_json(self) -> dict[str, str]:
-        """The route's response body."""
-        return {
+    def to_json(self) -> dict[str, Any]:
+        """The route's response body, with what the token locks (see ``protocol.locked``)."""
+        body: dict[str, Any] = {
             "token": self.token,
             "expiresAt": iso_utc(self.expires_at),
             "newSessionExpiresAt": iso_utc(self.new_session_expires_at),
             "model": self.model,
             "wsUrl": self.ws_url,
         }
+        if self.locked is not None:
+            body.update(self.locked.to_json())
+        return body
 
     def __repr__(self) -> str:  # the token is a secret
         return f"MintedToken(model={self.model!r}, token=<redacted>)"
@@ -209,6 +215,7 @@ class Minter:
             new_session_expires_at=new_session_expires_at,
             model=bare_model_id(self.live_config.model),
             ws_url=self.ws_url,
+            locked=LockedConfig.of(self.live_config),
         )
 
     async def aclose(self) -> None:

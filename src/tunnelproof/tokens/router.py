@@ -33,6 +33,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from tunnelproof.browser.static import static_router
 from tunnelproof.tokens.auth import (
     AuthenticationFailed,
     Authenticator,
@@ -65,6 +66,10 @@ _TOKEN_RESPONSE_SCHEMA: dict[str, Any] = {
         "newSessionExpiresAt": {"type": "string", "format": "date-time"},
         "model": {"type": "string"},
         "wsUrl": {"type": "string", "description": "Constrained WebSocket URL, no token"},
+        # What the token locks, so a client with a different LiveConfig can say so.
+        "responseModalities": {"type": "array", "items": {"type": "string"}},
+        "inputAudioTranscription": {"type": "boolean", "description": "true: locked on"},
+        "outputAudioTranscription": {"type": "boolean", "description": "true: locked on"},
     },
 }
 _ERROR_SCHEMA: dict[str, Any] = {
@@ -201,6 +206,8 @@ class TokenService:
                 },
             },
         )
+        # The browser client (ES module) is served beside the token route it calls.
+        router.include_router(static_router(self.settings.path))
         return router
 
     async def handle(self, request: Request) -> Response:

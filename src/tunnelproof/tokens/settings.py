@@ -92,6 +92,10 @@ class TokenServiceSettings(BaseSettings):
     # -- the session the tokens are locked to (the same LiveConfig the client uses) -------
     model: str = DEFAULT_LIVE_MODEL
     response_modality: Modality = "AUDIO"
+    input_audio_transcription: bool = True
+    output_audio_transcription: bool = True
+    """Lock the transcriptions on (the default, as ``LiveConfig()``); ``false`` leaves the
+    field to the client."""
     system_instruction: str | None = None
     voice_name: str | None = None
 
@@ -143,6 +147,8 @@ class TokenServiceSettings(BaseSettings):
         return LiveConfig(
             model=self.model,
             response_modalities=(self.response_modality,),
+            input_audio_transcription=self.input_audio_transcription,
+            output_audio_transcription=self.output_audio_transcription,
             system_instruction=self.system_instruction,
             voice_name=self.voice_name,
         )

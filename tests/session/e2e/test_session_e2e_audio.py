@@ -12,12 +12,12 @@ import random
 import pytest
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer, encode_speech, silence
-from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
 
 from .session_e2e_helpers import (
     ASK_FIRST,
+    CONFIG,
     EXPECTED_FIRST,
     FAST_WATCHDOGS,
     FIRST,
@@ -27,12 +27,6 @@ from .session_e2e_helpers import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-AUDIO_CONFIG = LiveConfig(
-    model="gemini-3.8-live",
-    response_modalities=("AUDIO",),
-    input_audio_transcription=True,
-    output_audio_transcription=True,
-)
 CHUNK = 1280  # 40 ms at 16 kHz, 16-bit
 
 
@@ -55,7 +49,7 @@ async def test_audio_conversation_survives_a_drop_in_the_middle_of_an_utterance(
     async with (
         EmulatorServer(policy=EmulatorPolicy(generation_speed=0)) as emu,
         LiveSession(
-            AUDIO_CONFIG, EmulatorMint(emu), watchdogs=FAST_WATCHDOGS, rng=random.Random(2)
+            CONFIG, EmulatorMint(emu), watchdogs=FAST_WATCHDOGS, rng=random.Random(2)
         ) as session,
     ):
         rec = Recorder(session)
@@ -66,7 +60,7 @@ async def test_audio_conversation_survives_a_drop_in_the_middle_of_an_utterance(
         assert "teal" in answer
         assert rec.of(ev.AudioChunk), "speech came back as audio"
         for _ in range(100):
-            if session.resumption_handle is not None:
+            if session.last_turn_held:
                 break
             await asyncio.sleep(0.02)
         # the user starts asking; the link dies half way through the sentence

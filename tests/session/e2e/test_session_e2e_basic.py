@@ -7,27 +7,28 @@ import random
 
 import pytest
 
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator import EmulatorServer
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
 
 from .session_e2e_helpers import (
+    CONFIG,
     FAST_WATCHDOGS,
     FIRST,
-    TEXT_CONFIG,
     EmulatorMint,
     Recorder,
     check_first,
+    fast_policy,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 
 async def test_connect_converse_and_drop_while_idle() -> None:
-    async with EmulatorServer(policy=EmulatorPolicy()) as emu:
+    async with EmulatorServer(policy=fast_policy()) as emu:
         mint = EmulatorMint(emu)
         async with LiveSession(
-            TEXT_CONFIG, mint, watchdogs=FAST_WATCHDOGS, rng=random.Random(1)
+            CONFIG, mint, watchdogs=FAST_WATCHDOGS, rng=random.Random(1)
         ) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
@@ -48,16 +49,16 @@ async def test_connect_converse_and_drop_while_idle() -> None:
 async def test_with_the_server_side_api_key_minting_source() -> None:
     from tunnelproof.tokens.direct import ApiKeyMintingSource
 
-    async with EmulatorServer(policy=EmulatorPolicy()) as emu:
+    async with EmulatorServer(policy=fast_policy()) as emu:
         source = ApiKeyMintingSource(
-            emu.api_key, TEXT_CONFIG, http_base=emu.http_base, ws_base=emu.ws_base
+            emu.api_key, CONFIG, http_base=emu.http_base, ws_base=emu.ws_base
         )
-        async with source, LiveSession(TEXT_CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
+        async with source, LiveSession(CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
             await rec.ask(FIRST)
             for _ in range(100):
-                if session.resumption_handle is not None:
+                if session.last_turn_held:
                     break
                 await asyncio.sleep(0.02)
             emu.controls.abort_connection()

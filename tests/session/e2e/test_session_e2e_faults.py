@@ -18,12 +18,13 @@ from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential, TokenOffline
 
 from .session_e2e_helpers import (
+    CONFIG,
     FAST_WATCHDOGS,
     FIRST,
-    TEXT_CONFIG,
     EmulatorMint,
     Recorder,
     check_first,
+    fast_policy,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
@@ -31,9 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 @asynccontextmanager
 async def running(
-    policy: EmulatorPolicy | None = None, config: LiveConfig = TEXT_CONFIG, **kwargs: object
+    policy: EmulatorPolicy | None = None, config: LiveConfig = CONFIG, **kwargs: object
 ) -> AsyncIterator[tuple[EmulatorServer, LiveSession, Recorder]]:
-    async with EmulatorServer(policy=policy or EmulatorPolicy()) as emu:
+    async with EmulatorServer(policy=policy or fast_policy()) as emu:
         source = kwargs.pop("token_source", None) or EmulatorMint(emu)
         async with LiveSession(
             config,
@@ -48,7 +49,7 @@ async def running(
             assert "teal" in answer
             # wait for the handle that includes the first turn
             for _ in range(100):
-                if session.resumption_handle is not None:
+                if session.last_turn_held:
                     break
                 await asyncio.sleep(0.02)
             yield emu, session, rec
@@ -59,7 +60,7 @@ async def test_drop_during_generation_reports_the_cut_off_turn() -> None:
         emu.controls.set_generation_speed(0.2)
         mark = rec.mark()
         await session.send_text("Please count to 200.")
-        await rec.wait(ev.TextDelta, since=mark)
+        await rec.wait(ev.OutputTranscript, since=mark)
         emu.controls.abort_connection()
         emu.controls.set_generation_speed(0)
         rewound = await rec.wait(ev.Rewound, since=mark)
@@ -77,8 +78,6 @@ async def test_drop_during_generation_reports_the_cut_off_turn() -> None:
 
 async def test_drop_during_a_pending_tool_call_cancels_it() -> None:
     config = LiveConfig(
-        model="gemini-3.8-live",
-        response_modalities=("TEXT",),
         tools=(FunctionDeclaration("turn_on_the_lights", "Turns on the lights."),),
     )
     async with running(config=config) as (emu, session, rec):
@@ -132,7 +131,7 @@ async def test_go_away_deadline_during_a_long_answer() -> None:
         emu.controls.set_generation_speed(0.2)
         mark = rec.mark()
         await session.send_text("Please count to 300.")
-        await rec.wait(ev.TextDelta, since=mark)
+        await rec.wait(ev.OutputTranscript, since=mark)
         await emu.controls.send_go_away(time_left=2.5)  # margin 1 s: handover at ~1.5 s
         await rec.wait(ev.GoAwayReceived, since=mark)
         rewound = await rec.wait(ev.Rewound, since=mark, timeout=10)
@@ -178,7 +177,7 @@ async def test_resume_refused_with_1007_starts_fresh_at_once() -> None:
 
 
 async def test_expired_handle_starts_a_fresh_session_from_the_transcript() -> None:
-    policy = EmulatorPolicy(handle_validity=0.5)
+    policy = fast_policy(handle_validity=0.5)
     gate = asyncio.Event()
     gate.set()
 
@@ -193,13 +192,13 @@ async def test_expired_handle_starts_a_fresh_session_from_the_transcript() -> No
 
     async with (
         EmulatorServer(policy=policy) as emu,
-        LiveSession(TEXT_CONFIG, GatedMint(EmulatorMint(emu)), watchdogs=FAST_WATCHDOGS) as session,
+        LiveSession(CONFIG, GatedMint(EmulatorMint(emu)), watchdogs=FAST_WATCHDOGS) as session,
     ):
         rec = Recorder(session)
         await rec.wait(ev.Connected)
         await rec.ask(FIRST)
         for _ in range(100):
-            if session.resumption_handle is not None:
+            if session.last_turn_held:
                 break
             await asyncio.sleep(0.02)
         mark = rec.mark()
@@ -225,7 +224,7 @@ async def test_slow_or_missing_pongs_raise_no_false_alarm() -> None:
 
 async def test_connection_lifetime_goaways_hand_over_again_and_again() -> None:
     # A "10-minute" connection in 2.5 s: the server sends goAway 1.5 s before its cap.
-    policy = EmulatorPolicy(connection_lifetime=2.5, go_away_lead=1.5)
+    policy = fast_policy(connection_lifetime=2.5, go_away_lead=1.5)
     async with running(policy=policy) as (emu, session, rec):
         for n in range(6):
             await rec.ask(f"Note number {n}.")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.emulator import EmulatorServer
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.stores import SqliteHandleStore
@@ -21,14 +21,15 @@ from tunnelproof.tokens.client import TokenServiceSource
 
 from .session_e2e_helpers import (
     ASK_FIRST,
+    CONFIG,
     EXPECTED_FIRST,
     FAST_WATCHDOGS,
     FIRST,
-    TEXT_CONFIG,
     EmulatorMint,
     Recorder,
     StubTokenService,
     check_first,
+    fast_policy,
     through,
 )
 
@@ -37,19 +38,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 async def wait_for_handle(session: LiveSession) -> None:
     for _ in range(200):
-        if session.resumption_handle is not None:
+        if session.last_turn_held:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("no resumable handle arrived")
 
 
 async def test_wss_drop_while_idle_resumes() -> None:
-    async with EmulatorServer(policy=EmulatorPolicy(), tls=True) as emu:
+    async with EmulatorServer(policy=fast_policy(), tls=True) as emu:
         assert emu.ca_file is not None
         context = ssl.create_default_context(cafile=emu.ca_file)
         mint = EmulatorMint(emu, verify=context)
         async with LiveSession(
-            TEXT_CONFIG, mint, ssl=context, watchdogs=FAST_WATCHDOGS, rng=random.Random(3)
+            CONFIG, mint, ssl=context, watchdogs=FAST_WATCHDOGS, rng=random.Random(3)
         ) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
@@ -63,11 +64,11 @@ async def test_wss_drop_while_idle_resumes() -> None:
 
 async def test_token_service_503_and_429_are_retried_with_retry_after() -> None:
     async with (
-        EmulatorServer(policy=EmulatorPolicy()) as emu,
+        EmulatorServer(policy=fast_policy()) as emu,
         StubTokenService(emu, retry_after=1) as service,
     ):
         source = TokenServiceSource(service.url, timeout=5.0)
-        async with LiveSession(TEXT_CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
+        async with LiveSession(CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
             await rec.ask(FIRST)
@@ -84,11 +85,11 @@ async def test_token_service_503_and_429_are_retried_with_retry_after() -> None:
 
 async def test_token_service_401_is_fatal_until_the_app_resumes() -> None:
     async with (
-        EmulatorServer(policy=EmulatorPolicy()) as emu,
+        EmulatorServer(policy=fast_policy()) as emu,
         StubTokenService(emu) as service,
     ):
         source = TokenServiceSource(service.url, timeout=5.0)
-        async with LiveSession(TEXT_CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
+        async with LiveSession(CONFIG, source, watchdogs=FAST_WATCHDOGS) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
             await rec.ask(FIRST)
@@ -109,13 +110,13 @@ async def test_token_service_401_is_fatal_until_the_app_resumes() -> None:
 
 async def test_half_open_link_is_detected_and_recovered() -> None:
     async with (
-        EmulatorServer(policy=EmulatorPolicy()) as emu,
+        EmulatorServer(policy=fast_policy()) as emu,
         TunnelProxy("127.0.0.1", emu.port) as tunnel,
     ):
         through_tunnel = through(tunnel.url("ws"), EmulatorMint(emu))
 
         async with LiveSession(
-            TEXT_CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(5)
+            CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(5)
         ) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
@@ -144,13 +145,13 @@ async def test_half_open_link_is_detected_and_recovered() -> None:
 
 async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -> None:
     async with (
-        EmulatorServer(policy=EmulatorPolicy()) as emu,
+        EmulatorServer(policy=fast_policy()) as emu,
         TunnelProxy("127.0.0.1", emu.port) as tunnel,
     ):
         through_tunnel = through(tunnel.url("ws"), EmulatorMint(emu))
 
         async with LiveSession(
-            TEXT_CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(9)
+            CONFIG, through_tunnel, watchdogs=FAST_WATCHDOGS, rng=random.Random(9)
         ) as session:
             rec = Recorder(session)
             await rec.wait(ev.Connected)
@@ -172,7 +173,7 @@ async def test_long_offline_tunnel_recovers_within_about_a_second_of_its_end() -
 
 _CHILD = """
 import asyncio, os, sys
-from tests.session.e2e.session_e2e_helpers import FIRST, TEXT_CONFIG, FAST_WATCHDOGS, Recorder
+from tests.session.e2e.session_e2e_helpers import FIRST, CONFIG, FAST_WATCHDOGS, Recorder
 from tunnelproof.session import LiveSession, app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.stores import SqliteHandleStore
@@ -183,7 +184,7 @@ class Emu:
 async def main():
     from tests.session.e2e.session_e2e_helpers import EmulatorMint
     store = SqliteHandleStore(sys.argv[4])
-    session = LiveSession(TEXT_CONFIG, EmulatorMint(Emu), conversation_id="conv-1",
+    session = LiveSession(CONFIG, EmulatorMint(Emu), conversation_id="conv-1",
                           handle_store=store, watchdogs=FAST_WATCHDOGS)
     await session.start()
     rec = Recorder(session)
@@ -204,7 +205,7 @@ asyncio.run(main())
 
 async def test_process_restart_resumes_from_the_sqlite_store(tmp_path: Path) -> None:
     db = tmp_path / "handles.db"
-    async with EmulatorServer(policy=EmulatorPolicy()) as emu:
+    async with EmulatorServer(policy=fast_policy()) as emu:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             [str(Path(__file__).parents[3]), env.get("PYTHONPATH", "")]
@@ -231,7 +232,7 @@ async def test_process_restart_resumes_from_the_sqlite_store(tmp_path: Path) -> 
         # the restarted app: same conversation id, same store file
         store = SqliteHandleStore(db)
         async with LiveSession(
-            TEXT_CONFIG,
+            CONFIG,
             EmulatorMint(emu),
             conversation_id="conv-1",
             handle_store=store,

@@ -47,12 +47,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("tunnelproof.chaos")
 
 TOOL_NAME = "check_the_weather"
-CHAOS_CONFIG = LiveConfig(
-    model="gemini-3.8-live",
-    response_modalities=("TEXT",),
-    tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),),
-)
-"""What every chaos session runs (and what the token service locks its tokens to)."""
+CHAOS_CONFIG = LiveConfig(tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),))
+"""What every chaos session runs (and what the token service locks its tokens to): the
+default model and the default AUDIO answers, as with Google; the answer checks read the
+output transcript."""
 
 CHAOS_WATCHDOGS = Watchdogs(
     setup_timeout=6.0,
@@ -476,18 +474,19 @@ class ChaosSession:
         rec = self.record
         async for event in session:
             rec.events[type(event).__name__] += 1
-            if not isinstance(event, ev.TextDelta | ev.AudioChunk):
+            if not isinstance(event, ev.OutputTranscript | ev.TextDelta | ev.AudioChunk):
                 rec.recent.append(_describe(event))
             self._state_changed.set()
             match event:
-                case ev.TextDelta(text=text):
+                # The answer's text is its transcript (TextDelta only on a text model).
+                case ev.OutputTranscript(text=text) | ev.TextDelta(text=text):
                     first = not self._partial
                     self._partial.append(text)
                     if first and self._on_first_delta is not None:
                         action, self._on_first_delta = self._on_first_delta, None
                         self._spawn(action())
                 case ev.TurnComplete():
-                    self._turns.append("".join(self._partial))
+                    self._turns.append("".join(self._partial).strip())
                     self._partial.clear()
                     self._turn_done.set()
                 case ev.Rewound() | ev.Interrupted():

@@ -76,8 +76,11 @@ CHAOS_EMULATOR_POLICY = dict(
     connection_lifetime=3600.0,
     session_limit_audio=36_000.0,
     session_limit_video=36_000.0,
-    # Long answers last about a second, so a fault can land in the middle of one.
-    text_chunk_interval=0.04,
+    # Spoken answers at 30 ms a word in 90 ms chunks: a long answer ("count to 40") lasts
+    # about a second, so a fault can land in the middle of one, without 120 sessions'
+    # real-time audio swamping two cores.
+    seconds_per_word=0.03,
+    audio_chunk_duration=0.09,
     tool_call_delay=0.0,
     auth_close_timeout=5.0,
 )
@@ -328,7 +331,6 @@ async def run_chaos(
                 static_keys=[SecretStr(f"user{i}:chaos-key-{i}") for i in range(config.sessions)],
                 rate_limit="100000/minute",
                 model=CHAOS_CONFIG.model,
-                response_modality="TEXT",
             )
             minter = Minter(
                 API_KEY,

@@ -1,0 +1,144 @@
+"""The browser demo: the train journey as a page (``tunnelproof demo --browser``).
+
+All local, no key: an emulator, a tunnel proxy in front of it and the token service
+(serving the client module) in one process. The page talks by text or microphone through
+the tunnel; its buttons blackhole, restore or cut the link through this server's small
+control API (loopback only), ask the emulator for a goAway, or play the whole journey, and
+a timeline shows every drop, gap, handle and token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import SecretStr
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from tunnelproof.browser import MODULE_DIR
+from tunnelproof.browser.static import client_url
+
+DEMO_USER = "demo"
+TUNNEL_ACTIONS = ("blackhole", "restore", "reset")
+
+
+@dataclass(frozen=True, slots=True)
+class BrowserDemo:
+    """A running demo: open :attr:`url` in a browser."""
+
+    url: str
+    token_url: str
+
+
+def demo_page(bearer: str, token_path: str) -> str:
+    """The demo page with its (local, per-run) bearer key and client URL filled in."""
+    html = (MODULE_DIR / "demo.html").read_text(encoding="utf-8")
+    return (
+        html.replace("__BEARER__", bearer)
+        .replace("__CLIENT_URL__", client_url(token_path))
+        .replace("__TOKEN_PATH__", token_path)
+    )
+
+
+def add_demo_routes(app: FastAPI, *, tunnel: Any, emulator: Any, page: str) -> None:
+    """``GET /`` (the page), ``POST /demo/tunnel`` and ``POST /demo/goaway``."""
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    @app.post("/demo/tunnel", include_in_schema=False)
+    async def tunnel_control(request: Request) -> Response:
+        body = await request.json()
+        action = body.get("action") if isinstance(body, dict) else None
+        if action not in TUNNEL_ACTIONS:
+            return JSONResponse({"error": f"action must be one of {TUNNEL_ACTIONS}"}, 400)
+        tunnel.apply(action)
+        return JSONResponse({"action": action, "blackholed": tunnel.blackholed})
+
+    @app.post("/demo/goaway", include_in_schema=False)
+    async def go_away() -> Response:
+        try:
+            await emulator.controls.send_go_away(time_left=10.0)
+        except LookupError:
+            return JSONResponse({"error": "no open Live connection"}, 409)
+        return JSONResponse({"sent": True})
+
+
+@contextlib.asynccontextmanager
+async def browser_demo(
+    host: str = "127.0.0.1", port: int = 0, *, speed: float = 1.0
+) -> AsyncIterator[BrowserDemo]:
+    """Start the emulator, the tunnel and the token service with the demo page.
+
+    ``speed`` paces the emulator's answers (1 = real time, 0 = as fast as possible).
+    """
+    import uvicorn
+
+    from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+    from tunnelproof.testing.tunnel import TunnelProxy
+    from tunnelproof.tokens.app import create_app
+    from tunnelproof.tokens.router import TokenService
+    from tunnelproof.tokens.settings import TokenServiceSettings
+
+    api_key = "demo-" + secrets.token_urlsafe(12)
+    bearer = secrets.token_urlsafe(18)
+    async with EmulatorServer(EmulatorPolicy(generation_speed=speed), api_key=api_key) as emu:
+        tunnel = TunnelProxy(emu.host, emu.port)
+        await tunnel.start()
+        try:
+            settings = TokenServiceSettings(
+                api_key=SecretStr(api_key),
+                upstream_base_url=emu.http_base,
+                ws_base_url=tunnel.url("ws"),
+                auth_mode="static",
+                static_keys=[SecretStr(f"{DEMO_USER}:{bearer}")],
+                rate_limit="120/minute",
+                allowed_origins=["*"],
+            )
+            service = TokenService(settings)
+            app = create_app(service=service)
+            add_demo_routes(app, tunnel=tunnel, emulator=emu, page=demo_page(bearer, settings.path))
+            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+            server = uvicorn.Server(config)
+            task = asyncio.create_task(server.serve())
+            try:
+                async with asyncio.timeout(20):
+                    while not server.started:
+                        if task.done():
+                            task.result()
+                            raise RuntimeError("the demo server stopped during start-up")
+                        await asyncio.sleep(0.02)
+                bound = server.servers[0].sockets[0].getsockname()[1]
+                url = f"http://{host}:{bound}"
+                yield BrowserDemo(url=url + "/", token_url=url + settings.path)
+            finally:
+                server.should_exit = True
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, timeout=10)
+        finally:
+            await tunnel.stop()
+
+
+def run_browser_demo_command(speed: float = 1.0, host: str = "127.0.0.1", port: int = 0) -> int:
+    """``tunnelproof demo --browser``: serve until Ctrl-C; returns the exit code."""
+
+    def announce(demo: BrowserDemo) -> None:
+        print(f"tunnelproof browser demo: open {demo.url}  (Ctrl-C to stop)", flush=True)
+
+    async def main() -> None:
+        async with browser_demo(host, port, speed=speed) as demo:
+            announce(demo)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        return 130
+    return 0

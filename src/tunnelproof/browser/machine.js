@@ -1,0 +1,1370 @@
+// tunnelproof browser client: the reconnecting Live client as a pure state machine.
+//
+// A port of tunnelproof/session/machine.py (the Python SessionMachine): no sockets, no
+// timers, no clock, no Math.random. `handle(event, {now, wall})` and `send(message,
+// {now, wall})` return the actions to perform, in order; the browser driver (client.js)
+// only performs them. `now` is a monotonic clock in seconds, `wall` UNIX seconds (token
+// and handle expiry). The contract scenarios in tests/contract/ run against both machines.
+//
+// Browser-only inputs (the Python client has kernel signals instead): `networkOffline`,
+// `networkOnline` and `pageShown`. Chromium's offline mode keeps open sockets working, so
+// `networkOffline` never closes a live socket; it only stops burning attempts.
+
+import { classifyClose, classifyHandshakeStatus, isFatal, parseServerFrame, ProtocolError, base64ToBytes, verdict } from "./protocol.js";
+import { DEFAULT_LIMITS, Outbox, Transcript, makeOutgoing, sendResult, withoutToolIds } from "./outbox.js";
+
+/** @typedef {import("./protocol.js").Json} Json */
+/** @typedef {import("./protocol.js").CloseVerdict} CloseVerdict */
+/** @typedef {import("./protocol.js").ServerMessage} ServerMessage */
+/** @typedef {import("./protocol.js").FunctionCall} FunctionCall */
+/** @typedef {import("./outbox.js").Outgoing} Outgoing */
+/** @typedef {import("./outbox.js").SendResult} SendResult */
+/** @typedef {import("./outbox.js").Turn} Turn */
+/** @typedef {import("./outbox.js").OutboxLimits} OutboxLimits */
+
+/**
+ * Retry policy (contract 5): steady probes while the network is gone, exponential backoff
+ * with full jitter on server errors, caps per outage and per session.
+ * @typedef {object} RetryPolicy
+ * @property {number} offlineInterval seconds between probes while the network is gone
+ * @property {number} offlineJitter probes spread by ± this
+ * @property {number|null} maxOfflineSeconds give up after this long offline (null: never)
+ * @property {number} baseDelay first server-error backoff ceiling
+ * @property {number} multiplier ceiling growth per consecutive server failure
+ * @property {number} maxDelay the largest ceiling
+ * @property {number|null} maxAttemptsPerOutage server failures in a row before Failed
+ * @property {number|null} maxAttemptsPerSession server failures per session before Failed
+ * @property {number} stableAfter seconds up before the failure counter resets
+ * @property {number} browserOfflineProbe probe interval while the browser says offline
+ */
+
+/** @type {RetryPolicy} */
+export const DEFAULT_POLICY = Object.freeze({
+  offlineInterval: 0.75,
+  offlineJitter: 0.15,
+  maxOfflineSeconds: null,
+  baseDelay: 0.5,
+  multiplier: 2,
+  maxDelay: 30,
+  maxAttemptsPerOutage: 12,
+  maxAttemptsPerSession: 100,
+  stableAfter: 10,
+  // navigator.onLine === false is reliable about "no interface", but `online` can be late
+  // or missing (captive portals, some web views): probe slowly instead of never.
+  browserOfflineProbe: 5,
+});
+
+/**
+ * Watchdogs (contract 6). No ping timeouts: browsers hide pings, and Gemini's pongs can
+ * take 8-30 s anyway. Silence alone never tears down a link: the reply watchdog runs only
+ * while a reply is due or model output is flowing.
+ * @typedef {object} Watchdogs
+ * @property {number} tokenTimeout
+ * @property {number} connectTimeout
+ * @property {number} probeConnectTimeout
+ * @property {number} setupTimeout
+ * @property {number} replyTimeout
+ * @property {number} closeTimeout
+ * @property {number} goAwayMargin
+ * @property {number} handleValidity seconds a handle lives after the last disconnect
+ * @property {number} hiddenRecheckAfter a tab hidden this long is checked when shown again
+ * @property {number} sendStallTimeout the browser's send buffer (`bufferedAmount`) not
+ *   draining at all for this long is a dead link (the page's stand-in for TCP_USER_TIMEOUT)
+ */
+
+/** @type {Watchdogs} */
+export const DEFAULT_WATCHDOGS = Object.freeze({
+  tokenTimeout: 10,
+  connectTimeout: 10,
+  probeConnectTimeout: 3,
+  setupTimeout: 10,
+  replyTimeout: 20,
+  closeTimeout: 2,
+  goAwayMargin: 5,
+  handleValidity: 2 * 60 * 60,
+  hiddenRecheckAfter: 30,
+  sendStallTimeout: 5,
+});
+
+/**
+ * What the session sends as `setup`. `model` may be omitted when the token route locks it
+ * (its answer's `model` is used). `setup` holds extra setup fields, merged last.
+ * @typedef {object} LiveConfig
+ * @property {string} [model]
+ * @property {"AUDIO"|"TEXT"} [modality]
+ * @property {string} [systemInstruction]
+ * @property {boolean} [inputAudioTranscription]
+ * @property {boolean} [outputAudioTranscription]
+ * @property {boolean} [sessionResumption] default true
+ * @property {Json} [generationConfig] extra generationConfig fields
+ * @property {Json} [setup] extra setup fields
+ */
+
+/**
+ * A credential for one attempt. Times are UNIX seconds.
+ * @typedef {{token: string, wsUrl: string, expiresAt?: number|null, newSessionExpiresAt?: number|null, model?: string|null}} Credential
+ */
+
+/** @typedef {{handle: string, savedAt: number, disconnectedAt: number|null, transcript: Turn[]}} StoredSession */
+
+/** @typedef {"auth"|"rate_limited"|"unavailable"|"offline"|"config"} TokenFailure */
+
+/**
+ * @typedef {{type: "started", stored?: StoredSession|null}
+ *   | {type: "tokenFetched", request: number, credential: Credential}
+ *   | {type: "tokenFailed", request: number, kind: TokenFailure, message?: string, retryAfter?: number|null}
+ *   | {type: "socketOpened", attempt: number}
+ *   | {type: "socketOpenFailed", attempt: number, kind: "offline"|"handshake"|"error", status?: number|null, message?: string, retryAfter?: number|null}
+ *   | {type: "frameReceived", attempt: number, data: string|ArrayBuffer|ArrayBufferView}
+ *   | {type: "socketClosed", attempt: number, code: number|null, reason?: string}
+ *   | {type: "timerFired", name: string, serial: number}
+ *   | {type: "closeRequested"}
+ *   | {type: "resumeRequested"}
+ *   | {type: "networkOffline"}
+ *   | {type: "networkOnline"}
+ *   | {type: "pageShown", hiddenFor: number}
+ *   | {type: "sendStalled", attempt: number, seconds: number}} MachineEvent
+ */
+
+/**
+ * @typedef {{type: "connected", attempt: number, first: boolean}
+ *   | {type: "resumed", attempt: number, gap: number, replayed: number}
+ *   | {type: "reconnecting", delay: number, attempt: number, reason: string, kind: "offline"|"server", planned: boolean}
+ *   | {type: "disconnected", code: number|null, reason: string, planned: boolean}
+ *   | {type: "rewound", partialText: string, replyLost: boolean, cancelledToolCallIds: string[]}
+ *   | {type: "contextReset", reason: string, seededTurns: number}
+ *   | {type: "goAway", timeLeft: number|null, handoverBy: number}
+ *   | {type: "failed", verdict: CloseVerdict, advice: string}
+ *   | {type: "sendDropped", seqs: number[], kind: string, reason: string, audioMs: number}
+ *   | {type: "delivered", seqs: number[]}
+ *   | {type: "closed"}
+ *   | {type: "protocolViolation", message: string, size: number|null}
+ *   | {type: "text", text: string}
+ *   | {type: "audio", pcm: Uint8Array, mimeType: string}
+ *   | {type: "inputTranscript", text: string, finished: boolean}
+ *   | {type: "outputTranscript", text: string, finished: boolean}
+ *   | {type: "toolCall", calls: FunctionCall[]}
+ *   | {type: "toolCallCancelled", ids: string[]}
+ *   | {type: "generationComplete"}
+ *   | {type: "turnComplete", reason: string|null}
+ *   | {type: "interrupted"}
+ *   | {type: "usage", promptTokens: number|null, responseTokens: number|null, totalTokens: number|null}
+ *   | {type: "unknownServerMessage", kind: string, raw: unknown}} AppEvent
+ */
+
+/**
+ * @typedef {{type: "fetchToken", request: number, prefetch: boolean}
+ *   | {type: "cancelTokenFetch", request: number}
+ *   | {type: "openSocket", attempt: number, url: string, timeout: number}
+ *   | {type: "sendFrame", attempt: number, text: string}
+ *   | {type: "closeSocket", attempt: number, code: number, reason: string}
+ *   | {type: "abortSocket", attempt: number, reason: string}
+ *   | {type: "setTimer", name: string, serial: number, at: number}
+ *   | {type: "cancelTimer", name: string}
+ *   | {type: "saveHandle", session: StoredSession}
+ *   | {type: "deleteHandle"}
+ *   | {type: "emit", event: AppEvent}} Action
+ */
+
+/** @typedef {"idle"|"connecting"|"connected"|"reconnecting"|"failed"|"closing"|"closed"} SessionState */
+
+/** Counters (contract 9). */
+export class SessionMetrics {
+  constructor() {
+    this.connectAttempts = 0;
+    this.connections = 0;
+    this.reconnects = 0;
+    this.resumesAttempted = 0;
+    this.resumesSucceeded = 0;
+    this.freshSessionFallbacks = 0;
+    this.goAways = 0;
+    this.plannedHandovers = 0;
+    this.deadLinksDetected = 0;
+    this.offlineFailures = 0;
+    this.serverFailures = 0;
+    this.tokensFetched = 0;
+    this.tokensReused = 0;
+    this.downtimeTotal = 0;
+    /** @type {number|null} */
+    this.lastGap = null;
+    /** @type {number[]} */
+    this.gaps = [];
+    this.messagesReplayed = 0;
+    this.messagesDropped = 0;
+    this.audioMsReplayed = 0;
+    this.audioMsDropped = 0;
+    this.protocolErrors = 0;
+  }
+
+  /** Resumes that reached setupComplete / resumes attempted (null before any). */
+  get resumeSuccessRate() {
+    return this.resumesAttempted ? this.resumesSucceeded / this.resumesAttempted : null;
+  }
+}
+
+const T_TOKEN = "token";
+const T_CONNECT = "connect";
+const T_SETUP = "setup";
+const T_REPLY = "reply";
+const T_STABLE = "stable";
+const T_RETRY = "retry";
+const T_GOAWAY = "goaway";
+const T_CLOSE = "close";
+const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_CLOSE];
+
+/** A resumed setup refused this many times in a row is taken as a bad handle. */
+export const RESUME_REFUSALS_BEFORE_FRESH = 2;
+
+/** @param {string} model */
+function resourceName(model) {
+  return model.startsWith("models/") || model.startsWith("projects/") ? model : `models/${model}`;
+}
+
+/**
+ * The token's WebSocket URL with the token in the query (browsers cannot set headers on a
+ * WebSocket; Google's docs use `access_token`). Never logged.
+ * @param {Credential} cred
+ */
+export function credentialUrl(cred) {
+  if (!cred.token) throw new TypeError("the token source returned an empty token");
+  if (!/^wss?:\/\//.test(cred.wsUrl ?? "")) throw new TypeError("the token source returned no ws:// or wss:// wsUrl");
+  const sep = cred.wsUrl.includes("?") ? "&" : "?";
+  return `${cred.wsUrl}${sep}access_token=${encodeURIComponent(cred.token)}`;
+}
+
+/** @param {Credential} cred @param {number} wall @param {number} [margin] */
+function usableForNewSession(cred, wall, margin = 2) {
+  for (const t of [cred.expiresAt, cred.newSessionExpiresAt]) {
+    if (t !== null && t !== undefined && !(wall + margin < t)) return false;
+  }
+  return true;
+}
+
+/** @param {StoredSession} stored @param {number} wall @param {number} validity */
+export function storedValidAt(stored, wall, validity) {
+  return stored.disconnectedAt === null || stored.disconnectedAt === undefined || wall < stored.disconnectedAt + validity;
+}
+
+/**
+ * @typedef {object} MachineOptions
+ * @property {Partial<RetryPolicy>} [policy]
+ * @property {Partial<Watchdogs>} [watchdogs]
+ * @property {Partial<OutboxLimits>} [limits]
+ * @property {() => number} [random] uniform [0, 1); inject a seeded one in tests
+ * @property {number} [transcriptTurns]
+ */
+
+/** The sans-I/O core of the browser LiveSession. */
+export class SessionMachine {
+  /** @param {LiveConfig} config @param {MachineOptions} [options] */
+  constructor(config, options = {}) {
+    this.config = config;
+    /** @type {RetryPolicy} */
+    this.policy = { ...DEFAULT_POLICY, ...options.policy };
+    /** @type {Watchdogs} */
+    this.watchdogs = { ...DEFAULT_WATCHDOGS, ...options.watchdogs };
+    this.random = options.random ?? Math.random;
+    this.outbox = new Outbox({ ...DEFAULT_LIMITS, ...options.limits });
+    this.transcript = new Transcript(options.transcriptTurns ?? 200);
+    this.metrics = new SessionMetrics();
+    /** @type {"idle"|"fetching"|"opening"|"setup"|"connected"|"closing"|"waiting"|"failed"|"closed"} */
+    this.phase = "idle";
+
+    this.now = 0;
+    this.wall = 0;
+    /** @type {Action[]} */
+    this.out = [];
+
+    this.requestSeq = 0;
+    /** @type {number|null} */
+    this.request = null;
+    /** @type {Credential|null} */
+    this.credential = null;
+    this.credentialFresh = false;
+    this.credentialTried = false;
+    this.authRetryUsed = false;
+    /** @type {string|null} */
+    this.lockedModel = null;
+
+    this.attemptId = 0;
+    this.socketLive = false;
+    this.resuming = false;
+    /** @type {""|"handover"|"user"} */
+    this.closePurpose = "";
+    /** @type {number|null} */
+    this.connectedAt = null;
+    /** @type {number|null} monotonic time of the last frame on the live connection */
+    this.lastFrameAt = null;
+
+    /** @type {string|null} */
+    this.handleValue = null;
+    this.handleCurrent = false;
+    /** @type {number|null} */
+    this.disconnectedAt = null;
+    /** @type {string|null} */
+    this.resetReason = null;
+    this.hadSession = false;
+    this.everConnected = false;
+    this.resumeRefusals = 0;
+
+    this.generating = false;
+    this.streaming = false;
+    this.replyDue = false;
+    /** @type {number|null} */
+    this.sentUnanswered = null;
+    /** @type {""|"sent"|"read"} */
+    this.seedState = "";
+    /** @type {Set<string>} */
+    this.openToolCalls = new Set();
+    /** @type {string[]} */
+    this.callsSinceHandle = [];
+    /** @type {Set<string>} */
+    this.cancelledToolIds = new Set();
+
+    this.goAwaySeen = false;
+    this.handoverPending = false;
+    this.handoverReason = "";
+
+    this.outageFailures = 0;
+    this.sessionFailures = 0;
+    this.outageAttempts = 0;
+    /** @type {number|null} */
+    this.offlineSince = null;
+    /** @type {number|null} */
+    this.lostAt = null;
+    this.lastFailureOffline = false;
+    /** The browser says there is no network (navigator.onLine false). */
+    this.browserOffline = false;
+
+    this.timerSerial = 0;
+    /** @type {Map<string, number>} */
+    this.timers = new Map();
+    this.seq = 0;
+  }
+
+  // -- public surface ------------------------------------------------------------------
+
+  /** @returns {SessionState} */
+  get state() {
+    switch (this.phase) {
+      case "idle":
+        return "idle";
+      case "connected":
+        return "connected";
+      case "failed":
+        return "failed";
+      case "closed":
+        return "closed";
+      case "closing":
+        if (this.closePurpose === "user") return "closing";
+      // falls through
+      default:
+        return this.everConnected ? "reconnecting" : "connecting";
+    }
+  }
+
+  /** The newest resumable handle, if any. */
+  get resumptionHandle() {
+    return this.handleValue;
+  }
+
+  /** The id of the newest socket attempt. */
+  get attempt() {
+    return this.attemptId;
+  }
+
+  /**
+   * What to store for a page reload (pagehide/freeze): the handle, counted as disconnected
+   * now (the server starts its validity window when the socket goes away).
+   * @returns {StoredSession|null}
+   */
+  snapshot() {
+    if (this.handleValue === null) return null;
+    return {
+      handle: this.handleValue,
+      savedAt: this.wall,
+      disconnectedAt: this.disconnectedAt ?? this.wall,
+      transcript: this.transcript.snapshot(),
+    };
+  }
+
+  /**
+   * Process `event` at monotonic `now` / wall-clock `wall` (seconds); return the actions.
+   * @param {MachineEvent} event @param {{now: number, wall: number}} clock @returns {Action[]}
+   */
+  handle(event, clock) {
+    this.now = clock.now;
+    this.wall = clock.wall;
+    this.out = [];
+    switch (event.type) {
+      case "started":
+        this.onStarted(event.stored ?? null);
+        break;
+      case "tokenFetched":
+        this.onTokenFetched(event);
+        break;
+      case "tokenFailed":
+        this.onTokenFailed(event);
+        break;
+      case "socketOpened":
+        this.onSocketOpened(event.attempt);
+        break;
+      case "socketOpenFailed":
+        this.onOpenFailed(event);
+        break;
+      case "frameReceived":
+        this.onFrame(event.attempt, event.data);
+        break;
+      case "socketClosed":
+        this.onSocketClosed(event.attempt, event.code, event.reason ?? "");
+        break;
+      case "timerFired":
+        this.onTimer(event.name, event.serial);
+        break;
+      case "closeRequested":
+        this.onCloseRequested();
+        break;
+      case "resumeRequested":
+        this.onResumeRequested();
+        break;
+      case "networkOffline":
+        this.browserOffline = true;
+        break;
+      case "networkOnline":
+        this.onNetworkOnline();
+        break;
+      case "pageShown":
+        this.onPageShown(event.hiddenFor);
+        break;
+      case "sendStalled":
+        this.onSendStalled(event.attempt, event.seconds);
+        break;
+    }
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  /**
+   * The app sends `message` (one client message object). Throws TypeError for a setup or
+   * a malformed message (programming errors).
+   * @param {Json} message @param {{now: number, wall: number}} clock
+   * @returns {[SendResult, Action[]]}
+   */
+  send(message, clock) {
+    this.now = clock.now;
+    this.wall = clock.wall;
+    this.out = [];
+    const item = makeOutgoing(this.seq + 1, message, this.now);
+    this.seq += 1;
+    const result = this.accept(item);
+    const out = this.out;
+    this.out = [];
+    return [result, out];
+  }
+
+  // -- helpers ---------------------------------------------------------------------------
+
+  /** @param {AppEvent} event */
+  emit(event) {
+    this.out.push({ type: "emit", event });
+  }
+
+  /** @param {string} name @param {number} delay */
+  setTimer(name, delay) {
+    this.timerSerial += 1;
+    this.timers.set(name, this.timerSerial);
+    this.out.push({ type: "setTimer", name, serial: this.timerSerial, at: this.now + Math.max(0, delay) });
+  }
+
+  /** @param {...string} names */
+  cancelTimer(...names) {
+    for (const name of names) {
+      if (this.timers.delete(name)) this.out.push({ type: "cancelTimer", name });
+    }
+  }
+
+  /** @param {string} text */
+  sendWire(text) {
+    this.out.push({ type: "sendFrame", attempt: this.attemptId, text });
+  }
+
+  /** @param {string} reason */
+  abort(reason) {
+    if (this.socketLive) {
+      this.out.push({ type: "abortSocket", attempt: this.attemptId, reason });
+      this.socketLive = false;
+    }
+  }
+
+  /** @param {Outgoing[]} items @param {string} reason */
+  reportDropped(items, reason) {
+    if (!items.length) return;
+    this.metrics.messagesDropped += items.length;
+    const audio = items.filter((i) => i.kind === "audio");
+    if (audio.length) {
+      const ms = audio.reduce((s, i) => s + i.audioMs, 0);
+      this.metrics.audioMsDropped += ms;
+      this.emit({ type: "sendDropped", seqs: audio.map((i) => i.seq), kind: "audio", reason, audioMs: ms });
+    }
+    for (const item of items) {
+      if (item.kind === "audio") continue;
+      if (item.wasSent) for (const t of item.turns) this.transcript.forget(t.role, t.text);
+      this.emit({ type: "sendDropped", seqs: [item.seq], kind: item.kind, reason, audioMs: 0 });
+    }
+  }
+
+  saveHandle() {
+    if (this.handleValue === null) return;
+    this.out.push({
+      type: "saveHandle",
+      session: {
+        handle: this.handleValue,
+        savedAt: this.wall,
+        disconnectedAt: this.disconnectedAt,
+        transcript: this.transcript.snapshot(),
+      },
+    });
+  }
+
+  /** @param {string} reason */
+  dropHandle(reason) {
+    if (this.handleValue !== null) this.out.push({ type: "deleteHandle" });
+    this.handleValue = null;
+    this.handleCurrent = false;
+    this.resetReason = reason;
+  }
+
+  // -- start, credentials ----------------------------------------------------------------
+
+  /** @param {StoredSession|null} stored */
+  onStarted(stored) {
+    if (this.phase !== "idle") return;
+    if (stored) {
+      this.transcript.load(stored.transcript ?? []);
+      this.disconnectedAt = stored.disconnectedAt ?? null;
+      if (storedValidAt(stored, this.wall, this.watchdogs.handleValidity)) {
+        this.handleValue = stored.handle;
+        this.hadSession = true;
+      } else {
+        this.out.push({ type: "deleteHandle" });
+        this.resetReason = "the stored resumption handle has expired";
+      }
+    }
+    this.lostAt = this.now;
+    this.startAttempt();
+  }
+
+  handleExpired() {
+    if (this.handleValue === null || this.disconnectedAt === null) return false;
+    return this.wall >= this.disconnectedAt + this.watchdogs.handleValidity;
+  }
+
+  startAttempt() {
+    if (this.phase === "closed" || this.phase === "failed") return;
+    this.cancelTimer(T_RETRY);
+    if (this.handleExpired()) this.dropHandle("the resumption handle expired (2 h after the disconnect)");
+    if (this.handleValue === null && this.hadSession) this.prepareFreshSession();
+    this.outageAttempts += 1;
+    const cred = this.credential;
+    if (cred !== null && usableForNewSession(cred, this.wall)) {
+      if (this.credentialTried) this.metrics.tokensReused += 1;
+      this.credentialFresh = !this.credentialTried;
+      this.open(cred);
+      return;
+    }
+    this.credential = null;
+    this.phase = "fetching";
+    if (this.request === null) {
+      this.requestSeq += 1;
+      this.request = this.requestSeq;
+      this.out.push({ type: "fetchToken", request: this.request, prefetch: false });
+    }
+    this.setTimer(
+      T_TOKEN,
+      this.offlineSince !== null ? Math.min(this.watchdogs.tokenTimeout, this.watchdogs.probeConnectTimeout) : this.watchdogs.tokenTimeout,
+    );
+  }
+
+  /** @param {{request: number, credential: Credential}} event */
+  onTokenFetched(event) {
+    if (event.request !== this.request) return;
+    this.request = null;
+    this.cancelTimer(T_TOKEN);
+    this.metrics.tokensFetched += 1;
+    this.credential = event.credential;
+    this.credentialTried = false;
+    if (this.phase === "fetching") {
+      this.credentialFresh = true;
+      this.open(event.credential);
+    }
+  }
+
+  /** @param {{request: number, kind: TokenFailure, message?: string, retryAfter?: number|null}} event */
+  onTokenFailed(event) {
+    if (event.request !== this.request) return;
+    this.request = null;
+    this.cancelTimer(T_TOKEN);
+    if (this.phase !== "fetching") return; // a failed prefetch: the handover fetches again
+    const message = event.message || event.kind;
+    if (event.kind === "auth") {
+      this.fail(
+        verdict(
+          "fatal_auth",
+          null,
+          message,
+          "The token source refused to issue a token (HTTP 401/403): the user must sign in again, then call resume().",
+        ),
+      );
+    } else if (event.kind === "config") {
+      this.fail(verdict("fatal_config", null, message, "The token source is misconfigured (URL, key or settings); fix it, then call resume()."));
+    } else if (event.kind === "offline") {
+      this.offlineFailure(`token source unreachable: ${message}`);
+    } else {
+      this.serverFailure(`token source: ${message}`, event.retryAfter ?? null);
+    }
+  }
+
+  // -- socket lifecycle ---------------------------------------------------------------------
+
+  /** @param {Credential} cred */
+  open(cred) {
+    let url;
+    try {
+      url = credentialUrl(cred);
+    } catch (err) {
+      this.credential = null;
+      this.fail(
+        verdict(
+          "fatal_config",
+          null,
+          err instanceof Error ? err.message : String(err),
+          "The token source returned an unusable credential; fix it, then resume().",
+        ),
+      );
+      return;
+    }
+    if (cred.model) this.lockedModel = cred.model;
+    this.attemptId += 1;
+    this.socketLive = true;
+    this.credentialTried = true;
+    this.phase = "opening";
+    this.metrics.connectAttempts += 1;
+    const timeout = this.lastFailureOffline ? this.watchdogs.probeConnectTimeout : this.watchdogs.connectTimeout;
+    this.out.push({ type: "openSocket", attempt: this.attemptId, url, timeout });
+    this.setTimer(T_CONNECT, timeout);
+  }
+
+  /** The setup message for `handle` (null: a new session). @param {string|null} handle @returns {Json} */
+  setupMessage(handle) {
+    const c = this.config;
+    const model = c.model ?? this.lockedModel;
+    if (!model) throw new TypeError("no model: set config.model or let the token route lock one");
+    /** @type {Json} */
+    const body = {
+      model: resourceName(model),
+      generationConfig: { responseModalities: [c.modality ?? "AUDIO"], ...c.generationConfig },
+    };
+    if (c.systemInstruction) body.systemInstruction = { parts: [{ text: c.systemInstruction }] };
+    if (c.inputAudioTranscription) body.inputAudioTranscription = {};
+    if (c.outputAudioTranscription) body.outputAudioTranscription = {};
+    Object.assign(body, c.setup ?? {});
+    if (handle !== null) body.sessionResumption = { handle };
+    else if (c.sessionResumption !== false) body.sessionResumption = {};
+    return { setup: body };
+  }
+
+  get resumptionEnabled() {
+    return this.config.sessionResumption !== false;
+  }
+
+  /** @param {number} attempt */
+  onSocketOpened(attempt) {
+    if (attempt !== this.attemptId || this.phase !== "opening") return;
+    this.cancelTimer(T_CONNECT);
+    this.credential = null; // the handshake completed: the token is spent
+    this.authRetryUsed = false;
+    this.phase = "setup";
+    const handle = this.resumptionEnabled ? this.handleValue : null;
+    this.resuming = handle !== null;
+    if (this.resuming) this.metrics.resumesAttempted += 1;
+    this.sendWire(JSON.stringify(this.setupMessage(handle)));
+    this.setTimer(T_SETUP, this.watchdogs.setupTimeout);
+  }
+
+  /** @param {{attempt: number, kind: "offline"|"handshake"|"error", status?: number|null, message?: string, retryAfter?: number|null}} event */
+  onOpenFailed(event) {
+    if (event.attempt !== this.attemptId || this.phase !== "opening") return;
+    this.cancelTimer(T_CONNECT);
+    this.socketLive = false;
+    if (event.kind === "offline") {
+      // The handshake never completed, so the credential stays usable (contract 1) -- once:
+      // a browser cannot tell a lost network from an HTTP refusal of the upgrade, so a
+      // token that already failed once is dropped rather than offered forever.
+      if (!this.credentialFresh) this.credential = null;
+      this.offlineFailure(event.message || "network unreachable");
+      return;
+    }
+    const reused = !this.credentialFresh;
+    this.credential = null;
+    if (event.kind === "error" || event.status === null || event.status === undefined) {
+      this.serverFailure(event.message || "handshake failed");
+      return;
+    }
+    const v = classifyHandshakeStatus(event.status, event.message ?? "");
+    if (v.kind === "fatal_auth" && reused && !this.authRetryUsed) {
+      this.authRetryUsed = true;
+      this.startAttempt();
+    } else if (v.kind === "retry") {
+      this.serverFailure(`handshake HTTP ${event.status}`, event.retryAfter ?? null);
+    } else {
+      this.fail(v);
+    }
+  }
+
+  /** @param {number} attempt @param {number|null} code @param {string} reason */
+  onSocketClosed(attempt, code, reason) {
+    if (attempt !== this.attemptId || !this.socketLive) return;
+    this.socketLive = false;
+    const phase = this.phase;
+    if (phase === "opening") {
+      this.cancelTimer(T_CONNECT);
+      this.offlineFailure(reason || "connection closed during the handshake");
+      return;
+    }
+    if (phase === "closing") {
+      this.afterOurClose(code, reason);
+      return;
+    }
+    if (phase !== "setup" && phase !== "connected") return;
+    let v = classifyClose(code, reason, { resuming: this.resuming, afterGoAway: this.goAwaySeen });
+    const planned = this.goAwaySeen && !isFatal(v) && v.kind !== "bad_resume";
+    const duringSetup = phase === "setup";
+    if (v.kind === "fatal_auth" && !duringSetup) {
+      // Accepted earlier, ended over it later: the token expired mid-connection.
+      v = verdict("retry", v.code, v.reason, "The credential expired.");
+    }
+    this.connectionGone(code, reason, planned);
+    if (planned) {
+      this.reconnectNow("the server ended the connection after goAway");
+    } else if (v.kind === "bad_resume") {
+      this.badResume(v.advice);
+    } else if (isFatal(v)) {
+      if (v.kind === "bad_request") {
+        this.reportDropped(
+          this.outbox.removeWhere((i) => i.wasSent),
+          "the server rejected the session's messages",
+        );
+      }
+      this.fail(v);
+    } else {
+      if (duringSetup && this.resuming) {
+        this.resumeRefusals += 1;
+        if (this.resumeRefusals >= RESUME_REFUSALS_BEFORE_FRESH) {
+          this.badResume(`the server refused the resumed setup ${this.resumeRefusals} times (${code} ${reason})`);
+          return;
+        }
+      }
+      this.serverFailure(`closed ${code} ${reason}`.trim());
+    }
+  }
+
+  /** @param {number|null} code @param {string} reason */
+  afterOurClose(code, reason) {
+    this.cancelTimer(T_CLOSE);
+    this.connectionGone(code, reason, true);
+    if (this.closePurpose === "user") {
+      this.finishClose();
+      return;
+    }
+    this.metrics.plannedHandovers += 1;
+    this.reconnectNow(this.handoverReason);
+  }
+
+  /** @param {number|null} code @param {string} reason @param {boolean} planned */
+  connectionGone(code, reason, planned) {
+    const wasConnected = this.connectedAt !== null;
+    this.connectedAt = null;
+    this.lastFrameAt = null;
+    this.socketLive = false;
+    this.cancelTimer(...CONNECTION_TIMERS);
+    this.goAwaySeen = false;
+    this.handoverPending = false;
+    if (wasConnected) {
+      this.lostAt = this.now;
+      this.disconnectedAt = this.wall;
+      this.saveHandle();
+      this.emit({ type: "disconnected", code, reason, planned });
+    }
+    const partialText = this.transcript.partialModelText;
+    const replyLost = this.replyDue || this.generating;
+    const toolIds = [...this.callsSinceHandle];
+    this.transcript.commitModel();
+    this.generating = false;
+    this.streaming = false;
+    this.replyDue = false;
+    this.sentUnanswered = null;
+    if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
+    if (partialText || replyLost || toolIds.length) {
+      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds });
+    }
+    this.callsSinceHandle = [];
+    this.reportDropped(this.outbox.requeueUnconfirmed(this.now), "too old to replay after reconnect");
+    if (this.seedState) {
+      this.seedState = "";
+      this.dropHandle("the link dropped before the re-seeded session showed its history");
+      this.hadSession = true;
+    }
+  }
+
+  /** @param {Set<string>} ids */
+  cancelToolCalls(ids) {
+    for (const id of ids) {
+      this.openToolCalls.delete(id);
+      this.cancelledToolIds.add(id);
+    }
+    if (this.cancelledToolIds.size > 4096) this.cancelledToolIds = new Set([...this.cancelledToolIds].slice(-2048));
+    this.reportDropped(this.outbox.dropToolAnswers(ids), "answers a tool call the resumed session never saw");
+  }
+
+  prepareFreshSession() {
+    if (this.resetReason === null) this.resetReason = "the connection was lost before a resumption handle arrived";
+    if (this.openToolCalls.size) {
+      const ids = [...this.openToolCalls].sort();
+      this.cancelToolCalls(new Set(ids));
+      this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids });
+    }
+    // Text already sent is in the transcript, which re-seeds the new session.
+    this.outbox.removeWhere((i) => i.wasSent && (i.kind === "text" || i.kind === "client_content"));
+    this.hadSession = false;
+  }
+
+  /** @param {string} reason */
+  badResume(reason) {
+    this.dropHandle(reason);
+    this.resumeRefusals = 0;
+    this.metrics.freshSessionFallbacks += 1;
+    this.hadSession = true;
+    this.reconnectNow(reason);
+  }
+
+  // -- frames --------------------------------------------------------------------------------
+
+  /** @param {number} attempt @param {string|ArrayBuffer|ArrayBufferView} data */
+  onFrame(attempt, data) {
+    if (attempt !== this.attemptId || (this.phase !== "setup" && this.phase !== "connected")) return;
+    this.lastFrameAt = this.now;
+    let frame;
+    try {
+      frame = parseServerFrame(data);
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.metrics.protocolErrors += 1;
+      this.emit({ type: "protocolViolation", message: err.message, size: err.size });
+      return;
+    }
+    for (const message of frame.messages) {
+      if ((this.phase !== "setup" && this.phase !== "connected") || attempt !== this.attemptId) return;
+      this.onMessage(message);
+    }
+    if (this.phase === "connected") {
+      if (this.replyDue || this.streaming) {
+        // Something is owed: any message proves the link alive; silence does not.
+        this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
+      } else {
+        this.cancelTimer(T_REPLY);
+      }
+    }
+    this.maybeHandover();
+  }
+
+  /** @param {ServerMessage} message */
+  onMessage(message) {
+    switch (message.kind) {
+      case "setupComplete":
+        if (this.phase === "setup") this.onSetupComplete();
+        break;
+      case "serverContent":
+        this.onContent(message);
+        break;
+      case "sessionResumptionUpdate":
+        this.onResumptionUpdate(message.resumable, message.newHandle);
+        break;
+      case "toolCall": {
+        const ids = message.functionCalls.map((c) => c.id).filter((id) => id);
+        for (const id of ids) this.openToolCalls.add(id);
+        this.callsSinceHandle.push(...ids);
+        this.handleCurrent = false;
+        this.replyDue = false;
+        this.sentUnanswered = null;
+        if (this.seedState) this.seedState = "read";
+        this.streaming = false; // the model waits for the app now
+        this.emit({ type: "toolCall", calls: message.functionCalls });
+        break;
+      }
+      case "toolCallCancellation":
+        for (const id of message.ids) this.openToolCalls.delete(id);
+        this.emit({ type: "toolCallCancelled", ids: message.ids });
+        break;
+      case "goAway":
+        this.onGoAway(message.timeLeft);
+        break;
+      case "usageMetadata":
+        this.emit({
+          type: "usage",
+          promptTokens: message.promptTokenCount,
+          responseTokens: message.responseTokenCount,
+          totalTokens: message.totalTokenCount,
+        });
+        break;
+      case "unknown":
+        this.emit({ type: "unknownServerMessage", kind: message.name, raw: message.raw });
+        break;
+    }
+  }
+
+  onSetupComplete() {
+    this.cancelTimer(T_SETUP);
+    this.phase = "connected";
+    this.connectedAt = this.now;
+    this.disconnectedAt = null; // the 2 h window counts from the *next* disconnect
+    this.handleCurrent = this.resuming;
+    const first = !this.everConnected;
+    this.everConnected = true;
+    this.hadSession = true;
+    this.resumeRefusals = 0;
+    this.offlineSince = null;
+    this.lastFailureOffline = false;
+    this.outageAttempts = 0;
+    this.metrics.connections += 1;
+    if (!first) this.metrics.reconnects += 1;
+    const gap = this.lostAt !== null ? this.now - this.lostAt : 0;
+    this.lostAt = null;
+    if (!first || this.resuming) {
+      this.metrics.downtimeTotal += gap;
+      this.metrics.lastGap = gap;
+      this.metrics.gaps.push(gap);
+      if (this.metrics.gaps.length > 1000) this.metrics.gaps.splice(0, 500);
+    }
+    if (this.policy.stableAfter > 0) this.setTimer(T_STABLE, this.policy.stableAfter);
+    else this.outageFailures = 0;
+    if (this.resuming) {
+      this.metrics.resumesSucceeded += 1;
+    } else {
+      const reason = this.resetReason;
+      this.resetReason = null;
+      const seed = this.transcript.seedMessage();
+      if (seed !== null) {
+        this.sendWire(JSON.stringify(seed));
+        this.seedState = "sent";
+      }
+      if (reason !== null || seed !== null) {
+        this.emit({
+          type: "contextReset",
+          reason: reason ?? "a fresh session was started",
+          seededTurns: seed !== null ? seed.clientContent.turns.length : 0,
+        });
+      }
+    }
+    const replayed = this.flush();
+    if (this.resuming) this.emit({ type: "resumed", attempt: this.attemptId, gap, replayed });
+    else this.emit({ type: "connected", attempt: this.attemptId, first });
+  }
+
+  flush() {
+    const [items, stale] = this.outbox.takeAll(this.now);
+    this.reportDropped(stale, "audio older than its time to live");
+    let replayed = 0;
+    for (const item of items) {
+      if (item.wasSent) {
+        replayed += 1;
+        this.metrics.messagesReplayed += 1;
+        this.metrics.audioMsReplayed += item.audioMs;
+      }
+      this.write(item);
+    }
+    return replayed;
+  }
+
+  /** @param {Outgoing} item */
+  write(item) {
+    this.sendWire(item.wire);
+    if (!item.wasSent) for (const t of item.turns) this.transcript.add(t.role, t.text);
+    if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
+    if (item.expectsReply) {
+      this.replyDue = true;
+      this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
+      if (this.sentUnanswered === null) this.sentUnanswered = 0;
+    }
+    if (this.sentUnanswered !== null) this.sentUnanswered += 1;
+    this.outbox.markSent(item);
+  }
+
+  /** @param {Extract<ServerMessage, {kind: "serverContent"}>} content */
+  onContent(content) {
+    let output = false;
+    if (content.inputTranscription !== null) {
+      this.transcript.userTranscription(content.inputTranscription.text);
+      this.emit({ type: "inputTranscript", text: content.inputTranscription.text, finished: content.inputTranscription.finished });
+    }
+    for (const part of content.parts) {
+      if (part.thought) continue;
+      if (part.text !== null) {
+        output = true;
+        this.transcript.modelOutput(part.text);
+        this.emit({ type: "text", text: part.text });
+      } else if (part.inlineData !== null && part.inlineData.mimeType.startsWith("audio/pcm")) {
+        output = true;
+        let pcm;
+        try {
+          pcm = base64ToBytes(part.inlineData.data);
+        } catch (err) {
+          if (!(err instanceof ProtocolError)) throw err;
+          this.metrics.protocolErrors += 1;
+          this.emit({ type: "protocolViolation", message: err.message, size: err.size });
+          continue;
+        }
+        this.emit({ type: "audio", pcm, mimeType: part.inlineData.mimeType });
+      }
+    }
+    if (content.outputTranscription !== null) {
+      output = true;
+      if ((this.config.modality ?? "AUDIO") === "AUDIO") this.transcript.modelOutput(content.outputTranscription.text);
+      this.emit({ type: "outputTranscript", text: content.outputTranscription.text, finished: content.outputTranscription.finished });
+    }
+    if (output) {
+      this.generating = true;
+      this.streaming = true;
+      this.replyDue = false;
+      this.sentUnanswered = null;
+      if (this.seedState) this.seedState = "read";
+      this.handleCurrent = false;
+    }
+    if (content.interrupted) {
+      this.generating = false;
+      this.streaming = false;
+      this.transcript.commitModel();
+      this.emit({ type: "interrupted" });
+    }
+    if (content.generationComplete) {
+      this.streaming = false; // playback may run before turnComplete: quiet is normal now
+      this.emit({ type: "generationComplete" });
+    }
+    if (content.turnComplete) {
+      this.generating = false;
+      this.streaming = false;
+      this.replyDue = false;
+      this.sentUnanswered = null;
+      this.handleCurrent = false;
+      this.cancelTimer(T_REPLY);
+      this.transcript.commitModel();
+      this.emit({ type: "turnComplete", reason: content.turnCompleteReason });
+    }
+  }
+
+  /** @param {boolean} resumable @param {string|null} newHandle */
+  onResumptionUpdate(resumable, newHandle) {
+    if (!resumable || newHandle === null) {
+      this.handleCurrent = false; // never replaces the handle (contract 2)
+      return;
+    }
+    this.handleValue = newHandle;
+    this.handleCurrent = true;
+    if (this.seedState === "read") this.seedState = "";
+    this.callsSinceHandle = [];
+    // Delivery is decided here only: the handle holds everything sent before it but the
+    // sends still awaiting their answer (the server read those after issuing it).
+    const confirmed = this.outbox.confirm(this.sentUnanswered ?? 0);
+    if (confirmed.length) this.emit({ type: "delivered", seqs: confirmed.map((i) => i.seq) });
+    this.saveHandle();
+  }
+
+  // -- goAway ----------------------------------------------------------------------------------
+
+  /** @param {number|null} left */
+  onGoAway(left) {
+    this.metrics.goAways += 1;
+    const delay = left !== null ? Math.max(0, left - this.watchdogs.goAwayMargin) : 0;
+    if (this.goAwaySeen && this.timers.has(T_GOAWAY)) return; // never moves the deadline later
+    this.goAwaySeen = true;
+    this.handoverPending = true;
+    this.setTimer(T_GOAWAY, delay);
+    this.emit({ type: "goAway", timeLeft: left, handoverBy: this.now + delay });
+    const usable = this.credential !== null && usableForNewSession(this.credential, this.wall);
+    if (!usable && this.request === null) {
+      this.requestSeq += 1;
+      this.request = this.requestSeq;
+      this.out.push({ type: "fetchToken", request: this.request, prefetch: true });
+    }
+  }
+
+  atTurnBoundary() {
+    if (this.phase !== "connected") return false;
+    if (this.generating || this.replyDue || this.openToolCalls.size) return false;
+    return this.handleCurrent || !this.resumptionEnabled;
+  }
+
+  maybeHandover() {
+    if (this.handoverPending && this.atTurnBoundary()) this.handover("goAway handover");
+  }
+
+  /**
+   * Close at a turn boundary and resume at once.
+   * @param {string} reason the close frame's reason
+   * @param {string} [why] the `reconnecting` event's reason
+   */
+  handover(reason, why = "planned handover after goAway") {
+    this.handoverReason = why;
+    this.handoverPending = false;
+    this.cancelTimer(T_GOAWAY, T_REPLY, T_STABLE);
+    this.phase = "closing";
+    this.closePurpose = "handover";
+    this.out.push({ type: "closeSocket", attempt: this.attemptId, code: 1000, reason });
+    this.setTimer(T_CLOSE, this.watchdogs.closeTimeout);
+  }
+
+  /** @param {string} reason */
+  reconnectNow(reason) {
+    this.phase = "waiting";
+    this.emit({ type: "reconnecting", delay: 0, attempt: this.outageAttempts + 1, reason, kind: "server", planned: true });
+    this.startAttempt();
+  }
+
+  // -- failures --------------------------------------------------------------------------------
+
+  /** @param {string} reason @param {number|null} [retryAfter] */
+  serverFailure(reason, retryAfter = null) {
+    this.metrics.serverFailures += 1;
+    this.lastFailureOffline = false;
+    const failures = this.outageFailures;
+    this.sessionFailures += 1;
+    const cap = this.policy.maxAttemptsPerOutage;
+    if (cap !== null && failures >= cap) {
+      this.giveUp(`gave up after ${failures + 1} failed attempts in a row (${reason})`);
+      return;
+    }
+    const sessionCap = this.policy.maxAttemptsPerSession;
+    if (sessionCap !== null && this.sessionFailures > sessionCap) {
+      this.giveUp(`gave up after ${sessionCap} failed attempts this session (${reason})`);
+      return;
+    }
+    const ceiling = Math.min(this.policy.maxDelay, this.policy.baseDelay * this.policy.multiplier ** Math.min(failures, 60));
+    let delay = this.random() * ceiling; // full jitter
+    if (retryAfter !== null && retryAfter > 0) delay = Math.max(delay, retryAfter + this.random() * this.policy.baseDelay);
+    this.outageFailures = failures + 1;
+    this.scheduleRetry(delay, "server", reason);
+  }
+
+  /** @param {string} reason */
+  offlineFailure(reason) {
+    this.metrics.offlineFailures += 1;
+    this.lastFailureOffline = true;
+    if (this.offlineSince === null) this.offlineSince = this.now;
+    const limit = this.policy.maxOfflineSeconds;
+    if (limit !== null && this.now - this.offlineSince >= limit) {
+      this.giveUp(`the network has been gone for over ${limit.toFixed(0)} s (${reason})`);
+      return;
+    }
+    // While the browser itself says offline, every probe would fail at once: wait for the
+    // `online` event (which redials at once), with a slow probe in case it never comes.
+    const delay = this.browserOffline
+      ? this.policy.browserOfflineProbe
+      : this.policy.offlineInterval + (this.random() * 2 - 1) * this.policy.offlineJitter;
+    this.scheduleRetry(delay, "offline", reason);
+  }
+
+  /** @param {number} delay @param {"offline"|"server"} kind @param {string} reason */
+  scheduleRetry(delay, kind, reason) {
+    this.phase = "waiting";
+    this.emit({ type: "reconnecting", delay, attempt: this.outageAttempts + 1, reason, kind, planned: false });
+    this.setTimer(T_RETRY, delay);
+  }
+
+  /** @param {string} reason */
+  giveUp(reason) {
+    this.fail(verdict("retry", null, reason, `Reconnecting ${reason}; call resume() to try again.`));
+  }
+
+  /** @param {CloseVerdict} v */
+  fail(v) {
+    this.abort(`fatal: ${v.kind}`);
+    this.cancelTimer(...this.timers.keys());
+    if (this.request !== null) {
+      this.out.push({ type: "cancelTokenFetch", request: this.request });
+      this.request = null;
+    }
+    if (this.connectedAt !== null) this.connectionGone(v.code, v.reason, false);
+    this.phase = "failed";
+    this.emit({ type: "failed", verdict: v, advice: v.advice });
+  }
+
+  // -- timers ----------------------------------------------------------------------------------
+
+  /** @param {string} name @param {number} serial */
+  onTimer(name, serial) {
+    if (this.timers.get(name) !== serial) return; // cancelled or replaced
+    this.timers.delete(name);
+    if (name === T_RETRY && this.phase === "waiting") {
+      this.startAttempt();
+    } else if (name === T_TOKEN && this.phase === "fetching" && this.request !== null) {
+      this.out.push({ type: "cancelTokenFetch", request: this.request });
+      this.request = null;
+      this.offlineFailure("the token source did not answer in time");
+    } else if (name === T_CONNECT && this.phase === "opening") {
+      this.abort("connect timeout");
+      this.offlineFailure("connect timeout");
+    } else if (name === T_SETUP && this.phase === "setup") {
+      this.metrics.deadLinksDetected += 1;
+      this.abort("no setupComplete");
+      this.connectionGone(null, "no setupComplete", false);
+      this.serverFailure(`no setupComplete within ${this.watchdogs.setupTimeout} s`);
+    } else if (name === T_REPLY && this.phase === "connected") {
+      this.metrics.deadLinksDetected += 1;
+      this.abort("no reply");
+      const reason = `no server message within ${this.watchdogs.replyTimeout} s of a reply due`;
+      this.connectionGone(null, reason, false);
+      this.serverFailure(reason);
+    } else if (name === T_STABLE) {
+      this.outageFailures = 0;
+    } else if (name === T_GOAWAY && this.phase === "connected") {
+      this.handover("goAway handover");
+    } else if (name === T_CLOSE && this.phase === "closing") {
+      this.abort("close timeout");
+      this.afterOurClose(null, "close timed out");
+    }
+  }
+
+  // -- browser signals ------------------------------------------------------------------------
+
+  /** `online`: the network is back. Redial at once instead of waiting out a timer. */
+  onNetworkOnline() {
+    this.browserOffline = false;
+    if (this.phase === "waiting") {
+      this.startAttempt();
+    } else if (this.phase === "opening" && this.lastFailureOffline) {
+      // An attempt started inside the outage may hang until its SYN retransmit: a fresh
+      // one on the returned network is faster (Ably does the same).
+      this.abort("network changed");
+      this.startAttempt();
+    }
+  }
+
+  /**
+   * The tab is visible again after `hiddenFor` seconds. Timers were throttled or frozen
+   * while hidden, so a waiting retry runs now; a connected link that was hidden long is
+   * checked by resuming at a turn boundary (a browser cannot probe a Live socket: the
+   * protocol has no message that draws a reply without touching the conversation).
+   * @param {number} hiddenFor
+   */
+  onPageShown(hiddenFor) {
+    if (this.phase === "waiting") {
+      this.startAttempt();
+      return;
+    }
+    if (this.phase !== "connected" || hiddenFor < this.watchdogs.hiddenRecheckAfter) return;
+    const quietFor = this.lastFrameAt === null ? Infinity : this.now - this.lastFrameAt;
+    if (quietFor < this.watchdogs.hiddenRecheckAfter) return; // frames came while hidden: alive
+    if (this.atTurnBoundary()) {
+      const why = `the tab was hidden ${hiddenFor.toFixed(0)} s with a quiet link: resuming to check it`;
+      this.handover("link check after the tab was hidden", why);
+    }
+  }
+
+  /**
+   * The driver saw the socket's send buffer not drain at all for `seconds`: the kernel
+   * cannot deliver (a half-open link). Found whether or not a reply is due, so a user
+   * talking into a dead link is not left talking.
+   * @param {number} attempt @param {number} seconds
+   */
+  onSendStalled(attempt, seconds) {
+    if (attempt !== this.attemptId || (this.phase !== "connected" && this.phase !== "setup")) return;
+    this.metrics.deadLinksDetected += 1;
+    const reason = `the send buffer did not drain for ${seconds.toFixed(1)} s`;
+    this.abort(reason);
+    this.connectionGone(null, reason, false);
+    this.offlineFailure(reason);
+  }
+
+  // -- app requests --------------------------------------------------------------------------
+
+  onCloseRequested() {
+    if (this.phase === "closed" || this.phase === "idle" || (this.phase === "closing" && this.closePurpose === "user")) {
+      if (this.phase === "idle") {
+        this.phase = "closed";
+        this.emit({ type: "closed" });
+      }
+      return;
+    }
+    this.reportDropped(this.outbox.clear(), "the session was closed");
+    if (this.request !== null) {
+      this.out.push({ type: "cancelTokenFetch", request: this.request });
+      this.request = null;
+    }
+    this.cancelTimer(...this.timers.keys());
+    if (this.socketLive && (this.phase === "setup" || this.phase === "connected" || this.phase === "closing")) {
+      this.phase = "closing";
+      this.closePurpose = "user";
+      this.out.push({ type: "closeSocket", attempt: this.attemptId, code: 1000, reason: "client closed" });
+      this.setTimer(T_CLOSE, this.watchdogs.closeTimeout);
+      return;
+    }
+    this.abort("client closed");
+    this.finishClose();
+  }
+
+  finishClose() {
+    this.cancelTimer(...this.timers.keys());
+    this.phase = "closed";
+    this.emit({ type: "closed" });
+  }
+
+  onResumeRequested() {
+    if (this.phase === "failed") {
+      this.outageFailures = 0;
+      this.sessionFailures = 0;
+      this.offlineSince = null;
+      this.authRetryUsed = false;
+      this.phase = "waiting";
+      if (this.lostAt === null) this.lostAt = this.now;
+      this.startAttempt();
+    } else if (this.phase === "waiting") {
+      this.startAttempt();
+    }
+  }
+
+  // -- sends -----------------------------------------------------------------------------------
+
+  /** @param {Outgoing} item @returns {SendResult} */
+  accept(item) {
+    if (this.phase === "closed" || (this.phase === "closing" && this.closePurpose === "user")) {
+      this.metrics.messagesDropped += 1;
+      return sendResult("dropped", item.seq, "the session is closed");
+    }
+    if (item.kind === "tool_response") {
+      const cancelled = new Set(item.toolIds.filter((i) => this.cancelledToolIds.has(i)));
+      if (cancelled.size) {
+        const trimmed = withoutToolIds(item, cancelled);
+        if (trimmed === null) {
+          this.metrics.messagesDropped += 1;
+          return sendResult(
+            "dropped",
+            item.seq,
+            `the tool call was cancelled by a reconnect (the resumed session never saw ${[...cancelled].sort().join(", ")})`,
+          );
+        }
+        item = trimmed;
+      }
+    }
+    if (this.phase === "connected" && !this.outbox.pending.length) {
+      this.write(item);
+      return sendResult("sent", item.seq);
+    }
+    const [result, dropped] = this.outbox.enqueue(item, this.now);
+    this.reportDropped(dropped, "outbox bound reached or audio too old");
+    if (result.status === "dropped") {
+      this.metrics.messagesDropped += 1;
+      if (item.kind === "audio") this.metrics.audioMsDropped += item.audioMs;
+    }
+    return result;
+  }
+}

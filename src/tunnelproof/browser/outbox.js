@@ -1,0 +1,405 @@
+// tunnelproof browser client: the outbox and the transcript (no I/O).
+//
+// Ports of tunnelproof/session/outbox.py and transcript.py. Two queues: `pending` (not
+// sent on the current connection; flushed only after setupComplete; bounded: audio by
+// duration and age, the rest by count and bytes) and `unconfirmed` (sent since the newest
+// resumable handle; replayed after a resume, because the handle's state lacks them).
+// Nothing leaves silently: every drop is returned so the machine reports it.
+
+import { getField, toCamel } from "./protocol.js";
+
+/** @typedef {import("./protocol.js").Json} Json */
+/** @typedef {"audio"|"text"|"client_content"|"tool_response"|"realtime"|"raw"} MessageKind */
+/** @typedef {{role: "user"|"model", text: string}} Turn */
+
+/**
+ * What one send* call did. Never silent.
+ * @typedef {{status: "sent"|"queued"|"dropped", seq: number, reason: string|null}} SendResult
+ */
+
+/**
+ * @typedef {object} Outgoing
+ * @property {number} seq
+ * @property {MessageKind} kind
+ * @property {Json} message
+ * @property {string} wire
+ * @property {number} createdAt
+ * @property {number} audioMs
+ * @property {string[]} toolIds
+ * @property {boolean} expectsReply
+ * @property {Turn[]} turns
+ * @property {boolean} wasSent
+ */
+
+/**
+ * @typedef {object} OutboxLimits
+ * @property {number} maxAudioMs queued audio beyond this is dropped oldest-first
+ * @property {number} audioTtl seconds; older queued audio is dropped, not sent
+ * @property {number} maxMessages queued non-audio messages
+ * @property {number} maxBytes queued non-audio bytes
+ * @property {number} maxUnconfirmedMessages sent-but-unconfirmed messages kept for replay
+ */
+
+/** @type {OutboxLimits} */
+export const DEFAULT_LIMITS = Object.freeze({
+  maxAudioMs: 5000,
+  audioTtl: 5,
+  maxMessages: 256,
+  maxBytes: 1 << 20,
+  maxUnconfirmedMessages: 512,
+});
+
+/** @param {SendResult["status"]} status @param {number} seq @param {string|null} [reason] @returns {SendResult} */
+export function sendResult(status, seq, reason = null) {
+  return { status, seq, reason };
+}
+
+/** @param {unknown} raw @returns {Turn[]} */
+function turnsOf(raw) {
+  /** @type {Turn[]} */
+  const out = [];
+  if (!Array.isArray(raw)) return out;
+  for (const turn of raw) {
+    if (typeof turn !== "object" || turn === null) continue;
+    const role = getField(turn, "role") === "model" ? "model" : "user";
+    const parts = getField(turn, "parts");
+    const texts = Array.isArray(parts)
+      ? parts.filter((p) => typeof p === "object" && p !== null && typeof getField(p, "text") === "string").map((p) => String(getField(p, "text")))
+      : [];
+    if (texts.length) out.push({ role, text: texts.join("") });
+  }
+  return out;
+}
+
+/**
+ * Classify a client message. Throws TypeError for a setup or a message that does not hold
+ * exactly one kind (programming errors, not network conditions).
+ * @param {number} seq @param {Json} message @param {number} now
+ * @returns {Outgoing}
+ */
+export function makeOutgoing(seq, message, now) {
+  const keys = Object.keys(message);
+  if (keys.length !== 1) throw new TypeError(`a client message holds exactly one kind, got ${JSON.stringify(keys)}`);
+  const kindName = toCamel(keys[0]);
+  const body = message[keys[0]];
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw new TypeError(`${kindName} must be an object`);
+  if (kindName === "setup") throw new TypeError("setup is sent by the session itself; do not send it");
+  const wire = JSON.stringify(message);
+  /** @type {Outgoing} */
+  const base = {
+    seq,
+    kind: "raw",
+    message,
+    wire,
+    createdAt: now,
+    audioMs: 0,
+    toolIds: [],
+    expectsReply: false,
+    turns: [],
+    wasSent: false,
+  };
+  if (kindName === "realtimeInput") {
+    const audio = getField(body, "audio");
+    if (typeof audio === "object" && audio !== null) {
+      const b64 = String(getField(audio, "data") ?? "");
+      const mime = String(getField(audio, "mimeType") ?? "");
+      const m = /rate=(\d+)/.exec(mime);
+      const rate = m ? Number(m[1]) : 16000;
+      const nbytes = Math.floor((b64.length * 3) / 4) - (b64.length - b64.replace(/=+$/, "").length);
+      return { ...base, kind: "audio", audioMs: (nbytes / (2 * rate)) * 1000 };
+    }
+    const text = getField(body, "text");
+    if (typeof text === "string") {
+      return { ...base, kind: "text", expectsReply: true, turns: [{ role: "user", text }] };
+    }
+    const endsTurn = getField(body, "activityEnd") != null || Boolean(getField(body, "audioStreamEnd"));
+    return { ...base, kind: "realtime", expectsReply: endsTurn };
+  }
+  if (kindName === "clientContent") {
+    return {
+      ...base,
+      kind: "client_content",
+      expectsReply: Boolean(getField(body, "turnComplete")),
+      turns: turnsOf(getField(body, "turns")),
+    };
+  }
+  if (kindName === "toolResponse") {
+    const responses = getField(body, "functionResponses");
+    const ids = Array.isArray(responses)
+      ? responses.filter((r) => typeof r === "object" && r !== null && getField(r, "id")).map((r) => String(getField(r, "id")))
+      : [];
+    return { ...base, kind: "tool_response", toolIds: ids, expectsReply: true };
+  }
+  return base;
+}
+
+/**
+ * `item` minus the function responses answering `ids`; null if none is left.
+ * @param {Outgoing} item @param {Set<string>} ids @returns {Outgoing|null}
+ */
+export function withoutToolIds(item, ids) {
+  if (item.kind !== "tool_response" || !item.toolIds.some((i) => ids.has(i))) return item;
+  const key = Object.keys(item.message)[0];
+  const body = item.message[key];
+  const responses = (getField(body, "functionResponses") ?? []).filter(
+    (/** @type {any} */ r) => !(typeof r === "object" && r !== null && ids.has(String(getField(r, "id")))),
+  );
+  if (!responses.length) return null;
+  const message = { [key]: { ...body, functionResponses: responses } };
+  return { ...item, message, wire: JSON.stringify(message), toolIds: item.toolIds.filter((i) => !ids.has(i)) };
+}
+
+/** The two bounded queues described at the top of this file. */
+export class Outbox {
+  /** @param {OutboxLimits} [limits] */
+  constructor(limits = DEFAULT_LIMITS) {
+    this.limits = limits;
+    /** @type {Outgoing[]} */
+    this.pending = [];
+    /** @type {Outgoing[]} */
+    this.unconfirmed = [];
+  }
+
+  pendingAudioMs() {
+    return this.pending.reduce((s, i) => s + (i.kind === "audio" ? i.audioMs : 0), 0);
+  }
+
+  /** @returns {[number, number]} (count, bytes) of queued non-audio messages */
+  pendingOther() {
+    let count = 0;
+    let size = 0;
+    for (const i of this.pending) {
+      if (i.kind !== "audio") {
+        count += 1;
+        size += i.wire.length;
+      }
+    }
+    return [count, size];
+  }
+
+  unconfirmedAudioMs() {
+    return this.unconfirmed.reduce((s, i) => s + i.audioMs, 0);
+  }
+
+  /** @param {Outgoing} item @param {number} now @returns {[SendResult, Outgoing[]]} */
+  enqueue(item, now) {
+    const dropped = this.expireAudio(now);
+    if (item.kind === "audio") {
+      if (item.audioMs > this.limits.maxAudioMs) return [sendResult("dropped", item.seq, "audio chunk longer than the outbox"), dropped];
+      let total = this.pendingAudioMs();
+      while (total + item.audioMs > this.limits.maxAudioMs) {
+        const oldest = this.popOldestAudio();
+        total -= oldest.audioMs;
+        dropped.push(oldest);
+      }
+      this.pending.push(item);
+      return [sendResult("queued", item.seq), dropped];
+    }
+    const [count, size] = this.pendingOther();
+    if (count + 1 > this.limits.maxMessages || size + item.wire.length > this.limits.maxBytes) {
+      return [sendResult("dropped", item.seq, "outbox full"), dropped];
+    }
+    this.pending.push(item);
+    return [sendResult("queued", item.seq), dropped];
+  }
+
+  popOldestAudio() {
+    const index = this.pending.findIndex((i) => i.kind === "audio");
+    if (index < 0) throw new Error("no audio to drop");
+    return this.pending.splice(index, 1)[0];
+  }
+
+  /** Drop queued audio older than the TTL. @param {number} now */
+  expireAudio(now) {
+    /** @type {Outgoing[]} */
+    const stale = [];
+    for (const item of this.pending) {
+      if (now - item.createdAt <= this.limits.audioTtl) break;
+      if (item.kind === "audio") stale.push(item);
+    }
+    if (stale.length) this.pending = this.pending.filter((i) => !stale.includes(i));
+    return stale;
+  }
+
+  /** Empty `pending` for sending. @param {number} now @returns {[Outgoing[], Outgoing[]]} */
+  takeAll(now) {
+    const dropped = this.expireAudio(now);
+    const items = this.pending;
+    this.pending = [];
+    return [items, dropped];
+  }
+
+  /** Record `item` as sent and unconfirmed. @param {Outgoing} item */
+  markSent(item) {
+    this.unconfirmed.push({ ...item, wasSent: true });
+    let audio = this.unconfirmedAudioMs();
+    while (audio > this.limits.maxAudioMs + 1e-6) {
+      const index = this.unconfirmed.findIndex((i) => i.kind === "audio");
+      if (index < 0) break;
+      audio -= this.unconfirmed.splice(index, 1)[0].audioMs;
+    }
+    while (this.unconfirmed.length > this.limits.maxUnconfirmedMessages) this.unconfirmed.shift();
+  }
+
+  /**
+   * A resumable handle arrived: the server holds what was sent before the `keepLast`
+   * newest sends. Returns the items confirmed, oldest first.
+   * @param {number} [keepLast] @returns {Outgoing[]}
+   */
+  confirm(keepLast = 0) {
+    const keep = Math.max(0, keepLast);
+    if (this.unconfirmed.length <= keep) return [];
+    const confirmed = this.unconfirmed.slice(0, this.unconfirmed.length - keep);
+    this.unconfirmed = this.unconfirmed.slice(this.unconfirmed.length - keep);
+    return confirmed;
+  }
+
+  /** Put unconfirmed messages back in front of `pending`. @param {number} now @returns {Outgoing[]} dropped */
+  requeueUnconfirmed(now) {
+    this.pending = [...this.unconfirmed, ...this.pending];
+    this.unconfirmed = [];
+    const dropped = this.expireAudio(now);
+    while (this.pendingAudioMs() > this.limits.maxAudioMs) dropped.push(this.popOldestAudio());
+    for (;;) {
+      const [count, size] = this.pendingOther();
+      if (count <= this.limits.maxMessages && size <= this.limits.maxBytes) break;
+      const index = this.pending.findIndex((i) => i.kind !== "audio");
+      dropped.push(this.pending.splice(index, 1)[0]);
+    }
+    return dropped;
+  }
+
+  /** @param {(item: Outgoing) => boolean} predicate @returns {Outgoing[]} */
+  removeWhere(predicate) {
+    const removed = [...this.unconfirmed, ...this.pending].filter(predicate);
+    if (removed.length) {
+      this.pending = this.pending.filter((i) => !removed.includes(i));
+      this.unconfirmed = this.unconfirmed.filter((i) => !removed.includes(i));
+    }
+    return removed;
+  }
+
+  /** Strip answers to `ids` (tool calls the next server state never saw). @param {Set<string>} ids */
+  dropToolAnswers(ids) {
+    /** @type {Outgoing[]} */
+    const dropped = [];
+    /** @param {Outgoing[]} queue */
+    const trim = (queue) => {
+      /** @type {Outgoing[]} */
+      const kept = [];
+      for (const item of queue) {
+        const t = withoutToolIds(item, ids);
+        if (t === null) dropped.push(item);
+        else kept.push(t);
+      }
+      return kept;
+    };
+    this.pending = trim(this.pending);
+    this.unconfirmed = trim(this.unconfirmed);
+    return dropped;
+  }
+
+  /** Drop everything not yet sent (session closed). */
+  clear() {
+    const items = this.pending;
+    this.pending = [];
+    this.unconfirmed = [];
+    return items;
+  }
+}
+
+/** The client's own record of the conversation, to re-seed a fresh session. */
+export class Transcript {
+  /** @param {number} [maxTurns] */
+  constructor(maxTurns = 200) {
+    this.maxTurns = maxTurns;
+    /** @type {Turn[]} */
+    this.turns = [];
+    /** @type {string[]} */
+    this.modelParts = [];
+    /** @type {string[]} */
+    this.userParts = [];
+  }
+
+  /** @param {Turn[]} turns */
+  load(turns) {
+    this.turns = turns.map((t) => ({ role: t.role === "model" ? "model" : "user", text: String(t.text) }));
+    this.trim();
+  }
+
+  /** @param {"user"|"model"} role @param {string} text */
+  add(role, text) {
+    this.commitUser();
+    if (role === "user") this.commitModel();
+    if (text) {
+      this.turns.push({ role, text });
+      this.trim();
+    }
+  }
+
+  /** @param {string} text */
+  userTranscription(text) {
+    this.userParts.push(text);
+  }
+
+  /** @param {string} text */
+  modelOutput(text) {
+    this.commitUser();
+    this.modelParts.push(text);
+  }
+
+  get partialModelText() {
+    return this.modelParts.join("");
+  }
+
+  commitUser() {
+    const text = this.userParts.join("").trim();
+    this.userParts = [];
+    if (text) {
+      this.turns.push({ role: "user", text });
+      this.trim();
+    }
+  }
+
+  commitModel() {
+    const text = this.modelParts.join("").trim();
+    this.modelParts = [];
+    if (text) {
+      this.turns.push({ role: "model", text });
+      this.trim();
+    }
+  }
+
+  /** Remove the newest turn of `role` with exactly `text`. @param {"user"|"model"} role @param {string} text */
+  forget(role, text) {
+    for (let i = this.turns.length - 1; i >= 0; i--) {
+      if (this.turns[i].role === role && this.turns[i].text === text) {
+        this.turns.splice(i, 1);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** @returns {Turn[]} */
+  snapshot() {
+    return this.turns.map((t) => ({ ...t }));
+  }
+
+  /** History for a fresh session (`clientContent`, `turnComplete: false`), or null. @returns {Json|null} */
+  seedMessage() {
+    this.commitUser();
+    this.commitModel();
+    if (!this.turns.length) return null;
+    return {
+      clientContent: {
+        turns: this.turns.map((t) => ({ role: t.role, parts: [{ text: t.text }] })),
+        turnComplete: false,
+      },
+    };
+  }
+
+  trim() {
+    while (this.turns.length > this.maxTurns) this.turns.shift();
+  }
+}

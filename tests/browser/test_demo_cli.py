@@ -1,0 +1,53 @@
+"""`tunnelproof demo --browser` starts, serves the page and the client, and stops on a signal."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def test_demo_browser_command_serves_the_page() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tunnelproof.cli import main; main()", "demo", "--browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "open http" not in line:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        match = re.search(r"open (http://127\.0\.0\.1:\d+/)", line)
+        assert match, (
+            f"no URL announced: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
+        url = match.group(1)
+        page = httpx.get(url, timeout=5)
+        assert page.status_code == 200
+        assert "/api/live/client.js" in page.text
+        assert "__BEARER__" not in page.text  # filled in per run
+        client = httpx.get(url + "api/live/client.js", timeout=5)
+        assert client.status_code == 200
+        refused = httpx.post(url + "demo/tunnel", json={"action": "explode"}, timeout=5)
+        assert refused.status_code == 400
+        ok = httpx.post(url + "demo/tunnel", json={"action": "restore"}, timeout=5)
+        assert ok.json() == {"action": "restore", "blackholed": False}
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode in (0, 130), proc.returncode
