@@ -37,6 +37,7 @@ EXPECTED = [
     "Delivered",
     "Disconnected",
     "EmulatorServer",
+    "EventsDropped",
     "Failed",
     "FunctionResponse",
     "GenerationComplete",

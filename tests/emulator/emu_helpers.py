@@ -77,15 +77,19 @@ async def open_ws(url: str, headers: Mapping[str, str] | None = None) -> ClientC
 def setup(
     *,
     model: str = MODEL,
-    modality: str = "TEXT",
+    modality: str = "AUDIO",
     resumption: bool = True,
     handle: str | None = None,
+    transcript: bool = True,
     **extra: Any,
 ) -> Json:
+    """A setup message: AUDIO answers with an output transcript, as every Live model gives."""
     body: Json = {
         "model": f"models/{model}",
         "generationConfig": {"responseModalities": [modality]},
     }
+    if transcript:
+        body["outputAudioTranscription"] = {}
     if handle is not None:
         body["sessionResumption"] = {"handle": handle}
     elif resumption:
@@ -133,12 +137,16 @@ def is_update(message: Json) -> bool:
 
 
 def text_of(messages: list[Json]) -> str:
+    """The answer's words: the output transcript (AUDIO), or text parts (the text model)."""
     parts = []
     for m in messages:
-        for part in m.get("serverContent", {}).get("modelTurn", {}).get("parts", []):
+        content = m.get("serverContent", {})
+        if "outputTranscription" in content:
+            parts.append(content["outputTranscription"].get("text", ""))
+        for part in content.get("modelTurn", {}).get("parts", []):
             if "text" in part:
                 parts.append(part["text"])
-    return "".join(parts)
+    return " ".join("".join(parts).split())
 
 
 async def expect_close(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int | None, str]:

@@ -43,7 +43,8 @@ async def test_audio_answer_is_24khz_pcm_with_output_transcription(
     assert len(pcm) == 2 * round(0.1 * 24_000) * len(words)
     said = "".join(m["outputTranscription"]["text"] for m in messages if "outputTranscription" in m)
     assert said.split() == words
-    assert "generationComplete" in messages[-2] and messages[-1] == {"turnComplete": True}
+    assert "generationComplete" in messages[-2]
+    assert messages[-1] == {"turnComplete": True, "interactionStatus": "IDLE"}
     await ws.close()
 
 
@@ -125,7 +126,7 @@ async def test_barge_in_interrupts_then_turn_complete(emulator_factory: Emulator
     )
     assert not any(m.get("generationComplete") for m in messages)
     after = _server_content(await recv_until(ws, turn_complete))
-    assert after[0] == {"turnComplete": True}
+    assert after[0] == {"turnComplete": True, "interactionStatus": "IDLE"}
     # Then the new utterance is answered normally.
     final = _server_content(await recv_until(ws, turn_complete))
     assert any(m.get("generationComplete") for m in final)

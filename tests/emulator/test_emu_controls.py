@@ -164,8 +164,8 @@ async def test_per_connection_pong_fault(emulator: EmulatorServer) -> None:
 async def test_generation_speed_lets_a_test_drop_mid_answer(
     emulator_factory: EmulatorFactory,
 ) -> None:
-    emu = await emulator_factory(EmulatorPolicy(text_chunk_words=1))
-    emu.controls.set_generation_speed(0.2)  # 0.1 s per word
+    emu = await emulator_factory(EmulatorPolicy(seconds_per_word=0.02, audio_chunk_duration=0.02))
+    emu.controls.set_generation_speed(0.2)  # 0.1 s per word of speech
     ws, _ = await start(emu)
     await send(ws, {"realtimeInput": {"text": "count to 100"}})
     await emu.controls.wait_for_event("generation_chunk", count=2)

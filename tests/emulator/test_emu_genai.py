@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from google import genai
 from google.genai import types
 
 from tunnelproof.emulator import EmulatorServer
+from tunnelproof.protocol.models import EMULATOR_TEXT_MODEL
 
 MODEL = "gemini-3.8-live"
 
@@ -26,30 +28,51 @@ def _client(emu: EmulatorServer, key: str) -> genai.Client:
     )
 
 
-async def _turn(session: Any, text: str) -> tuple[str, str | None]:
-    """Send one user turn; return the answer and the newest resumable handle."""
+@dataclass
+class Turn:
+    """One answer as google-genai surfaces it."""
+
+    said: str  # the output transcript
+    audio_bytes: int
+    handle: str | None
+
+
+async def _hear(session: Any, text: str) -> Turn:
+    """Send one user turn; return the spoken answer and the newest resumable handle."""
     await session.send_client_content(
         turns=types.Content(role="user", parts=[types.Part(text=text)]), turn_complete=True
     )
-    answer: list[str] = []
+    said: list[str] = []
+    audio = 0
     done = False
     # receive() stops at turnComplete; the handle after it arrives on the next receive().
     for _ in range(50):
         async for message in session.receive():
-            if message.text:
-                answer.append(message.text)
+            content = message.server_content
+            if content is not None and content.output_transcription is not None:
+                said.append(content.output_transcription.text or "")
+            if message.data:
+                audio += len(message.data)
             update = message.session_resumption_update
             # Only a handle issued after this turn completed contains the turn.
             if done and update is not None and update.resumable and update.new_handle:
-                return "".join(answer), update.new_handle
-            if message.server_content is not None and message.server_content.turn_complete:
+                return Turn(" ".join("".join(said).split()), audio, update.new_handle)
+            if content is not None and content.turn_complete:
                 done = True
-    raise AssertionError(f"no handle after the turn; answer so far {''.join(answer)!r}")
+    raise AssertionError(f"no handle after the turn; heard so far {''.join(said)!r}")
+
+
+async def _turn(session: Any, text: str) -> tuple[str, str | None]:
+    """The answer's transcript and the handle after it."""
+    turn = await _hear(session, text)
+    assert turn.audio_bytes > 0  # the answer is speech; the transcript is how text arrives
+    return turn.said, turn.handle
 
 
 def _config(handle: str | None) -> types.LiveConnectConfig:
     return types.LiveConnectConfig(
-        response_modalities=[types.Modality.TEXT],
+        response_modalities=[types.Modality.AUDIO],
+        output_audio_transcription=types.AudioTranscriptionConfig(),
         session_resumption=types.SessionResumptionConfig(handle=handle),
     )
 
@@ -179,7 +202,9 @@ async def test_genai_locked_tokens_override_the_client_config(
             live_connect_constraints=types.LiveConnectConstraints(
                 model=MODEL,
                 config=types.LiveConnectConfig(
-                    response_modalities=[types.Modality.TEXT], temperature=0.25
+                    response_modalities=[types.Modality.AUDIO],
+                    output_audio_transcription=types.AudioTranscriptionConfig(),
+                    temperature=0.25,
                 ),
             ),
             lock_additional_fields=lock,
@@ -187,19 +212,20 @@ async def test_genai_locked_tokens_override_the_client_config(
     )
     assert token.name is not None
     client = _client(emu, token.name)
+    # The client asks the emulator's text model for TEXT; the token's lock wins.
     wanted = types.LiveConnectConfig(
-        response_modalities=[types.Modality.AUDIO],
+        response_modalities=[types.Modality.TEXT],
         temperature=0.9,
         session_resumption=types.SessionResumptionConfig(),
     )
-    async with client.aio.live.connect(model="gemini-3.1-flash-live-preview", config=wanted) as s:
+    async with client.aio.live.connect(model=EMULATOR_TEXT_MODEL, config=wanted) as s:
         answer, _ = await _turn(s, "locked")
     # Every lock form pins the token's model, modality and temperature.
-    assert answer == 'You said: "locked".'  # TEXT parts: the locked modality won
+    assert answer == 'You said: "locked".'  # spoken, with a transcript: the lock won
     (session,) = emu.controls.sessions()
     assert session["model"] == MODEL
     assert session["setup"]["generationConfig"]["temperature"] == 0.25
-    assert session["setup"]["generationConfig"]["responseModalities"] == ["TEXT"]
+    assert session["setup"]["generationConfig"]["responseModalities"] == ["AUDIO"]
 
 
 @pytest.mark.e2e

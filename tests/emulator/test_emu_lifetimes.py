@@ -11,9 +11,12 @@ from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 from .emu_helpers import (
     ask,
     expect_close,
+    key_url,
     recv,
     recv_until,
+    refused_with,
     send,
+    setup,
     start,
 )
 
@@ -72,8 +75,6 @@ async def test_session_limit_without_compression(emulator_factory: EmulatorFacto
     # The session is over: its handles no longer resume.
     ws2, _ = await start(emu, resumption=False)
     await ws2.close()
-    from .emu_helpers import key_url, refused_with, setup
-
     code, _ = await refused_with(key_url(emu), setup(handle=handle))
     assert code == 1007
 
@@ -87,9 +88,7 @@ async def test_video_shortens_the_session_limit(emulator_factory: EmulatorFactor
 
 
 async def test_no_session_limit_with_compression(emulator_factory: EmulatorFactory) -> None:
-    emu = await emulator_factory(
-        EmulatorPolicy(session_limit_audio=0.3, text_chunk_interval=0.1, text_chunk_words=1)
-    )
+    emu = await emulator_factory(EmulatorPolicy(session_limit_audio=0.3, seconds_per_word=0.1))
     ws, _ = await start(emu, contextWindowCompression={"slidingWindow": {}})
     # The answer takes about 1 s, well past the 0.3 s limit; the session survives it.
     answer, _, _ = await ask(ws, "count to 10")

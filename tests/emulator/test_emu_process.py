@@ -78,7 +78,7 @@ async def test_cli_prints_one_ready_line_and_stops_cleanly_on_sigint(tmp_path: P
 
 async def test_process_serves_and_a_default_restart_loses_sessions() -> None:
     # full_cli: this one goes through `python -m tunnelproof emulator` as well.
-    async with EmulatorProcess(EmulatorPolicy(text_chunk_interval=0), full_cli=True) as emu:
+    async with EmulatorProcess(EmulatorPolicy(generation_speed=0), full_cli=True) as emu:
         port = emu.port
         ws, _ = await start(emu)
         _, handle, _ = await ask(ws, "before the restart")
@@ -99,7 +99,7 @@ async def test_process_serves_and_a_default_restart_loses_sessions() -> None:
 
 async def test_persisted_restart_keeps_handles_tokens_and_ca(tmp_path: Path) -> None:
     async with EmulatorProcess(
-        EmulatorPolicy(text_chunk_interval=0), tls=True, state_dir=tmp_path, persist_sessions=True
+        EmulatorPolicy(generation_speed=0), tls=True, state_dir=tmp_path, persist_sessions=True
     ) as emu:
         ca_before = Path(emu.ca_file or "").read_bytes()
         token = await mint_token(emu, {"uses": 1})
@@ -163,3 +163,19 @@ async def test_process_fixture_restarts_on_the_same_port(
     assert emu.port == port and emu.running
     ws, _ = await start(emu)
     await ws.close()
+
+
+async def test_remote_controls_reach_the_new_faults() -> None:
+    async with EmulatorProcess(EmulatorPolicy(generation_speed=0)) as emu:
+        ws, _ = await start(emu)
+        _, handle, _ = await ask(ws, "my name is Ada")
+        await ws.close()
+        await emu.controls.forget_resumes(1)
+        ws, _ = await start(emu, handle=handle)
+        text, _, _ = await ask(ws, "what is my name")
+        assert text == "I don't know your name yet."  # accepted, restored nothing
+        await emu.controls.reject_next_client_message(1011, "Internal error encountered.")
+        await send(ws, {"realtimeInput": {"text": "rejected"}})
+        assert await expect_close(ws) == (1011, "Internal error encountered.")
+        policy = await emu.controls.update_policy(think_delay=0.5, go_away_on_connect=2.0)
+        assert (policy["think_delay"], policy["go_away_on_connect"]) == (0.5, 2.0)

@@ -23,7 +23,7 @@ from .emu_helpers import (
     text_of,
 )
 
-SLOW = EmulatorPolicy(text_chunk_interval=0.05, text_chunk_words=1)
+SLOW = EmulatorPolicy(seconds_per_word=0.05)  # spoken at real time: 50 ms a word
 
 
 async def _resume(emu: EmulatorServer, handle: str, **kwargs: object):  # type: ignore[no-untyped-def]
@@ -203,22 +203,54 @@ async def test_pending_tool_call_is_gone_after_resume(emulator: EmulatorServer) 
     assert code == 1007  # the resumed state never saw that call id
 
 
-async def test_resume_can_take_over_a_silent_half_open_socket(
+async def test_resume_takes_over_a_half_open_socket_once_it_is_silent_and_deaf(
     emulator_factory: EmulatorFactory,
 ) -> None:
-    emu = await emulator_factory(EmulatorPolicy(resume_takeover_idle=1.0))
+    emu = await emulator_factory(EmulatorPolicy(resume_takeover_idle=0.6, resume_probe_timeout=0.3))
     ws, handle = await start(emu)
     assert handle is not None
-    # Within the idle window the old socket still counts as alive: 1011.
+    # A half-open link: the client neither sends nor reads (so it cannot answer pings).
+    ws.transport.pause_reading()
+    # Within the idle window the old socket still counts as alive: 1011, without a probe.
     code, _ = await refused_with(key_url(emu), setup(handle=handle))
     assert code == 1011
-    # Once it has been silent long enough, a resume takes the session over.
-    await asyncio.sleep(1.1)  # the rule is about elapsed silence itself
+    assert emu.hub.events.count("probe") == 0
+    # Once it has been silent long enough, the resume pings it, hears nothing, takes over.
+    await asyncio.sleep(0.7)  # the rule is about elapsed silence itself
     ws2, _ = await _resume(emu, handle)
-    code, _ = await expect_close(ws)
-    assert code is None  # the old socket was dropped without a close frame
+    assert emu.hub.events.count("probe", answered=False) == 1
     assert emu.hub.events.count("resume_takeover") == 1
+    old = emu.controls.connections()[0]  # the first connection, the half-open one
+    assert old["state"] == "aborted"  # dropped without a close frame
     await ws2.close()
+    ws.transport.abort()
+
+
+async def test_a_silent_but_live_old_socket_answers_the_probe_and_keeps_its_session(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """Google refuses a resume while the old socket is open (1011, sip-to-ai#14); a client
+    that is merely quiet is still open, and its WebSocket stack answers the ping."""
+    emu = await emulator_factory(EmulatorPolicy(resume_takeover_idle=0.3, resume_probe_timeout=2.0))
+    ws, handle = await start(emu)
+    assert handle is not None
+    await asyncio.sleep(0.4)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    code, reason = await refused_with(key_url(emu), setup(handle=handle))
+    assert (code, reason) == (1011, REASON_INTERNAL_ERROR)
+    assert loop.time() - started < 1.5  # refused as soon as the pong came, not at the timeout
+    assert emu.hub.events.count("probe", answered=True) == 1
+    assert emu.hub.events.count("resume_takeover") == 0
+    # The old connection is untouched and still answers.
+    text, _, _ = await ask(ws, "still here")
+    assert text == 'You said: "still here".'
+    await ws.close()
+
+
+def test_takeover_is_on_by_default_after_ten_silent_seconds() -> None:
+    policy = EmulatorPolicy()
+    assert (policy.resume_takeover_idle, policy.resume_probe_timeout) == (10.0, 1.0)
 
 
 def test_takeover_policy_parses_from_text() -> None:

@@ -131,7 +131,8 @@ async def test_snake_case_at_every_level(emulator: EmulatorServer) -> None:
         {
             "setup": {
                 "model": f"models/{MODEL}",
-                "generation_config": {"response_modalities": ["TEXT"]},
+                "generation_config": {"response_modalities": ["AUDIO"]},
+                "output_audio_transcription": {},
                 "session_resumption": {},
                 "realtime_input_config": {"automatic_activity_detection": {"disabled": True}},
             }
@@ -222,7 +223,7 @@ async def test_client_content_without_turn_complete_only_appends(emulator: Emula
 async def test_client_content_interrupts_generation_in_order(
     emulator_factory: EmulatorFactory,
 ) -> None:
-    emu = await emulator_factory(EmulatorPolicy(text_chunk_interval=0.05, text_chunk_words=1))
+    emu = await emulator_factory(EmulatorPolicy(seconds_per_word=0.05))
     ws, _ = await start(emu)
     await send(ws, {"realtimeInput": {"text": "count to 100"}})
     await emu.controls.wait_for_event("generation_chunk", count=2)

@@ -9,11 +9,13 @@ import pytest
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.emulator.policy import REASON_UNAUTHENTICATED
 from tunnelproof.emulator.tokens import MASK_ERROR
+from tunnelproof.protocol.models import EMULATOR_TEXT_MODEL
 from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
 from .emu_helpers import (
     FakeClock,
     ask,
+    expect_close,
     expect_http_status,
     mint,
     mint_token,
@@ -131,24 +133,25 @@ async def test_empty_mask_takes_the_setup_entirely_from_the_token(emulator: Emul
         {
             "bidiGenerateContentSetup": {
                 "model": "models/gemini-3.8-live",
-                "generationConfig": {"responseModalities": ["TEXT"]},
+                "generationConfig": {"responseModalities": ["AUDIO"]},
                 "systemInstruction": {"parts": [{"text": "locked"}]},
             }
         },
     )
     url = token_url(emulator, token, version="v1alpha")
+    # The client asks for TEXT from the emulator's text model; the lock wins entirely.
     ws, handle = await start(
         emulator,
         url,
-        modality="AUDIO",
-        model="gemini-3.1-flash-live-preview",
+        modality="TEXT",
+        model=EMULATOR_TEXT_MODEL,
         systemInstruction={"parts": [{"text": "mine"}]},
     )
     assert handle  # the client's sessionResumption survives the lock
     (session,) = emulator.controls.sessions()
     assert session["model"] == "gemini-3.8-live"
     assert session["setup"]["systemInstruction"] == {"parts": [{"text": "locked"}]}
-    assert session["setup"]["generationConfig"] == {"responseModalities": ["TEXT"]}
+    assert session["setup"]["generationConfig"] == {"responseModalities": ["AUDIO"]}
     await ws.close()
 
 
@@ -158,7 +161,7 @@ async def test_nonempty_mask_overwrites_only_listed_fields(emulator: EmulatorSer
         {
             "bidiGenerateContentSetup": {
                 "model": "models/gemini-3.8-live",
-                "generationConfig": {"responseModalities": ["TEXT"]},
+                "generationConfig": {"responseModalities": ["AUDIO"]},
             },
             "fieldMask": "model,generation_config.response_modalities,generationConfig.temperature",
         },
@@ -166,14 +169,16 @@ async def test_nonempty_mask_overwrites_only_listed_fields(emulator: EmulatorSer
     ws, _ = await start(
         emulator,
         token_url(emulator, token, version="v1alpha"),
-        modality="AUDIO",
+        model=EMULATOR_TEXT_MODEL,
+        modality="TEXT",
         systemInstruction={"parts": [{"text": "mine"}]},
-        generationConfig={"responseModalities": ["AUDIO"], "temperature": 0.9, "topK": 3},
+        generationConfig={"responseModalities": ["TEXT"], "temperature": 0.9, "topK": 3},
     )
     (session,) = emulator.controls.sessions()
+    assert session["model"] == "gemini-3.8-live"
     # Listed and present in the token: overwritten. Listed but absent: cleared.
     # Not listed: the client's value stays.
-    assert session["setup"]["generationConfig"] == {"responseModalities": ["TEXT"], "topK": 3}
+    assert session["setup"]["generationConfig"] == {"responseModalities": ["AUDIO"], "topK": 3}
     assert session["setup"]["systemInstruction"] == {"parts": [{"text": "mine"}]}
     await ws.close()
 
@@ -254,8 +259,6 @@ async def test_token_expiry_ends_an_open_session(emulator: EmulatorServer) -> No
     now = datetime.now(UTC)
     token = await mint_token(emulator, {"expireTime": (now + timedelta(seconds=1.0)).isoformat()})
     ws, _ = await start(emulator, token_url(emulator, token))
-    from .emu_helpers import expect_close
-
     code, reason = await expect_close(ws)
     assert (code, reason) == (1008, REASON_UNAUTHENTICATED[:123])
     event = await emulator.controls.wait_for_event("token_expired")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunnelproof.protocol.client_messages import Turn
-from tunnelproof.session.transcript import Transcript
+from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, Transcript
 
 
 def test_turns_are_recorded_in_order_and_model_parts_joined() -> None:
@@ -66,3 +66,44 @@ def test_empty_and_blank_text_is_not_a_turn() -> None:
     t.model_output("   ")
     t.commit_model()
     assert t.snapshot() == ()
+
+
+def test_bounded_by_bytes_keeping_the_newest_turns() -> None:
+    t = Transcript()  # the default bound
+    big = "x" * (5 * 1024 * 1024)
+    for k in range(3):
+        t.add("user", f"{k}{big}")
+    assert t.size <= DEFAULT_MAX_BYTES
+    assert sum(len(turn.text.encode()) for turn in t.snapshot()) == t.size
+    (last,) = t.snapshot()
+    assert last.text.endswith("x") and len(last.text) == DEFAULT_MAX_BYTES, "its end is kept"
+    t.add("model", "short answer")
+    assert t.snapshot()[-1] == Turn("model", "short answer")
+    assert t.size <= DEFAULT_MAX_BYTES
+
+
+def test_a_model_turn_in_progress_is_bounded_too() -> None:
+    t = Transcript(max_bytes=1000)
+    for _ in range(10_000):  # a thousand deltas a second for ten seconds, never completed
+        t.model_output("delta ")
+    assert len(t.partial_model_text.encode()) <= 1000
+    assert t.partial_model_text.endswith("delta ")
+    t.commit_model()
+    assert t.size <= 1000
+
+
+def test_byte_bounds_never_split_a_character() -> None:
+    t = Transcript(max_bytes=7)
+    t.add("user", "ééééé")  # 10 bytes
+    (turn,) = t.snapshot()
+    assert turn.text == "ééé" and t.size == 6
+
+
+def test_forget_and_load_keep_the_byte_count() -> None:
+    t = Transcript()
+    t.add("user", "hello")
+    t.add("user", "world")
+    t.forget("user", "hello")
+    assert t.size == 5
+    t.load([Turn("user", "abc"), Turn("model", "de")])
+    assert t.size == 5

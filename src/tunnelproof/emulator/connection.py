@@ -1,9 +1,11 @@
-"""One Live WebSocket connection: the asyncio driver around the rule modules.
+"""One Live WebSocket connection: the I/O shell around the rule modules.
 
-It reads client frames, asks the rules (``messages``, ``tokens``, ``sessions``, ``brain``,
-``audio``) what to do, and performs it: send frames, pace generation, run the lifetime
-timers, answer pings (or not), close or abort. It decides nothing about the protocol
-itself beyond sequencing.
+Like websockets' ``asyncio/connection.py``, this module only moves bytes and time: it reads
+client frames, asks the rules what they mean and whether they are allowed
+(:mod:`admission` for order, tokens and resumes; :mod:`inputs` for each input; :mod:`messages`
+for setup; :mod:`sessions`, :mod:`brain`, :mod:`replies`, :mod:`lifetimes` and :mod:`audio`
+for the rest), and performs the answer: send frames, pace generation, run the lifetime
+timers, answer pings (or not), close or abort. It decides nothing about the protocol.
 """
 
 from __future__ import annotations
@@ -19,32 +21,41 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from tunnelproof.emulator import brain, replies
+from tunnelproof.emulator.admission import (
+    ClosedBy,
+    ConnState,
+    ResumeDenied,
+    ResumeGranted,
+    check_frame_allowed,
+    check_token_alive,
+    decide_resume,
+    take_rejection,
+)
 from tunnelproof.emulator.audio import VoiceDetector, transcribe
 from tunnelproof.emulator.auth import Credential
 from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.hub import Hub
+from tunnelproof.emulator.inputs import (
+    ActivityEnd,
+    ActivityStart,
+    AudioIn,
+    StreamEnd,
+    TextIn,
+    VideoIn,
+    barge_in_allowed,
+    client_turns,
+    realtime_action,
+    tool_results,
+)
 from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
 from tunnelproof.emulator.messages import (
     SetupInfo,
     check_setup_fields,
-    content_text,
-    decode_blob,
     decode_client_frame,
-    invalid,
-    pcm_rate,
-    realtime_field,
     validate_setup,
 )
-from tunnelproof.emulator.sessions import (
-    Entry,
-    HandleProblem,
-    HandleRecord,
-    HandleRefused,
-    Session,
-    setup_handle,
-)
+from tunnelproof.emulator.sessions import Entry, Session, setup_handle
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
-from tunnelproof.protocol.casing import get_field
 from tunnelproof.protocol.close_codes import truncate_reason
 from tunnelproof.protocol.types import JsonDict
 
@@ -85,10 +96,10 @@ class LiveConnection:
         self.session: Session | None = None
         self.info: SetupInfo | None = None
         self.resumed = False
-        self.state = "awaiting_setup"
+        self.state = ConnState.AWAITING_SETUP
         self.close_code: int | None = None
         self.close_reason: str | None = None
-        self.closed_by: str | None = None
+        self.closed_by: ClosedBy | None = None
         self.go_away_sent_at: float | None = None
         self.go_away_deadline: float | None = None  # loop time
         self.pongs = PongOverride()
@@ -96,8 +107,11 @@ class LiveConnection:
         self.frames_out = 0
         self._send_lock = asyncio.Lock()
         self._generation: asyncio.Task[None] | None = None
+        self._settling: asyncio.Task[None] | None = None  # reasoning/handle after a turn
+        self._pending_update: JsonDict | None = None  # the turn's handle, not yet delivered
         self._timers: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._listeners: set[asyncio.Event] = set()  # probes waiting to hear from the client
         self._vad: VoiceDetector | None = None
         self._manual_audio: bytearray | None = None
         self._partial: list[str] = []
@@ -114,14 +128,19 @@ class LiveConnection:
     @property
     def is_open(self) -> bool:
         """True until the socket is closed or aborted."""
-        return self.state in ("awaiting_setup", "open")
+        return self.state.is_open
+
+    @property
+    def socket_closed(self) -> bool:
+        """True once the WebSocket itself is closed."""
+        return self.ws.closed
 
     def to_dict(self) -> JsonDict:
         """JSON view for the controls."""
         session = self.session
         return {
             "id": self.id,
-            "state": self.state,
+            "state": self.state.value,
             "opened_at": self.opened_at,
             "version": self.version,
             "method": self.method,
@@ -137,7 +156,7 @@ class LiveConnection:
             "go_away_sent_at": self.go_away_sent_at,
             "close_code": self.close_code,
             "close_reason": self.close_reason,
-            "closed_by": self.closed_by,
+            "closed_by": self.closed_by.value if self.closed_by else None,
             "frames_in": self.frames_in,
             "frames_out": self.frames_out,
             "peer": self.request.remote,
@@ -158,6 +177,8 @@ class LiveConnection:
             while True:
                 msg = await self.ws.receive()
                 self.last_heard = asyncio.get_running_loop().time()
+                for listener in self._listeners:
+                    listener.set()
                 if msg.type is WSMsgType.PING:
                     self._answer_ping(msg.data)
                     continue
@@ -166,7 +187,7 @@ class LiveConnection:
                     try:
                         await self._handle_frame(msg.data)
                     except CloseRefusal as refusal:
-                        await self.close(refusal.code, refusal.reason, by="rule")
+                        await self.close(refusal.code, refusal.reason, by=ClosedBy.RULE)
                         break
                     continue
                 if msg.type is WSMsgType.PONG:
@@ -175,14 +196,14 @@ class LiveConnection:
                 if msg.type is WSMsgType.CLOSE and self.close_code is None:
                     self.close_code = self.ws.close_code
                     self.close_reason = msg.extra or ""
-                    self.closed_by = "client"
+                    self.closed_by = ClosedBy.CLIENT
                 break
         finally:
             await self._cleanup()
 
     async def _cleanup(self) -> None:
         self._closing = True
-        for task in (self._generation, self._timers, *self._tasks):
+        for task in (self._generation, self._settling, self._timers, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
         # Detach before anything awaits, so "no connection open" and "the session has
@@ -190,8 +211,8 @@ class LiveConnection:
         session = self.session
         if session is not None:
             self.hub.store.detach(session, self.id)
-        if self.state != "aborted":
-            self.state = "closed"
+        if self.state is not ConnState.ABORTED:
+            self.state = ConnState.CLOSED
         if self.close_code is None:
             self.close_code = self.ws.close_code
         self.finished = True
@@ -205,7 +226,7 @@ class LiveConnection:
             session=session.id if session else None,
             code=self.close_code,
             reason=self.close_reason,
-            by=self.closed_by,
+            by=self.closed_by.value if self.closed_by else None,
         )
 
     # -- sending and closing -------------------------------------------------------------
@@ -231,7 +252,7 @@ class LiveConnection:
                 self.frames_out += 1
         return True
 
-    async def close(self, code: int, reason: str, *, by: str = "server") -> None:
+    async def close(self, code: int, reason: str, *, by: ClosedBy = ClosedBy.SERVER) -> None:
         """Close with a close frame carrying ``code`` and ``reason``."""
         if self._closing:
             return
@@ -247,8 +268,8 @@ class LiveConnection:
         if not self.is_open:
             return
         self._closing = True
-        self.state = "aborted"
-        self.closed_by = "abort"
+        self.state = ConnState.ABORTED
+        self.closed_by = ClosedBy.ABORT
         self._stop_generation()
         transport = self.request.transport
         if transport is not None:
@@ -268,7 +289,7 @@ class LiveConnection:
         # A bad credential is refused after the first message; a client that sends
         # nothing still gets the close once the policy's grace period ends.
         await asyncio.sleep(self.hub.policy.auth_close_timeout)
-        await self.close(refusal.code, refusal.reason, by="rule")
+        await self.close(refusal.code, refusal.reason, by=ClosedBy.RULE)
 
     # -- pings ---------------------------------------------------------------------------
 
@@ -280,6 +301,32 @@ class LiveConnection:
         if withhold:
             return
         self._spawn(self._pong_later(payload, delay))
+
+    def set_pongs(self, *, delay: float | None, withhold: bool | None) -> None:
+        """Per-connection pong fault (``None`` falls back to the policy)."""
+        self.pongs.delay = delay
+        self.pongs.withhold = withhold
+
+    async def answers_probe(self, timeout: float) -> bool:
+        """Ping the client; True if anything (its pong, any frame) arrives within ``timeout``.
+
+        Asked before a resume takes this socket's session over: a silent but live client
+        answers (WebSocket stacks pong by themselves), a half-open socket does not.
+        """
+        if not self.is_open or self.ws.closed:
+            return False
+        heard = asyncio.Event()
+        self._listeners.add(heard)
+        try:
+            with contextlib.suppress(Exception):
+                await self.ws.ping(b"tunnelproof-emulator-probe")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), timeout)
+        finally:
+            self._listeners.discard(heard)
+        answered = heard.is_set() and self.is_open
+        self.hub.events.emit("probe", connection=self.id, answered=answered)
+        return answered
 
     async def _pong_later(self, payload: bytes, delay: float) -> None:
         if delay > 0:
@@ -296,18 +343,18 @@ class LiveConnection:
             # users report them ("Gemini setup failed (1007): API key ...").
             raise self.pending_close
         kind, body = decode_client_frame(data)
-        if self.session is None:
-            if kind != "setup":
-                raise invalid()
+        check_frame_allowed(kind, self.state)
+        if kind == "setup":
             await self._setup(body)
             return
-        if kind == "setup":
-            raise invalid()  # a second setup: 1007 "Request contains an invalid argument."
-        if self.hub.clock() >= self._token_expiry():
-            raise CloseRefusal(
-                self.hub.policy.token_expired_close_code,
-                self.hub.policy.token_expired_close_reason,
+        hub = self.hub
+        check_token_alive(hub.clock(), self._token_expiry(), hub.policy)
+        rejection = take_rejection(hub.faults, kind)
+        if rejection is not None:
+            hub.events.emit(
+                "client_message_rejected", connection=self.id, message=kind, code=rejection.code
             )
+            raise rejection
         if kind == "clientContent":
             self._client_content(body)
         elif kind == "realtimeInput":
@@ -325,26 +372,29 @@ class LiveConnection:
         setup = apply_token_setup(token, client_setup)
         info = validate_setup(setup, self.version, policy)
         handle = setup_handle(setup)
-        resumed = self._resume(handle, info) if handle is not None else None
-        session = resumed[0] if resumed is not None else None
+        granted = await self._resume(handle, info) if handle is not None else None
         if token is not None:
             try:
-                hub.ledger.admit(token, self.id, resume=session is not None)
+                hub.ledger.admit(token, self.id, resume=granted is not None)
             except TokenRejected as exc:
                 hub.events.emit("token_refused", connection=self.id, message=exc.message)
                 raise CloseRefusal(
                     policy.token_rejection_close_code, policy.token_rejection_close_reason
                 ) from None
-        if session is None:
+        if granted is None:
             session = hub.store.start(setup, info.model, self.token_name)
         else:
-            assert resumed is not None
-            hub.store.resume(session, resumed[1], setup)
+            session = granted.session
+            if granted.takeover is not None:
+                self._take_over(session, granted)
+            hub.store.resume(session, granted.record, setup, forget=granted.forget)
+            if granted.forget:
+                hub.events.emit("resume_forgot", connection=self.id, session=session.id)
             self.resumed = True
         hub.store.attach(session, self.id)
         self.session = session
         self.info = info
-        self.state = "open"
+        self.state = ConnState.OPEN
         if info.manual_activity:
             self._manual_audio = None
         else:
@@ -359,62 +409,51 @@ class LiveConnection:
             token=self.token_name,
         )
         await self._send_resumption_update()
+        if policy.go_away_on_connect is not None:
+            await self.send_go_away(policy.go_away_on_connect)
         self._timers = asyncio.ensure_future(self._run_timers())
 
-    def _resume(self, handle: str, info: SetupInfo) -> tuple[Session, HandleRecord]:
+    async def _resume(self, handle: str, info: SetupInfo) -> ResumeGranted:
         hub = self.hub
         policy = hub.policy
         try:
-            session, record = self._resolve(handle)
-        except HandleRefused as exc:
+            granted = decide_resume(
+                hub.store, handle, info.model, policy, hub.faults, self._idle_of
+            )
+            if granted.takeover is not None and policy.resume_probe_timeout > 0:
+                # Silent long enough to be suspect; ask it before declaring it dead.
+                old = hub.connections.get(granted.takeover)
+                if old is not None and await old.answers_probe(policy.resume_probe_timeout):
+                    raise ResumeDenied(
+                        "still_open",
+                        CloseRefusal(
+                            policy.resume_while_open_close_code,
+                            policy.resume_while_open_close_reason,
+                        ),
+                    )
+            return granted
+        except ResumeDenied as denied:
             hub.events.emit(
-                "resume_refused", connection=self.id, problem=exc.problem.value, handle=handle
+                "resume_refused", connection=self.id, problem=denied.problem, handle=handle
             )
-            if exc.problem is HandleProblem.STILL_OPEN:
-                raise CloseRefusal(
-                    policy.resume_while_open_close_code, policy.resume_while_open_close_reason
-                ) from None
-            raise CloseRefusal(
-                policy.invalid_handle_close_code, policy.invalid_handle_close_reason
-            ) from None
-        if hub.refusals.remaining > 0:
-            hub.refusals.remaining -= 1
-            hub.events.emit("resume_refused", connection=self.id, problem="fault", handle=handle)
-            raise CloseRefusal(
-                hub.refusals.code or policy.refused_resume_close_code,
-                hub.refusals.reason or policy.refused_resume_close_reason,
-            )
-        if session.model != info.model:
-            # The docs allow config changes on resume "except the model".
-            raise invalid()
-        return session, record
+            raise denied.refusal from None
 
-    def _resolve(self, handle: str) -> tuple[Session, HandleRecord]:
-        """Resolve a handle; optionally let it take over a session whose socket went quiet.
+    def _idle_of(self, connection_id: str) -> float:
+        """Seconds since ``connection_id`` was last heard (``inf`` if it is gone)."""
+        old = self.hub.connections.get(connection_id)
+        if old is None or not old.is_open:
+            return float("inf")
+        return asyncio.get_running_loop().time() - old.last_heard
 
-        Google refuses a resume while the session's old socket is open (1011). A socket
-        left half-open by a dead link stays "open" until the server notices; with
-        ``resume_takeover_idle`` set, a socket silent that long counts as dead.
-        """
+    def _take_over(self, session: Session, granted: ResumeGranted) -> None:
+        """The old socket counts as dead: abort it and free the session for this one."""
         hub = self.hub
-        try:
-            return hub.store.resolve(handle)
-        except HandleRefused as exc:
-            takeover = hub.policy.resume_takeover_idle
-            if exc.problem is not HandleProblem.STILL_OPEN or takeover is None:
-                raise
-            session = hub.store.sessions[exc.session_id or ""]
-            old = hub.connections.get(session.connection_id or "")
-            idle = asyncio.get_running_loop().time() - old.last_heard if old else float("inf")
-            if idle < takeover:
-                raise
-            hub.events.emit(
-                "resume_takeover", connection=self.id, old=session.connection_id, idle=idle
-            )
-            if old is not None:
-                old.abort()
-            hub.store.detach(session, session.connection_id or "")
-            return hub.store.resolve(handle)
+        old_id = granted.takeover or ""
+        hub.events.emit("resume_takeover", connection=self.id, old=old_id, idle=granted.idle)
+        old = hub.connections.get(old_id)
+        if old is not None:
+            old.abort()
+        hub.store.detach(session, old_id)
 
     # -- timers --------------------------------------------------------------------------
 
@@ -456,6 +495,10 @@ class LiveConnection:
                 await self.send_go_away(left)
             elif limit.what == "lifetime":
                 hub.events.emit("lifetime_expired", connection=self.id)
+                if policy.refuse_resume_after_lifetime:
+                    # Fault (reported on 3.8): the session dies with the connection, so its
+                    # handles are refused (1007) afterwards.
+                    hub.store.end(session)
                 await self.close(policy.lifetime_close_code, policy.lifetime_close_reason)
                 return
             elif limit.what == "session_limit":
@@ -481,76 +524,48 @@ class LiveConnection:
 
     def _client_content(self, body: Mapping[str, Any]) -> None:
         session = self._session()
-        turns = get_field(body, "turns") or []
-        if not isinstance(turns, list):
-            raise invalid()
-        entries: list[Entry] = []
-        for turn in turns:
-            if not isinstance(turn, Mapping):
-                raise invalid()
-            role = get_field(turn, "role") or "user"
-            if role not in ("user", "model"):
-                raise invalid()
-            text = content_text(turn)
-            entries.append(
-                Entry(
-                    "user" if role == "user" else "model",
-                    text,
-                    "clientContent" if role == "user" else "model",
-                )
-            )
-        turn_complete = bool(get_field(body, "turnComplete", False))
+        turns = client_turns(body)
         # "A message here will interrupt any current model generation."
         self._interrupt()
-        session.history.extend(entries)
+        self._end_reasoning()
+        session.history.extend(turns.entries)
         self.hub.events.emit(
-            "client_content", connection=self.id, turns=len(entries), turn_complete=turn_complete
+            "client_content",
+            connection=self.id,
+            turns=len(turns.entries),
+            turn_complete=turns.turn_complete,
         )
-        if turn_complete:
+        if turns.turn_complete:
             self._start_generation()
         else:
-            self._spawn(self._send_resumption_update())
+            self._spawn(self._flush_then_update())
+
+    async def _flush_then_update(self) -> None:
+        await self._flush_handle()
+        await self._send_resumption_update()
 
     async def _realtime_input(self, body: Mapping[str, Any]) -> None:
         session = self._session()
         info = self._info()
-        name, value = realtime_field(body)
-        if name == "text":
-            if not isinstance(value, str):
-                raise invalid()
+        action = realtime_action(body, info)
+        if isinstance(action, TextIn):
             self._interrupt()
-            session.history.append(Entry("user", value, "realtimeText"))
-            self.hub.events.emit("user_text", connection=self.id, text=value)
+            session.history.append(Entry("user", action.text, "realtimeText"))
+            self.hub.events.emit("user_text", connection=self.id, text=action.text)
             self._start_generation()
-        elif name == "audio":
-            mime, pcm = decode_blob(value)
-            await self._audio(pcm, pcm_rate(mime))
-        elif name == "mediaChunks":
-            # Deprecated; newer models close with 1007 for it (sip-to-ai#5).
-            if info.model.startswith("gemini-3") or not isinstance(value, list) or not value:
-                raise invalid()
-            mime, pcm = decode_blob(value[0])
-            if mime.startswith("audio/"):
-                await self._audio(pcm, pcm_rate(mime))
-            else:
-                self._video()
-        elif name == "video":
-            decode_blob(value)
+        elif isinstance(action, AudioIn):
+            await self._audio(action.pcm, action.rate)
+        elif isinstance(action, VideoIn):
             self._video()
-        elif name == "audioStreamEnd":
-            if info.manual_activity:
-                raise invalid()
+        elif isinstance(action, StreamEnd):
             assert self._vad is not None
             for event, utterance in self._vad.flush():
                 await self._vad_event(event, utterance)
-        elif name == "activityStart":
-            if not info.manual_activity:
-                raise invalid()  # only valid with automatic detection disabled
+        elif isinstance(action, ActivityStart):
             self._barge_in()
             self._manual_audio = bytearray()
-        else:  # activityEnd
-            if not info.manual_activity:
-                raise invalid()
+        else:
+            assert isinstance(action, ActivityEnd)
             pcm_bytes = bytes(self._manual_audio or b"")
             self._manual_audio = None
             await self._utterance(pcm_bytes)
@@ -580,11 +595,8 @@ class LiveConnection:
             await self._utterance(utterance)
 
     def _barge_in(self) -> None:
-        setup = self._info().setup
-        realtime = setup.get("realtimeInputConfig") or {}
-        if isinstance(realtime, Mapping) and realtime.get("activityHandling") == "NO_INTERRUPTION":
-            return
-        self._interrupt()
+        if barge_in_allowed(self._info().setup):
+            self._interrupt()
 
     async def _utterance(self, pcm: bytes) -> None:
         session = self._session()
@@ -597,25 +609,12 @@ class LiveConnection:
 
     def _tool_response(self, body: Mapping[str, Any]) -> None:
         session = self._session()
-        responses = get_field(body, "functionResponses") or []
-        if not isinstance(responses, list) or not responses:
-            raise invalid()
-        for item in responses:
-            if not isinstance(item, Mapping):
-                raise invalid()
-            call_id = get_field(item, "id")
-            if not isinstance(call_id, str) or call_id not in session.pending_calls:
-                # The session never issued this call (e.g. resumed from a handle taken
-                # before it): Google has no call to attach it to.
-                raise invalid()
-            name = session.pending_calls.pop(call_id)
-            response = get_field(item, "response") or {}
-            session.history.append(
-                Entry(
-                    "user", "", "toolResponse", {"id": call_id, "name": name, "response": response}
-                )
+        for result in tool_results(body, session.pending_calls):
+            session.pending_calls.pop(result.call_id)
+            session.history.append(result.entry())
+            self.hub.events.emit(
+                "tool_response", connection=self.id, id=result.call_id, name=result.name
             )
-            self.hub.events.emit("tool_response", connection=self.id, id=call_id, name=name)
         if not session.pending_calls:
             self._start_generation()
 
@@ -628,6 +627,9 @@ class LiveConnection:
     def _info(self) -> SetupInfo:
         assert self.info is not None
         return self.info
+
+    def _status(self, status: str) -> str | None:
+        return status if self.hub.policy.interaction_status else None
 
     def _interrupt(self) -> None:
         """Barge-in: stop the answer in progress (``interrupted`` then ``turnComplete``)."""
@@ -643,13 +645,28 @@ class LiveConnection:
                 )
             self._partial = []
             self.hub.events.emit("interrupted", connection=self.id, session=session.id)
-            self._spawn(self.send(*replies.interrupted()))
+            self._spawn(self.send(*replies.interrupted(self._status("IDLE"))))
         if session.pending_calls:
             ids = list(session.pending_calls)
             session.pending_calls.clear()
             self._spawn(self.send({"toolCallCancellation": {"ids": ids}}))
 
+    def _end_reasoning(self) -> None:
+        """New input ends background reasoning (no IDLE, no handle for it).
+
+        A turn's handle that is only waiting out ``handle_delay`` is not dropped: it was
+        taken at the turn's end and is flushed before anything newer is sent.
+        """
+        session = self.session
+        if session is None or not session.background:
+            return
+        if self._settling is not None and not self._settling.done():
+            self._settling.cancel()
+        self._settling = None
+        session.background = False
+
     def _start_generation(self) -> None:
+        self._end_reasoning()
         session = self._session()
         session.generating = True
         self._generation = asyncio.ensure_future(self._generate())
@@ -660,7 +677,13 @@ class LiveConnection:
         hub = self.hub
         partial: list[str] = []
         self._partial = partial
+        await self._flush_handle()  # the last turn's handle first: it is older
         await self._send_resumption_update()
+        think = hub.policy.think_delay
+        if think > 0:
+            # The model thinks: no output, but the socket stays served (pings, input).
+            hub.events.emit("thinking", connection=self.id, seconds=think)
+            await asyncio.sleep(think)
         answer = brain.respond(session.history, brain.declared_functions(info.setup))
         hub.events.emit("generation_started", connection=self.id, session=session.id)
         if answer.call is not None:
@@ -693,12 +716,42 @@ class LiveConnection:
         self._partial = []
         # The answer is complete: a later input starts a new turn instead of cutting this one.
         self._generation = None
-        await self.send(*replies.turn_end())
-        hub.events.emit("turn_complete", connection=self.id, session=session.id, text=text)
+        reasoning = hub.policy.background_reasoning
+        session.background = reasoning > 0
+        status = "IN_PROGRESS" if session.background else "IDLE"
+        await self.send(*replies.turn_end(self._status(status)))
+        hub.events.emit(
+            "turn_complete", connection=self.id, session=session.id, text=text, status=status
+        )
         if hub.policy.usage_metadata:
             prompt = sum(len(e.text.split()) for e in session.history)
             await self.send(replies.usage(prompt, len(text.split())))
-        await self._send_resumption_update()
+        if reasoning <= 0:
+            # The handle is taken at the turn's end (it holds this turn) and delivered later.
+            self._pending_update = hub.store.resumption_update(session)
+        self._settling = asyncio.ensure_future(self._settle(reasoning))
+
+    async def _settle(self, reasoning: float) -> None:
+        """After a turn: background reasoning (if any) ends IDLE, then the handle comes."""
+        session = self._session()
+        hub = self.hub
+        if reasoning > 0:
+            await asyncio.sleep(reasoning)
+            session.background = False
+            await self.send(replies.interaction_idle())
+            hub.events.emit("interaction_idle", connection=self.id, session=session.id)
+            self._pending_update = hub.store.resumption_update(session)
+        delay = hub.policy.handle_delay
+        if delay > 0:
+            # Google's handle arrives some 20-70 ms after turnComplete (reference section 10).
+            await asyncio.sleep(delay)
+        await self._flush_handle()
+
+    async def _flush_handle(self) -> None:
+        """Deliver the turn's handle now if it is still waiting (before anything newer)."""
+        update, self._pending_update = self._pending_update, None
+        if update is not None:
+            await self._deliver_update(update)
 
     async def _pace(self, seconds: float) -> None:
         # Read the speed now, so a test can slow an answer down or speed it up mid-way.
@@ -711,7 +764,12 @@ class LiveConnection:
         if session is None or self._closing:
             return
         update = self.hub.store.resumption_update(session)
-        if update is None:
+        if update is not None:
+            await self._deliver_update(update)
+
+    async def _deliver_update(self, update: JsonDict) -> None:
+        session = self.session
+        if session is None or self._closing:
             return
         await self.send({"sessionResumptionUpdate": update})
         self.hub.events.emit(

@@ -14,6 +14,8 @@ Routes (JSON in and out)::
     PATCH /_emulator/policy                            {"connection_lifetime": 5.0, ...}
     POST  /_emulator/pongs                             {"delay": 3.0, "withhold": false}
     POST  /_emulator/resumes/refuse                    {"count": 2, "code": 1011, "reason": "..."}
+    POST  /_emulator/resumes/forget                    {"count": 1}
+    POST  /_emulator/client_messages/reject            {"code": 1007, "reason": "..."}
     GET   /_emulator/events?since=0&kind=...
     GET   /_emulator/wait?kind=setup_complete&count=2&timeout=10
 """
@@ -139,6 +141,22 @@ def control_routes(controls: EmulatorControls) -> list[web.RouteDef]:
         )
         return _json({"refusing": int(body.get("count", 1))})
 
+    async def forget(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        count = int(body.get("count", 1))
+        controls.forget_resumes(count)
+        return _json({"forgetting": count})
+
+    async def reject(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        code = int(body.get("code", 1007))
+        reason = body.get("reason")
+        if reason is None:
+            controls.reject_next_client_message(code)
+        else:
+            controls.reject_next_client_message(code, str(reason))
+        return _json({"rejecting_next": {"code": code}})
+
     async def events(request: web.Request) -> web.StreamResponse:
         since = int(request.query.get("since", "0"))
         return _json(controls.events(since, request.query.get("kind")))
@@ -168,6 +186,8 @@ def control_routes(controls: EmulatorControls) -> list[web.RouteDef]:
         web.post(f"{p}/policy", patch_policy),
         web.post(f"{p}/pongs", pongs),
         web.post(f"{p}/resumes/refuse", refuse),
+        web.post(f"{p}/resumes/forget", forget),
+        web.post(f"{p}/client_messages/reject", reject),
         web.get(f"{p}/events", events),
         web.get(f"{p}/wait", wait),
     ]

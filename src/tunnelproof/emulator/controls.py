@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tunnelproof.emulator.connection import LiveConnection
+from tunnelproof.emulator.admission import ClosedBy
+from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.events import Event
-from tunnelproof.emulator.hub import Hub
+from tunnelproof.emulator.hub import ConnectionPeer, Hub
 from tunnelproof.emulator.sessions import Session
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.types import JsonDict
 
 
@@ -68,7 +70,7 @@ class EmulatorControls:
     ) -> JsonDict:
         """Close a connection with any code and reason."""
         conn = self._connection(connection)
-        await conn.close(code, reason, by="control")
+        await conn.close(code, reason, by=ClosedBy.CONTROL)
         return conn.to_dict()
 
     def abort_connection(self, connection: str | None = None) -> JsonDict:
@@ -95,9 +97,7 @@ class EmulatorControls:
     ) -> None:
         """Delay or withhold pongs for one connection, or for all (via the policy)."""
         if connection is not None:
-            conn = self._connection(connection)
-            conn.pongs.delay = delay
-            conn.pongs.withhold = withhold
+            self._connection(connection).set_pongs(delay=delay, withhold=withhold)
             return
         changes: JsonDict = {}
         if delay is not None:
@@ -113,6 +113,17 @@ class EmulatorControls:
         self._hub.refusals.remaining = count
         self._hub.refusals.code = code
         self._hub.refusals.reason = reason
+
+    def forget_resumes(self, count: int = 1) -> None:
+        """Accept the next ``count`` resumes but restore no history (the "greets afresh" fault)."""
+        self._hub.faults.forget_resumes = count
+
+    def reject_next_client_message(
+        self, code: int = 1007, reason: str = REASON_INVALID_ARGUMENT
+    ) -> None:
+        """Close the connection that sends the next ``clientContent``/``realtimeInput``/
+        ``toolResponse`` with ``code``/``reason``, without applying that message."""
+        self._hub.faults.reject_next = CloseRefusal(code, reason)
 
     def update_policy(self, changes: Mapping[str, Any] | None = None, **fields: Any) -> JsonDict:
         """Change policy fields live (``KeyError`` for an unknown name)."""
@@ -171,7 +182,7 @@ class EmulatorControls:
 
     # -- lookups -------------------------------------------------------------------------
 
-    def _connection(self, connection: str | None) -> LiveConnection:
+    def _connection(self, connection: str | None) -> ConnectionPeer:
         hub = self._hub
         if connection is None:
             open_ = [c for c in hub.connections.values() if c.is_open]

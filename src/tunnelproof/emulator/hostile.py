@@ -44,6 +44,7 @@ import orjson
 
 from tunnelproof.emulator.connection import LiveConnection
 from tunnelproof.emulator.events import EventLog
+from tunnelproof.emulator.hub import ConnectionPeer
 from tunnelproof.emulator.server import EmulatorServer
 from tunnelproof.protocol.types import JsonDict
 
@@ -192,7 +193,7 @@ class HostileMode:
             conn = open_[-1]
         else:
             conn = hub.connections[connection]
-        report = await attack_connection(conn, plan or self.plan)
+        report = await attack_connection(_live(conn), plan or self.plan)
         self.reports.append(report)
         return report
 
@@ -228,7 +229,7 @@ class HostileMode:
             for event in fresh:
                 conn = self.emulator.hub.connections.get(str(event.data.get("connection")))
                 if conn is not None:
-                    task = asyncio.create_task(self._attack_logged(conn))
+                    task = asyncio.create_task(self._attack_logged(_live(conn)))
                     self._attacks.add(task)
                     task.add_done_callback(self._attacks.discard)
 
@@ -240,3 +241,10 @@ class HostileMode:
 
 def _has_setup_after(events: EventLog, seq: int) -> bool:
     return bool(events.since(seq, "setup_complete"))
+
+
+def _live(conn: ConnectionPeer) -> LiveConnection:
+    """The hub holds connections by their protocol; the attacks need the socket itself."""
+    if not isinstance(conn, LiveConnection):
+        raise TypeError(f"not a live connection: {conn!r}")
+    return conn

@@ -5,6 +5,8 @@
 * ``setup`` fields are checked the way a proto-JSON parser does: an unknown name is 1007
   ``Unknown name "x" at 'setup': Cannot find field.`` (``responseModalities`` at the setup
   root is the classic case).
+* A response modality the model cannot answer in (TEXT on every current Live model: they
+  are audio-only) is 1007 with a reason naming the model and its modality.
 * An unknown or retired model is 1008 with the "not found for API version" text, cut to
   the 123-byte close-reason limit.
 """
@@ -24,7 +26,12 @@ from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, model_not_found_reason
-from tunnelproof.protocol.models import LIVE_MODELS, bare_model_id
+from tunnelproof.protocol.models import (
+    EMULATOR_TEXT_MODEL,
+    LIVE_MODELS,
+    bare_model_id,
+    response_modalities,
+)
 from tunnelproof.protocol.types import JsonDict
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
@@ -104,7 +111,8 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
     if not isinstance(model_raw, str) or not model_raw.strip():
         raise invalid()
     model = bare_model_id(model_raw)
-    if model not in LIVE_MODELS and model not in policy.extra_models:
+    known = model in LIVE_MODELS or model == EMULATOR_TEXT_MODEL
+    if not known and model not in policy.extra_models:
         raise CloseRefusal(1008, model_not_found_reason(model, version))
     generation = setup.get("generationConfig") or {}
     if not isinstance(generation, Mapping):
@@ -115,6 +123,9 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
     modality = str(modalities[0]).upper()
     if modality not in ("TEXT", "AUDIO"):
         raise invalid()
+    supported = response_modalities(model)
+    if modality not in supported:
+        raise CloseRefusal(policy.modality_close_code, modality_reason(model, modality, supported))
     realtime = setup.get("realtimeInputConfig") or {}
     if not isinstance(realtime, Mapping):
         raise invalid()
@@ -136,6 +147,17 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
         output_transcription="outputAudioTranscription" in setup,
         manual_activity=bool(aad.get("disabled", False)),
         silence_ms=silence_ms,
+    )
+
+
+def modality_reason(model: str, asked: str, supported: frozenset[str]) -> str:
+    """The close reason for a response modality ``model`` does not answer in.
+
+    INVALID_ARGUMENT-style and short enough for the 123-byte limit with the longest ids.
+    """
+    allowed = " or ".join(sorted(supported))
+    return (
+        f"Invalid argument: models/{model} supports response modality {allowed} only, not {asked}."
     )
 
 

@@ -84,11 +84,22 @@ class EmulatorPolicy:
     invalid_handle_close_reason: str = REASON_INVALID_ARGUMENT
     resume_while_open_close_code: int = 1011
     resume_while_open_close_reason: str = REASON_INTERNAL_ERROR
-    resume_takeover_idle: float | None = None
-    """If set, a resume may take over a session whose open socket has been silent this long
-    (the old socket is aborted). ``None``: always refuse while the old socket is open."""
+    resume_takeover_idle: float | None = 10.0
+    """A resume may take over a session whose open socket has been silent this long (nothing
+    heard from it: no frame, ping or pong): the old socket is pinged, and if nothing comes
+    back within ``resume_probe_timeout`` it is aborted and the resume gets in. Otherwise the
+    resume is refused with ``resume_while_open_close_code``. ``None``: refuse while the old
+    socket is open, however long it is silent."""
+    resume_probe_timeout: float = 1.0
+    """How long the ping to a silent old socket may go unanswered before it counts as dead
+    (0: no ping, silence alone decides)."""
     refused_resume_close_code: int = 1011
     refused_resume_close_reason: str = REASON_INTERNAL_ERROR
+    refuse_resume_after_lifetime: bool = False
+    """Fault: a connection ended at its lifetime (1011) takes its session with it, so the
+    resume is refused with ``invalid_handle_close_code`` (1007), as reported on 3.8."""
+    resume_restores_nothing: bool = False
+    """Fault: every resume is accepted but restores no history ("the model greets afresh")."""
 
     # -- frames -------------------------------------------------------------------------
     text_frames: bool = False
@@ -109,6 +120,27 @@ class EmulatorPolicy:
     """Pacing factor: audio is sent at real time times this (0 or less = no pacing)."""
     tool_call_delay: float = 0.0
     """Seconds to wait before sending a ``toolCall``."""
+    think_delay: float = 0.0
+    """Seconds of silence between reading a user turn and the first output (a model that
+    thinks, or a slow tool). Wall seconds, not scaled by ``generation_speed``; the
+    connection stays healthy meanwhile (pings are answered, input is read)."""
+    handle_delay: float = 0.04
+    """Seconds between ``turnComplete`` and the ``sessionResumptionUpdate`` with the new
+    handle (reported 20-70 ms). Wall seconds, not scaled by ``generation_speed``."""
+    interaction_status: bool = True
+    """Send ``interactionStatus`` alongside every ``turnComplete``."""
+    background_reasoning: float = 0.0
+    """If above 0: the model keeps reasoning this many seconds after ``turnComplete``, which
+    then carries ``interactionStatus: IN_PROGRESS``; a ``serverContent`` with
+    ``interactionStatus: IDLE`` ends it, and only then is the new handle issued."""
+    go_away_on_connect: float | None = None
+    """If set, every connection gets ``goAway`` with this ``timeLeft`` right after
+    ``setupComplete`` (a server that sends goAway on every connection), then closes after it."""
+
+    # -- response modalities (reference sections 6 and 10) ------------------------------
+    modality_close_code: int = 1007
+    """Close code for a setup asking a modality the model cannot answer in (TEXT on the
+    audio-only Live models); the reason names the model and its modality."""
 
     # -- audio input (automatic activity detection) ------------------------------------
     vad_energy_threshold: float = 500.0
@@ -147,7 +179,7 @@ class EmulatorPolicy:
         return max(0.0, self.connection_lifetime - self.go_away_lead)
 
 
-_OPTIONAL_FLOATS = frozenset({"resume_takeover_idle"})
+_OPTIONAL_FLOATS = frozenset({"resume_takeover_idle", "go_away_on_connect"})
 
 
 def _coerce(name: str, value: Any, current: Any) -> Any:

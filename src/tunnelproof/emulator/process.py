@@ -34,6 +34,7 @@ import aiohttp
 
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.server import DEFAULT_API_KEY
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.types import JsonDict
 
 
@@ -128,6 +129,16 @@ class RemoteControls:
         await self._call(
             "POST", "/resumes/refuse", {"count": count, "code": code, "reason": reason}
         )
+
+    async def forget_resumes(self, count: int = 1) -> None:
+        """Accept the next ``count`` resumes but restore nothing."""
+        await self._call("POST", "/resumes/forget", {"count": count})
+
+    async def reject_next_client_message(
+        self, code: int = 1007, reason: str = REASON_INVALID_ARGUMENT
+    ) -> None:
+        """Close on the next clientContent/realtimeInput/toolResponse, without applying it."""
+        await self._call("POST", "/client_messages/reject", {"code": code, "reason": reason})
 
     async def update_policy(self, **fields: Any) -> JsonDict:
         """Change policy fields live."""

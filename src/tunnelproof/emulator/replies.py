@@ -78,16 +78,31 @@ def answer_plan(text: str, policy: EmulatorPolicy, *, modality: str, transcripti
     return text_plan(text, policy)
 
 
-def turn_end() -> tuple[JsonDict, JsonDict]:
-    """A normal end of turn: ``generationComplete`` then ``turnComplete``."""
-    return {"serverContent": {"generationComplete": True}}, {
-        "serverContent": {"turnComplete": True}
-    }
+def _turn_complete(status: str | None) -> JsonDict:
+    body: JsonDict = {"turnComplete": True}
+    if status is not None:
+        # "Always sent alongside turn_complete" on current models (reference section 10).
+        body["interactionStatus"] = status
+    return {"serverContent": body}
 
 
-def interrupted() -> tuple[JsonDict, JsonDict]:
+def turn_end(status: str | None = None) -> tuple[JsonDict, JsonDict]:
+    """A normal end of turn: ``generationComplete`` then ``turnComplete``.
+
+    ``status`` is the ``interactionStatus`` sent with ``turnComplete`` (``IDLE``, or
+    ``IN_PROGRESS`` while background reasoning continues); ``None`` sends none.
+    """
+    return {"serverContent": {"generationComplete": True}}, _turn_complete(status)
+
+
+def interrupted(status: str | None = None) -> tuple[JsonDict, JsonDict]:
     """An interrupted turn: ``interrupted`` then ``turnComplete`` (no generationComplete)."""
-    return {"serverContent": {"interrupted": True}}, {"serverContent": {"turnComplete": True}}
+    return {"serverContent": {"interrupted": True}}, _turn_complete(status)
+
+
+def interaction_idle() -> JsonDict:
+    """The end of background reasoning: ``interactionStatus: IDLE`` on its own."""
+    return {"serverContent": {"interactionStatus": "IDLE"}}
 
 
 def tool_call(call_id: str, name: str, args: Mapping[str, Any]) -> JsonDict:

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tunnelproof.emulator.admission import ClosedBy
 from tunnelproof.emulator.auth import authenticate
 from tunnelproof.emulator.connection import LiveConnection
 from tunnelproof.emulator.control import PREFIX, control_routes, loopback_only
@@ -181,14 +182,14 @@ class EmulatorServer:
             return
         hub = self.hub
         open_ = [c for c in hub.connections.values() if c.is_open]
-        closing = [asyncio.ensure_future(c.close(1001, "", by="shutdown")) for c in open_]
+        closing = [asyncio.ensure_future(c.close(1001, "", by=ClosedBy.SHUTDOWN)) for c in open_]
         if closing:
             # A peer that never answers the close (a dead link) must not stall shutdown.
             _, pending = await asyncio.wait(closing, timeout=2.0)
             for task in pending:
                 task.cancel()
             for conn in open_:
-                if conn.is_open and not conn.ws.closed:
+                if conn.is_open and not conn.socket_closed:
                     conn.abort()
         if self.persist_sessions and self.state_dir is not None:
             self._save_state()

@@ -110,6 +110,7 @@ class Session:
     history: list[Entry] = field(default_factory=list)
     video_seen: bool = False
     generating: bool = False
+    background: bool = False  # reasoning on after turnComplete (interactionStatus IN_PROGRESS)
     pending_calls: dict[str, str] = field(default_factory=dict)  # call id -> function name
     connection_id: str | None = None
     last_disconnect: float | None = None
@@ -119,8 +120,8 @@ class Session:
 
     @property
     def settled(self) -> bool:
-        """True when a handle may be issued (nothing generating, no tool call pending)."""
-        return not self.generating and not self.pending_calls
+        """True when a handle may be issued (nothing generating or reasoning, no call pending)."""
+        return not self.generating and not self.background and not self.pending_calls
 
     def to_dict(self) -> JsonDict:
         """JSON view (for the control API and the state file)."""
@@ -135,6 +136,7 @@ class Session:
             "history": [e.to_dict() for e in self.history],
             "video_seen": self.video_seen,
             "generating": self.generating,
+            "background": self.background,
             "pending_calls": dict(self.pending_calls),
             "connection": self.connection_id,
             "last_disconnect": self.last_disconnect,
@@ -170,8 +172,11 @@ class SessionStore:
         self.sessions[session.id] = session
         return session
 
-    def resolve(self, handle: str) -> tuple[Session, HandleRecord]:
-        """The session and snapshot a handle points at, or :class:`HandleRefused`."""
+    def resolve(self, handle: str, *, allow_open: bool = False) -> tuple[Session, HandleRecord]:
+        """The session and snapshot a handle points at, or :class:`HandleRefused`.
+
+        ``allow_open`` skips the "old socket still open" refusal (for a takeover).
+        """
         record = self.handles.get(handle)
         if record is None:
             raise HandleRefused(HandleProblem.UNKNOWN)
@@ -180,9 +185,14 @@ class SessionStore:
             raise HandleRefused(HandleProblem.UNKNOWN)
         if self.handle_expired(session):
             raise HandleRefused(HandleProblem.EXPIRED, session.id)
-        if session.connection_id is not None:
+        if session.connection_id is not None and not allow_open:
             raise HandleRefused(HandleProblem.STILL_OPEN, session.id)
         return session, record
+
+    def handle_session(self, handle: str) -> Session | None:
+        """The session a handle belongs to, whatever its state."""
+        record = self.handles.get(handle)
+        return self.sessions.get(record.session_id) if record is not None else None
 
     def handle_expired(self, session: Session) -> bool:
         """True when the session's handles can no longer be used."""
@@ -192,14 +202,23 @@ class SessionStore:
             return False
         return self.clock() >= session.last_disconnect + self.policy.handle_validity
 
-    def resume(self, session: Session, record: HandleRecord, setup: Mapping[str, Any]) -> None:
+    def resume(
+        self,
+        session: Session,
+        record: HandleRecord,
+        setup: Mapping[str, Any],
+        *,
+        forget: bool = False,
+    ) -> None:
         """Restore ``session`` to the snapshot; the new setup replaces the config.
 
         The docs allow config changes (except the model) on resume. Whatever was in flight
         when the snapshot was taken is gone, so generation and tool calls restart clean.
+        ``forget`` is the "accepted but restores nothing" fault: the history starts empty.
         """
-        session.history = list(record.history)
+        session.history = [] if forget else list(record.history)
         session.generating = False
+        session.background = False
         session.pending_calls.clear()
         session.setup = dict(setup)
         session.wants_updates = has_field(setup, "sessionResumption")
@@ -217,6 +236,7 @@ class SessionStore:
         session.connection_id = None
         session.last_disconnect = self.clock()
         session.generating = False
+        session.background = False
         # A pending tool call dies with the connection: the snapshot before it is what
         # a resume gets, so the call id is unknown to the resumed session.
         session.pending_calls.clear()

@@ -28,6 +28,27 @@ LIVE_MODELS: frozenset[str] = frozenset(
     }
 )
 
+# Every current Live model answers in AUDIO only (reference sections 6 and 10): the
+# half-cascade models that answered in TEXT are shut down. Text reaches an app through
+# ``outputAudioTranscription``.
+AUDIO_ONLY: frozenset[str] = frozenset({"AUDIO"})
+
+# Not a Google model: the tunnelproof emulator's only model that answers in TEXT, for tests
+# about text mode itself. Google would refuse this id (1008 "not found").
+EMULATOR_TEXT_MODEL = "tunnelproof-emulator-text"
+
+
+def response_modalities(model: str) -> frozenset[str]:
+    """The response modalities ``model`` can answer in.
+
+    Every known Live model: AUDIO only. The emulator's text model: TEXT or AUDIO. A model
+    this table does not know: both (only the server can say).
+    """
+    bare = bare_model_id(model)
+    if bare in LIVE_MODELS:
+        return AUDIO_ONLY
+    return frozenset({"AUDIO", "TEXT"})
+
 
 @dataclass(frozen=True, slots=True)
 class Retirement:

@@ -88,6 +88,9 @@ class ServerContent:
     waiting_for_input: bool
     turn_complete_reason: str | None
     raw: JsonDict
+    # "IN_PROGRESS" / "IDLE", sent with turnComplete on late-2026 models (reference §10):
+    # on background-reasoning models a completed turn is not yet idle.
+    interaction_status: str | None = None
 
     @property
     def text(self) -> str:
@@ -326,6 +329,7 @@ def _parse_server_content(obj: JsonDict) -> ServerContent:
         waiting_for_input=_bool(obj, "waitingForInput", w),
         turn_complete_reason=_str(obj, "turnCompleteReason", w),
         raw=obj,
+        interaction_status=_str(obj, "interactionStatus", w),
     )
 
 

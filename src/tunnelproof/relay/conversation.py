@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -138,7 +139,7 @@ class Conversation:
         return None if self._ready.is_set() else "upstream did not become ready in time"
 
     async def _run_pump(self, session: LiveSession) -> None:
-        async for event in session:
+        async for event in session.events():  # outlives Failed: the relay resumes upstream
             if isinstance(event, ev.Connected | ev.Resumed):
                 self._ready.set()
                 if isinstance(event, ev.Connected) and not event.first:
@@ -172,12 +173,27 @@ class Conversation:
             self._boundary.set()
 
     async def until_turn_boundary(self, timeout: float) -> bool:
-        """Wait (at most ``timeout`` s) until no model turn is in progress."""
-        if not self.generating:
-            return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._boundary.wait(), timeout)
-        return not self.generating
+        """Wait (at most ``timeout`` s) until no model turn is in progress and it is held.
+
+        Held: the upstream's newest resumable handle was issued after the last turn ended.
+        Google sends that handle some 20-70 ms after ``turnComplete``; closing the upstream
+        before it arrives would store (or hand over) a handle whose state lacks the turn.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.generating:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boundary.wait(), timeout)
+        if self.generating:
+            return False
+        session = self.upstream
+        if session is not None:
+            # Polled: the handle is session state, not an event (bounded by ``timeout``).
+            for _ in range(max(0, math.ceil((deadline - loop.time()) / 0.01))):
+                if session.last_turn_held:
+                    break
+                await asyncio.sleep(0.01)
+        return True
 
     def state(self) -> dict[str, object]:
         """What another relay process needs to take this conversation over."""

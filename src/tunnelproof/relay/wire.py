@@ -24,9 +24,8 @@ from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import LiveConfig, Modality
 from tunnelproof.protocol.models import bare_model_id
+from tunnelproof.protocol.types import JsonDict as JsonDict  # relay modules use wire.JsonDict
 from tunnelproof.session import app_events as ev
-
-JsonDict = dict[str, Any]
 
 CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
 # Setup fields the relay consumes itself instead of passing upstream.

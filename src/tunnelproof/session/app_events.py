@@ -4,8 +4,8 @@ Two families share one stream, in the order things happened:
 
 * **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
   :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
-  :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`Closed`,
-  :class:`ProtocolViolation`, :class:`ConfigMismatch`;
+  :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`EventsDropped`,
+  :class:`Closed`, :class:`ProtocolViolation`, :class:`ConfigMismatch`;
 * **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
   :class:`OutputTranscript`, :class:`ToolCallRequested`, :class:`ToolCallCancelled`,
   :class:`GenerationComplete`, :class:`TurnComplete`, :class:`Interrupted`,
@@ -165,6 +165,22 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
+class EventsDropped:
+    """The app did not read events fast enough; the oldest content events were dropped.
+
+    Only content (``AudioChunk``, ``TextDelta``, ``InputTranscript``, ``OutputTranscript``)
+    is ever dropped, oldest first, once more than ``LiveSession``'s
+    ``max_buffered_event_bytes`` of it waits for the app; lifecycle events never are.
+    ``events`` counts the dropped events, ``audio_bytes`` their PCM bytes, ``text_bytes``
+    their UTF-8 text bytes.
+    """
+
+    events: int
+    audio_bytes: int
+    text_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session was closed by the app; no more events follow."""
 
@@ -301,6 +317,7 @@ AppEvent = (
     | Failed
     | SendDropped
     | Delivered
+    | EventsDropped
     | Closed
     | ProtocolViolation
     | ConfigMismatch

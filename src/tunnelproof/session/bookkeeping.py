@@ -34,7 +34,6 @@ from tunnelproof.session.actions import (
     AbortSocket,
     Action,
     CancelTokenFetch,
-    CheckLink,
     DeleteHandle,
     FetchToken,
     SaveHandle,
@@ -53,8 +52,18 @@ from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
-from tunnelproof.session.transcript import Transcript
+from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
 from tunnelproof.session.turns import TurnTracker
+
+
+def unusable_credential_verdict(problem: str) -> CloseVerdict:
+    """The verdict for a credential the machine cannot even turn into an endpoint."""
+    return CloseVerdict(
+        CloseClass.FATAL_CONFIG,
+        None,
+        problem,
+        "The token source returned an unusable credential; fix it, then resume().",
+    )
 
 
 def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
@@ -90,7 +99,8 @@ class SessionBookkeeping(DeliveryAccounting):
         watchdogs: Watchdogs = DEFAULT_WATCHDOGS,
         limits: OutboxLimits | None = None,
         rng: random.Random | None = None,
-        transcript_turns: int = 200,
+        transcript_turns: int = DEFAULT_MAX_TURNS,
+        transcript_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         # Settings: never change, and decide nothing on their own.
         self.config = config
@@ -99,7 +109,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self.rng = rng if rng is not None else random.Random()
         # Data, owned by the helpers; they answer questions, the machine decides.
         self.outbox = Outbox(limits or OutboxLimits())
-        self.transcript = Transcript(max_turns=transcript_turns)
+        self.transcript = Transcript(max_turns=transcript_turns, max_bytes=transcript_bytes)
         self.metrics = SessionMetrics()
         self.credentials = CredentialSlot()
         self.retry = RetryBudget(policy)
@@ -237,22 +247,6 @@ class SessionBookkeeping(DeliveryAccounting):
     def _prefetch(self) -> None:
         if self.credentials.usable(self._wall) is None and self.credentials.request is None:
             self._fetch_token(prefetch=True)
-
-    def _prefetch_again(self, retry_after: float | None) -> None:
-        """A goAway prefetch failed: fetch again while the connection lasts, so the
-        handover still has its token in hand (the deadline timer hands over regardless)."""
-        if retry_after is not None and retry_after > 0:
-            delay = self.policy.shed_delay(retry_after, self.rng)
-        else:
-            delay = min(1.0, self.policy.server_delay(0, self.rng))
-        self._set_timer(Timer.PREFETCH, delay)
-
-    def _check_link(self) -> None:
-        """A reply is overdue: silence is not evidence (a model may think for minutes), so
-        ask the driver for some (the kernel's view, a ping's pong) within a deadline."""
-        self.metrics.link_checks += 1
-        self._out.append(CheckLink(self._attempt))
-        self._set_timer(Timer.LINK, self.watchdogs.link_check_timeout)
 
     def _save_handle(self) -> None:
         handle = self.resumption.handle
@@ -435,6 +429,8 @@ class SessionBookkeeping(DeliveryAccounting):
             # link is normal, so the watchdog stops watching.
             self.turns.generation_completed()
             self._emit(ev.GenerationComplete())
+        if content.interaction_status is not None:
+            self.turns.interaction_reported(content.interaction_status)
         if content.turn_complete:
             answered = self.turns.answering
             if answered is not None:
@@ -456,8 +452,19 @@ class SessionBookkeeping(DeliveryAccounting):
     def _at_turn_boundary(self) -> bool:
         if self.phase is not Phase.CONNECTED or self.turns.busy or self.tools.open:
             return False
+        if self.turns.interaction_in_progress:
+            return False  # turnComplete is not idle on background-reasoning models
         # Wait for a handle that includes the last turn, or the resume would rewind it.
         return self.resumption.current or not self.config.session_resumption
+
+    def _turn_handle_due(self) -> bool:
+        """A turn ended and the resumable handle that includes it has not come yet."""
+        return (
+            self.config.session_resumption
+            and not self.resumption.current
+            and not self.turns.busy
+            and not self.tools.open
+        )
 
     def _accept(self, item: Outgoing) -> SendResult:
         if self.phase in (Phase.CLOSED, Phase.CLOSING):

@@ -10,6 +10,7 @@ a gone network, an abrupt drop, a dead link, a finished handover) into a decisio
 
 from __future__ import annotations
 
+from tunnelproof.session.actions import CheckLink
 from tunnelproof.session.bookkeeping import SessionBookkeeping
 from tunnelproof.session.events import LinkChecked
 from tunnelproof.session.phases import Phase
@@ -76,3 +77,19 @@ class FailureRouting(SessionBookkeeping):
         self._cancel_timer(Timer.LINK)
         if self.turns.owed:
             self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+
+    def _check_link(self) -> None:
+        """A reply is overdue: silence is not evidence (a model may think for minutes), so
+        ask the driver for some (the kernel's view, a ping's pong) within a deadline."""
+        self.metrics.link_checks += 1
+        self._out.append(CheckLink(self._attempt))
+        self._set_timer(Timer.LINK, self.watchdogs.link_check_timeout)
+
+    def _prefetch_again(self, retry_after: float | None) -> None:
+        """A goAway prefetch failed: fetch again while the connection lasts, so the
+        handover still has its token in hand (the deadline timer hands over regardless)."""
+        if retry_after is not None and retry_after > 0:
+            delay = self.policy.shed_delay(retry_after, self.rng)
+        else:
+            delay = min(1.0, self.policy.server_delay(0, self.rng))
+        self._set_timer(Timer.PREFETCH, delay)

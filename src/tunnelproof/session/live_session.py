@@ -66,6 +66,7 @@ from tunnelproof.session.driver import (
     classify_token_error,
     log_lifecycle,
 )
+from tunnelproof.session.event_buffer import DEFAULT_MAX_CONTENT_BYTES, EventBuffer
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
@@ -87,10 +88,9 @@ from tunnelproof.session.sockets import (
     close_quietly,
     run_socket,
 )
+from tunnelproof.session.store_writer import StoreWriter
 
 log = logging.getLogger("tunnelproof.session")
-
-_END = object()
 
 
 class LiveSession:
@@ -122,6 +122,9 @@ class LiveSession:
         max_frame_bytes: the largest server frame accepted.
         connect_kwargs: extra keyword arguments for ``websockets.asyncio.client.connect``
             (e.g. ``proxy=None``). Keepalive pings stay off whatever is passed here.
+        max_buffered_event_bytes: content events (audio, text, transcripts) the app has
+            not read yet are bounded by this many bytes; beyond it the oldest are dropped
+            and reported (``EventsDropped``). Lifecycle events are never dropped.
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class LiveSession:
         ssl: ssl_module.SSLContext | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         connect_kwargs: Mapping[str, Any] | None = None,
+        max_buffered_event_bytes: int = DEFAULT_MAX_CONTENT_BYTES,
     ) -> None:
         self._watchdogs = watchdogs or DEFAULT_WATCHDOGS
         self._machine = SessionMachine(
@@ -158,12 +162,11 @@ class LiveSession:
         self._own_store = handle_store is None
         self._store: HandleStore = handle_store if handle_store is not None else _memory_store()
         self._connect = ConnectOptions.build(self._watchdogs, ssl, max_frame_bytes, connect_kwargs)
-        self._events: asyncio.Queue[Any] = asyncio.Queue()
+        self._events = EventBuffer(max_buffered_event_bytes)
         self._sockets: dict[int, SocketAttempt] = {}
         self._token_tasks: dict[int, asyncio.Task[None]] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._store_ops: asyncio.Queue[Any] = asyncio.Queue()
-        self._store_task: asyncio.Task[None] | None = None
+        self._writer = StoreWriter(self._store, self.conversation_id)
         self._closers: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
         self._started = False
@@ -196,7 +199,7 @@ class LiveSession:
             stored = await self._store.load(self.conversation_id, now_wall=time.time())
         except Exception:
             log.warning("handle store load failed; starting a fresh session", exc_info=True)
-        self._store_task = asyncio.create_task(self._store_worker(), name="tunnelproof-store")
+        self._writer.start()
         self._feed(Started(stored))
 
     async def close(self) -> None:
@@ -252,21 +255,30 @@ class LiveSession:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def events(self) -> AsyncIterator[ev.AppEvent]:
-        """Every event, in order, until the session is closed.
+    async def events(self, *, end_on_failed: bool = False) -> AsyncIterator[ev.AppEvent]:
+        """Every event, in order, until ``Closed`` (or, with ``end_on_failed``, ``Failed``).
 
-        Consume it steadily: events are buffered without bound (audio included) so that
-        none is ever dropped behind the app's back.
+        Without ``end_on_failed`` the iterator outlives a ``Failed``, for apps that offer
+        the user a retry (``resume()``) and keep reading. Each event goes to one reader.
+
+        Consume it steadily. Lifecycle events are never dropped; content events (audio,
+        text, transcripts) beyond ``max_buffered_event_bytes`` are dropped oldest first
+        and reported with one ``EventsDropped`` event, so nothing is lost silently.
         """
         while True:
             item = await self._events.get()
-            if item is _END:
-                self._events.put_nowait(_END)  # later iterators end too
+            if item is None:
                 return
             yield item
+            if isinstance(item, ev.Closed) or (end_on_failed and isinstance(item, ev.Failed)):
+                return
 
     def __aiter__(self) -> AsyncIterator[ev.AppEvent]:
-        return self.events()
+        """``async for event in session``: ends after ``Failed`` or ``Closed``, never hangs.
+
+        After ``Failed`` and ``resume()``, a new ``async for`` reads the events that follow.
+        """
+        return self.events(end_on_failed=True)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -329,7 +341,7 @@ class LiveSession:
                 case Emit(event=event):
                     if isinstance(event, ev.TurnComplete):
                         self._handle_at_turn_end = self._machine.resumption_handle
-                    self._events.put_nowait(event)
+                    self._events.put(event)
                     log_lifecycle(self.conversation_id, event)
                     if isinstance(event, ev.Closed):
                         self._closed.set()
@@ -379,9 +391,9 @@ class LiveSession:
                     if sock is not None:
                         sock.check_link(self._connect.watchdogs, self._feed)
                 case SaveHandle(session=session):
-                    self._store_ops.put_nowait(("save", session))
+                    self._writer.save(session)
                 case DeleteHandle():
-                    self._store_ops.put_nowait(("delete", None))
+                    self._writer.delete()
 
     def _fire(self, name: str, serial: int) -> None:
         self._timers.pop(name, None)
@@ -408,21 +420,8 @@ class LiveSession:
         self._token_tasks.pop(request, None)
         if not self._shut_down:
             for mismatch in self._lock_checker.check(credential):  # before it is used
-                self._events.put_nowait(mismatch)
+                self._events.put(mismatch)
         self._feed(TokenFetched(request, credential))
-
-    async def _store_worker(self) -> None:
-        while True:
-            op, session = await self._store_ops.get()
-            try:
-                if op == "save":
-                    await self._store.save(self.conversation_id, session)
-                elif op == "delete":
-                    await self._store.delete(self.conversation_id)
-                elif op == "stop":
-                    return
-            except Exception:
-                log.warning("handle store %s failed", op, exc_info=True)
 
     async def _shutdown(self) -> None:
         self._shut_down = True
@@ -436,14 +435,11 @@ class LiveSession:
         self._token_tasks.clear()
         for closer in list(self._closers):
             closer.cancel()
-        if self._store_task is not None:
-            self._store_ops.put_nowait(("stop", None))
-            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._store_task, 5.0)
+        await self._writer.close()  # the newest handle lands (coalesced writes)
         if self._own_store:
             with contextlib.suppress(Exception):
                 await self._store.close()
-        self._events.put_nowait(_END)
+        self._events.end()
 
 
 def _memory_store() -> HandleStore:

@@ -38,6 +38,8 @@ answers to abandoned token requests are ignored in every phase)::
     SETUP         SocketClosed, timer SETUP               WAITING | FAILED | fresh session at once
     CONNECTED     goAway                                  CONNECTED (SetTimer GOAWAY, prefetch)
     CONNECTED     turn boundary after goAway, timer GOAWAY  HANDING_OVER (CloseSocket 1000)
+    CONNECTED     timer GOAWAY, a turn's handle due        CONNECTED (SetTimer HANDLE_GRACE)
+    CONNECTED     resumable handle or timer HANDLE_GRACE   HANDING_OVER (CloseSocket 1000)
     CONNECTED     SocketClosed, LinkChecked dead, timer LINK  WAITING | FAILED | at once (a drop)
     CONNECTED     timer REPLY                             CONNECTED (CheckLink, SetTimer LINK)
     CONNECTED     sessionResumptionUpdate                 CONNECTED (SaveHandle, Delivered)
@@ -82,7 +84,7 @@ from tunnelproof.protocol.server_messages import (
 )
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, OpenSocket
-from tunnelproof.session.bookkeeping import token_failure_verdict
+from tunnelproof.session.bookkeeping import token_failure_verdict, unusable_credential_verdict
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
@@ -259,14 +261,7 @@ class SessionMachine(FailureRouting):
             endpoint = cred.endpoint()
         except ValueError as exc:
             self.credentials.discard()
-            self._fail(
-                CloseVerdict(
-                    CloseClass.FATAL_CONFIG,
-                    None,
-                    str(exc),
-                    "The token source returned an unusable credential; fix it, then resume().",
-                )
-            )
+            self._fail(unusable_credential_verdict(str(exc)))
             return
         self._attempt += 1
         self._socket_live = True
@@ -456,7 +451,11 @@ class SessionMachine(FailureRouting):
         # Over the handover budget the session stays until the goAway deadline (its timer
         # hands over); within it, it leaves at a turn boundary with the next token in
         # hand, so a token service's blip costs no gap while the deadline allows.
-        if self._go_away and self._at_turn_boundary() and self.retry.handovers_left:
+        if not (self._go_away and self._at_turn_boundary()):
+            return
+        if Timer.HANDLE_GRACE in self.timers:  # past the deadline: leave now, token or not
+            self._handover()
+        elif self.retry.handovers_left:
             if self.credentials.usable(self._wall) is not None:
                 self._handover()
             elif self.credentials.request is None and Timer.PREFETCH not in self.timers:
@@ -464,7 +463,7 @@ class SessionMachine(FailureRouting):
 
     def _handover(self) -> None:
         self.retry.handed_over(self._served())
-        self._cancel_timer(Timer.GOAWAY, Timer.REPLY, Timer.STABLE)
+        self._cancel_timer(Timer.GOAWAY, Timer.HANDLE_GRACE, Timer.REPLY, Timer.STABLE)
         self.phase = Phase.HANDING_OVER
         self._out.append(CloseSocket(self._attempt, 1000, "goAway handover"))
         self._set_timer(Timer.CLOSE, self.watchdogs.close_timeout)
@@ -479,14 +478,7 @@ class SessionMachine(FailureRouting):
 
     def _retry_or_give_up(self, decision: Retry | GiveUp, reason: str) -> None:
         if isinstance(decision, GiveUp):
-            self._fail(
-                CloseVerdict(
-                    CloseClass.RETRY,
-                    None,
-                    decision.reason,
-                    f"Reconnecting {decision.reason}; call resume() to try again.",
-                )
-            )
+            self._fail(decision.verdict())
             return
         self.phase = Phase.WAITING
         kind: ev.FailureKind = "offline" if decision.offline else "server"
@@ -552,8 +544,12 @@ class SessionMachine(FailureRouting):
             self._prefetch()
         elif timer is Timer.STABLE:
             self.retry.stable()
-            self._quick_handovers = 0
         elif timer is Timer.GOAWAY and phase is Phase.CONNECTED:
+            if self._turn_handle_due():  # it comes some 20-70 ms after turnComplete
+                self._set_timer(Timer.HANDLE_GRACE, self.watchdogs.handover_handle_grace)
+            else:
+                self._handover()
+        elif timer is Timer.HANDLE_GRACE and phase is Phase.CONNECTED:
             self._handover()
         elif timer is Timer.CLOSE and phase in (Phase.HANDING_OVER, Phase.CLOSING):
             self._abort("close timeout")

@@ -226,6 +226,9 @@ class Watchdogs:
             notices it is dead. Only then is the handle given up for a fresh session.
         close_timeout: a graceful close taking longer is turned into an abort.
         go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
+        handover_handle_grace: when that deadline comes right after a turn completed, the
+            handover waits this much longer for the turn's resumable handle (it arrives
+            some 20-70 ms after ``turnComplete``) instead of resuming from an older one.
         handle_validity: seconds a stored handle stays usable after the last disconnect.
         tcp_user_timeout: ``TCP_USER_TIMEOUT`` for the driver's socket (seconds).
         keepalive_idle / keepalive_interval / keepalive_count: TCP keepalive for the driver.
@@ -241,6 +244,7 @@ class Watchdogs:
     stale_socket_wait: float = 30.0
     close_timeout: float = 2.0
     go_away_margin: float = 5.0
+    handover_handle_grace: float = 0.25
     handle_validity: float = HANDLE_VALIDITY_SECONDS
     tcp_user_timeout: float = 5.0
     keepalive_idle: int = 2

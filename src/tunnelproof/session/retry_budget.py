@@ -12,6 +12,7 @@ import random
 from collections import deque
 from dataclasses import dataclass
 
+from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.session.policy import RetryPolicy
 
 # A resume refused while the server still holds the old socket is retried at most this
@@ -36,6 +37,15 @@ class GiveUp:
     """Stop retrying: ``reason`` says which cap was reached."""
 
     reason: str
+
+    def verdict(self) -> CloseVerdict:
+        """How the session reports it (``Failed``): retryable, after ``resume()``."""
+        return CloseVerdict(
+            CloseClass.RETRY,
+            None,
+            self.reason,
+            f"Reconnecting {self.reason}; call resume() to try again.",
+        )
 
 
 class RetryBudget:

@@ -22,6 +22,7 @@ class Timer(StrEnum):
     STABLE = "stable"  # the connection stayed up long enough to reset the failure count
     RETRY = "retry"  # backoff or probe wait before the next attempt
     GOAWAY = "goaway"  # latest moment of a goAway handover (timeLeft - margin)
+    HANDLE_GRACE = "handle_grace"  # at that moment, a short wait for the last turn's handle
     CLOSE = "close"  # our graceful close must finish
     LINK = "link"  # a link check must find evidence of life (a pong, any frame)
     PREFETCH = "prefetch"  # fetch the handover's token again after a failed prefetch
@@ -33,6 +34,7 @@ CONNECTION_TIMERS = (
     Timer.REPLY,
     Timer.STABLE,
     Timer.GOAWAY,
+    Timer.HANDLE_GRACE,
     Timer.CLOSE,
     Timer.LINK,
     Timer.PREFETCH,

@@ -42,13 +42,22 @@ class LostTurn:
 class TurnTracker:
     """The model turn, the questions owed an answer, and what the server has read."""
 
-    __slots__ = ("_answering", "_in_turn", "_unread", "generating", "streaming")
+    __slots__ = (
+        "_answering",
+        "_in_turn",
+        "_unread",
+        "generating",
+        "interaction_in_progress",
+        "streaming",
+    )
 
     def __init__(self) -> None:
         self.generating = False
         """A model turn is in progress (until ``turnComplete`` or ``interrupted``)."""
         self.streaming = False
         """Model output is flowing (until ``generationComplete``)."""
+        self.interaction_in_progress = False
+        """The server said ``interactionStatus: IN_PROGRESS`` and not yet ``IDLE``."""
         # Sends not yet known to be read by the server, oldest first: (seq, is_question).
         self._unread: deque[tuple[int, bool]] = deque()
         self._answering: int | None = None  # the question the current turn answers
@@ -125,6 +134,10 @@ class TurnTracker:
         """``turnComplete``: the turn is over."""
         self._end_turn()
 
+    def interaction_reported(self, status: str) -> None:
+        """``interactionStatus``: background work goes on (``IN_PROGRESS``) or is over."""
+        self.interaction_in_progress = status == "IN_PROGRESS"
+
     def connection_lost(self) -> LostTurn:
         """The connection is gone: what was cut, and what was still waiting."""
         waiting = tuple(seq for seq, question in self._unread if question)
@@ -134,6 +147,7 @@ class TurnTracker:
             owed=self.busy,
         )
         self._end_turn()
+        self.interaction_in_progress = False
         self._unread.clear()
         return lost
 

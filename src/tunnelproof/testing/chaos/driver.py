@@ -22,7 +22,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.protocol.client_messages import FunctionResponse
@@ -38,11 +38,9 @@ from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
 from tunnelproof.testing.chaos.gate import GateFault
 from tunnelproof.testing.chaos.schedule import Fault, Step
+from tunnelproof.testing.chaos.stack import FaultStack
 from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
-
-if TYPE_CHECKING:
-    from tunnelproof.testing.chaos.runner import ChaosStack
 
 log = logging.getLogger("tunnelproof.chaos")
 
@@ -117,7 +115,7 @@ class ChaosSession:
     """Drive one ``LiveSession`` through ``plan`` (see the module docstring)."""
 
     def __init__(
-        self, index: int, plan: list[Step], stack: ChaosStack, proxy: TunnelProxy, seed: int
+        self, index: int, plan: list[Step], stack: FaultStack, proxy: TunnelProxy, seed: int
     ) -> None:
         self.index = index
         self.plan = plan
@@ -472,7 +470,7 @@ class ChaosSession:
 
     async def _consume(self, session: LiveSession) -> None:
         rec = self.record
-        async for event in session:
+        async for event in session.events():  # outlives Failed: this app resumes
             rec.events[type(event).__name__] += 1
             if not isinstance(event, ev.OutputTranscript | ev.TextDelta | ev.AudioChunk):
                 rec.recent.append(_describe(event))
