@@ -42,13 +42,19 @@ def test_chat_survives_a_tunnel_and_remembers() -> None:
         # Typed inside the tunnel: lost on the wire, replayed after the resume.
         chat.sendline("Are you still there?")
         chat.expect("out of the tunnel")
-        chat.expect("resumed after [0-9.]+ s, 1 message\\(s\\) replayed")
+        # 1 replayed: the message typed in the tunnel. 2: the tunnel began inside the 20-70 ms
+        # before the first turn's handle (typed at once after the answer), so the resume
+        # comes from the older state and "My name is Ada" is replayed too: nothing is lost.
+        chat.expect("resumed after [0-9.]+ s, [12] message\\(s\\) replayed")
         chat.expect('assistant › You said: "Are you still there\\?".')
 
         chat.sendline("What did I say first?")
         chat.expect('assistant › You first said: "My name is Ada".')
         chat.sendline("/status")
         chat.expect("reconnects 1")
+        # Answers came as audio (the emulator's default model answers in audio only); the
+        # lines above are their transcript.
+        chat.expect(r"spoken answers [1-9][0-9]*\.[0-9] s")
         chat.sendline("/quit")
         chat.expect("bye")
         chat.expect(pexpect.EOF)
@@ -84,6 +90,14 @@ def test_chat_reads_a_piped_script() -> None:
     assert proc.returncode == 0, proc.stderr
     assert 'You first said: "hello there"' in proc.stdout
     assert "Traceback" not in proc.stderr
+    # Piped: no prompt noise ("› › assistant ›"), and the first line waits for the first
+    # connection instead of saying "queued" (the script was read before the link was up).
+    assert "queued" not in proc.stdout, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert not [line for line in lines if line.startswith("›")], proc.stdout
+    assert 'assistant › You said: "hello there".' in lines, proc.stdout
+    assert lines.index("· connected") < lines.index('assistant › You said: "hello there".')
+    assert "Answers are spoken (audio); you read their transcript." in lines[1]
 
 
 def test_chat_audio_with_microphone_and_speaker(tmp_path) -> None:
@@ -142,7 +156,8 @@ async def test_chat_through_a_token_service(emulator) -> None:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=cli_env(TUNNELPROOF_BEARER=DEV_BEARER_KEY),
+            # Copied from a curl line, with its "Bearer " prefix: the key is meant, and used.
+            env=cli_env(TUNNELPROOF_BEARER=f"Bearer {DEV_BEARER_KEY}"),
         )
         script = b"My name is Ada\n/tunnel 1\nWhat did I say first?\n"
         out, err = await asyncio.wait_for(proc.communicate(script), 60)
@@ -180,3 +195,17 @@ def test_read_wav_mixes_stereo_and_refuses_8_bit(tmp_path) -> None:
         read_wav(narrow)
     with pytest.raises(ChatError, match="WAV"):
         read_wav(tmp_path / "missing.wav")
+
+
+async def test_chat_asks_for_audio_answers_with_their_transcript() -> None:
+    from tunnelproof.cli.chat import resolve_target
+
+    target = await resolve_target(
+        real=False, token_url=None, bearer=None, model=None, modality=None, ca_file=None
+    )
+    try:
+        assert target.config.response_modalities == ("AUDIO",)
+        assert target.config.output_audio_transcription is True
+    finally:
+        for step in reversed(target.cleanup):
+            await step()

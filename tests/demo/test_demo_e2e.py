@@ -40,6 +40,11 @@ def check_journey(result: dict) -> None:
 
     kinds = [d["kind"] for d in result["disruptions"]]
     assert kinds == ["tunnel", "station", "crash", "drop", "tunnel"]
+    for tunnel in (d for d in result["disruptions"] if d["kind"] == "tunnel"):
+        # The label names the tunnel's real (scaled) length: "tunnel 0.5 s" at --speed 16.
+        lasted = tunnel["ended"] - tunnel["started"]
+        named = float(tunnel["label"].split()[1])
+        assert abs(named - lasted) < 0.25 + 0.2 * named, tunnel
     for d in result["disruptions"]:
         assert d["recovered"] is not None, d
         # Back within a few seconds of each fault's end (the tunnel's length not included).
@@ -52,6 +57,8 @@ def check_journey(result: dict) -> None:
     tunnels = [d for d in result["disruptions"] if d["kind"] == "tunnel"]
     assert all(t["how"] == "resumed" and t["replayed"] >= 1 for t in tunnels), tunnels
 
+    # The client's LiveConfig and what the token service locks agree (no ConfigMismatch).
+    assert result["configMismatches"] == []
     f = result["figures"]
     assert f["contextResets"] == 0
     assert f["reconnects"] == 5
@@ -65,12 +72,16 @@ def check_journey(result: dict) -> None:
     assert all(u["status"] == "answered" for u in result["utterances"])
 
 
-def test_demo_text_journey_json() -> None:
+def test_demo_typed_journey_json() -> None:
     started = time.monotonic()
     code, result, stderr = run_demo_json("--speed", "16")
     assert code == 0, stderr[-2000:]
     check_journey(result)
-    assert result["audio"] is False
+    assert result["audio"] is False  # the user typed ...
+    # ... and the model answered in audio, as Google's current models do; the answers the
+    # checks read are the output transcription.
+    assert result["stack"]["modality"] == "AUDIO"
+    assert result["figures"]["audioReceivedSeconds"] > 5
     # The token service child was stopped with the demo.
     pid = result["stack"]["tokenServicePid"]
     assert pid and not alive(pid)

@@ -86,3 +86,17 @@ async def test_first_then_hands_the_prefetched_token_first() -> None:
     assert (await chained()).secret == "auth_tokens/1"
     assert (await chained()).secret == "auth_tokens/2"
     assert calls == 2
+
+
+def test_a_failure_names_what_the_server_said() -> None:
+    from tunnelproof.demo.preflight import failure_sentence
+    from tunnelproof.protocol.close_codes import classify_close
+
+    reason = "Invalid argument: models/gemini-3.8-live supports response modality AUDIO only."
+    verdict = classify_close(1007, reason)
+    sentence = failure_sentence(verdict)
+    assert sentence.startswith(verdict.advice)
+    assert sentence.endswith(f"(the server said: 1007 {reason})")
+    # An advice that already carries the reason is not repeated.
+    bare = classify_close(1008, "")
+    assert failure_sentence(bare) == bare.advice

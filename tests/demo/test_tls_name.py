@@ -21,7 +21,8 @@ pytestmark = pytest.mark.e2e
 
 async def first_outcome(emulator_tls, name: str) -> object:
     emu = emulator_tls
-    config = LiveConfig(response_modalities=("TEXT",))
+    # The demo's own modality: audio answers with their transcript (what --real uses).
+    config = LiveConfig(response_modalities=("AUDIO",), output_audio_transcription=True)
 
     async def key_source() -> Credential:
         return Credential(kind="api_key", secret=emu.api_key, ws_base=f"wss://{name}:{emu.port}")

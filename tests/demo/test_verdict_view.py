@@ -101,3 +101,42 @@ def test_view_and_summary_render() -> None:
     out = render(summary(state, judge(state, train_journey(), server_turns(state))))
     assert "✔ context survived" in out
     assert "The conversation survived the journey." in out
+
+
+def test_scaled_tunnel_labels_name_the_scaled_length() -> None:
+    labels = [s.label for s in train_journey().scaled(4).steps if s.kind == "tunnel"]
+    assert labels == ["tunnel 1 s", "tunnel 2 s"]
+    labels = [s.label for s in train_journey().scaled(16).steps if s.kind == "tunnel"]
+    assert labels == ["tunnel 0.25 s", "tunnel 0.5 s"]
+    assert [s.label for s in train_journey().steps if s.kind == "tunnel"] == [
+        "tunnel 4 s",
+        "tunnel 8 s",
+    ]
+
+
+def test_a_disconnect_is_a_sentence() -> None:
+    from tunnelproof.demo.runner import describe_disconnect
+
+    handover = describe_disconnect(1000, "", planned=True)
+    assert handover.startswith("handover: the client closed the old connection normally")
+    assert "1000" not in handover
+    assert describe_disconnect(1000, "", planned=True, ending=True).startswith(
+        "the journey is over"
+    )
+    crash = describe_disconnect(1011, "Internal error encountered.", planned=False)
+    assert crash == (
+        "link lost: the server closed the connection with code 1011 (Internal error encountered.)"
+    )
+    assert "without a close frame" in describe_disconnect(None, "", planned=False)
+
+
+def test_the_demo_session_uses_the_library_default_retry_policy() -> None:
+    # The journey once ran on a compressed `stable_after`; it now shows what an app gets.
+    from types import SimpleNamespace
+
+    from tunnelproof.demo.app import _session_kwargs
+
+    stack = SimpleNamespace(dial=None, ssl_context=lambda: None)
+    kwargs = _session_kwargs(stack, 7)  # type: ignore[arg-type]
+    assert "policy" not in kwargs
+    assert set(kwargs) == {"rng", "connect_kwargs"}

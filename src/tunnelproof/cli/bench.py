@@ -32,12 +32,19 @@ def register(app: typer.Typer) -> None:
         out: Annotated[
             Path, typer.Option("--out", help="Directory for the JSON results and PNG charts.")
         ] = Path("bench/results"),
-        seed: Annotated[int, typer.Option(help="Seed of every random source.")] = 7,
+        seed: Annotated[
+            int, typer.Option(help="Random seed of every random source (reproducible runs).")
+        ] = 7,
         markdown: Annotated[
             bool, typer.Option("--markdown", help="Also print the summary as Markdown.")
         ] = False,
     ) -> None:
-        """Measure tunnelproof against the seed, google-genai and the floor, in one run."""
+        """Measure tunnelproof against the seed project's client, google-genai and the floor.
+
+        The seed project is the code tunnelproof started from: a TypeScript LiveSession
+        whose retry policy (six tries, 1 s doubling) is reproduced as SEED_POLICY. The floor
+        is a bare token fetch, connect and setup: no client can be faster.
+        """
         from rich.console import Console
         from rich.table import Table
 

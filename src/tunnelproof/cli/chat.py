@@ -42,11 +42,21 @@ from urllib.parse import urlsplit
 
 import typer
 
+from tunnelproof.cli import _interrupt
 from tunnelproof.cli.demo import check_model, route_logs, run_until_signalled
-from tunnelproof.demo.preflight import FirstThen, PreflightError, SourceKind, first_credential
+from tunnelproof.demo.preflight import (
+    FirstThen,
+    PreflightError,
+    SourceKind,
+    failure_sentence,
+    first_credential,
+)
 
 PROMPT = "› "
+OUTPUT_RATE = 24_000  # Live answers are 24 kHz 16-bit mono PCM
 EOF_GRACE = 30.0  # seconds to wait for outstanding answers at the end of piped input
+HANDLE_PAUSE = 0.3  # piped input: the longest pause after an answer, for its handle
+ANSWERS_NOTE = "Answers are spoken (audio); you read their transcript."
 HELP = "Type a message. /tunnel N drops the link for N seconds, /status, /retry, /quit."
 
 
@@ -106,7 +116,9 @@ class Screen:
         self.out.flush()
 
     def prompt(self) -> None:
-        """Show the input prompt."""
+        """Show the input prompt (terminals only: in a pipe it would only be noise)."""
+        if not self.tty:
+            return
         self.out.write(PROMPT)
         self.out.flush()
 
@@ -154,11 +166,11 @@ async def resolve_target(
     from tunnelproof.protocol.config import ContextWindowCompression, LiveConfig
     from tunnelproof.protocol.models import default_model
 
-    # Google's current Live models answer in audio only; the emulator can do text, which
-    # reads best in a terminal, unless the user asked to hear the answers.
-    chosen = modality or ("AUDIO" if (real or token_url or audio) else "TEXT")
+    # Audio-first, as Google is: every current Live model answers in AUDIO only. The
+    # answer's output transcription is what the terminal shows.
+    chosen = modality or "AUDIO"
     if chosen not in ("TEXT", "AUDIO"):
-        raise ChatError("--modality must be TEXT or AUDIO.")
+        raise ChatError("--modality must be AUDIO (the default) or TEXT.")
     config = LiveConfig(
         model=model or default_model(),
         response_modalities=(chosen,),  # type: ignore[arg-type]
@@ -172,7 +184,7 @@ async def resolve_target(
         from tunnelproof.session.credentials import TokenConfigError
         from tunnelproof.tokens.client import TokenServiceSource
 
-        header = f"Bearer {bearer}" if bearer else None
+        header = bearer_header(bearer)
         try:
             source: Any = TokenServiceSource(
                 token_url, (lambda: header) if header else None, verify=_verify(ca_file)
@@ -221,6 +233,21 @@ async def resolve_target(
         raise
     host, port, secure = _upstream(first.ws_base)
     return Target(label, FirstThen(source, first), config, (host, port), secure, ca_file, cleanup)
+
+
+def bearer_header(bearer: str | None) -> str | None:
+    """The ``Authorization`` header for ``--bearer``: the credential, prefixed once.
+
+    ``--bearer "Bearer KEY"`` (copied from a curl line) means the key: the prefix is
+    dropped rather than sent twice, which the service could only answer with a bare 401.
+    """
+    if bearer is None:
+        return None
+    value = bearer.strip()
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() == "bearer" and rest.strip():
+        value = rest.strip()
+    return f"Bearer {value}" if value else None
 
 
 def _verify(ca_file: str | None) -> Any:
@@ -278,6 +305,8 @@ class Chat:
         self.tunnel_until: float | None = None
         self.started = time.monotonic()
         self.connected_once = False
+        self._connected = asyncio.Event()  # set at the first connection
+        self.audio_in_s = 0.0  # seconds of spoken answer received
         self.failed: str | None = None
         self.awaiting = 0  # messages sent whose answer has not finished yet
         self._settled = asyncio.Event()  # set while nothing is awaited
@@ -342,11 +371,42 @@ class Chat:
                 self.screen.prompt()
                 continue
             if not self.interactive:
-                # A piped script: wait for each answer before the next line, as a person
-                # would (otherwise every line would barge in on the previous answer).
+                # A piped script: wait for the first connection (a script's first line is
+                # read at once; "queued" would be noise), then for each answer before the
+                # next line, as a person would (or every line would barge in on the last).
+                await self._first_connection()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._settled.wait(), EOF_GRACE)
+                await self._pause_for_handle()
+                if self.stop.is_set():
+                    return
             await self.command(line)
+
+    async def _pause_for_handle(self) -> None:
+        """After an answer, pause (at most ``HANDLE_PAUSE``) until its resumption handle came.
+
+        Google issues the handle covering a turn 20-70 ms after ``turnComplete``. A person
+        pauses longer; a script would not, and a drop right then would resume from the
+        state before the last exchange (correct, but that exchange is replayed).
+        """
+        for _ in range(int(HANDLE_PAUSE / 0.01)):  # polled: the session has no handle event
+            if self.session.last_turn_held or self.stop.is_set():
+                return
+            await asyncio.sleep(0.01)
+
+    async def _first_connection(self) -> None:
+        """Wait (bounded) until the session first connected, or the chat stops."""
+        if self._connected.is_set():
+            return
+        waiters = {
+            asyncio.ensure_future(self._connected.wait()),
+            asyncio.ensure_future(self.stop.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=EOF_GRACE, return_when="FIRST_COMPLETED")
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
 
     async def command(self, line: str) -> None:
         """One typed line: a command or a message."""
@@ -408,6 +468,8 @@ class Chat:
         m = s.metrics
         parts = [f"{s.state}", f"t {time.monotonic() - self.started:.0f} s"]
         parts.append(f"reconnects {m.reconnects}")
+        if self.audio_in_s:
+            parts.append(f"spoken answers {self.audio_in_s:.1f} s")
         if m.last_gap is not None:
             parts.append(f"last gap {m.last_gap:.2f} s")
         parts.append(f"tokens {m.tokens_fetched}")
@@ -423,6 +485,7 @@ class Chat:
         """Print session events."""
         from tunnelproof.session import (
             AudioChunk,
+            ConfigMismatch,
             Connected,
             ContextReset,
             Failed,
@@ -442,6 +505,7 @@ class Chat:
             match event:
                 case Connected(first=first):
                     self.connected_once = True
+                    self._connected.set()
                     self._outage_noted = False
                     say("· connected" if first else "· connected to a fresh session")
                     if first:
@@ -463,19 +527,22 @@ class Chat:
                     if partial:
                         say(f"· the answer was cut off: {partial.strip()!r}")
                     self.answer = ""
+                case ConfigMismatch() as mismatch:
+                    say(f"· config mismatch: {mismatch.advice}")
                 case ContextReset(reason=reason, seeded_turns=turns):
                     say(f"· context reset ({reason}); {turns} turns re-sent from the transcript")
                 case SendDropped(reason=reason):
                     say(f"· not delivered: {reason}")
                 case Failed(verdict=verdict):
-                    self.failed = verdict.advice
+                    self.failed = failure_sentence(verdict)
                     self._settled.set()
-                    say(f"· stopped: {verdict.advice}")
+                    say(f"· stopped: {self.failed}")
                     if not self.connected_once:
                         self.stop.set()
                 case TextDelta(text=text) | OutputTranscript(text=text):
                     self.answer += text
                 case AudioChunk(pcm=pcm):
+                    self.audio_in_s += len(pcm) / 2 / OUTPUT_RATE
                     if self._speaker is not None:
                         self._speaker.write(pcm)
                 case Interrupted():
@@ -614,6 +681,8 @@ async def run_chat(
                 chat = Chat(target, screen, audio=audio)
                 chat.session, chat.proxy = session, proxy
                 screen.say(f"tunnelproof chat: {target.label}. {HELP}")
+                if target.config.modality == "AUDIO":
+                    screen.say(ANSWERS_NOTE + ("" if audio else " (--audio plays them.)"))
                 screen.start()
                 fd = sys.stdin.fileno()
                 polled = chat.watch_stdin(fd)
@@ -667,13 +736,18 @@ def register(app: typer.Typer) -> None:
         bearer: Annotated[
             str | None,
             typer.Option(
-                envvar="TUNNELPROOF_BEARER", help="The user's bearer credential for --token-url."
+                envvar="TUNNELPROOF_BEARER",
+                help="The user's credential for --token-url: the key or JWT itself "
+                "(a leading 'Bearer ' is accepted and dropped).",
             ),
         ] = None,
         model: Annotated[str | None, typer.Option(help="Live model.")] = None,
         modality: Annotated[
             str | None,
-            typer.Option(help="TEXT or AUDIO answers (default TEXT locally, AUDIO otherwise)."),
+            typer.Option(
+                help="AUDIO (default: spoken answers, shown through their transcript) or "
+                "TEXT (only for a model that answers in text; no current Google model does)."
+            ),
         ] = None,
         wav: Annotated[
             Path | None, typer.Option(help="Send this 16-bit WAV file as spoken input first.")
@@ -714,6 +788,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"tunnelproof chat: {exc}", err=True)
             raise typer.Exit(code=2) from None
         except (KeyboardInterrupt, asyncio.CancelledError):
-            typer.echo("\ntunnelproof chat: interrupted.", err=True)
+            # On a terminal the ^C echo leaves the cursor mid-line.
+            lead = "\n" if sys.stderr.isatty() else ""
+            _interrupt.report(f"{lead}tunnelproof chat: interrupted; everything was stopped.")
             raise typer.Exit(code=130) from None
         raise typer.Exit(code=code)

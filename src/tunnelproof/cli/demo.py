@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from tunnelproof.cli import _interrupt
 from tunnelproof.protocol.models import migrate_model
 
 T = TypeVar("T")
@@ -31,19 +32,31 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def check_model(model: str | None, command: str) -> None:
-    """Refuse a retired model up front, naming the replacement (one sentence, exit 2)."""
+def retired_model_problem(model: str | None) -> str | None:
+    """The sentence refusing a retired model (naming the replacement), or ``None``."""
     from tunnelproof.protocol.models import RETIRED_MODELS, bare_model_id, default_model
 
     chosen = bare_model_id(model or default_model())
-    if chosen in RETIRED_MODELS:
-        migration = migrate_model(chosen)
-        typer.echo(
-            f"tunnelproof {command}: {migration.explanation} "
-            f"Pass --model {migration.model} (or set TUNNELPROOF_MODEL={migration.model}).",
-            err=True,
-        )
+    if chosen not in RETIRED_MODELS:
+        return None
+    migration = migrate_model(chosen)
+    return (
+        f"{migration.explanation} "
+        f"Pass --model {migration.model} (or set TUNNELPROOF_MODEL={migration.model})."
+    )
+
+
+def check_model(model: str | None, command: str) -> None:
+    """Refuse a retired model up front, naming the replacement (one sentence, exit 2)."""
+    problem = retired_model_problem(model)
+    if problem is not None:
+        typer.echo(f"tunnelproof {command}: {problem}", err=True)
         raise typer.Exit(code=2)
+
+
+def error_document(message: str, exit_code: int) -> dict[str, Any]:
+    """What ``demo --json`` prints when there is no verdict: the reason, machine-readable."""
+    return {"ok": False, "exitCode": exit_code, "error": message, "verdict": None}
 
 
 async def run_until_signalled(work: Coroutine[Any, Any, T]) -> T:
@@ -89,9 +102,19 @@ def register(app: typer.Typer) -> None:
         speed: Annotated[
             float, typer.Option(help="Time scaling: 2 plays the journey twice as fast.")
         ] = 1.0,
-        seed: Annotated[int | None, typer.Option(help="Seed for jitter (reproducible).")] = None,
+        seed: Annotated[
+            int | None,
+            typer.Option(
+                help="Random seed for the tunnel's and the retries' jitter (reproducible)."
+            ),
+        ] = None,
         audio: Annotated[
-            bool, typer.Option("--audio", help="Speak and hear audio instead of text.")
+            bool,
+            typer.Option(
+                "--audio",
+                help="The user speaks instead of typing (answers are always spoken, "
+                "shown as their transcript).",
+            ),
         ] = False,
         json_output: Annotated[
             bool, typer.Option("--json", help="No live view; print the result as JSON.")
@@ -118,12 +141,21 @@ def register(app: typer.Typer) -> None:
         from tunnelproof.demo import DemoError, DemoOptions, run_demo
         from tunnelproof.demo.app import print_json
 
-        check_model(model, "demo")
+        def fail(message: str, code: int = 2) -> typer.Exit:
+            # One sentence on stderr; with --json also a document on stdout, so that a
+            # script reading stdout learns why there is no verdict.
+            if json_output:
+                print_json(error_document(message, code))
+            return _fail(message, code)
+
+        problem = retired_model_problem(model)
+        if problem is not None:
+            raise fail(problem)
         api_key: str | None = None
         if real:
             api_key = (os.environ.get("GEMINI_API_KEY") or "").strip() or None
             if api_key is None:
-                raise _fail(
+                raise fail(
                     "--real needs a Gemini API key: export GEMINI_API_KEY=... "
                     "(or run `tunnelproof demo` without --real to use the local emulator)."
                 )
@@ -139,14 +171,20 @@ def register(app: typer.Typer) -> None:
         try:
             outcome = asyncio.run(run_until_signalled(run_demo(options)))
         except DemoError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         except asyncio.CancelledError:
-            typer.echo("tunnelproof demo: terminated; everything was stopped.", err=True)
-            raise typer.Exit(code=143) from None
+            raise fail("terminated; everything was stopped.", 143) from None
         except KeyboardInterrupt:
             # asyncio.run cancelled the demo, whose finally blocks stopped every child.
-            typer.echo("tunnelproof demo: interrupted; everything was stopped.", err=True)
-            raise typer.Exit(code=130) from None
+            if json_output:
+                print_json(error_document("interrupted; everything was stopped.", 130))
+            _interrupt.report("tunnelproof demo: interrupted; everything was stopped.")
+            raise typer.Exit(code=_interrupt.EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            # A bug: the traceback follows, but a --json reader still gets a document.
+            if json_output:
+                print_json(error_document(f"internal error: {type(exc).__name__}: {exc}", 1))
+            raise
         if json_output:
             print_json(outcome.result)
         sys.stdout.flush()

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from tunnelproof.demo.journey import train_journey
@@ -22,10 +22,10 @@ from tunnelproof.demo.preflight import FirstThen, PreflightError, first_credenti
 from tunnelproof.demo.processes import ChildStartError
 from tunnelproof.demo.runner import CONNECT_TIMEOUT, JourneyRunner
 from tunnelproof.demo.stack import DemoStack, StackOptions
+from tunnelproof.demo.terminal import SynchronizedOutput
 from tunnelproof.demo.verdict import judge, result_json
 from tunnelproof.demo.view import live_view, summary
 from tunnelproof.session import LiveSession
-from tunnelproof.session.policy import DEFAULT_POLICY, RetryPolicy
 
 REFRESH_PER_SECOND = 8
 
@@ -55,25 +55,11 @@ class DemoOutcome:
     result: dict[str, Any]
 
 
-def demo_policy(speed: float) -> RetryPolicy:
-    """The client's retry policy for a journey at ``speed``: the library's default.
-
-    The journey packs an hour of train travel into a minute, so faults come a few seconds
-    apart. That needs no compressed constant: the first attempt after an abrupt drop goes
-    at once and a healthy connection's drop never escalates the next one, so faults close
-    together cost what one costs. ``speed`` is accepted for symmetry with the journey.
-    """
-    del speed
-    return DEFAULT_POLICY
-
-
 def _session_kwargs(stack: DemoStack, seed: int | None) -> dict[str, Any]:
     import random
 
-    kwargs: dict[str, Any] = {
-        "rng": random.Random(seed),
-        "policy": demo_policy(stack.options.speed),
-    }
+    # The library's default RetryPolicy, untouched: the demo shows what an app gets.
+    kwargs: dict[str, Any] = {"rng": random.Random(seed)}
     connect: dict[str, Any] = {"proxy": None}  # the demo's tunnel is local; no HTTP proxy
     dial = stack.dial
     if dial is not None:
@@ -96,9 +82,7 @@ async def run_demo(
     """Run the whole demo; raises :class:`DemoError` when it cannot start."""
     if options.speed <= 0:
         raise DemoError("--speed must be a positive number, e.g. --speed 1 or --speed 5.")
-    # Spoken answers are slower than text: the cut-off question is shorter with audio out.
-    journey_full = train_journey(real=options.real, audio=options.audio or options.real)
-    journey = journey_full.scaled(options.speed)
+    journey = train_journey(real=options.real).scaled(options.speed)
     state = DemoState(
         mode="google" if options.real else "emulator",
         speed=options.speed,
@@ -114,7 +98,11 @@ async def run_demo(
         model=options.model,
         seed=options.seed,
     )
-    console = console or Console(stderr=options.json)
+    if console is None:
+        if options.json or not sys.stdout.isatty():
+            console = Console(stderr=options.json)
+        else:
+            console = Console(file=SynchronizedOutput(sys.stdout))  # type: ignore[arg-type]
     try:
         async with DemoStack(so) as stack:
             source = stack.token_source()
@@ -171,18 +159,26 @@ async def _play(runner: JourneyRunner, state: DemoState) -> None:
 
 
 async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) -> None:
+    def frame() -> RenderableType:
+        # One row short of the terminal: a view exactly as tall as the screen would scroll
+        # it by a row at every redraw. Read the size each time: the terminal may be resized.
+        width, height = console.size
+        return live_view(state, width, max(1, height - 1))
+
     with Live(
-        live_view(state),
+        frame(),
         console=console,
         auto_refresh=False,  # redrawn from the loop below, never from rich's thread
         transient=False,
-        vertical_overflow="visible",
+        # The view is already bounded by the terminal's height; crop is the safety net
+        # (overflowing rows would be pushed into the scrollback at every redraw).
+        vertical_overflow="crop",
     ) as live:
         play = asyncio.create_task(_play(runner, state))
         try:
             while not play.done():
                 runner.now()
-                live.update(live_view(state, console.size.width), refresh=True)
+                live.update(frame(), refresh=True)
                 await asyncio.wait({play}, timeout=1 / REFRESH_PER_SECOND)
         finally:
             if not play.done():
@@ -190,7 +186,7 @@ async def _play_live(runner: JourneyRunner, state: DemoState, console: Console) 
                 with contextlib.suppress(asyncio.CancelledError):
                     await play
         play.result()
-        live.update(live_view(state, console.size.width), refresh=True)
+        live.update(frame(), refresh=True)
 
 
 def print_json(result: dict[str, Any], out: TextIO | None = None) -> None:

@@ -59,7 +59,11 @@ class Journey:
     length: float = field(default=60.0)
 
     def scaled(self, speed: float) -> Journey:
-        """The same journey with every time and duration divided by ``speed``."""
+        """The same journey with every time and duration divided by ``speed``.
+
+        A tunnel's label names its length, so it is rewritten with the scaled one: at
+        ``--speed 4`` the 8 s tunnel lasts 2 s and is labelled so.
+        """
         if speed <= 0:
             raise ValueError("speed must be positive")
         return Journey(
@@ -67,7 +71,7 @@ class Journey:
                 Step(
                     s.kind,
                     s.at / speed,
-                    s.label,
+                    tunnel_label(s.duration / speed) if s.kind == "tunnel" else s.label,
                     s.say,
                     s.duration / speed,
                     s.cut_after_words,
@@ -83,11 +87,18 @@ class Journey:
         return [s.say for s in self.steps if s.say is not None]
 
 
-def train_journey(*, real: bool = False, audio: bool = False) -> Journey:
+def tunnel_label(duration: float) -> str:
+    """``tunnel 4 s``, ``tunnel 0.5 s``: a tunnel's row label, naming its length."""
+    shown = f"{duration:.0f}" if duration >= 10 else f"{duration:.2g}"
+    return f"tunnel {shown} s"
+
+
+def train_journey(*, real: bool = False) -> Journey:
     """The demo's journey. ``real`` adapts the two faults only the emulator can cause.
 
-    With ``audio`` the answer to cut is shorter: spoken answers take a quarter of a second
-    per word, so counting to 60 would take a quarter of the journey.
+    Answers are spoken (audio with its transcription, as every current Live model answers),
+    so the answer to cut is short: spoken words take a quarter of a second each, and
+    counting to 60 would take a quarter of the journey.
 
     Against Google nobody can order a ``goAway`` or a server crash, so the station waits
     for nothing (Google sends goAway on its own schedule, which the client handles the
@@ -100,7 +111,7 @@ def train_journey(*, real: bool = False, audio: bool = False) -> Journey:
         Step(
             "tunnel",
             9.0,
-            "tunnel 4 s",
+            tunnel_label(4.0),
             say="I am in a tunnel now, can you still hear me?",
             duration=4.0,
         ),
@@ -113,13 +124,13 @@ def train_journey(*, real: bool = False, audio: bool = False) -> Journey:
             "drop",
             36.0,
             "drop mid-answer",
-            say="Please count to 20 for me." if audio else "Please count to 60 for me.",
-            cut_after_words=5 if audio else 12,
+            say="Please count to 20 for me.",
+            cut_after_words=5,
         ),
         Step(
             "tunnel",
             44.0,
-            "tunnel 8 s",
+            tunnel_label(8.0),
             say="Still there? This tunnel is a long one.",
             duration=8.0,
         ),

@@ -130,6 +130,7 @@ class DemoState:
     failed: str | None = None
     last_problem: str = ""  # the newest reason a connection attempt failed
     context_resets: int = 0
+    config_mismatches: list[str] = field(default_factory=list)  # ConfigMismatch advice
     finished: bool = False
 
     def note(self, text: str, style: str = "") -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from tunnelproof.protocol.close_codes import CloseVerdict
 from tunnelproof.session.credentials import (
     Credential,
     TokenAuthError,
@@ -54,7 +55,8 @@ async def first_credential(source: TokenSource, *, where: str, kind: SourceKind)
     except TokenAuthError as exc:
         raise PreflightError(
             f"{where} refused the user (HTTP {exc.status}): "
-            "pass a valid --bearer (or set TUNNELPROOF_BEARER)."
+            "pass a valid --bearer (or set TUNNELPROOF_BEARER): the key or JWT itself, "
+            "as the service was configured with it."
         ) from None
     except TokenOffline:
         if kind == "google":
@@ -84,3 +86,17 @@ async def first_credential(source: TokenSource, *, where: str, kind: SourceKind)
     except TokenConfigError as exc:
         advice = "check GEMINI_API_KEY" if kind == "google" else "check the URL and settings"
         raise PreflightError(f"the token source is misconfigured ({exc}); {advice}.") from None
+
+
+def failure_sentence(verdict: CloseVerdict) -> str:
+    """A ``Failed`` verdict for a person: the advice, and what the server said if it adds.
+
+    The advice is generic for some classes (1007 "invalid argument" covers many mistakes);
+    the server's own reason names the one that happened (e.g. the model that answers in
+    AUDIO only).
+    """
+    reason = " ".join(verdict.reason.split())
+    if not reason or reason in verdict.advice:
+        return verdict.advice
+    code = f"{verdict.code} " if verdict.code is not None else ""
+    return f"{verdict.advice} (the server said: {code}{reason})"

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 from tunnelproof.demo.journey import Journey, Step
 from tunnelproof.demo.model import DemoState, Disruption, Utterance
+from tunnelproof.demo.preflight import failure_sentence
 from tunnelproof.demo.stack import DemoStack
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.session import (
     AudioChunk,
+    ConfigMismatch,
     Connected,
     ContextReset,
     Disconnected,
@@ -42,6 +44,7 @@ from tunnelproof.session.app_events import AppEvent
 # second; these only bound a broken run so that it ends with a verdict instead of hanging.
 ANSWER_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 30.0
+HANDLE_PAUSE = 0.3  # the longest pause after an answer, waiting for its handle (wall s)
 
 AUDIO_CHUNK_S = 0.04  # 40 ms chunks: what the Live docs recommend for streaming input
 AUDIO_PACING = 2.0  # the demo user speaks at twice real time, to keep the journey short
@@ -51,6 +54,28 @@ OUTPUT_RATE = 24_000
 def normalise(text: str) -> str:
     """Lower-case words only, for comparing what was said with what was quoted back."""
     return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def describe_disconnect(
+    code: int | None, reason: str, *, planned: bool, ending: bool = False
+) -> str:
+    """A lost or handed-over connection, as a sentence (not ``handed over: 1000``).
+
+    ``planned`` is a close the client made itself: a handover after ``goAway`` while the
+    journey runs, the end of the conversation once it is over (``ending``).
+    """
+    normally = "normally" if code in (1000, None) else f"with code {code}"
+    if planned and ending:
+        return f"the journey is over: the client closed the connection {normally}"
+    if planned:
+        return (
+            f"handover: the client closed the old connection {normally} at the turn's end "
+            "and resumes the conversation on a new one"
+        )
+    if code is None:
+        return "link lost: the connection dropped without a close frame"
+    why = f" ({reason.strip()})" if reason.strip() else ""
+    return f"link lost: the server closed the connection with code {code}{why}"
 
 
 @dataclass(slots=True)
@@ -144,21 +169,21 @@ class JourneyRunner:
                 st.note(f"reconnecting in {delay:.2f} s ({what}): {reason}", "yellow")
             case Disconnected(code=code, reason=reason, planned=planned):
                 self._ready.clear()
-                label = "handed over" if planned else "link lost"
-                st.note(f"{label}: {code if code is not None else 'no close frame'} {reason}")
+                st.note(describe_disconnect(code, reason, planned=planned, ending=st.finished))
             case GoAwayReceived(time_left=left):
                 shown = "?" if left is None else f"{left:.1f}"
                 st.note(f"goAway: server leaves in {shown} s; handover at the turn's end")
             case Rewound(partial_text=partial, reply_lost=lost, reasked=reasked):
-                said = partial or self._answer
+                said = " ".join((partial or self._answer).split())
                 if self._pending and said:
                     head = self._pending[0].utterance
-                    head.cut_partial = said
+                    if len(said) > len(head.cut_partial):
+                        head.cut_partial = said
                     head.status = "cut"
                     words = len(said.split())
                     open_ = st.open_disruption()
                     if open_ is not None:
-                        open_.cut_words = words
+                        open_.cut_words = max(open_.cut_words, words)
                     st.note(f"answer cut after {words} words; the question will be replayed")
                 elif reasked:
                     st.note("the reply due was lost with the link; the message will be replayed")
@@ -166,12 +191,15 @@ class JourneyRunner:
                     st.note("the reply due was lost with the link: ask again")
                 self._answer = ""
                 self._answer_words = 0
+            case ConfigMismatch() as mismatch:
+                st.config_mismatches.append(mismatch.advice)
+                st.note(f"config mismatch: {mismatch.advice}", "red")
             case ContextReset(reason=reason, seeded_turns=turns):
                 st.context_resets += 1
                 st.note(f"context reset ({reason}); re-seeded {turns} turns", "red")
             case Failed(verdict=verdict):
-                st.failed = verdict.advice
-                st.note(f"failed: {verdict.advice}", "bold red")
+                st.failed = failure_sentence(verdict)
+                st.note(f"failed: {st.failed}", "bold red")
                 self._failed.set()
                 for pending in self._pending:
                     pending.done.set()
@@ -225,6 +253,13 @@ class JourneyRunner:
         d = self._disrupt(step, "drop")
         self.stack.reset_link()
         d.ended = d.started
+        # What had been said when the link died is the cut answer, whatever the resume
+        # later reports (Rewound may say more, never less).
+        d.cut_words = self._answer_words
+        if self._pending and self._answer.strip():
+            head = self._pending[0].utterance
+            head.cut_partial = " ".join(self._answer.split())
+            head.status = "cut"
         self.state.note(f"link reset mid-answer (after {self._answer_words} words)", "red")
 
     def _recovered(self, how: str, gap: float | None, replayed: int) -> None:
@@ -302,7 +337,25 @@ class JourneyRunner:
             pending.utterance.status = "unanswered"
             self.state.note(f"no answer within {ANSWER_TIMEOUT:g} s", "red")
             return False
-        return pending.utterance.status == "answered"
+        if pending.utterance.status != "answered":
+            return False
+        await self._pause_for_handle()
+        return True
+
+    async def _pause_for_handle(self) -> None:
+        """After an answer, pause until the server issued the handle that covers it.
+
+        Google sends that handle 20-70 ms after ``turnComplete``. A person pauses longer
+        than that, but at ``--speed 16`` the journey's pauses would not: the next question
+        would always beat the handle, and every drop would resume from an older state
+        (correct, but with every answer since then replayed). Bounded: a server that sends
+        no new handle only delays the journey by ``HANDLE_PAUSE``.
+        """
+        deadline = self._clock() + HANDLE_PAUSE
+        while not self.session.last_turn_held and self._clock() < deadline:
+            if self._failed.is_set():
+                return
+            await asyncio.sleep(0.01)  # polled: the session has no event for it
 
     async def _recovery(self, disruption: Disruption) -> None:
         """Wait until ``disruption`` is recovered from (or give up after the timeout)."""

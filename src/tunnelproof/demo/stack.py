@@ -49,7 +49,8 @@ class StackOptions:
 
     Attributes:
         speed: time scaling of the emulator's durations and its answers' pacing.
-        audio: AUDIO response modality (and spoken input) instead of TEXT.
+        audio: the user speaks (16 kHz PCM, transcribed) instead of typing. The model always
+            answers in audio, as Google's current Live models do.
         real: talk to Google with ``api_key`` instead of the emulator.
         api_key: the Gemini API key (``real`` only; it stays in the token service).
         model: the Live model (default: ``TUNNELPROOF_MODEL`` or the library default).
@@ -95,19 +96,18 @@ def emulator_policy(speed: float) -> EmulatorPolicy:
 def live_config(options: StackOptions) -> LiveConfig:
     """The session config, shared by the client and the token service (which locks it).
 
-    Context-window compression lifts the 15-minute session limit; transcriptions make the
-    spoken conversation readable (and let the client re-seed a fresh session from it).
-    ``options.audio`` means the user speaks (spoken input) and the model answers in audio.
+    Audio-first, as Google is: every current Live model answers in AUDIO only, so the demo
+    asks for audio answers with their output transcription (the text the view shows and
+    the verdict reads), and input transcription for ``--audio``'s spoken input: the
+    defaults of ``LiveConfig()`` and of the token service, which locks the same values.
+    Context-window compression lifts the 15-minute session limit.
     """
-    # Google's current Live models answer in AUDIO only, so --real always asks for audio
-    # (with its transcription, which is what the view shows); the emulator can do TEXT.
-    spoken = options.audio or options.real
     return LiveConfig(
         model=options.model or default_model(),
-        response_modalities=("AUDIO",) if spoken else ("TEXT",),
+        response_modalities=("AUDIO",),
         system_instruction=SYSTEM_INSTRUCTION,
-        input_audio_transcription=options.audio,
-        output_audio_transcription=spoken,
+        input_audio_transcription=True,  # only used when the user speaks (--audio)
+        output_audio_transcription=True,
         compression=ContextWindowCompression(),
     )
 
@@ -167,6 +167,9 @@ class DemoStack:
             "TUNNELPROOF_AUTH_MODE": "static",
             "TUNNELPROOF_STATIC_KEYS": f"{DEMO_USER}:{self.bearer_key}",
             "TUNNELPROOF_RESPONSE_MODALITY": cfg.modality,
+            # Locked as the client asks, so that the client never sees a ConfigMismatch.
+            "TUNNELPROOF_INPUT_AUDIO_TRANSCRIPTION": str(cfg.input_audio_transcription).lower(),
+            "TUNNELPROOF_OUTPUT_AUDIO_TRANSCRIPTION": str(cfg.output_audio_transcription).lower(),
             "TUNNELPROOF_SYSTEM_INSTRUCTION": cfg.system_instruction or "",
             "TUNNELPROOF_MODEL": cfg.model,
             # Every reconnect fetches a token; a demo reconnects a dozen times a minute.

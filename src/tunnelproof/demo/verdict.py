@@ -165,5 +165,6 @@ def result_json(state: DemoState, verdict: Verdict, stack_info: dict[str, Any]) 
         "utterances": [u.to_json() for u in state.utterances],
         "speed": state.speed,
         "audio": state.audio,
+        "configMismatches": list(state.config_mismatches),
         "stack": stack_info,
     }
