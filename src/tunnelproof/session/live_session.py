@@ -49,6 +49,7 @@ from tunnelproof.session.actions import (
     Action,
     CancelTimer,
     CancelTokenFetch,
+    CheckLink,
     CloseSocket,
     DeleteHandle,
     Emit,
@@ -396,6 +397,10 @@ class LiveSession:
                         task.add_done_callback(self._closers.discard)
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
+                case CheckLink(attempt=attempt):
+                    sock = self._sockets.get(attempt)
+                    if sock is not None:
+                        sock.check_link(self._connect.watchdogs, self._feed)
                 case SaveHandle(session=session):
                     self._writer.save(session)
                 case DeleteHandle():
