@@ -28,6 +28,7 @@ from tunnelproof.session.events import (
     CloseRequested,
     FrameReceived,
     OpenFailure,
+    ReseedRequested,
     ResumeRequested,
     TokenFailure,
 )
@@ -981,3 +982,30 @@ def test_saved_handles_of_a_reconnected_session_carry_no_stale_disconnect_time()
     h.handle_update("h2")
     assert h.saved[-1].disconnected_at is None
     assert h.saved[-1].valid_at(h.wall)
+
+
+def test_reseed_requested_closes_and_starts_a_fresh_session_seeded_from_the_transcript() -> None:
+    """A resume Google accepted but that restored nothing: the app asks for a re-seed."""
+    h = connected()
+    h.send(realtime_text("My name is Ada."))
+    h.server(serverContent={"modelTurn": {"parts": [{"text": "Hi Ada"}]}, "turnComplete": True})
+    h.handle_update("h1")
+    h.feed(ReseedRequested())
+    assert h.deleted == 1 and h.m.resumption_handle is None
+    closes = h.actions_of(CloseSocket)
+    assert closes and closes[-1].code == 1000
+    h.closed(1000)
+    h.give_token()
+    h.opened()
+    assert h.setup_handle() is None
+    h.setup_complete()
+    seed = h.frames()[1]["clientContent"]
+    assert [t["parts"][0]["text"] for t in seed["turns"]] == ["My name is Ada.", "Hi Ada"]
+    reset = h.of(ev.ContextReset)
+    assert reset and reset[0].seeded_turns == 2 and "asked" in reset[0].reason
+
+
+def test_reseed_requested_while_closed_or_idle_does_nothing() -> None:
+    h = Harness()
+    h.feed(ReseedRequested())
+    assert h.m.state is SessionState.IDLE and not h.actions_of(CloseSocket)

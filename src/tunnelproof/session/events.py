@@ -125,8 +125,18 @@ class ResumeRequested:
     """The app asked to try again after a fatal stop (or after giving up)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReseedRequested:
+    """The app asked for a fresh server session re-seeded from its transcript.
+
+    For a resume the server accepted but that restored nothing (the model "greets afresh",
+    reported on 3.1 native audio): the wire cannot tell, the app can.
+    """
+
+
 Event = (
     Started
+    | ReseedRequested
     | TokenFetched
     | TokenFailed
     | SocketOpened

@@ -70,6 +70,7 @@ from tunnelproof.session.event_buffer import DEFAULT_MAX_CONTENT_BYTES, EventBuf
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
+    ReseedRequested,
     ResumeRequested,
     Started,
     TimerFired,
@@ -227,6 +228,17 @@ class LiveSession:
     async def resume(self) -> None:
         """Try again after a ``Failed`` event (or skip a pending backoff wait)."""
         self._feed(ResumeRequested())
+
+    async def reseed(self) -> None:
+        """Start a fresh server session re-seeded from the transcript (``ContextReset``).
+
+        For a resume the server accepted but that restored nothing (the model "greets
+        afresh", reported on 3.1 native audio): the wire cannot tell such a resume from a
+        good one, the app can (its own check, or the user's). The current connection is
+        closed at once; the handle is dropped; the next one is a fresh session seeded with
+        the conversation so far, and unanswered questions are asked again after it.
+        """
+        self._feed(ReseedRequested())
 
     @property
     def state(self) -> SessionState:

@@ -46,22 +46,17 @@ answers to abandoned token requests are ignored in every phase)::
     HANDING_OVER  SocketClosed, timer CLOSE               FETCHING | OPENING at once (no backoff)
     WAITING       timer RETRY, ResumeRequested            FETCHING | OPENING
     FAILED        ResumeRequested                         FETCHING | OPENING (a new retry budget)
+    SETUP, CONNECTED  ReseedRequested                     HANDING_OVER, then a fresh session
     any but IDLE  CloseRequested                          CLOSING (CloseSocket) | CLOSED
     CLOSING       SocketClosed, timer CLOSE               CLOSED
 
-"At once" goes through WAITING with no delay (``Reconnecting(0.0, planned=True)``).
-
-Rules worth knowing before reading the code:
-
-* One socket per session, always: a new socket is opened only after the previous one is
-  known to be gone (``SocketClosed``, or our own ``AbortSocket``). A goAway handover
-  closes the old socket first (Google refuses a resume while it is open).
-* A credential whose handshake completed is never used again; one whose handshake never
-  completed is reused while its new-session window lasts.
-* Only ``resumable: true`` handles are kept; the newest is used on every reconnect.
-* Delivery is decided in one place, :meth:`SessionMachine._confirm_delivery`.
-* The failure counter grows on every server-side failure and resets only after a
-  connection stayed up ``RetryPolicy.stable_after`` seconds.
+"At once" goes through WAITING with no delay (``Reconnecting(0.0, planned=True)``). Also:
+one socket per session, always (a new one opens only once the previous is known gone; a
+goAway handover closes the old socket first: Google refuses a resume while it is open). A
+credential whose handshake completed is never reused; one whose handshake never completed
+is, while its new-session window lasts. Only ``resumable: true`` handles are kept, the
+newest used on every reconnect. Delivery is decided in one place,
+:meth:`SessionMachine._confirm_delivery`; retry-or-give-up in :class:`RetryBudget`.
 """
 
 from __future__ import annotations
@@ -92,6 +87,7 @@ from tunnelproof.session.events import (
     FrameReceived,
     LinkChecked,
     OpenFailure,
+    ReseedRequested,
     ResumeRequested,
     SocketClosed,
     SocketOpened,
@@ -153,6 +149,8 @@ class SessionMachine(FailureRouting):
                 self._on_close_requested()
             case ResumeRequested():
                 self._on_resume_requested()
+            case ReseedRequested():
+                self._on_reseed_requested()
         self._end_of_call()
         out, self._out = self._out, []
         return out
@@ -593,4 +591,10 @@ class SessionMachine(FailureRouting):
         elif self.phase is Phase.WAITING:
             self._start_attempt()  # "retry now"
 
-    # -- sends -----------------------------------------------------------------------------------
+    def _on_reseed_requested(self) -> None:
+        if self.phase not in (Phase.IDLE, Phase.CLOSING, Phase.CLOSED):
+            self._drop_handle("the app asked for a fresh session re-seeded from its transcript")
+        if self.phase in (Phase.SETUP, Phase.CONNECTED):
+            self._handover()  # the close ends in a fresh session, re-seeded (ContextReset)
+        elif self.phase in (Phase.FETCHING, Phase.OPENING) and self.resumption.fresh_session_due:
+            self._prepare_fresh_session()  # this attempt's setup carries no handle

@@ -18,6 +18,7 @@ from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential, TokenOffline
 
 from .session_e2e_helpers import (
+    ASK_FIRST,
     CONFIG,
     FAST_WATCHDOGS,
     FIRST,
@@ -164,6 +165,24 @@ async def test_refused_resumes_fall_back_to_a_fresh_session_reseeded() -> None:
         assert isinstance(reset, ev.ContextReset) and reset.seeded_turns >= 2
         await rec.wait(ev.Connected, since=mark)
         assert session.metrics.fresh_session_fallbacks == 1
+        await check_first(rec)
+
+
+async def test_a_resume_that_restored_nothing_is_repaired_by_reseed() -> None:
+    """Google has accepted resumes that restored nothing ("greets afresh", reference §10).
+    The session cannot see it; the app can, and ``reseed()`` brings the context back."""
+    async with running() as (emu, session, rec):
+        mark = rec.mark()
+        emu.controls.forget_resumes(1)
+        emu.controls.abort_connection()
+        await rec.wait(ev.Resumed, since=mark)
+        forgot = await rec.ask(ASK_FIRST)
+        assert "teal" not in forgot  # the fault: accepted, nothing restored, no event says so
+        mark = rec.mark()
+        await session.reseed()
+        reset = await rec.wait(ev.ContextReset, since=mark, timeout=30)
+        assert isinstance(reset, ev.ContextReset) and reset.seeded_turns >= 2
+        assert "asked" in reset.reason
         await check_first(rec)
 
 
