@@ -46,6 +46,7 @@ function normalizeAction(a, now) {
     case "openSocket":
     case "abortSocket":
     case "deleteHandle":
+    case "checkLink":
       return { type: a.type };
     case "sendFrame":
       return { type: a.type, message: JSON.parse(a.text) };
@@ -157,6 +158,9 @@ class Runner {
       const [result, actions] = m.send(step.send, this.clock);
       this.track(actions);
       return [actions, result.status];
+    } else if ("linkChecked" in step) {
+      const c = step.linkChecked;
+      event = { type: "linkChecked", attempt: this.attempt, alive: c.alive, detail: c.detail ?? "" };
     } else if ("closeSession" in step) {
       event = { type: "closeRequested" };
     } else if ("resumeRequested" in step) {

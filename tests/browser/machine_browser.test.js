@@ -52,8 +52,7 @@ test("while the browser is offline, probes slow down instead of burning attempts
   const h = harness();
   h.connect();
   h.feed({ type: "networkOffline" });
-  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" });
-  h.fire("retry");
+  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" }); // at once: no retry timer
   const out = h.feed({ type: "tokenFailed", request: h.request, kind: "offline", message: "Failed to fetch" });
   const rec = out.find((a) => a.type === "emit" && a.event.type === "reconnecting");
   assert.equal(rec.event.kind, "offline");
@@ -64,8 +63,7 @@ test("online redials at once instead of waiting out the timer", () => {
   const h = harness();
   h.connect();
   h.feed({ type: "networkOffline" });
-  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" });
-  h.fire("retry");
+  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" }); // at once: no retry timer
   h.feed({ type: "tokenFailed", request: h.request, kind: "offline" });
   assert.ok(h.timers.has("retry"));
   h.now += 0.2;
@@ -77,8 +75,7 @@ test("online redials at once instead of waiting out the timer", () => {
 test("online abandons an attempt that was started inside the outage", () => {
   const h = harness();
   h.connect();
-  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" });
-  h.fire("retry");
+  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" }); // at once: no retry timer
   h.feed({ type: "tokenFailed", request: h.request, kind: "offline" });
   h.fire("retry");
   h.feed({ type: "tokenFetched", request: h.request, credential: { token: "auth_tokens/b", wsUrl: "ws://x/ws", expiresAt: WALL0 + 1800 } });

@@ -26,6 +26,7 @@ from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
     FrameReceived,
+    LinkChecked,
     OpenFailure,
     ResumeRequested,
     SocketClosed,
@@ -134,6 +135,8 @@ def normalize_action(action: act.Action, now: float) -> dict[str, Any]:
             }
         case act.DeleteHandle():
             return {"type": "deleteHandle"}
+        case act.CheckLink():
+            return {"type": "checkLink"}
         case act.Emit():
             return {"type": "emit", "event": normalize_event(action.event)}
     raise AssertionError(f"unknown action {action!r}")
@@ -266,6 +269,9 @@ class Runner:
             res, actions = m.send(step["send"], now=self.now, wall=self.wall)
             self._track(actions)
             return actions, res.status
+        elif "linkChecked" in step:
+            c = step["linkChecked"]
+            event = LinkChecked(self.attempt, c["alive"], c.get("detail", ""))
         elif "closeSession" in step:
             event = CloseRequested()
         elif "resumeRequested" in step:

@@ -36,6 +36,13 @@ import { DEFAULT_LIMITS, Outbox, Transcript, makeOutgoing, sendResult, withoutTo
  * @property {number|null} maxAttemptsPerSession server failures per session before Failed
  * @property {number} stableAfter seconds up before the failure counter resets
  * @property {number} browserOfflineProbe probe interval while the browser says offline
+ * @property {number} healthyAfter seconds a connection must have served (after
+ *   setupComplete) for an abrupt drop of it to be retried at once whatever came before
+ * @property {number} immediateBudget quick drops (sooner than healthyAfter) retried at once
+ *   per immediateWindow seconds; beyond it they back off like server errors
+ * @property {number} immediateWindow see immediateBudget
+ * @property {boolean} shedIsWait a 429/503 with Retry-After is a wait, not a failure
+ *   counted against the caps
  */
 
 /** @type {RetryPolicy} */
@@ -52,6 +59,12 @@ export const DEFAULT_POLICY = Object.freeze({
   // navigator.onLine === false is reliable about "no interface", but `online` can be late
   // or missing (captive portals, some web views): probe slowly instead of never.
   browserOfflineProbe: 5,
+  // An abrupt drop (1006) of a connection that reached setup: the server did nothing
+  // wrong, so the first attempt goes at once (session/policy.py's numbers).
+  healthyAfter: 0.25,
+  immediateBudget: 5,
+  immediateWindow: 60,
+  shedIsWait: true,
 });
 
 /**
@@ -63,7 +76,10 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} connectTimeout
  * @property {number} probeConnectTimeout
  * @property {number} setupTimeout
- * @property {number} replyTimeout
+ * @property {number} replyTimeout a reply overdue this long asks the driver for a link
+ *   check (action checkLink); silence alone is not evidence of a dead link
+ * @property {number} linkCheckTimeout no sign of life within this long of a link check is
+ *   a dead link
  * @property {number} closeTimeout
  * @property {number} goAwayMargin
  * @property {number} handleValidity seconds a handle lives after the last disconnect
@@ -79,6 +95,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
   probeConnectTimeout: 3,
   setupTimeout: 10,
   replyTimeout: 20,
+  linkCheckTimeout: 30,
   closeTimeout: 2,
   goAwayMargin: 5,
   handleValidity: 2 * 60 * 60,
@@ -123,7 +140,8 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "networkOffline"}
  *   | {type: "networkOnline"}
  *   | {type: "pageShown", hiddenFor: number}
- *   | {type: "sendStalled", attempt: number, seconds: number}} MachineEvent
+ *   | {type: "sendStalled", attempt: number, seconds: number}
+ *   | {type: "linkChecked", attempt: number, alive: boolean, detail?: string}} MachineEvent
  */
 
 /**
@@ -131,7 +149,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "resumed", attempt: number, gap: number, replayed: number}
  *   | {type: "reconnecting", delay: number, attempt: number, reason: string, kind: "offline"|"server", planned: boolean}
  *   | {type: "disconnected", code: number|null, reason: string, planned: boolean}
- *   | {type: "rewound", partialText: string, replyLost: boolean, cancelledToolCallIds: string[]}
+ *   | {type: "rewound", partialText: string, replyLost: boolean, cancelledToolCallIds: string[], unanswered: string[], reasked: boolean}
  *   | {type: "contextReset", reason: string, seededTurns: number}
  *   | {type: "goAway", timeLeft: number|null, handoverBy: number}
  *   | {type: "failed", verdict: CloseVerdict, advice: string}
@@ -163,6 +181,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "cancelTimer", name: string}
  *   | {type: "saveHandle", session: StoredSession}
  *   | {type: "deleteHandle"}
+ *   | {type: "checkLink", attempt: number}
  *   | {type: "emit", event: AppEvent}} Action
  */
 
@@ -194,6 +213,9 @@ export class SessionMetrics {
     this.audioMsReplayed = 0;
     this.audioMsDropped = 0;
     this.protocolErrors = 0;
+    this.linkChecks = 0;
+    this.immediateReconnects = 0;
+    this.shedWaits = 0;
   }
 
   /** Resumes that reached setupComplete / resumes attempted (null before any). */
@@ -210,7 +232,9 @@ const T_STABLE = "stable";
 const T_RETRY = "retry";
 const T_GOAWAY = "goaway";
 const T_CLOSE = "close";
-const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_CLOSE];
+const T_LINK = "link";
+const T_PREFETCH = "prefetch";
+const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_CLOSE, T_LINK, T_PREFETCH];
 
 /** A resumed setup refused this many times in a row is taken as a bad handle. */
 export const RESUME_REFUSALS_BEFORE_FRESH = 2;
@@ -312,6 +336,12 @@ export class SessionMachine {
     this.replyDue = false;
     /** @type {number|null} */
     this.sentUnanswered = null;
+    /** @type {Outgoing|null} the newest message written on this connection (a 1007 rejects it) */
+    this.lastWritten = null;
+    /** @type {string|null} the text of the newest question written (Rewound.unanswered) */
+    this.lastQuestion = null;
+    /** @type {number[]} times of quick drops retried at once (immediateBudget) */
+    this.quickDrops = [];
     /** @type {""|"sent"|"read"} */
     this.seedState = "";
     /** @type {Set<string>} */
@@ -438,6 +468,9 @@ export class SessionMachine {
         break;
       case "sendStalled":
         this.onSendStalled(event.attempt, event.seconds);
+        break;
+      case "linkChecked":
+        this.onLinkChecked(event.attempt, event.alive, event.detail ?? "");
         break;
     }
     const out = this.out;
@@ -597,6 +630,8 @@ export class SessionMachine {
     if (this.phase === "fetching") {
       this.credentialFresh = true;
       this.open(event.credential);
+    } else if (this.phase === "connected") {
+      this.maybeHandover(); // a goAway handover waits for this token
     }
   }
 
@@ -605,7 +640,15 @@ export class SessionMachine {
     if (event.request !== this.request) return;
     this.request = null;
     this.cancelTimer(T_TOKEN);
-    if (this.phase !== "fetching") return; // a failed prefetch: the handover fetches again
+    if (this.phase !== "fetching") {
+      // A failed goAway prefetch: fetch again while the connection lasts, so the handover
+      // still has its token in hand (the goAway deadline hands over regardless).
+      if (this.phase === "connected" && this.handoverPending) {
+        const wait = event.retryAfter ?? 0;
+        this.setTimer(T_PREFETCH, wait > 0 ? wait + this.random() * this.policy.baseDelay : Math.min(1, this.random() * this.policy.baseDelay));
+      }
+      return;
+    }
     const message = event.message || event.kind;
     if (event.kind === "auth") {
       this.fail(
@@ -744,9 +787,20 @@ export class SessionMachine {
       // Accepted earlier, ended over it later: the token expired mid-connection.
       v = verdict("retry", v.code, v.reason, "The credential expired.");
     }
+    const served = this.connectedAt !== null ? this.now - this.connectedAt : 0;
+    const culprit = duringSetup ? null : this.lastWritten;
     this.connectionGone(code, reason, planned);
+    const described = `closed ${code} ${reason}`.trim();
     if (planned) {
       this.reconnectNow("the server ended the connection after goAway");
+    } else if (v.kind === "bad_resume" && !duringSetup && culprit !== null) {
+      // The handle was accepted: a 1007 now rejects the newest message written. Report
+      // it, never replay it, resume again (each rejection counts: no loop).
+      this.reportDropped(
+        this.outbox.removeWhere((i) => i === culprit),
+        `the server rejected a message (${described})`,
+      );
+      this.serverFailure(`the server rejected a message (${described})`);
     } else if (v.kind === "bad_resume") {
       this.badResume(v.advice);
     } else if (isFatal(v)) {
@@ -765,7 +819,11 @@ export class SessionMachine {
           return;
         }
       }
-      this.serverFailure(`closed ${code} ${reason}`.trim());
+      if (!duringSetup && (code === null || code === 1006) && !reason.startsWith("closed by the client")) {
+        this.afterDrop(`the link dropped (${described})`, served);
+      } else {
+        this.serverFailure(described);
+      }
     }
   }
 
@@ -797,16 +855,23 @@ export class SessionMachine {
       this.emit({ type: "disconnected", code, reason, planned });
     }
     const partialText = this.transcript.partialModelText;
-    const replyLost = this.replyDue || this.generating;
+    const owed = this.replyDue || this.generating;
+    // A question sent after the newest handle is replayed by the resume: the session asks
+    // it again itself (reasked). One the server's state already holds is not replayed (it
+    // would be asked twice): its answer will not come unless the app asks again (replyLost).
+    const reasked = owed && this.outbox.unconfirmed.some((i) => i.expectsReply && i.kind !== "tool_response");
+    const replyLost = owed && !reasked;
+    const unanswered = replyLost && this.lastQuestion !== null ? [this.lastQuestion] : [];
     const toolIds = [...this.callsSinceHandle];
     this.transcript.commitModel();
     this.generating = false;
     this.streaming = false;
     this.replyDue = false;
     this.sentUnanswered = null;
+    this.lastWritten = null;
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
-    if (partialText || replyLost || toolIds.length) {
-      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds });
+    if (partialText || owed || toolIds.length) {
+      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked });
     }
     this.callsSinceHandle = [];
     this.reportDropped(this.outbox.requeueUnconfirmed(this.now), "too old to replay after reconnect");
@@ -832,7 +897,7 @@ export class SessionMachine {
     if (this.openToolCalls.size) {
       const ids = [...this.openToolCalls].sort();
       this.cancelToolCalls(new Set(ids));
-      this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids });
+      this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids, unanswered: [], reasked: false });
     }
     // Text already sent is in the transcript, which re-seeds the new session.
     this.outbox.removeWhere((i) => i.wasSent && (i.kind === "text" || i.kind === "client_content"));
@@ -863,6 +928,7 @@ export class SessionMachine {
       this.emit({ type: "protocolViolation", message: err.message, size: err.size });
       return;
     }
+    this.cancelTimer(T_LINK); // a message is evidence of life
     for (const message of frame.messages) {
       if ((this.phase !== "setup" && this.phase !== "connected") || attempt !== this.attemptId) return;
       this.onMessage(message);
@@ -989,6 +1055,8 @@ export class SessionMachine {
   /** @param {Outgoing} item */
   write(item) {
     this.sendWire(item.wire);
+    this.lastWritten = item;
+    if (item.expectsReply && item.turns.length) this.lastQuestion = item.turns[item.turns.length - 1].text;
     if (!item.wasSent) for (const t of item.turns) this.transcript.add(t.role, t.text);
     if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
     if (item.expectsReply) {
@@ -1091,11 +1159,7 @@ export class SessionMachine {
     this.setTimer(T_GOAWAY, delay);
     this.emit({ type: "goAway", timeLeft: left, handoverBy: this.now + delay });
     const usable = this.credential !== null && usableForNewSession(this.credential, this.wall);
-    if (!usable && this.request === null) {
-      this.requestSeq += 1;
-      this.request = this.requestSeq;
-      this.out.push({ type: "fetchToken", request: this.request, prefetch: true });
-    }
+    if (!usable && this.request === null) this.prefetch();
   }
 
   atTurnBoundary() {
@@ -1105,7 +1169,20 @@ export class SessionMachine {
   }
 
   maybeHandover() {
-    if (this.handoverPending && this.atTurnBoundary()) this.handover("goAway handover");
+    // At a turn boundary, with the next token in hand, so a token service's blip costs no
+    // gap while the goAway deadline allows (its timer hands over, token or not).
+    if (!(this.handoverPending && this.atTurnBoundary())) return;
+    if (this.credential !== null && usableForNewSession(this.credential, this.wall)) {
+      this.handover("goAway handover");
+    } else if (this.request === null && !this.timers.has(T_PREFETCH)) {
+      this.prefetch();
+    }
+  }
+
+  prefetch() {
+    this.requestSeq += 1;
+    this.request = this.requestSeq;
+    this.out.push({ type: "fetchToken", request: this.request, prefetch: true });
   }
 
   /**
@@ -1116,7 +1193,7 @@ export class SessionMachine {
   handover(reason, why = "planned handover after goAway") {
     this.handoverReason = why;
     this.handoverPending = false;
-    this.cancelTimer(T_GOAWAY, T_REPLY, T_STABLE);
+    this.cancelTimer(T_GOAWAY, T_REPLY, T_STABLE, T_LINK, T_PREFETCH);
     this.phase = "closing";
     this.closePurpose = "handover";
     this.out.push({ type: "closeSocket", attempt: this.attemptId, code: 1000, reason });
@@ -1134,6 +1211,14 @@ export class SessionMachine {
 
   /** @param {string} reason @param {number|null} [retryAfter] */
   serverFailure(reason, retryAfter = null) {
+    if (retryAfter !== null && retryAfter > 0 && this.policy.shedIsWait) {
+      // A shed answer (429/503 with Retry-After): a wait, not a failure against the caps,
+      // so a herd is served in turn instead of giving up.
+      this.metrics.shedWaits += 1;
+      this.lastFailureOffline = false;
+      this.scheduleRetry(retryAfter + this.random() * this.policy.baseDelay, "server", reason);
+      return;
+    }
     this.metrics.serverFailures += 1;
     this.lastFailureOffline = false;
     const failures = this.outageFailures;
@@ -1153,6 +1238,51 @@ export class SessionMachine {
     if (retryAfter !== null && retryAfter > 0) delay = Math.max(delay, retryAfter + this.random() * this.policy.baseDelay);
     this.outageFailures = failures + 1;
     this.scheduleRetry(delay, "server", reason);
+  }
+
+  /**
+   * An abrupt drop (no close frame, a reset, a dead link found by a watchdog) of a
+   * connection that served `served` s: the first attempt goes at once and does not escalate
+   * the next one; a quick drop goes at once only within immediateBudget per immediateWindow.
+   * @param {string} reason @param {number} served
+   */
+  afterDrop(reason, served) {
+    const p = this.policy;
+    while (this.quickDrops.length && this.quickDrops[0] <= this.now - p.immediateWindow) this.quickDrops.shift();
+    if (!(served >= p.healthyAfter || this.quickDrops.length < p.immediateBudget)) {
+      this.serverFailure(reason);
+      return;
+    }
+    if (served < p.healthyAfter) this.quickDrops.push(this.now);
+    this.outageFailures = 0; // a lost connection, not a failing server
+    this.lastFailureOffline = false;
+    this.metrics.immediateReconnects += 1;
+    this.phase = "waiting";
+    this.emit({ type: "reconnecting", delay: 0, attempt: this.outageAttempts + 1, reason, kind: "offline", planned: false });
+    this.startAttempt();
+  }
+
+  /** A watchdog found the link dead: abort it and reconnect as after a drop. @param {string} reason */
+  deadLink(reason) {
+    this.metrics.deadLinksDetected += 1;
+    const served = this.connectedAt !== null ? this.now - this.connectedAt : 0;
+    this.abort("dead link");
+    this.connectionGone(null, reason, false);
+    this.afterDrop(reason, served);
+  }
+
+  /**
+   * The driver's answer to checkLink: evidence that the link is alive or dead.
+   * @param {number} attempt @param {boolean} alive @param {string} detail
+   */
+  onLinkChecked(attempt, alive, detail) {
+    if (attempt !== this.attemptId || this.phase !== "connected" || !this.timers.has(T_LINK)) return;
+    if (!alive) {
+      this.deadLink(`dead link: ${detail}`);
+      return;
+    }
+    this.cancelTimer(T_LINK);
+    if (this.replyDue || this.streaming) this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
   }
 
   /** @param {string} reason */
@@ -1219,11 +1349,17 @@ export class SessionMachine {
       this.connectionGone(null, "no setupComplete", false);
       this.serverFailure(`no setupComplete within ${this.watchdogs.setupTimeout} s`);
     } else if (name === T_REPLY && this.phase === "connected") {
-      this.metrics.deadLinksDetected += 1;
-      this.abort("no reply");
-      const reason = `no server message within ${this.watchdogs.replyTimeout} s of a reply due`;
-      this.connectionGone(null, reason, false);
-      this.serverFailure(reason);
+      // Silence is not evidence (a model may think for minutes): ask the driver for some
+      // (a frame received, the send buffer draining) within linkCheckTimeout.
+      this.metrics.linkChecks += 1;
+      this.out.push({ type: "checkLink", attempt: this.attemptId });
+      this.setTimer(T_LINK, this.watchdogs.linkCheckTimeout);
+    } else if (name === T_LINK && this.phase === "connected") {
+      this.deadLink(
+        `no sign of life within ${this.watchdogs.linkCheckTimeout} s of a link check (a reply was ${this.watchdogs.replyTimeout} s overdue)`,
+      );
+    } else if (name === T_PREFETCH && this.phase === "connected" && this.handoverPending) {
+      if (this.request === null) this.prefetch();
     } else if (name === T_STABLE) {
       this.outageFailures = 0;
     } else if (name === T_GOAWAY && this.phase === "connected") {
