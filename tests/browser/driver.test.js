@@ -197,3 +197,36 @@ test("send results: queued while connecting, then flushed after setupComplete", 
   assert.throws(() => s.live.sendToolResponse([{ id: "", name: "f" }]), TypeError);
   s.live.close();
 });
+
+test("an overdue reply asks for a link check; a draining send buffer answers it alive", async () => {
+  const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.8, sendStallTimeout: 30 } });
+  await connect(s);
+  try {
+    s.live.sendText("think hard about this");
+    s.socket().bufferedAmount = 3000; // a backlog when the check starts
+    await tick(600);
+    assert.equal(s.live.metrics.linkChecks, 1);
+    s.socket().bufferedAmount = 1000; // the kernel takes bytes: the link is alive
+    await tick(900); // without that evidence the link would have counted dead at ~1.1 s
+    assert.equal(s.log.filter((e) => e.type === "reconnecting").length, 0);
+    assert.equal(s.live.metrics.deadLinksDetected, 0);
+    assert.ok(s.live.metrics.linkChecks >= 2, "the reply watchdog was not re-armed after the check");
+  } finally {
+    s.live.close(); // also when an assertion fails: no timers left to keep node alive
+  }
+});
+
+test("no sign of life within the link-check timeout is a dead link: reconnect at once", async () => {
+  const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.5, sendStallTimeout: 30 } });
+  await connect(s);
+  s.live.sendText("are you there?");
+  s.socket().bufferedAmount = 3000; // stuck: nothing drains, no frame arrives
+  await tick(1100);
+  const rec = s.log.find((e) => e.type === "reconnecting");
+  assert.ok(rec, "no dead link found");
+  assert.match(rec.reason, /no sign of life/);
+  assert.equal(rec.kind, "offline");
+  assert.equal(rec.delay, 0);
+  assert.equal(s.live.metrics.deadLinksDetected, 1);
+  s.live.close();
+});

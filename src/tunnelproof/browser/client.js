@@ -187,6 +187,10 @@ export class LiveSession {
     this.sentBytes = 0;
     /** @type {ReturnType<typeof setInterval>|null} */
     this.stallWatch = null;
+    /** Frames received on the current socket (evidence of life for a link check). */
+    this.framesSeen = 0;
+    /** @type {ReturnType<typeof setInterval>|null} */
+    this.linkCheck = null;
     this.started = false;
     /** @type {Array<[string, EventListener, EventTarget]>} */
     this.domListeners = [];
@@ -341,6 +345,9 @@ export class LiveSession {
         case "deleteHandle":
           this.removeStored();
           break;
+        case "checkLink":
+          this.checkLink(action.attempt);
+          break;
         case "emit":
           this.dispatch(action.event);
           break;
@@ -406,6 +413,7 @@ export class LiveSession {
     this.ws = ws;
     this.wsAttempt = attempt;
     this.frameChain = Promise.resolve();
+    this.framesSeen = 0;
     let opened = false;
     ws.onopen = () => {
       opened = true;
@@ -413,6 +421,7 @@ export class LiveSession {
       this.feed({ type: "socketOpened", attempt });
     };
     ws.onmessage = (e) => {
+      if (this.ws === ws) this.framesSeen += 1;
       const data = e.data;
       if (typeof Blob !== "undefined" && data instanceof Blob) {
         // Only if someone switched binaryType back: read it, keeping frame order.
@@ -474,6 +483,46 @@ export class LiveSession {
         this.feed({ type: "sendStalled", attempt, seconds });
       }
     }, 500);
+  }
+
+  /**
+   * Answer the machine's `checkLink` (a reply is overdue) from what a page can see: a page
+   * has no TCP_INFO and cannot send or see WebSocket pings, so the evidence of life is any
+   * frame received since the check started, or the send buffer (`bufferedAmount`) draining.
+   * Polled until `linkCheckTimeout`; with no evidence the driver says nothing and the
+   * machine's own timer decides the link is dead (silence is not evidence either way).
+   * @param {number} attempt
+   */
+  checkLink(attempt) {
+    if (this.linkCheck !== null) clearInterval(this.linkCheck);
+    this.linkCheck = null;
+    const ws = this.ws;
+    if (!ws || this.wsAttempt !== attempt) return;
+    const frames0 = this.framesSeen;
+    let lastBuffered = ws.bufferedAmount;
+    let lastSent = this.sentBytes;
+    const until = this.clock().now + this.machine.watchdogs.linkCheckTimeout;
+    const stop = () => {
+      if (this.linkCheck !== null) clearInterval(this.linkCheck);
+      this.linkCheck = null;
+    };
+    this.linkCheck = setInterval(() => {
+      if (this.ws !== ws || this.clock().now > until) {
+        stop();
+        return;
+      }
+      const buffered = ws.bufferedAmount;
+      const drained = lastBuffered + (this.sentBytes - lastSent) - buffered;
+      let detail = "";
+      if (this.framesSeen > frames0) detail = "a frame arrived";
+      else if (lastBuffered > 0 && drained > 0) detail = "the send buffer drained";
+      lastBuffered = buffered;
+      lastSent = this.sentBytes;
+      if (detail) {
+        stop();
+        this.feed({ type: "linkChecked", attempt, alive: true, detail });
+      }
+    }, 250);
   }
 
   /**
