@@ -797,7 +797,7 @@ export class SessionMachine {
       // The handle was accepted: a 1007 now rejects the newest message written. Report
       // it, never replay it, resume again (each rejection counts: no loop).
       this.reportDropped(
-        this.outbox.removeWhere((i) => i === culprit),
+        this.outbox.removeWhere((i) => i.seq === culprit.seq),
         `the server rejected a message (${described})`,
       );
       this.serverFailure(`the server rejected a message (${described})`);
