@@ -33,7 +33,9 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 
 
 @asynccontextmanager
-async def two_relays() -> AsyncIterator[tuple[EmulatorServer, Proc, Proc]]:
+async def two_relays(
+    **policy: Any,
+) -> AsyncIterator[tuple[EmulatorServer, Proc, Proc]]:
     try:
         redis = RedisServer()
         await redis.start_async()
@@ -41,7 +43,7 @@ async def two_relays() -> AsyncIterator[tuple[EmulatorServer, Proc, Proc]]:
         pytest.skip(str(exc))
     try:
         async with (
-            EmulatorServer(policy=EmulatorPolicy(**FAST_AUDIO)) as emu,
+            EmulatorServer(policy=EmulatorPolicy(**{**FAST_AUDIO, **policy})) as emu,
             AsyncExitStack() as stack,
         ):
             env = {
@@ -176,3 +178,24 @@ async def test_a_relay_killed_mid_turn_is_replaced_and_the_conversation_goes_on(
         assert "teal" in await device.ask("What did I say first?")
         await device.ws.close()
         assert max_open_upstreams(emu) == 1
+
+
+async def test_a_relay_killed_before_the_turns_handle_loses_no_context() -> None:
+    # The handle that holds a turn comes after turnComplete (Google: 20-70 ms; here 2 s):
+    # A dies after the turn ended but before any handle held it. B resumes from the older
+    # handle; what A relayed (flushed every 50 ms) is sent again, its answer not re-heard.
+    async with two_relays(handle_delay=2.0) as (emu, a, b):
+        device = Device()
+        await device.connect(a)
+        assert "teal" in await device.ask("My favourite colour is teal.")
+        await asyncio.sleep(0.3)  # a few flushes, still well inside the handle delay
+        os.kill(a.pid, signal.SIGKILL)  # this process, by its pid
+        with pytest.raises((ConnectionClosed, TimeoutError)):
+            await device.read(timeout=5)
+        await device.connect(b)
+        assert "teal" in await device.ask("What did I say first?")
+        assert "".join(device.transcript).count("You said:") == 1  # teal answered once
+        await device.ws.close()
+        assert max_open_upstreams(emu) == 1
+        conns = emu.controls.connections()
+        assert len(conns) == 2 and conns[1]["resumed"] is True

@@ -100,10 +100,17 @@ def test_wire_frames_and_events() -> None:
         assert caught.value.code == 1007
     audio = wire.server_messages(ev.AudioChunk(b"\x01\x02", "audio/pcm;rate=24000"))
     assert audio[0]["serverContent"]["modelTurn"]["parts"][0]["inlineData"]["data"] == "AQI="
-    cut = wire.server_messages(ev.Rewound("1, 2", True, ("call-1",)))
+    # the upstream session asks the question again: the fresh answer's turnComplete ends it
+    cut = wire.server_messages(ev.Rewound("1, 2", False, ("call-1",), reasked=True))
     assert cut == [
         {"toolCallCancellation": {"ids": ["call-1"]}},
         {"serverContent": {"interrupted": True}},
+    ]
+    # the answer will not come (reply_lost): the cut turn ends here
+    lost = wire.server_messages(ev.Rewound("1, 2", True, (), ("count to 10",)))
+    assert lost == [
+        {"serverContent": {"interrupted": True}},
+        {"serverContent": {"turnComplete": True}},
     ]
     assert wire.server_messages(ev.Reconnecting(1.0, 1, "x", "offline")) == []
 

@@ -41,6 +41,12 @@ async def _read_turn(ws: Any, log: list[dict[str, Any]], *, stop_at_numbers: int
                 return
 
 
+def _heard(log: list[dict[str, Any]]) -> str:
+    return "".join(
+        (m.get("serverContent") or {}).get("outputTranscription", {}).get("text", "") for m in log
+    )
+
+
 def _numbers(log: list[dict[str, Any]]) -> list[int]:
     text = "".join(
         (m.get("serverContent") or {}).get("outputTranscription", {}).get("text", "") for m in log
@@ -67,6 +73,9 @@ async def test_an_upstream_drop_mid_answer_is_invisible_but_for_the_cut_turn() -
         # the upstream session replayed the question: a fresh, complete answer follows
         after = log[kinds.index("interrupted") :]
         assert _numbers(after) == list(range(1, 101))
+        # if the resume replayed "My name is Ada." too (no handle held it yet), the device,
+        # which had its answer, does not hear it twice
+        assert _heard(log).count("Nice to meet you") == 1
         # goAway upstream: a planned handover the device never sees
         await stack.emu.controls.send_go_away(time_left=5.0)
         await ws.send(orjson.dumps({"realtimeInput": {"text": "What is my name?"}}).decode())
@@ -81,3 +90,34 @@ async def test_an_upstream_drop_mid_answer_is_invisible_but_for_the_cut_turn() -
         await ws.close()
         assert stack.relay.stats()["device_connections"] == 1  # the device never reconnected
         assert len(stack.emu.controls.connections()) >= 3  # drop + handover upstream
+
+
+async def test_a_drop_before_the_turns_handle_replays_the_question_but_not_its_answer() -> None:
+    from tunnelproof.emulator import EmulatorPolicy
+    from tunnelproof.relay import RelaySettings
+
+    from .relay_helpers import FAST_AUDIO
+
+    # The handle that holds a turn comes after turnComplete (Google: 20-70 ms; here 1 s so
+    # the drop surely falls before it): the upstream resumes from the older handle and
+    # replays "My name is Ada.", and the model answers it again.
+    policy = EmulatorPolicy(**FAST_AUDIO, handle_delay=1.0)
+    async with relay_stack(policy, RelaySettings(text_frames=True)) as stack:
+        url = stack.relay.ws_url("v1alpha", constrained=True)
+        ws = await _device(f"{url}?access_token={quote(await fetch_ticket(stack.ticket_url))}")
+        log: list[dict[str, Any]] = []
+        await ws.send(orjson.dumps({"realtimeInput": {"text": "My name is Ada."}}).decode())
+        await _read_turn(ws, log)
+        stack.emu.controls.abort_connection()  # before the handle that holds the turn
+        async with asyncio.timeout(20):  # the resumed upstream, and its re-answer, done
+            while len(stack.emu.controls.events(kind="turn_complete")) < 2:
+                await asyncio.sleep(0.05)
+        await ws.send(orjson.dumps({"realtimeInput": {"text": "What is my name?"}}).decode())
+        await _read_turn(ws, log)
+        assert "Your name is Ada" in _heard(log)  # the context kept the replayed question
+        assert _heard(log).count("Nice to meet you") == 1  # its answer reached the device once
+        kinds = [next(iter(m.get("serverContent") or {"other": 1})) for m in log]
+        assert "interrupted" not in kinds  # nothing was cut
+        assert [c["resumed"] for c in stack.emu.controls.connections()] == [False, True]
+        assert stack.relay.stats()["reanswers_withheld"] == 1
+        await ws.close()

@@ -199,14 +199,18 @@ async def test_a_flood_is_absorbed_with_bounded_memory_and_no_hang() -> None:
 
 async def test_a_server_that_only_sends_garbage_ends_in_a_clean_failure() -> None:
     # Every connection, after its setupComplete, gets garbage and never an answer: the
-    # reply watchdog finds it (garbage is not a reply), the client reconnects, meets the
-    # same server, and gives up after its cap with a Failed event. No hang, no loop.
+    # reply watchdog finds it (garbage is neither a reply nor a sign of a healthy server),
+    # the client reconnects, meets the same server, and gives up after its cap with a
+    # Failed event. No hang, no loop.
     policy = RetryPolicy(base_delay=0.1, max_delay=0.3, max_attempts_per_outage=3, stable_after=60)
     plan = HostilePlan(kinds=(HostileKind.GARBAGE,), frames=2_000, pause=0.005)
     async with talking(policy=policy) as (emu, session, app):
         emu.controls.set_generation_speed(0.0001)  # answers never really come
         async with HostileMode(emu, plan, every_connection=True):
             await session.send_text("Please count to 50.")
+            # Silence alone never ends a healthy link (a model may think for minutes):
+            # drop the quiet one, so every later connection is a garbage-only one.
+            emu.controls.abort_connection()
             await app.until(lambda: bool(app.of(ev.Failed)), 45.0)
         (failed,) = app.of(ev.Failed)
         assert "gave up" in failed.verdict.reason and failed.advice

@@ -70,7 +70,7 @@ def test_a_cut_answer_starts_over_and_lifecycle_events_are_kept() -> None:
     events: list[ev.AppEvent] = [
         ev.OutputTranscript("1 2 3 ", False),
         ev.Disconnected(None, ""),
-        ev.Rewound("1 2 3", True, ()),
+        ev.Rewound("1 2 3", False, (), reasked=True),  # the question is asked again
         ev.Reconnecting(0.1, 1, "lost", "server"),
         ev.Resumed(2, 0.2, 1),
         ev.OutputTranscript("1 2 3 4 5 ", False),
@@ -97,8 +97,9 @@ def test_interrupted_answer_says_so() -> None:
         ([ev.Failed(classify_close(1008, "models/x is not found for API version v1alpha"))],
          AnswerFailed, None),
         ([ev.OutputTranscript("half ", False), ev.Closed()], AnswerClosed, None),
-        ([ev.Rewound("", True, ()), ev.Resumed(2, 0.1, 0)], AnswerLost, None),
-        ([ev.Rewound("a", True, ()), ev.ContextReset("handle expired", 2)], AnswerLost, 7),
+        # reply_lost: the answer will not come unless the app asks again (issue 13)
+        ([ev.Rewound("", True, ())], AnswerLost, None),
+        ([ev.Rewound("a", True, (), ("count to 10",))], AnswerLost, 7),
         ([ev.SendDropped((7,), "text", "outbox full")], AnswerLost, 7),
         ([ev.ToolCallRequested((FunctionCall("c1", "lights", {}),))], ToolCallsPending, None),
     ],
@@ -124,7 +125,7 @@ def test_context_reset_without_a_cut_reply_or_for_audio_questions_keeps_waiting(
     assert AnswerCollector(question_seq=3).feed(ev.ContextReset("expired", 2)) is None
     # A spoken question (no text seq): its audio is replayed into the fresh session.
     collector = AnswerCollector()
-    assert collector.feed(ev.Rewound("", True, ())) is None
+    assert collector.feed(ev.Rewound("", False, (), reasked=True)) is None
     assert collector.feed(ev.ContextReset("expired", 2)) is None
     # Another message dropped is not this question.
     assert AnswerCollector(question_seq=3).feed(ev.SendDropped((4,), "text", "x")) is None

@@ -52,9 +52,19 @@ from .session_harness import Harness
 class ServerState:
     texts: list[str] = field(default_factory=list)
     calls: set[str] = field(default_factory=set)
+    # Questions read and not answered yet, and whether a turn is running: the server is
+    # not resumable then (it issues resumable handles only when it owes nothing), and it
+    # answers questions in the order it read them (FIFO), one turn each.
+    owed: int = 0
+    in_turn: bool = False
 
     def copy(self) -> ServerState:
         return ServerState(list(self.texts), set(self.calls))
+
+    def turn_starts(self) -> None:
+        if not self.in_turn:
+            self.owed = max(0, self.owed - 1)
+            self.in_turn = True
 
 
 class SessionModel(RuleBasedStateMachine):
@@ -102,11 +112,15 @@ class SessionModel(RuleBasedStateMachine):
                     text = turn["parts"][0]["text"]
                     if turn["role"] == "user" and text.startswith("u"):
                         state.texts.append(text)
+                if msg["clientContent"].get("turnComplete"):
+                    state.owed += 1
             elif "realtimeInput" in msg and "text" in msg["realtimeInput"]:
                 state.texts.append(msg["realtimeInput"]["text"])
+                state.owed += 1
             elif "toolResponse" in msg:
                 for response in msg["toolResponse"]["functionResponses"]:
                     assert response["id"] in state.calls, "answer into a session without the call"
+                state.owed += 1
 
     def conn(self) -> ServerState:
         return self.conns[self.h.attempt]
@@ -193,6 +207,9 @@ class SessionModel(RuleBasedStateMachine):
     def handle_update(self, resumable: bool) -> None:
         self.n_handles += 1
         name = f"h{self.n_handles}"
+        state = self.conn()
+        if state.owed or state.in_turn:
+            resumable = False  # the server owes an answer: it is not resumable now
         if resumable:
             self.snapshots[name] = self.conn().copy()
         else:
@@ -212,6 +229,9 @@ class SessionModel(RuleBasedStateMachine):
     @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
     @rule(complete=st.booleans())
     def model_speaks(self, complete: bool) -> None:
+        self.conn().turn_starts()
+        if complete:
+            self.conn().in_turn = False
         self.h.server(
             serverContent={"modelTurn": {"parts": [{"text": "m"}]}, "turnComplete": complete}
         )
@@ -222,6 +242,8 @@ class SessionModel(RuleBasedStateMachine):
     def model_calls_tool(self) -> None:
         self.n_calls += 1
         call_id = f"c{self.n_calls}"
+        self.conn().turn_starts()
+        self.conn().in_turn = False  # the model waits for the app's answer
         self.conn().calls.add(call_id)
         self.h.server(toolCall={"functionCalls": [{"id": call_id, "name": "f", "args": {}}]})
         self.step()

@@ -29,23 +29,30 @@ def test_output_answers_and_streams_until_generation_complete() -> None:
     assert not t.busy and not t.owed
 
 
-def test_a_follow_up_during_the_answer_is_awaited_again() -> None:
+def test_a_follow_up_during_the_answer_is_answered_by_the_next_turn() -> None:
     t = TurnTracker()
     t.sent(1, expects_reply=True)
     t.output_arrived()
+    assert t.answering == 1
     t.sent(2, expects_reply=True)
+    t.output_arrived()  # more of answer 1: it answers nothing new
     assert t.awaiting_answer == (2,)
     t.turn_completed()
-    assert t.awaiting_answer == ()
+    assert t.awaiting_answer == (2,), "turn 1 answered question 1 only (FIFO)"
+    assert t.reply_due
+    t.output_arrived()  # turn 2 starts: it answers question 2
+    assert t.answering == 2 and t.awaiting_answer == ()
 
 
-def test_a_tool_call_answers_but_the_turn_goes_on() -> None:
+def test_a_tool_call_answers_and_the_tool_response_is_the_next_question() -> None:
     t = TurnTracker()
     t.sent(1, expects_reply=True)
-    t.output_arrived()
     t.tool_call_arrived()
     assert not t.reply_due and not t.streaming and t.awaiting_answer == ()
-    assert t.generating
+    t.sent(2, expects_reply=True)  # the tool response
+    assert t.awaiting_answer == (2,)
+    t.output_arrived()
+    assert t.answering == 2
 
 
 def test_interrupted_ends_the_turn_but_keeps_a_due_reply() -> None:
@@ -57,11 +64,26 @@ def test_interrupted_ends_the_turn_but_keeps_a_due_reply() -> None:
     assert t.reply_due and t.awaiting_answer == (2,)
 
 
-def test_connection_lost_reports_a_lost_reply_and_starts_over() -> None:
+def test_connection_lost_reports_what_was_cut_and_what_waited() -> None:
     t = TurnTracker()
-    assert t.connection_lost() is False
+    assert not t.connection_lost().owed
     t.sent(1, expects_reply=True)
-    assert t.connection_lost() is True
+    lost = t.connection_lost()
+    assert lost.owed and lost.waiting == (1,) and lost.cut is None
     assert not t.busy and t.awaiting_answer == ()
+    t.sent(2, expects_reply=True)
     t.output_arrived()
-    assert t.connection_lost() is True, "a cut-off generation is a lost reply"
+    t.sent(3, expects_reply=True)
+    lost = t.connection_lost()
+    assert lost.owed and lost.cut == 2 and lost.waiting == (3,), "a cut-off answer"
+
+
+def test_an_interrupted_turn_without_output_still_consumed_its_question() -> None:
+    t = TurnTracker()
+    t.sent(1, expects_reply=True)
+    t.sent(2, expects_reply=True)  # read while turn 1 was starting: it interrupts it
+    t.interrupted()
+    t.turn_completed()
+    assert t.awaiting_answer == (2,)
+    t.output_arrived()
+    assert t.answering == 2

@@ -21,7 +21,8 @@ The **floor** is what no client can beat: one token fetch + one WebSocket connec
 resumed ``setup`` → ``setupComplete``, measured bare with raw ``websockets`` through the
 same kind of proxy, back to back, with no policy delay at all.
 
-Reported: p50/p95 for each policy and for the floor, per drop kind and overall; ratios
+Reported: p50/p95 for each policy and for the floor, per drop kind and overall (each kind
+also against the floor: a reset is an abrupt drop, a 1011 a server error); ratios
 seed/ours (how much sooner we are back) and ours/floor (what our backoff jitter costs).
 """
 
@@ -242,6 +243,23 @@ async def run(ctx: BenchContext) -> BenchResult:
                 better="floor",
             )
         )
+    # Per kind: a reset is an abrupt drop (the first attempt may go at once); a 1011 is the
+    # server answering with an error (backoff with full jitter is the policy's choice).
+    for kind, what in (("reset", "TCP reset (abrupt drop)"), ("1011", "close 1011 (server error)")):
+        mine_kind = stats["tunnelproof"][kind]
+        if not mine_kind["n"]:
+            continue
+        for q in ("p50", "p95"):
+            result.comparisons.append(
+                Comparison(
+                    f"{what} → resumed {q} vs the floor (n={mine_kind['n']})",
+                    "s",
+                    mine_kind[q],
+                    f"floor: token + connect + setup (n={fl['n']})",
+                    fl[q],
+                    better="floor",
+                )
+            )
     mechanics = [
         r["recovery_s"] - r["policy_wait_s"]
         for r in records

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import time
 from dataclasses import replace
 from typing import Any
@@ -171,6 +172,20 @@ async def run(ctx: BenchContext) -> BenchResult:
             ours=ours["peak_offered_rps"],
             against="seed policy",
             theirs=seed["peak_offered_rps"],
+            note=(
+                f"median offered while restoring: ours {_median_offered(ours):,.0f} req/s, "
+                f"seed {_median_offered(seed):,.0f} req/s (capacity {capacity:.0f})"
+            ),
+        ),
+        # The best any policy can do is N / capacity: the service mints that fast at most.
+        Comparison(
+            metric=f"{label}: time to 100% restored vs N / capacity",
+            unit="s",
+            ours=ours["t100_s"],
+            ours_text=_time_text(ours["t100_s"], ours),
+            against="floor: N / capacity",
+            theirs=clients / capacity,
+            better="floor",
         ),
     ]
     if real is not None:
@@ -277,7 +292,6 @@ async def _json_line(stream: Any, timeout: float) -> dict[str, Any]:
 
 
 def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float) -> dict[str, Any]:
-    import math
 
     n = int(ready["connected"])
     restored = [float(x) for x in final["restored_s"]]
@@ -309,6 +323,13 @@ def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float
         "restored_curve": curve,
         "offered_rps": [(float(i), float(c)) for i, c in enumerate(bins)],
     }
+
+
+def _median_offered(o: dict[str, Any]) -> float:
+    """Median token requests/s offered over the seconds until the last client was back."""
+    end = o["t100_s"] if o["t100_s"] is not None else math.inf
+    rates = sorted(r for t, r in o["offered_rps"] if t <= end)
+    return rates[len(rates) // 2] if rates else 0.0
 
 
 def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:

@@ -1,16 +1,23 @@
-"""Client process of benchmark 5: N streaming sessions, and the CPU time they cost.
+"""Client process of benchmark 5: a ramp of streaming sessions, past saturation.
 
 ``python -m tunnelproof.benchmarks.stream_worker CONFIG_JSON``. Config: ``client``
 (``"tunnelproof"``, ``"genai"`` or ``"raw"``: bare ``websockets`` + orjson, the floor),
-``sessions``, ``warmup`` and ``duration`` (seconds),
-``http_base``/``ws_base``/``api_key``/``ca_file`` of the emulator (wss with its test CA).
+``steps`` (increasing session counts), ``settle`` and ``window`` (seconds per step),
+``cpu`` (the core to pin this process to, or null), ``server_pid`` (the emulator, whose
+CPU time is sampled too), ``http_base``/``ws_base``/``api_key``/``ca_file`` of the
+emulator (wss with its test CA), and optionally ``profile`` (a path: cProfile the last
+step's window into it).
 
 Each session sends one 20 ms chunk of 16 kHz PCM (640 bytes, silence) on an absolute 20 ms
 schedule and asks for a story whenever the previous answer is complete, so 24 kHz audio
-keeps coming back at real-time pace. After ``warmup`` the process's CPU time
-(``resource.getrusage``: user + system) is sampled over ``duration`` seconds. Prints one
-JSON line with the CPU seconds, chunks sent and received, and how late the send schedule
-ran (a process that cannot keep up falls behind real time).
+keeps coming back at real-time pace. For each step the process opens sessions until
+``steps[i]`` run, lets them settle, then samples over ``window`` seconds: its own CPU time
+(``resource.getrusage``: user + system), the emulator's, every send's lag behind its
+schedule, and the audio received. A step *holds* when the p99 send lag is under one chunk
+period (20 ms) and the audio received is at least 80% of real time (the pause between one
+answer and the next costs 5-10%); the ramp stops at the first step that does not hold (past
+saturation), though never before ``measure_at`` sessions, so the clients share the counts
+up to it. Prints one JSON line with every step.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import resource
 import ssl
 import sys
@@ -43,6 +51,9 @@ def _same_as_genai() -> Any:
 
 
 PROMPT = "Please tell me a story."
+OUT_BYTES_PER_S = 24_000 * 2
+HOLD_LAG_S = CHUNK_S  # p99 send lag must stay under one chunk period
+HOLD_AUDIO = 0.8  # and the audio received at >= 80% of real time (turn gaps cost ~5-10%)
 
 
 def _cpu() -> float:
@@ -60,12 +71,16 @@ class Counters:
         self.late = 0
         self.ready = 0
         self.errors: list[str] = []
+        self.lags: list[float] | None = None  # collected only inside a window
 
 
 async def _pace(send: Any, stop: asyncio.Event, counters: Counters) -> None:
     loop = asyncio.get_running_loop()
     next_at = loop.time()
     while not stop.is_set():
+        lags = counters.lags
+        if lags is not None:
+            lags.append(loop.time() - next_at)
         await send()
         counters.sent += 1
         next_at += CHUNK_S
@@ -203,11 +218,78 @@ async def _raw(config: dict[str, Any], stop: asyncio.Event, counters: Counters) 
                 await receiver
 
 
+def _proc_cpu(pid: int | None) -> float | None:
+    """User + system CPU seconds of another process (``/proc/PID/stat``), or None."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _p99(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+async def _step(
+    n: int, config: dict[str, Any], counters: Counters, server_pid: int | None
+) -> dict[str, Any]:
+    settle, window = float(config["settle"]), float(config["window"])
+    await asyncio.sleep(settle)
+    cpu0, wall0, srv0 = _cpu(), time.monotonic(), _proc_cpu(server_pid)
+    sent0, recv0, bytes0 = counters.sent, counters.received_chunks, counters.received_bytes
+    counters.lags = []
+    profiler = None
+    if config.get("profile") and config.get("_last"):
+        import cProfile
+
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+    await asyncio.sleep(window)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(config["profile"])
+    lags, counters.lags = counters.lags, None
+    cpu1, wall1, srv1 = _cpu(), time.monotonic(), _proc_cpu(server_pid)
+    wall = wall1 - wall0
+    sent = counters.sent - sent0
+    nbytes = counters.received_bytes - bytes0
+    cpu = cpu1 - cpu0
+    p99 = _p99(lags)
+    audio = nbytes / wall / max(1, n) / OUT_BYTES_PER_S
+    server = None if srv0 is None or srv1 is None else (srv1 - srv0) / wall
+    return {
+        "sessions": n,
+        "ready": counters.ready,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "cores_used": cpu / wall,
+        "server_cores_used": server,
+        "chunks_sent": sent,
+        "chunks_received": counters.received_chunks - recv0,
+        "bytes_received": nbytes,
+        "us_per_chunk_pair": cpu / max(1, sent) * 1e6,
+        # Per frame handled (sent + received): not flattered when audio comes back slower.
+        "us_per_frame": cpu / max(1, sent + counters.received_chunks - recv0) * 1e6,
+        "send_lag_p99_s": p99,
+        "send_lag_max_s": max(lags) if lags else None,
+        "send_rate_vs_realtime": sent * CHUNK_S / wall / max(1, n),
+        "audio_back_vs_realtime": audio,
+        "holds": p99 is not None and p99 < HOLD_LAG_S and audio >= HOLD_AUDIO,
+    }
+
+
 async def _main(config: dict[str, Any]) -> dict[str, Any]:
-    n = int(config["sessions"])
     counters = Counters()
     stop = asyncio.Event()
     runner = {"tunnelproof": _tunnelproof, "genai": _genai, "raw": _raw}[config["client"]]
+    server_pid = config.get("server_pid")
 
     async def one() -> None:
         try:
@@ -215,47 +297,42 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
         except Exception as exc:
             counters.errors.append(f"{type(exc).__name__}: {exc}")
 
-    tasks = [asyncio.create_task(one()) for _ in range(n)]
-    for _ in range(1200):  # bounded: 60 s for every session to start
-        if counters.ready + len(counters.errors) >= n:
+    tasks: list[asyncio.Task[None]] = []
+    steps: list[dict[str, Any]] = []
+    counts = [int(n) for n in config["steps"]]
+    for i, n in enumerate(counts):
+        while len(tasks) < n:
+            tasks.append(asyncio.create_task(one()))
+        for _ in range(1200):  # bounded: 60 s for every session to start
+            if counters.ready + len(counters.errors) >= n:
+                break
+            await asyncio.sleep(0.05)
+        config["_last"] = i == len(counts) - 1
+        step = await _step(n, config, counters, server_pid)
+        step["errors"] = len(counters.errors)
+        steps.append(step)
+        # Past saturation: stop at the first step that does not hold, but not before
+        # ``measure_at``, so every client is measured at the same counts up to it.
+        if counters.errors or (not step["holds"] and n >= int(config.get("measure_at", 0))):
             break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(float(config["warmup"]))
-    cpu0, wall0 = _cpu(), time.monotonic()
-    sent0, recv0, bytes0, late0 = (
-        counters.sent,
-        counters.received_chunks,
-        counters.received_bytes,
-        counters.late,
-    )
-    await asyncio.sleep(float(config["duration"]))
-    cpu1, wall1 = _cpu(), time.monotonic()
-    sent, recv, nbytes, late = (
-        counters.sent - sent0,
-        counters.received_chunks - recv0,
-        counters.received_bytes - bytes0,
-        counters.late - late0,
-    )
     stop.set()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 20)
     return {
         "client": config["client"],
-        "sessions": n,
-        "ready": counters.ready,
+        "cpu": config.get("cpu"),
+        "steps": steps,
         "errors": counters.errors[:5],
-        "cpu_s": cpu1 - cpu0,
-        "wall_s": wall1 - wall0,
-        "chunks_sent": sent,
-        "chunks_received": recv,
-        "bytes_received": nbytes,
-        "late_sends": late,
     }
 
 
 def main() -> None:
     """Entry point: one JSON argument in, one JSON line out."""
     config = json.loads(sys.argv[1])
+    cpu = config.get("cpu")
+    if cpu is not None and hasattr(os, "sched_setaffinity"):
+        # One core, so "sessions per core" is what this process holds, not two cores' worth.
+        os.sched_setaffinity(0, {int(cpu)})
     result = asyncio.run(_main(config))
     sys.stdout.write(json.dumps(result) + "\n")
 

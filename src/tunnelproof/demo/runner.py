@@ -173,7 +173,7 @@ class JourneyRunner:
             case GoAwayReceived(time_left=left):
                 shown = "?" if left is None else f"{left:.1f}"
                 st.note(f"goAway: server leaves in {shown} s; handover at the turn's end")
-            case Rewound(partial_text=partial, reply_lost=lost):
+            case Rewound(partial_text=partial, reply_lost=lost, reasked=reasked):
                 said = " ".join((partial or self._answer).split())
                 if self._pending and said:
                     head = self._pending[0].utterance
@@ -185,8 +185,10 @@ class JourneyRunner:
                     if open_ is not None:
                         open_.cut_words = max(open_.cut_words, words)
                     st.note(f"answer cut after {words} words; the question will be replayed")
-                elif lost:
+                elif reasked:
                     st.note("the reply due was lost with the link; the message will be replayed")
+                elif lost:
+                    st.note("the reply due was lost with the link: ask again")
                 self._answer = ""
                 self._answer_words = 0
             case ConfigMismatch() as mismatch:

@@ -31,13 +31,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.relay import wire
 from tunnelproof.relay.buffer import OutputBuffer
 from tunnelproof.relay.handles import HandleCodec, RelayHandle
 from tunnelproof.relay.settings import RelaySettings
+from tunnelproof.relay.unheld import UnheldInput
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.handle_store import HandleStore
@@ -73,6 +74,8 @@ class ConversationStats:
     upstream_drops: int = 0  # client messages the upstream session refused
     upstream_opens: int = 0
     parked: int = 0
+    reanswers_withheld: int = 0  # model turns re-answering what the device already had
+    unheld_forgotten: int = 0  # unheld device messages evicted by the bounds (context risk)
 
 
 @dataclass(slots=True)
@@ -106,6 +109,9 @@ class Conversation:
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
     _boundary: asyncio.Event = field(default_factory=asyncio.Event)
     _failure: str | None = None
+    unheld: UnheldInput = field(default_factory=UnheldInput)
+    _unheld_flushed: int = -1  # unheld.version last handed to state()
+    _unheld_written: float = 0.0  # when state() last included it
 
     def __post_init__(self) -> None:
         self.buffer = OutputBuffer(self.settings.buffer)
@@ -128,7 +134,32 @@ class Conversation:
         self.upstream = session
         self.stats.upstream_opens += 1
         await session.start()
+        await self._send_carried(session)
         self._pump = asyncio.create_task(self._run_pump(session), name=f"relay-pump-{self.id}")
+
+    async def _send_carried(self, session: LiveSession) -> None:
+        # What a previous owner relayed but no upstream handle holds: first in the outbox,
+        # before anything the device sends now (see relay/unheld.py).
+        for entry in self.unheld.pending_carried():
+            result = await session.send_raw(entry.message)
+            self.unheld.sent_carried(entry, None if result.dropped else result.seq)
+            if result.dropped:
+                self.stats.upstream_drops += 1
+                log.warning("[%s] upstream refused a carried message: %s", self.id, result.reason)
+
+    def carry(self, snapshot: list[Any]) -> None:
+        """Take over a dead owner's unheld device messages (its flushed ``unheld`` state).
+
+        They are the tail of what it received (``self.received`` must be restored first), so
+        their digests also arm the duplicate check: a device replaying one of them after
+        its resume does not make it reach Gemini twice.
+        """
+        self.unheld.carry(snapshot)
+        carried = self.unheld.pending_carried()
+        first = self.received - len(carried)
+        for offset, entry in enumerate(carried):
+            digest = hashlib.blake2b(wire.encode(entry.message), digest_size=16).digest()
+            self._digests.append((first + offset, digest))
 
     async def wait_ready(self, timeout: float) -> str | None:
         """Wait for the upstream session; ``None`` when ready, else why it is not."""
@@ -141,10 +172,12 @@ class Conversation:
     async def _run_pump(self, session: LiveSession) -> None:
         async for event in session.events():  # outlives Failed: the relay resumes upstream
             if isinstance(event, ev.Connected | ev.Resumed):
+                self.unheld.replayed()
                 self._ready.set()
                 if isinstance(event, ev.Connected) and not event.first:
                     log.warning("[%s] upstream context was lost (fresh session)", self.id)
             elif isinstance(event, ev.ContextReset):
+                self.unheld.context_reset()
                 log.warning("[%s] upstream context reset: %s", self.id, event.reason)
             elif isinstance(event, ev.Failed):
                 self._failure = f"upstream failed: {event.verdict.advice}"
@@ -152,7 +185,10 @@ class Conversation:
                 log.error("[%s] %s", self.id, self._failure)
                 self._end_device(1011, "Internal error encountered.")
                 continue
+            elif isinstance(event, ev.Delivered):
+                self.unheld.held(event.seqs)
             elif isinstance(event, ev.SendDropped):
+                self.unheld.held(event.seqs)
                 self.stats.upstream_drops += len(event.seqs)
                 log.warning(
                     "[%s] upstream dropped %d device message(s): %s",
@@ -161,8 +197,13 @@ class Conversation:
                     event.reason,
                 )
             self._track_turn(event)
+            if self.unheld.hide(event):
+                self.stats.reanswers_withheld = self.unheld.hidden_turns
+                continue  # a re-answer the device already has (relay/unheld.py)
             for message in wire.server_messages(event):
                 self._publish(wire.encode(message))
+                if (message.get("serverContent") or {}).get("turnComplete"):
+                    self.unheld.turn_ended()
 
     def _track_turn(self, event: ev.AppEvent) -> None:
         if isinstance(event, ev.AudioChunk | ev.TextDelta | ev.OutputTranscript):
@@ -197,19 +238,28 @@ class Conversation:
 
     def state(self) -> dict[str, object]:
         """What another relay process needs to take this conversation over."""
-        return {
+        state: dict[str, object] = {
             "user": self.user_id,
             "setup": self.setup,
             "last_seq": self.buffer.last_seq,
             "received": self.received,
-            "generating": self.generating,
+            # a withheld re-answer in progress is no turn the device must be told was cut
+            "generating": self.generating and self.unheld.hiding == 0,
         }
+        now = time.monotonic()
+        if self.unheld.version != self._unheld_flushed or now - self._unheld_written > 1.0:
+            # When changed (Redis keeps a field not written again), and each second in
+            # case a flush carrying the change failed.
+            self._unheld_flushed, self._unheld_written = self.unheld.version, now
+            state["unheld"] = self.unheld.snapshot()
+        return state
 
     def report_cut_turn(self) -> None:
         """Tell the device the turn in progress ended (its producer died mid-turn)."""
         self.generating = False
         self._publish(wire.encode({"serverContent": {"interrupted": True}}))
         self._publish(wire.encode({"serverContent": {"turnComplete": True}}))
+        self.unheld.turn_ended()
 
     def _publish(self, data: bytes) -> None:
         seq = self.buffer.append(data)
@@ -347,6 +397,14 @@ class Conversation:
             await self.open_upstream()
         assert self.upstream is not None
         result = await self.upstream.send_raw(message)
+        if not result.dropped:
+            self.unheld.forwarded(message, result.seq)
+            if self.unheld.forgotten != self.stats.unheld_forgotten:
+                self.stats.unheld_forgotten = self.unheld.forgotten
+                log.warning(
+                    "[%s] unheld device input over its bound: a takeover may lose context",
+                    self.id,
+                )
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)

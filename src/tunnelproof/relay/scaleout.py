@@ -15,10 +15,13 @@ opens only after taking it, there are never two upstream sockets for one convers
 the owner dies, its lease expires (``lease`` seconds) and the new owner proceeds with what
 was last flushed (every ``flush_interval``): output of the last flush interval, and the rest
 of a turn cut by the death (Gemini never continues a cut generation), are lost; the device
-is told the turn ended (``interrupted`` + ``turnComplete``).
+is told the turn ended (``interrupted`` + ``turnComplete``). The device's messages that no
+upstream handle held yet (``unheld``) are sent again after the resume, their re-answers
+withheld from the device (see ``relay/unheld.py``): the model's context loses nothing
+flushed.
 
 Keys (prefix ``tp:relay:``): ``owner:{conv}`` (string), ``state:{conv}`` (hash: user,
-setup, last_seq, received, generating), ``buf:{conv}`` (list of ``seq(8 bytes) + frame``),
+setup, last_seq, received, generating, unheld), ``buf:{conv}`` (list of ``seq(8 bytes) + frame``),
 ``ticket:{nonce}`` (single-use tickets across processes). State and buffer expire
 ``state_ttl`` after the last write.
 """
@@ -66,6 +69,7 @@ class Loaded:
     received: int
     generating: bool
     frames: list[tuple[int, bytes]]
+    unheld: list[Any]  # device messages no upstream handle held (relay/unheld.py)
 
 
 @dataclass(slots=True)
@@ -261,6 +265,7 @@ class RedisCoordinator:
             received=int(state["received"]),
             generating=bool(state.get("generating", False)),
             frames=frames,
+            unheld=list(state.get("unheld") or []),
         )
 
     async def forget(self, conv: str) -> None:

@@ -424,6 +424,7 @@ class RelayServer:
         conv.received = max(loaded.received, position.received)
         self.process_takeovers += 1
         coord.track(conv_id, conv.buffer, conv.state, stored_through=loaded.last_seq)
+        conv.carry(loaded.unheld)  # before the cut turn's end: that ends the last one's turn
         if loaded.generating:
             log.warning("[%s] the previous owner died mid-turn: the turn is cut", conv_id)
             conv.report_cut_turn()

@@ -169,16 +169,18 @@ def server_messages(event: ev.AppEvent) -> list[JsonDict]:
             return [{"usageMetadata": usage}]
         case ev.UnknownServerMessage(kind=kind, raw=raw):
             return [{kind: raw}]
-        case ev.Rewound(partial_text=partial, reply_lost=lost, cancelled_tool_call_ids=ids):
+        case ev.Rewound(
+            partial_text=partial, reply_lost=lost, cancelled_tool_call_ids=ids, reasked=reasked
+        ):
             out: list[JsonDict] = []
             if ids:
                 out.append({"toolCallCancellation": {"ids": list(ids)}})
-            if partial or lost:
-                # Stop the device playing the cut answer. When the reply was lost the
-                # upstream session replays the question and a fresh answer follows (its
-                # turnComplete ends the turn); otherwise end the turn here.
+            if partial or lost or reasked:
+                # Stop the device playing the cut answer. When the upstream session asks
+                # the question again a fresh answer follows (its turnComplete ends the
+                # turn); otherwise end the turn here.
                 out.append({"serverContent": {"interrupted": True}})
-                if not lost:
+                if not reasked:
                     out.append({"serverContent": {"turnComplete": True}})
             return out
         case _:

@@ -75,6 +75,19 @@ class AbortSocket:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckLink:
+    """Find evidence that the link of ``attempt`` is alive or dead; answer ``LinkChecked``.
+
+    Asked when a reply is overdue. The driver reads the kernel's view (``TCP_INFO``:
+    data unacknowledged and retransmitted for long is a dead link) and sends a WebSocket
+    ping; a pong, like any inbound frame, is evidence of life. Silence is not evidence
+    either way: the machine's own timer decides when the absence of evidence is enough.
+    """
+
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class SetTimer:
     """Fire ``TimerFired(name, serial)`` at monotonic time ``at`` (replaces ``name``)."""
 
@@ -116,6 +129,7 @@ Action = (
     | SendFrame
     | CloseSocket
     | AbortSocket
+    | CheckLink
     | SetTimer
     | CancelTimer
     | SaveHandle

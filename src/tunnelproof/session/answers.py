@@ -19,9 +19,9 @@ Rules (:class:`AnswerCollector`, pure, no I/O):
   arrive, the transcript wins: it is what was said). ``AudioChunk`` PCM and the user's
   ``InputTranscript`` are kept too. ``TurnComplete`` ends the answer.
 * A drop that cuts the answer (``Rewound``) discards what was collected: the question is
-  replayed and the resumed model answers it anew (``Answer.restarts`` counts this). If
-  the reply cannot come (a ``ContextReset`` or a resume with nothing replayed after the
-  cut, or the question itself reported dropped), :class:`AnswerLost` is raised: ask again.
+  asked again (``Rewound.reasked``) and answered anew (``Answer.restarts`` counts this). If
+  the reply cannot come (``Rewound.reply_lost``, or the question itself reported dropped),
+  :class:`AnswerLost` is raised: ask again.
 * ``Failed`` raises :class:`AnswerFailed` (with the advice), ``Closed`` or the end of the
   stream :class:`AnswerClosed`, a tool call :class:`ToolCallsPending` (answer it, then
   collect again), the timeout :class:`AnswerTimeout`. Nothing hangs on a dead session.
@@ -192,14 +192,21 @@ class AnswerCollector:
                     restarts=self._restarts,
                     events=self.events,
                 )
-            case ev.Rewound(partial_text=partial, reply_lost=lost):
-                if partial or lost:
-                    # The cut-off answer is not continued after a resume; a replayed
-                    # question is answered from the start, so start collecting again.
+            case ev.Rewound(partial_text=partial, reply_lost=lost, reasked=reasked):
+                if partial or lost or reasked:
+                    # The cut-off answer is not continued after a resume; a question asked
+                    # again is answered from the start, so start collecting again.
                     if partial or self._text or self._transcript or self._audio:
                         self._restarts += 1
                     self._reset()
-                self._reply_lost = self._reply_lost or lost
+                if lost:
+                    # reply_lost: the server's state holds the question, its answer was
+                    # cut, and the session does not ask twice: it will not come.
+                    raise AnswerLost(
+                        "a drop cut the reply and the question is not asked again; ask again",
+                        self.events,
+                    )
+                self._reply_lost = self._reply_lost or (bool(partial) and not reasked)
             case ev.Resumed(replayed=replayed) if self._reply_lost and replayed == 0:
                 raise AnswerLost(
                     "a drop cut the reply and nothing was replayed after the resume; ask again",

@@ -77,15 +77,27 @@ class Disconnected:
 class Rewound:
     """The server state we reconnect to lacks something the app saw or did.
 
-    ``partial_text`` is model output of a turn that was cut off (the server never continues
-    an interrupted generation after a resume); ``reply_lost`` says a reply was due and will
-    not come; ``cancelled_tool_call_ids`` are tool calls the resumed session never saw: do
-    not answer them (answers are refused with ``SendResult.dropped``).
+    * ``partial_text``: model output of a turn that was cut off. The server never continues
+      an interrupted generation, so drop what was played of it; if the question is asked
+      again (see below) the whole answer comes again, from its start.
+    * ``reply_lost``: one thing only: **an answer was owed and will not come unless the
+      app asks again**. It is true when the server's state holds the question (a handle
+      confirmed it) but the answer was cut: replaying the question would duplicate it, so
+      the session does not; ``unanswered`` holds the question texts to ask again. It is
+      false when the session itself asks again (the question was not confirmed, so it is
+      replayed after a resume, or re-asked after the history in a fresh session): the
+      answer then comes by itself.
+    * ``cancelled_tool_call_ids``: tool calls the resumed session never saw: do not answer
+      them (answers are refused with ``SendResult.dropped``). The model usually calls the
+      tool again; that call comes with ``ToolCallRequested.reissued`` naming these ids.
     """
 
     partial_text: str
     reply_lost: bool
     cancelled_tool_call_ids: tuple[str, ...]
+    unanswered: tuple[str, ...] = ()
+    reasked: bool = False
+    """The session asks a cut-off question again itself: its whole answer follows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +253,16 @@ class OutputTranscript:
 
 @dataclass(frozen=True, slots=True)
 class ToolCallRequested:
-    """The model wants these functions run; answer with ``send_tool_response``."""
+    """The model wants these functions run; answer with ``send_tool_response``.
+
+    Each call carries its ``id`` (answer with it). ``reissued`` is non-empty when these
+    calls replace calls cancelled by a reconnect (``Rewound.cancelled_tool_call_ids``): the
+    model asks again for the same request. A tool with side effects that already ran for
+    one of the ``reissued`` ids should answer from that run instead of running twice.
+    """
 
     calls: tuple[FunctionCall, ...]
+    reissued: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from tunnelproof.protocol.client_messages import encode_client_message
 from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.server_messages import (
+    GoAway,
     ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
@@ -28,12 +29,13 @@ from tunnelproof.protocol.server_messages import (
 )
 from tunnelproof.protocol.types import JsonDict
 from tunnelproof.session import app_events as ev
+from tunnelproof.session.accounting import DeliveryAccounting
 from tunnelproof.session.actions import (
     AbortSocket,
     Action,
     CancelTokenFetch,
     DeleteHandle,
-    Emit,
+    FetchToken,
     SaveHandle,
     SendFrame,
 )
@@ -42,7 +44,7 @@ from tunnelproof.session.credential_slot import CredentialSlot
 from tunnelproof.session.events import TokenFailure
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.metrics import SessionMetrics
-from tunnelproof.session.outbox import Outbox, OutboxLimits, SendResult
+from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, SendResult
 from tunnelproof.session.outgoing import MessageKind, Outgoing
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
@@ -84,7 +86,7 @@ def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | No
     return None
 
 
-class SessionBookkeeping:
+class SessionBookkeeping(DeliveryAccounting):
     """Data and phase-free work of the session machine (see the module docstring)."""
 
     phase: Phase
@@ -124,6 +126,16 @@ class SessionBookkeeping:
         self._ever_connected = False
         self._lost_at: float | None = None  # monotonic start of the current gap
         self._seq = 0  # the last send's sequence number
+        self._connected_at: float | None = None  # monotonic setupComplete of this socket
+        # Question texts by seq, kept until answered: told to the app if an answer is lost.
+        self._question_texts: dict[int, str] = {}
+        # Questions whose answer a lost connection cut or owed and that the session asks
+        # again itself (replayed on a resume, re-asked after the history in a fresh one).
+        self._reask: set[int] = set()
+        self._cut_partial = ""  # model text of the answer a lost connection cut
+        self._audio_drops = AudioDropLedger()  # reported once per outage
+        self._garbage_since_message = False  # only unparseable frames since the last message
+        self._last_written: int | None = None  # newest seq written on this connection
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -143,9 +155,6 @@ class SessionBookkeeping:
     def socket_live(self) -> bool:
         """A socket of this session may exist right now."""
         return self._socket_live
-
-    def _emit(self, event: ev.AppEvent) -> None:
-        self._out.append(Emit(event))
 
     def _set_timer(self, timer: Timer, delay: float) -> None:
         self._out.append(self.timers.set(timer, self._now + max(0.0, delay)))
@@ -172,24 +181,72 @@ class SessionBookkeeping:
         if request is not None:
             self._out.append(CancelTokenFetch(request))
 
-    def _report_dropped(self, items: list[Outgoing], reason: str) -> None:
-        if not items:
-            return
-        self.metrics.messages_dropped += len(items)
-        audio = [i for i in items if i.kind is MessageKind.AUDIO]
-        if audio:
-            ms = sum(i.audio_ms for i in audio)
-            self.metrics.audio_ms_dropped += ms
-            self._emit(ev.SendDropped(tuple(i.seq for i in audio), "audio", reason, ms))
-        for item in items:
-            if item.kind is MessageKind.AUDIO:
-                continue
-            if item.was_sent:
-                # Written once, so it is in the transcript; a fresh session re-seeded from
-                # it would then hold a message the app was told is lost (and may resend).
-                for turn in item.turns:
-                    self.transcript.forget(turn.role, turn.text)
-            self._emit(ev.SendDropped((item.seq,), item.kind.value, reason))
+    def _connection_ready(self) -> None:
+        """``setupComplete``: count it, re-seed a fresh session, flush, and say so."""
+        self._session_ready = True
+        self._connected_at = self._now
+        self._last_written = None
+        self.resumption.ready()
+        resuming = self.resumption.resuming
+        first = not self._ever_connected
+        self._ever_connected = True
+        self.metrics.connections += 1
+        if not first:
+            self.metrics.reconnects += 1
+        gap = self._now - self._lost_at if self._lost_at is not None else 0.0
+        self._lost_at = None
+        if not first or resuming:
+            self.metrics.record_gap(gap)
+        if self.policy.stable_after > 0:
+            self._set_timer(Timer.STABLE, self.policy.stable_after)
+        self.retry.connected()
+        if resuming:
+            self.metrics.resumes_succeeded += 1
+        else:
+            # A fresh server session: re-seed it from the transcript if there is history.
+            reason, self.resumption.reset_reason = self.resumption.reset_reason, None
+            seed = self.transcript.seed_message()
+            if seed is not None:
+                self._send_frame(seed)
+                self.resumption.seed_sent()
+            if reason is not None or seed is not None:
+                turns = len(seed["clientContent"]["turns"]) if seed is not None else 0
+                self._emit(ev.ContextReset(reason or "a fresh session was started", turns))
+        replayed = self._flush()
+        self._report_audio_drops()  # the outage is over: one report for what it cost
+        if resuming:
+            self._emit(ev.Resumed(self._attempt, gap, replayed))
+        else:
+            self._emit(ev.Connected(self._attempt, first))
+
+    def _on_go_away(self, go_away: GoAway) -> None:
+        self.metrics.go_aways += 1
+        left = go_away.time_left
+        delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
+        if self._go_away and Timer.GOAWAY in self.timers:
+            return  # a repeated goAway does not move the deadline later
+        self._go_away = True
+        self._set_timer(Timer.GOAWAY, delay)
+        self._emit(ev.GoAwayReceived(left, self._now + delay))
+        # Prefetch the next credential while the turn finishes (contract 4).
+        self._prefetch()
+
+    def _end_of_call(self) -> None:
+        # Audio drops are gathered during an outage and reported when it ends; while
+        # connected (or once stopped) they are reported at the end of the call.
+        if self.phase in (Phase.CONNECTED, Phase.FAILED, Phase.CLOSED):
+            self._report_audio_drops()
+
+    def _served(self) -> float:
+        """How long the current connection has served since ``setupComplete``."""
+        return self._now - self._connected_at if self._connected_at is not None else 0.0
+
+    def _fetch_token(self, *, prefetch: bool) -> None:
+        self._out.append(FetchToken(self.credentials.asked(self._now), prefetch=prefetch))
+
+    def _prefetch(self) -> None:
+        if self.credentials.usable(self._wall) is None and self.credentials.request is None:
+            self._fetch_token(prefetch=True)
 
     def _save_handle(self) -> None:
         handle = self.resumption.handle
@@ -218,15 +275,44 @@ class SessionBookkeeping:
             self.resumption.disconnected(self._wall)
             self._save_handle()
             self._emit(ev.Disconnected(code, reason, planned=planned))
+        self._connected_at = None
+        self._garbage_since_message = False
         partial_text = self.transcript.partial_model_text
-        reply_lost = self.turns.connection_lost()
+        lost = self.turns.connection_lost()
         tool_ids = self.tools.since_handle
         self.transcript.commit_model()
+        # Which owed questions the session asks again itself: those the server's state may
+        # lack (unconfirmed, so replayed). A confirmed one is in the state without its
+        # answer; replaying it would duplicate it, so the app is told (reply_lost). A
+        # setup that failed carried no conversation: the earlier verdicts stand.
+        unconfirmed = {item.seq for item in self.outbox.unconfirmed}
+        owed = [seq for seq in (lost.cut, *lost.waiting) if seq is not None]
+        lost_questions = [seq for seq in owed if seq not in unconfirmed]
+        if was_ready:
+            self._cut_partial = partial_text.strip()
+            self._reask = {seq for seq in owed if seq in unconfirmed}
+        unanswered = tuple(
+            self._question_texts[seq] for seq in lost_questions if seq in self._question_texts
+        )
+        reply_lost = bool(lost_questions)
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
-        if partial_text or reply_lost or tool_ids:
-            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids))
+        if partial_text or lost.owed or tool_ids:
+            reasked = any(seq in unconfirmed for seq in owed)
+            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked))
         self.tools.connection_settled()
+        # Audio sent beyond the replay window with no confirmation since: the link died
+        # with it, and nothing can replay it. Reported, never silently lost.
+        unverified = self.outbox.take_unverified()
+        if unverified:
+            ms = sum(a.audio_ms for a in unverified)
+            self.metrics.messages_dropped += len(unverified)
+            self.metrics.audio_ms_dropped += ms
+            self._audio_drops.add(
+                (a.seq for a in unverified),
+                ms,
+                "sent into a link that died, beyond the replay window (the server may lack it)",
+            )
         # What the resumed state lacks goes back into the queue (contract 3).
         self._report_dropped(
             self.outbox.requeue_unconfirmed(self._now), "too old to replay after reconnect"
@@ -248,9 +334,20 @@ class SessionBookkeeping:
             ids = tuple(sorted(self.tools.open))
             self._cancel_tool_calls(set(ids))
             self._emit(ev.Rewound("", False, ids))
-        # Text already sent is in the transcript, which re-seeds the new session.
+        # Text already sent is in the transcript, which re-seeds the new session, except
+        # the questions still owed an answer: they are asked again after the history (and
+        # leave the history, with the cut-off start of their answer), so the fresh session
+        # answers them instead of holding them as a finished past.
+        reask = self._reask
+        text_kinds = (MessageKind.TEXT, MessageKind.CLIENT_CONTENT)
+        for item in list(self.outbox.pending):
+            if item.was_sent and item.kind in text_kinds and item.seq in reask:
+                for turn in item.turns:
+                    self.transcript.forget(turn.role, turn.text)
+        if reask and self._cut_partial:
+            self.transcript.forget("model", self._cut_partial)
         self.outbox.remove_where(
-            lambda i: i.was_sent and i.kind in (MessageKind.TEXT, MessageKind.CLIENT_CONTENT)
+            lambda i: i.was_sent and i.kind in text_kinds and i.seq not in reask
         )
 
     def _flush(self) -> int:
@@ -268,6 +365,7 @@ class SessionBookkeeping:
     def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
         self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
+        self._last_written = item.seq
         if not item.was_sent:
             for turn in item.turns:
                 self.transcript.add(turn.role, turn.text)
@@ -275,6 +373,11 @@ class SessionBookkeeping:
             self.tools.answered(item.tool_ids)
         if item.expects_reply:
             self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+            text = " ".join(t.text for t in item.turns if t.role == "user")
+            if text:
+                self._question_texts[item.seq] = text
+                if len(self._question_texts) > 256:  # bounded: the oldest are long answered
+                    del self._question_texts[min(self._question_texts)]
         self.turns.sent(item.seq, expects_reply=item.expects_reply)
         # Items evicted from the replay record were delivered; they only lose their
         # replay insurance, so they are not reported as dropped.
@@ -288,10 +391,11 @@ class SessionBookkeeping:
             case SessionResumptionUpdate():
                 self._on_resumption_update(message)
             case ToolCall():
+                reissued = self.tools.reissued()
                 self.tools.called([c.id for c in message.function_calls if c.id])
                 self.resumption.output_seen()
                 self.turns.tool_call_arrived()  # the model waits for the app now
-                self._emit(ev.ToolCallRequested(message.function_calls))
+                self._emit(ev.ToolCallRequested(message.function_calls, reissued))
             case ToolCallCancellation():
                 self.tools.withdrawn(message.ids)
                 self._emit(ev.ToolCallCancelled(message.ids))
@@ -328,6 +432,10 @@ class SessionBookkeeping:
         if content.interaction_status is not None:
             self.turns.interaction_reported(content.interaction_status)
         if content.turn_complete:
+            answered = self.turns.answering
+            if answered is not None:
+                self._forget_questions_up_to(answered)
+            self.tools.reissue_pending = ()  # answered without calling the tool again
             self.turns.turn_completed()
             self.resumption.turn_ended()  # the next handle will include this turn
             self._cancel_timer(Timer.REPLY)
@@ -340,19 +448,6 @@ class SessionBookkeeping:
         self.tools.handle_issued()
         self._confirm_delivery()
         self._save_handle()
-
-    def _confirm_delivery(self) -> None:
-        """A resumable handle arrived: decide which sends its state holds, and say so.
-
-        The one place delivery is decided. The handle holds everything sent before it,
-        except the sends awaiting an answer (the oldest unanswered one and all after it):
-        the server marks itself not resumable while it generates, so a handle issued
-        before any output answering them was issued before it read them.
-        """
-        keep = len(self.turns.awaiting_answer)
-        confirmed = self.outbox.confirm(keep_last=keep)
-        if confirmed:
-            self._emit(ev.Delivered(tuple(item.seq for item in confirmed)))
 
     def _at_turn_boundary(self) -> bool:
         if self.phase is not Phase.CONNECTED or self.turns.busy or self.tools.open:

@@ -14,7 +14,16 @@ from tunnelproof.session.credentials import Credential
 class CredentialSlot:
     """At most one unspent credential and at most one token request in flight."""
 
-    __slots__ = ("_credential", "_request_seq", "_uses", "auth_retry_used", "request")
+    __slots__ = (
+        "_asked_at",
+        "_credential",
+        "_request_seq",
+        "_uses",
+        "auth_retry_used",
+        "last_fetch_seconds",
+        "request",
+        "timeouts_in_row",
+    )
 
     def __init__(self) -> None:
         self._request_seq = 0
@@ -24,6 +33,11 @@ class CredentialSlot:
         self._uses = 0  # attempts that used self._credential (none completed the handshake)
         self.auth_retry_used = False
         """A refused reused token already got its one fresh retry in this outage."""
+        self._asked_at: float | None = None
+        self.last_fetch_seconds: float | None = None
+        """How long the last successful token fetch took (a slow backend is let answer)."""
+        self.timeouts_in_row = 0
+        """Token fetches in a row that the machine gave up on (each doubles the next wait)."""
 
     # -- questions -------------------------------------------------------------------------
 
@@ -51,6 +65,17 @@ class CredentialSlot:
         self._request_seq += 1
         self.request = self._request_seq
         return self.request
+
+    def asked(self, now: float) -> int:
+        """A fetch starts at ``now``; returns its request id."""
+        self._asked_at = now
+        return self.requested()
+
+    def arrived(self, now: float) -> None:
+        """The fetch in flight answered with a credential at ``now``."""
+        if self._asked_at is not None:
+            self.last_fetch_seconds = now - self._asked_at
+        self.timeouts_in_row = 0
 
     def answered(self, request: int) -> bool:
         """The answer to ``request`` arrived: true when it is the one in flight."""

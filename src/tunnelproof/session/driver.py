@@ -9,6 +9,9 @@ the machine's vocabulary:
 * :func:`classify_connect_error` turns a failed ``websockets`` connect into
   ``SocketOpenFailed`` (network gone vs an HTTP answer vs anything else);
 * :func:`classify_token_error` turns a token-source exception into ``TokenFailed``;
+* :func:`read_kernel_link` and :func:`kernel_verdict` read the kernel's view of a link
+  (``TCP_INFO``) when the machine asks whether a quiet link is dead: data the kernel has
+  been retransmitting without an acknowledgement is evidence; a model's silence is not;
 * :func:`log_lifecycle` writes one log line per lifecycle event.
 """
 
@@ -17,6 +20,8 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import struct
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.exceptions import (
@@ -69,6 +74,68 @@ def tune_socket(sock: socket.socket | None, watchdogs: Watchdogs) -> list[str]:
         except OSError:
             missing.append(name)
     return missing
+
+
+@dataclass(frozen=True, slots=True)
+class KernelLink:
+    """What the kernel knows about one TCP connection (Linux ``struct tcp_info``)."""
+
+    unacked: int  # segments sent and not acknowledged yet
+    retransmits: int  # retransmissions of the current unacknowledged segment
+    probes: int  # keepalive / zero-window probes sent without an answer
+    since_data_received: float  # seconds since the peer last sent data
+    since_ack_received: float  # seconds since the peer last acknowledged anything
+
+
+# struct tcp_info starts with 8 one-byte fields (state, ca_state, retransmits, probes,
+# backoff, options, wscale, flags), then 32-bit fields: rto, ato, snd_mss, rcv_mss,
+# unacked, sacked, lost, retrans, fackets, last_data_sent, last_ack_sent (unused),
+# last_data_recv, last_ack_recv (milliseconds ago).
+_TCP_INFO = struct.Struct("=8B13I")
+
+
+def read_kernel_link(sock: socket.socket | None) -> KernelLink | None:
+    """The kernel's view of ``sock``; ``None`` where ``TCP_INFO`` is not available."""
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None:
+        return None
+    try:
+        raw = sock.getsockopt(socket.IPPROTO_TCP, option, 104)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO.size:
+        return None
+    fields = _TCP_INFO.unpack_from(raw)
+    return KernelLink(
+        unacked=fields[12],
+        retransmits=fields[2],
+        probes=fields[3],
+        since_data_received=fields[19] / 1000.0,
+        since_ack_received=fields[20] / 1000.0,
+    )
+
+
+def kernel_verdict(link: KernelLink | None, watchdogs: Watchdogs) -> str | None:
+    """Why the kernel's view says the link is dead, or ``None`` if it does not.
+
+    Dead: the kernel holds sent data that the peer has not acknowledged for
+    ``unacked_dead_after`` seconds while retransmitting it, or its keepalive probes go
+    unanswered. A quiet link with nothing outstanding is not dead, however long the model
+    has been thinking.
+    """
+    if link is None:
+        return None
+    if (
+        link.unacked > 0
+        and link.retransmits > 0
+        and link.since_ack_received >= watchdogs.unacked_dead_after
+    ):
+        return (
+            f"the kernel has retransmitted unacknowledged data for {link.since_ack_received:.1f} s"
+        )
+    if link.probes >= max(1, watchdogs.keepalive_count):
+        return f"{link.probes} TCP keepalive probes went unanswered"
+    return None
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -95,6 +95,19 @@ class SocketClosed:
 
 
 @dataclass(frozen=True, slots=True)
+class LinkChecked:
+    """The answer to ``CheckLink(attempt)``: evidence that the link is alive or dead.
+
+    ``alive`` is true on a pong (inbound bytes); false when the kernel reports the link
+    dead (``detail`` says why). No answer at all is the machine's timer's to judge.
+    """
+
+    attempt: int
+    alive: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TimerFired:
     """The timer set by ``SetTimer(name, serial, at)`` fired."""
 
@@ -120,6 +133,7 @@ Event = (
     | SocketOpenFailed
     | FrameReceived
     | SocketClosed
+    | LinkChecked
     | TimerFired
     | CloseRequested
     | ResumeRequested

@@ -49,6 +49,7 @@ from tunnelproof.session.actions import (
     Action,
     CancelTimer,
     CancelTokenFetch,
+    CheckLink,
     CloseSocket,
     DeleteHandle,
     Emit,
@@ -90,6 +91,9 @@ from tunnelproof.session.sockets import (
 from tunnelproof.session.store_writer import StoreWriter
 
 log = logging.getLogger("tunnelproof.session")
+
+# Content events carry no lifecycle change: the driver skips log_lifecycle's match for them.
+_CONTENT_EVENTS = frozenset({ev.AudioChunk, ev.TextDelta, ev.InputTranscript, ev.OutputTranscript})
 
 
 class LiveSession:
@@ -164,7 +168,11 @@ class LiveSession:
         self._events = EventBuffer(max_buffered_event_bytes)
         self._sockets: dict[int, SocketAttempt] = {}
         self._token_tasks: dict[int, asyncio.Task[None]] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        # name -> [loop handle, serial, deadline]. A SetTimer that only moves a deadline
+        # later (the reply watchdog, re-armed on every audio frame) updates the record and
+        # keeps the handle; _fire re-arms for the rest. Saves a TimerHandle cancel + heap
+        # push per 20 ms frame; the machine still sees one TimerFired, at its deadline.
+        self._timers: dict[str, list[Any]] = {}
         self._writer = StoreWriter(self._store, self.conversation_id)
         self._closers: set[asyncio.Task[None]] = set()
         self._closed = asyncio.Event()
@@ -341,23 +349,27 @@ class LiveSession:
                     if isinstance(event, ev.TurnComplete):
                         self._handle_at_turn_end = self._machine.resumption_handle
                     self._events.put(event)
-                    log_lifecycle(self.conversation_id, event)
-                    if isinstance(event, ev.Closed):
-                        self._closed.set()
+                    if type(event) not in _CONTENT_EVENTS:  # audio/text: nothing to log
+                        log_lifecycle(self.conversation_id, event)
+                        if isinstance(event, ev.Closed):
+                            self._closed.set()
                 case SendFrame(attempt=attempt, text=text):
                     sock = self._sockets.get(attempt)
                     if sock is not None:
                         sock.send(text)
                 case SetTimer(name=name, serial=serial, at=at):
-                    old = self._timers.pop(name, None)
-                    if old is not None:
-                        old.cancel()
-                    loop = asyncio.get_running_loop()
-                    self._timers[name] = loop.call_at(at, self._fire, name, serial)
+                    record = self._timers.get(name)
+                    if record is not None and record[0].when() <= at:
+                        record[1], record[2] = serial, at  # _fire re-arms for the rest
+                    else:
+                        if record is not None:
+                            record[0].cancel()
+                        loop = asyncio.get_running_loop()
+                        self._timers[name] = [loop.call_at(at, self._fire, name), serial, at]
                 case CancelTimer(name=name):
-                    handle = self._timers.pop(name, None)
-                    if handle is not None:
-                        handle.cancel()
+                    record = self._timers.pop(name, None)
+                    if record is not None:
+                        record[0].cancel()
                 case FetchToken(request=request):
                     self._token_tasks[request] = asyncio.create_task(
                         self._fetch_token(request), name=f"tunnelproof-token-{request}"
@@ -385,14 +397,24 @@ class LiveSession:
                         task.add_done_callback(self._closers.discard)
                 case AbortSocket(attempt=attempt):
                     self._abort(attempt)
+                case CheckLink(attempt=attempt):
+                    sock = self._sockets.get(attempt)
+                    if sock is not None:
+                        sock.check_link(self._connect.watchdogs, self._feed)
                 case SaveHandle(session=session):
                     self._writer.save(session)
                 case DeleteHandle():
                     self._writer.delete()
 
-    def _fire(self, name: str, serial: int) -> None:
-        self._timers.pop(name, None)
-        self._feed(TimerFired(name, serial))
+    def _fire(self, name: str) -> None:
+        record = self._timers.get(name)
+        if record is None:
+            return
+        if record[2] > record[0].when():  # the deadline moved later since the handle was set
+            record[0] = asyncio.get_running_loop().call_at(record[2], self._fire, name)
+            return
+        del self._timers[name]
+        self._feed(TimerFired(name, record[1]))
 
     def _abort(self, attempt: int) -> None:
         """Tear the socket down now: no close handshake, no close_timeout wait."""
@@ -420,8 +442,8 @@ class LiveSession:
 
     async def _shutdown(self) -> None:
         self._shut_down = True
-        for handle in self._timers.values():
-            handle.cancel()
+        for record in self._timers.values():
+            record[0].cancel()
         self._timers.clear()
         for attempt in list(self._sockets):
             self._abort(attempt)

@@ -40,7 +40,8 @@ answers to abandoned token requests are ignored in every phase)::
     CONNECTED     turn boundary after goAway, timer GOAWAY  HANDING_OVER (CloseSocket 1000)
     CONNECTED     timer GOAWAY, a turn's handle due        CONNECTED (SetTimer HANDLE_GRACE)
     CONNECTED     resumable handle or timer HANDLE_GRACE   HANDING_OVER (CloseSocket 1000)
-    CONNECTED     SocketClosed, timer REPLY               WAITING | FAILED | at once after goAway
+    CONNECTED     SocketClosed, LinkChecked dead, timer LINK  WAITING | FAILED | at once (a drop)
+    CONNECTED     timer REPLY                             CONNECTED (CheckLink, SetTimer LINK)
     CONNECTED     sessionResumptionUpdate                 CONNECTED (SaveHandle, Delivered)
     HANDING_OVER  SocketClosed, timer CLOSE               FETCHING | OPENING at once (no backoff)
     WAITING       timer RETRY, ResumeRequested            FETCHING | OPENING
@@ -82,17 +83,14 @@ from tunnelproof.protocol.server_messages import (
     parse_server_frame,
 )
 from tunnelproof.session import app_events as ev
-from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, FetchToken, OpenSocket
-from tunnelproof.session.bookkeeping import (
-    SessionBookkeeping,
-    token_failure_verdict,
-    unusable_credential_verdict,
-)
+from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, OpenSocket
+from tunnelproof.session.bookkeeping import token_failure_verdict, unusable_credential_verdict
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
     Event,
     FrameReceived,
+    LinkChecked,
     OpenFailure,
     ResumeRequested,
     SocketClosed,
@@ -104,6 +102,7 @@ from tunnelproof.session.events import (
     TokenFailure,
     TokenFetched,
 )
+from tunnelproof.session.failures import FailureRouting
 from tunnelproof.session.outbox import SendResult
 from tunnelproof.session.outgoing import ClientMessage, Outgoing
 from tunnelproof.session.phases import Phase as Phase
@@ -112,13 +111,8 @@ from tunnelproof.session.phases import public_state
 from tunnelproof.session.retry_budget import GiveUp, Retry
 from tunnelproof.session.timers import Timer
 
-# A resumed setup refused this many times in a row (closed before setupComplete) is taken
-# as a bad handle even without a 1007: the wire cannot tell a stale handle from a socket
-# that died during setup, so one refusal is not enough, two are.
-RESUME_REFUSALS_BEFORE_FRESH = 2
 
-
-class SessionMachine(SessionBookkeeping):
+class SessionMachine(FailureRouting):
     """The sans-I/O core of :class:`~tunnelproof.session.live_session.LiveSession`.
 
     Use :meth:`handle` for events and :meth:`send` for app messages. Both return the
@@ -151,12 +145,15 @@ class SessionMachine(SessionBookkeeping):
                 self._on_frame(event)
             case SocketClosed():
                 self._on_socket_closed(event)
+            case LinkChecked():
+                self._on_link_checked(event)
             case TimerFired():
                 self._on_timer(event)
             case CloseRequested():
                 self._on_close_requested()
             case ResumeRequested():
                 self._on_resume_requested()
+        self._end_of_call()
         out, self._out = self._out, []
         return out
 
@@ -176,6 +173,7 @@ class SessionMachine(SessionBookkeeping):
         self._seq += 1
         typed = message if isinstance(message, ClientMessage) else ClientMessage.from_dict(message)
         result = self._accept(Outgoing.of(self._seq, typed, now))
+        self._end_of_call()
         out, self._out = self._out, []
         return result, out
 
@@ -216,10 +214,15 @@ class SessionMachine(SessionBookkeeping):
         self.credentials.discard()
         self.phase = Phase.FETCHING
         if self.credentials.request is None:
-            self._out.append(FetchToken(self.credentials.requested(), prefetch=False))
+            self._fetch_token(prefetch=False)
         timeout = self.watchdogs.token_timeout
         if self.retry.offline:
-            timeout = min(timeout, self.watchdogs.probe_connect_timeout)
+            # Short while probing a gone network, but never shorter than a slow backend
+            # needs: every fetch cancelled just before its answer would never end.
+            slot = self.credentials
+            timeout = self.watchdogs.offline_token_timeout(
+                slot.last_fetch_seconds, slot.timeouts_in_row
+            )
         self._set_timer(Timer.TOKEN, timeout)
 
     def _on_token_fetched(self, event: TokenFetched) -> None:
@@ -227,16 +230,21 @@ class SessionMachine(SessionBookkeeping):
             return  # superseded or timed out
         self._cancel_timer(Timer.TOKEN)
         self.metrics.tokens_fetched += 1
+        self.credentials.arrived(self._now)
         self.credentials.fetched(event.credential)
         if self.phase is Phase.FETCHING:
             self._open(event.credential)
+        elif self._go_away:
+            self._maybe_handover()  # the handover waited for this token
 
     def _on_token_failed(self, event: TokenFailed) -> None:
         if not self.credentials.answered(event.request):
             return
         self._cancel_timer(Timer.TOKEN)
         if self.phase is not Phase.FETCHING:
-            return  # a failed prefetch: the handover fetches again and judges that result
+            if self._go_away and self.phase is Phase.CONNECTED:
+                self._prefetch_again(event.retry_after)  # the handover waits for a token
+            return
         message = event.message or event.kind.value
         verdict = token_failure_verdict(event.kind, message)
         if verdict is not None:
@@ -324,12 +332,8 @@ class SessionMachine(SessionBookkeeping):
             return
         if phase not in (Phase.SETUP, Phase.CONNECTED):
             return
-        verdict = classify_close(
-            event.code,
-            event.reason,
-            resuming=self.resumption.resuming,
-            after_go_away=self._go_away,
-        )
+        resuming, go_away = self.resumption.resuming, self._go_away
+        verdict = classify_close(event.code, event.reason, resuming=resuming, after_go_away=go_away)
         planned = self._go_away and not verdict.fatal and verdict.kind is not CloseClass.BAD_RESUME
         during_setup = phase is Phase.SETUP
         if verdict.kind is CloseClass.FATAL_AUTH and not during_setup:
@@ -339,9 +343,17 @@ class SessionMachine(SessionBookkeeping):
             verdict = CloseVerdict(
                 CloseClass.RETRY, verdict.code, verdict.reason, "The credential expired."
             )
+        served = self._served()
+        culprit = self._last_written if self._session_ready else None
         self._connection_gone(event.code, event.reason, planned=planned)
+        described = f"closed {event.code} {event.reason}".strip()
         if planned:
-            self._reconnect_now("the server ended the connection after goAway")
+            self._handover_done("the server ended the connection after goAway")
+        elif verdict.kind is CloseClass.BAD_RESUME and not during_setup and culprit is not None:
+            # The handle was accepted: a 1007 now rejects the newest message read. Report
+            # it, never replay it, resume again (each rejection counts: no loop).
+            self._reject_message(culprit, described)
+            self._server_failure(f"the server rejected a message ({described})")
         elif verdict.kind is CloseClass.BAD_RESUME:
             self._bad_resume(verdict.advice)
         elif verdict.fatal:
@@ -352,19 +364,29 @@ class SessionMachine(SessionBookkeeping):
                     "the server rejected the session's messages",
                 )
             self._fail(verdict)
+        elif during_setup and self.resumption.resuming:
+            # A refused resume is most often the server still holding the session's old
+            # half-open socket (Google refuses until it notices): keep the handle and
+            # wait it out, for stale_socket_wait; a drop in setup is probed (no verdict).
+            waited = self.resumption.refused(self._now)
+            if waited >= self.watchdogs.stale_socket_wait:
+                self._bad_resume(f"the server refused the resumed setup for {waited:.0f} s")
+            elif event.code in (None, 1006):
+                self._offline_failure(f"the link dropped during the resumed setup ({described})")
+            else:
+                self.metrics.server_failures += 1
+                decision = self.retry.after_refusal(self.resumption.refusals, self.rng)
+                self._retry_or_give_up(decision, f"resume refused ({described})")
         elif (
-            during_setup
-            and self.resumption.resuming
-            and (
-                self.resumption.refused() >= RESUME_REFUSALS_BEFORE_FRESH  # counts this refusal
-            )
+            not during_setup
+            and event.code in (None, 1006)
+            # the driver failed the connection itself over a broken or oversized frame:
+            # the server's fault, not the network's
+            and not event.reason.startswith("closed by the client")
         ):
-            self._bad_resume(
-                f"the server refused the resumed setup {self.resumption.refusals} times "
-                f"({event.code} {event.reason})"
-            )
+            self._after_drop(f"the link dropped ({described})", served)
         else:
-            self._server_failure(f"closed {event.code} {event.reason}".strip())
+            self._server_failure(described)
 
     def _after_our_close(self, code: int | None, reason: str) -> None:
         for_good = self.phase is Phase.CLOSING
@@ -374,7 +396,7 @@ class SessionMachine(SessionBookkeeping):
             self._finish_close()
             return
         self.metrics.planned_handovers += 1
-        self._reconnect_now("planned handover after goAway")
+        self._handover_done("planned handover after goAway")
 
     def _bad_resume(self, reason: str) -> None:
         if self.resumption.bad_resume(reason):
@@ -391,8 +413,11 @@ class SessionMachine(SessionBookkeeping):
             frame = parse_server_frame(event.data)
         except ProtocolError as exc:
             self.metrics.protocol_errors += 1
+            self._garbage_since_message = True  # not a reply, and not proof of a healthy server
             self._emit(ev.ProtocolViolation(str(exc), exc.size))
             return
+        self._garbage_since_message = False
+        self._cancel_timer(Timer.LINK)  # a message is evidence of life
         for message in frame.messages:
             if self.phase not in (Phase.SETUP, Phase.CONNECTED) or event.attempt != self._attempt:
                 return
@@ -418,59 +443,26 @@ class SessionMachine(SessionBookkeeping):
     def _on_setup_complete(self) -> None:
         self._cancel_timer(Timer.SETUP)
         self.phase = Phase.CONNECTED
-        self._session_ready = True
-        self.resumption.ready()
-        resuming = self.resumption.resuming
-        first = not self._ever_connected
-        self._ever_connected = True
-        self.metrics.connections += 1
-        if not first:
-            self.metrics.reconnects += 1
-        gap = self._now - self._lost_at if self._lost_at is not None else 0.0
-        self._lost_at = None
-        if not first or resuming:
-            self.metrics.record_gap(gap)
-        if self.policy.stable_after > 0:
-            self._set_timer(Timer.STABLE, self.policy.stable_after)
-        self.retry.connected()
-        if resuming:
-            self.metrics.resumes_succeeded += 1
-        else:
-            # A fresh server session: re-seed it from the transcript if there is history.
-            reason, self.resumption.reset_reason = self.resumption.reset_reason, None
-            seed = self.transcript.seed_message()
-            if seed is not None:
-                self._send_frame(seed)
-                self.resumption.seed_sent()
-            if reason is not None or seed is not None:
-                turns = len(seed["clientContent"]["turns"]) if seed is not None else 0
-                self._emit(ev.ContextReset(reason or "a fresh session was started", turns))
-        replayed = self._flush()
-        if resuming:
-            self._emit(ev.Resumed(self._attempt, gap, replayed))
-        else:
-            self._emit(ev.Connected(self._attempt, first))
+        self._connection_ready()
 
     # -- goAway ------------------------------------------------------------------------------
 
-    def _on_go_away(self, go_away: GoAway) -> None:
-        self.metrics.go_aways += 1
-        left = go_away.time_left
-        delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
-        if self._go_away and Timer.GOAWAY in self.timers:
-            return  # a repeated goAway does not move the deadline later
-        self._go_away = True
-        self._set_timer(Timer.GOAWAY, delay)
-        self._emit(ev.GoAwayReceived(left, self._now + delay))
-        # Prefetch the next credential while the turn finishes (contract 4).
-        if self.credentials.usable(self._wall) is None and self.credentials.request is None:
-            self._out.append(FetchToken(self.credentials.requested(), prefetch=True))
-
     def _maybe_handover(self) -> None:
-        if self._go_away and self._at_turn_boundary():
+        # Over the handover budget the session stays until the goAway deadline (its timer
+        # hands over); within it, it leaves at a turn boundary with the next token in
+        # hand, so a token service's blip costs no gap while the deadline allows.
+        if not (self._go_away and self._at_turn_boundary()):
+            return
+        if Timer.HANDLE_GRACE in self.timers:  # past the deadline: leave now, token or not
             self._handover()
+        elif self.retry.handovers_left:
+            if self.credentials.usable(self._wall) is not None:
+                self._handover()
+            elif self.credentials.request is None and Timer.PREFETCH not in self.timers:
+                self._prefetch()
 
     def _handover(self) -> None:
+        self.retry.handed_over(self._served())
         self._cancel_timer(Timer.GOAWAY, Timer.HANDLE_GRACE, Timer.REPLY, Timer.STABLE)
         self.phase = Phase.HANDING_OVER
         self._out.append(CloseSocket(self._attempt, 1000, "goAway handover"))
@@ -484,27 +476,18 @@ class SessionMachine(SessionBookkeeping):
 
     # -- failures ----------------------------------------------------------------------------
 
-    def _server_failure(self, reason: str, *, retry_after: float | None = None) -> None:
-        self.metrics.server_failures += 1
-        decision = self.retry.after_server_failure(reason, self.rng, retry_after)
-        self._retry_or_give_up(decision, reason)
-
-    def _offline_failure(self, reason: str) -> None:
-        self.metrics.offline_failures += 1
-        if not self.policy.probe_offline:
-            self._server_failure(reason)  # the seed's policy: one backoff for both kinds
-            return
-        decision = self.retry.after_offline_failure(reason, self._now, self.rng)
-        self._retry_or_give_up(decision, reason)
-
     def _retry_or_give_up(self, decision: Retry | GiveUp, reason: str) -> None:
         if isinstance(decision, GiveUp):
             self._fail(decision.verdict())
             return
         self.phase = Phase.WAITING
         kind: ev.FailureKind = "offline" if decision.offline else "server"
-        self._emit(ev.Reconnecting(decision.delay, self.retry.next_attempt, reason, kind))
-        self._set_timer(Timer.RETRY, decision.delay)
+        attempt = self.retry.next_attempt
+        self._emit(ev.Reconnecting(decision.delay, attempt, reason, kind, decision.planned))
+        if decision.delay > 0:
+            self._set_timer(Timer.RETRY, decision.delay)
+        else:
+            self._start_attempt()  # at once: no timer round trip
 
     def _fail(self, verdict: CloseVerdict) -> None:
         self._abort("fatal: " + verdict.kind.value)
@@ -513,6 +496,7 @@ class SessionMachine(SessionBookkeeping):
         if self._session_ready:
             self._connection_gone(verdict.code, verdict.reason, planned=False)
         self.phase = Phase.FAILED
+        self._report_audio_drops()
         self._emit(ev.Failed(verdict))
 
     # -- timers ------------------------------------------------------------------------------
@@ -530,6 +514,7 @@ class SessionMachine(SessionBookkeeping):
             and self.credentials.request is not None
         ):
             self._cancel_token_request()
+            self.credentials.timeouts_in_row += 1  # the next offline fetch may take longer
             self._offline_failure("the token source did not answer in time")
         elif timer is Timer.CONNECT and phase is Phase.OPENING:
             self._abort("connect timeout")
@@ -540,11 +525,23 @@ class SessionMachine(SessionBookkeeping):
             self._connection_gone(None, "no setupComplete", planned=False)
             self._server_failure(f"no setupComplete within {self.watchdogs.setup_timeout:g} s")
         elif timer is Timer.REPLY and phase is Phase.CONNECTED:
-            self.metrics.dead_links_detected += 1
-            self._abort("no reply")
-            reason = f"no server message within {self.watchdogs.reply_timeout:g} s of a reply due"
-            self._connection_gone(None, reason, planned=False)
-            self._server_failure(reason)
+            if self._garbage_since_message:
+                # Only unreadable frames while a reply is owed: a broken server, not a
+                # thinking model. Backed off like a server error.
+                self.metrics.dead_links_detected += 1
+                self._abort("no reply")
+                reason = "only unreadable frames while a reply was due"
+                self._connection_gone(None, reason, planned=False)
+                self._server_failure(reason)
+            else:
+                self._check_link()  # silence is not evidence: ask for some
+        elif timer is Timer.LINK and phase is Phase.CONNECTED:
+            self._dead_link(
+                f"no sign of life within {self.watchdogs.link_check_timeout:g} s of a link "
+                f"check (a reply was {self.watchdogs.reply_timeout:g} s overdue)"
+            )
+        elif timer is Timer.PREFETCH and phase is Phase.CONNECTED and self._go_away:
+            self._prefetch()
         elif timer is Timer.STABLE:
             self.retry.stable()
         elif timer is Timer.GOAWAY and phase is Phase.CONNECTED:
@@ -567,6 +564,7 @@ class SessionMachine(SessionBookkeeping):
             return
         if self.phase in (Phase.CLOSED, Phase.CLOSING):
             return
+        self._settle_at_close()
         self._report_dropped(self.outbox.clear(), "the session was closed")
         self._cancel_token_request()
         self._cancel_all_timers()
@@ -581,6 +579,7 @@ class SessionMachine(SessionBookkeeping):
     def _finish_close(self) -> None:
         self._cancel_all_timers()
         self.phase = Phase.CLOSED
+        self._report_audio_drops()
         self._emit(ev.Closed())
 
     def _on_resume_requested(self) -> None:

@@ -34,6 +34,9 @@ class SessionMetrics:
     audio_ms_replayed: float = 0.0
     audio_ms_dropped: float = 0.0
     protocol_errors: int = 0
+    link_checks: int = 0  # a reply was overdue and the link was checked, not torn down
+    immediate_reconnects: int = 0  # abrupt drops of healthy connections, retried at once
+    shed_waits: int = 0  # waits on a Retry-After that did not count as failures
 
     @property
     def resume_success_rate(self) -> float | None:

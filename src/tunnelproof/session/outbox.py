@@ -15,13 +15,25 @@ Two queues:
 
 Nothing leaves the outbox silently: every drop is returned to the caller (the machine),
 which reports it as a ``SendDropped`` event and in the metrics.
+
+Audio is accounted for to the millisecond (issue 13): a chunk ends *delivered* (a
+resumable handle issued after output that answers it), *replayed*, or *reported dropped*.
+Two records make that possible without keeping every payload:
+
+* ``unverified``: chunks that left the replay window (``unconfirmed`` keeps at most
+  ``max_audio_ms`` of audio) before any evidence that the server holds them. Only their
+  ``seq`` and duration are kept; the next confirmation makes them delivered, a drop first
+  makes them dropped ("sent into a link that died, too old to replay").
+* :class:`AudioDropLedger`: drops during one outage (stale audio, bounds, the above) are
+  gathered and reported as one ``SendDropped`` with the outage's total duration, not one
+  event per 20 ms chunk.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnelproof.session.outgoing import MessageKind, Outgoing
@@ -77,6 +89,46 @@ class OutboxLimits:
     max_unconfirmed_messages: int = 512
 
 
+@dataclass(frozen=True, slots=True)
+class SentAudio:
+    """A chunk that left the replay window unconfirmed: its seq and duration only."""
+
+    seq: int
+    audio_ms: float
+
+
+# Beyond this many unverified chunks (about an hour of 20 ms chunks with no confirmation
+# at all) the oldest are taken as delivered: memory stays bounded on endless monologues.
+MAX_UNVERIFIED = 200_000
+
+
+@dataclass(slots=True)
+class AudioDropLedger:
+    """Audio dropped during one outage, reported once when the outage ends."""
+
+    seqs: list[int] = field(default_factory=list)
+    audio_ms: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+
+    def add(self, seqs: Iterable[int], audio_ms: float, reason: str) -> None:
+        """Record dropped chunks and why."""
+        before = len(self.seqs)
+        self.seqs.extend(seqs)
+        if len(self.seqs) == before:
+            return
+        self.audio_ms += audio_ms
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
+    def take(self) -> tuple[tuple[int, ...], float, str] | None:
+        """``(seqs, audio_ms, reason)`` of everything recorded, and start over."""
+        if not self.seqs:
+            return None
+        out = (tuple(self.seqs), self.audio_ms, "; ".join(self.reasons))
+        self.seqs, self.audio_ms, self.reasons = [], 0.0, []
+        return out
+
+
 @dataclass(slots=True)
 class Outbox:
     """The two bounded queues described in the module docstring."""
@@ -84,6 +136,7 @@ class Outbox:
     limits: OutboxLimits = field(default_factory=OutboxLimits)
     pending: deque[Outgoing] = field(default_factory=deque)
     unconfirmed: deque[Outgoing] = field(default_factory=deque)
+    unverified: deque[SentAudio] = field(default_factory=deque)
     _unconfirmed_audio_ms: float = 0.0  # running total: mark_sent runs per audio chunk
 
     # -- sizes -------------------------------------------------------------------------
@@ -164,7 +217,10 @@ class Outbox:
 
     def mark_sent(self, item: Outgoing) -> list[Outgoing]:
         """Record ``item`` as sent and unconfirmed; returns items too old to keep for replay."""
-        self.unconfirmed.append(replace(item, was_sent=True))
+        # The constructor, not dataclasses.replace: this runs for every 20 ms audio chunk.
+        self.unconfirmed.append(
+            Outgoing(item.seq, item.message, item.wire, item.created_at, was_sent=True)
+        )
         evicted: list[Outgoing] = []
         # Audio: keep only as much as the outbox could replay.
         self._unconfirmed_audio_ms += item.audio_ms
@@ -174,6 +230,7 @@ class Outbox:
                     del self.unconfirmed[index]
                     self._unconfirmed_audio_ms -= queued.audio_ms
                     evicted.append(queued)
+                    self._unverified(queued)
                     break
             else:  # pragma: no cover - the total only counts audio
                 self._unconfirmed_audio_ms = 0.0
@@ -181,7 +238,20 @@ class Outbox:
             oldest = self.unconfirmed.popleft()
             self._unconfirmed_audio_ms -= oldest.audio_ms
             evicted.append(oldest)
+            if oldest.kind is MessageKind.AUDIO:
+                self._unverified(oldest)
         return evicted
+
+    def _unverified(self, item: Outgoing) -> None:
+        self.unverified.append(SentAudio(item.seq, item.audio_ms))
+        if len(self.unverified) > MAX_UNVERIFIED:
+            self.unverified.popleft()
+
+    def take_unverified(self) -> list[SentAudio]:
+        """Chunks sent beyond the replay window since the last confirmation (and forget)."""
+        items = list(self.unverified)
+        self.unverified.clear()
+        return items
 
     def _recount(self) -> None:
         self._unconfirmed_audio_ms = sum(i.audio_ms for i in self.unconfirmed)

@@ -14,6 +14,24 @@ Two kinds of failure get two policies (client contract point 5):
 The failure counter is reset only after a connection stayed up ``stable_after`` seconds,
 never on socket open (the seed reset it on open, so a server that accepts and then
 refuses looped forever at its shortest delay).
+
+Three kinds of "try again" are *not* server failures (issue 15):
+
+* **an abrupt drop** (1006, a reset, a dead link found by a watchdog) of a connection that
+  reached ``setupComplete``: the server did nothing wrong, so the first attempt goes at
+  once and the drop does not escalate the next one. A connection dropped sooner than
+  ``healthy_after`` after its setup looks like a server that accepts and then fails:
+  such quick drops go at once only within a budget (``immediate_budget`` per
+  ``immediate_window``) and back off like server errors beyond it, so a crash-looping
+  server never meets a hot loop. (A link that flaps is bounded by itself: each
+  connection served ``healthy_after`` seconds.)
+* **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
+  wait is honoured (plus a little jitter) and does not count against the caps, so a herd
+  is served in turn instead of giving up.
+* **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
+  connections younger than ``stable_after``; beyond that, the session stays on the
+  connection until the goAway deadline and waits a backoff before the next one, so a
+  server that sends goAway on every connection cannot drive a hot loop.
 """
 
 from __future__ import annotations
@@ -54,6 +72,18 @@ class RetryPolicy:
             ``SEED_POLICY`` sets it).
         probe_offline: treat network-gone failures with the probe interval. ``False`` sends
             them through the server-error backoff and its caps (the seed's behaviour).
+        healthy_after: seconds a connection must have served (after ``setupComplete``)
+            for an abrupt drop of it to be retried at once whatever came before; a drop
+            sooner is a *quick* drop (a server that accepts and then fails?).
+        immediate_budget: quick drops retried at once per ``immediate_window`` seconds;
+            beyond it they back off like server errors. ``0`` retries no quick drop at
+            once (the seed's policy backs off every drop).
+        immediate_window: see ``immediate_budget``.
+        handover_budget: planned handovers (goAway) in a row from connections younger
+            than ``stable_after`` that go at once; later ones wait for the goAway deadline
+            and then a backoff.
+        shed_is_wait: a 429/503 with ``Retry-After`` is a wait, not a failure (``False``
+            counts it against the caps, as the seed did).
     """
 
     offline_interval: float = 0.75
@@ -69,6 +99,11 @@ class RetryPolicy:
     stable_after: float = 10.0
     reset_on_open: bool = False
     probe_offline: bool = True
+    healthy_after: float = 0.25
+    immediate_budget: int = 5
+    immediate_window: float = 60.0
+    handover_budget: int = 3
+    shed_is_wait: bool = True
 
     def __post_init__(self) -> None:
         if self.offline_interval <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
@@ -77,6 +112,10 @@ class RetryPolicy:
             raise ValueError("offline_jitter must be in [0, offline_interval)")
         if self.multiplier < 1:
             raise ValueError("multiplier must be >= 1")
+        if self.healthy_after < 0 or self.immediate_window <= 0:
+            raise ValueError("healthy_after must be >= 0 and immediate_window > 0")
+        if self.immediate_budget < 0 or self.handover_budget < 0:
+            raise ValueError("budgets must be >= 0")
 
     def offline_delay(self, rng: random.Random) -> float:
         """Delay before the next probe while the network is gone."""
@@ -99,6 +138,26 @@ class RetryPolicy:
             delay = max(delay, retry_after + rng.uniform(0.0, self.base_delay))
         return delay
 
+    def shed_delay(self, retry_after: float, rng: random.Random) -> float:
+        """Delay after a shed answer (429/503 with ``Retry-After``): a wait, not a failure.
+
+        The server said when it can take us; the jitter on top (up to ``base_delay``)
+        keeps a herd from returning on one tick. The server spreads the herd itself by
+        answering each client its own ``Retry-After``.
+        """
+        return max(0.0, retry_after) + rng.uniform(0.0, self.base_delay)
+
+    def drop_is_immediate(self, served: float, recent_quick: int) -> bool:
+        """Whether the first attempt after an abrupt drop goes at once.
+
+        ``served`` is how long the dropped connection served after ``setupComplete``;
+        ``recent_quick`` how many quick drops were retried at once in the last
+        ``immediate_window`` seconds.
+        """
+        if self.reset_on_open:
+            return False  # the seed's policy keeps the seed's timing
+        return served >= self.healthy_after or recent_quick < self.immediate_budget
+
 
 DEFAULT_POLICY = RetryPolicy()
 """The policy :class:`~tunnelproof.session.live_session.LiveSession` uses by default."""
@@ -116,6 +175,8 @@ SEED_POLICY = RetryPolicy(
     stable_after=0.0,
     reset_on_open=True,
     probe_offline=False,
+    immediate_budget=0,
+    shed_is_wait=False,
 )
 """The seed's policy: ``1 s · 2ⁿ + uniform(0, 0.5 s)``, six tries, then give up for good.
 
@@ -138,14 +199,31 @@ class Watchdogs:
 
     Attributes:
         token_timeout: a token fetch taking longer counts as the network being gone.
+            While the network is gone, fetches start with ``probe_connect_timeout`` (a
+            request sent into a tunnel only completes at a retransmit) but a backend
+            known to be slow gets twice its last observed answer time, and each fetch
+            that timed out doubles the next one's allowance up to ``token_timeout``: a
+            slow backend is always let answer (see :meth:`offline_token_timeout`).
         connect_timeout: TCP + TLS + WebSocket upgrade of a normal attempt.
         probe_connect_timeout: the same while probing a gone network: short, because a
             connect started inside the tunnel only completes at the next SYN retransmit
             (1, 3, 7 s ...), and a fresh probe is faster than waiting for it.
         setup_timeout: ``setupComplete`` must arrive this long after the socket opened.
         reply_timeout: when a reply is due (the user finished a turn, or answered a tool
-            call) or model output is flowing (until ``generationComplete``), some server
-            message must arrive within this many seconds.
+            call) or model output is flowing (until ``generationComplete``) and no server
+            message arrived for this long, the link is *checked*, not torn down: silence
+            alone is no evidence (a model may think for 30 s and more). The driver asks
+            the kernel (``TCP_INFO``: data unacknowledged for long is a dead link) and
+            sends a WebSocket ping; any inbound byte proves the link alive.
+        link_check_timeout: how long that check may take before the link counts as dead:
+            no inbound byte (pong or message) in this long after the check started.
+            Gemini's pongs are known to take 8-30 s, hence the generous default.
+        unacked_dead_after: the kernel holding sent data unacknowledged this long (and
+            retransmitting) is a dead link, whatever the model does.
+        stale_socket_wait: a resume the server refuses (closed before ``setupComplete``,
+            not with 1007) is retried with the handle kept for this long: the server most
+            likely still holds the session's old half-open socket and refuses until it
+            notices it is dead. Only then is the handle given up for a fresh session.
         close_timeout: a graceful close taking longer is turned into an abort.
         go_away_margin: a goAway handover happens at the latest ``timeLeft - margin``.
         handover_handle_grace: when that deadline comes right after a turn completed, the
@@ -161,6 +239,9 @@ class Watchdogs:
     probe_connect_timeout: float = 3.0
     setup_timeout: float = 10.0
     reply_timeout: float = 20.0
+    link_check_timeout: float = 30.0
+    unacked_dead_after: float = 4.0
+    stale_socket_wait: float = 30.0
     close_timeout: float = 2.0
     go_away_margin: float = 5.0
     handover_handle_grace: float = 0.25
@@ -169,6 +250,18 @@ class Watchdogs:
     keepalive_idle: int = 2
     keepalive_interval: int = 1
     keepalive_count: int = 3
+
+    def offline_token_timeout(self, last_fetch: float | None, timeouts_in_row: int) -> float:
+        """The token fetch allowance while the network is gone.
+
+        ``last_fetch`` is how long the last successful fetch took (``None`` before any),
+        ``timeouts_in_row`` how many offline fetches in a row timed out.
+        """
+        allowance = self.probe_connect_timeout
+        if last_fetch is not None:
+            allowance = max(allowance, 2.0 * last_fetch + 0.5)
+        allowance *= 2.0 ** min(timeouts_in_row, 16)
+        return min(self.token_timeout, allowance)
 
 
 DEFAULT_WATCHDOGS = Watchdogs()

@@ -34,6 +34,7 @@ class ResumptionState:
         "had_session",
         "handle",
         "refusals",
+        "refused_since",
         "reset_reason",
         "resuming",
         "seed",
@@ -52,6 +53,8 @@ class ResumptionState:
         """A server session existed whose context the next fresh session must take over."""
         self.refusals = 0
         """Resumed setups refused in a row (closed before ``setupComplete``)."""
+        self.refused_since: float | None = None
+        """When the first of those refusals came (a stale socket is waited out)."""
         self.resuming = False
         """The current attempt sent a handle in its setup."""
         self.seed = Seed.NONE
@@ -98,6 +101,7 @@ class ResumptionState:
         self.disconnected_at = None  # the 2 h window counts from the *next* disconnect
         self.had_session = True
         self.refusals = 0
+        self.refused_since = None
 
     def seed_sent(self) -> None:
         """The transcript went to the fresh session as history."""
@@ -137,15 +141,19 @@ class ResumptionState:
         self.had_session = True
         return self.dropped("the link dropped before the re-seeded session showed its history")
 
-    def refused(self) -> int:
-        """A resumed setup was closed before ``setupComplete``; returns refusals in a row."""
+    def refused(self, now: float) -> float:
+        """A resumed setup was closed before ``setupComplete`` at ``now``; returns how long
+        the refusals in a row have lasted."""
         self.refusals += 1
-        return self.refusals
+        if self.refused_since is None:
+            self.refused_since = now
+        return now - self.refused_since
 
     def bad_resume(self, reason: str) -> bool:
         """The server refused the handle; returns whether one was dropped."""
         had = self.dropped(reason)
         self.refusals = 0
+        self.refused_since = None
         self.had_session = True
         return had
 

@@ -9,18 +9,27 @@ failure asks :meth:`RetryBudget.after_server_failure` or
 from __future__ import annotations
 
 import random
+from collections import deque
 from dataclasses import dataclass
 
 from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.session.policy import RetryPolicy
 
+# A resume refused while the server still holds the old socket is retried at most this
+# far apart (the whole wait is bounded by ``Watchdogs.stale_socket_wait``).
+REFUSAL_RETRY_CEILING = 2.0
+
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Try again after ``delay`` seconds; ``offline`` says which policy chose it."""
+    """Try again after ``delay`` seconds; ``offline`` says which policy chose it.
+
+    ``planned`` marks a goAway handover's reconnect (not a failure).
+    """
 
     delay: float
     offline: bool
+    planned: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +52,13 @@ class RetryBudget:
     """Counts failures and attempts; answers retry-or-give-up."""
 
     __slots__ = (
+        "_quick_drops",
         "last_failure_offline",
         "offline_since",
         "outage_attempts",
         "outage_failures",
         "policy",
+        "quick_handovers",
         "session_failures",
     )
 
@@ -63,6 +74,9 @@ class RetryBudget:
         """When the network was first found gone in this outage."""
         self.last_failure_offline = False
         """The last failure was the network being gone (probe with short timeouts)."""
+        self.quick_handovers = 0
+        """Planned handovers in a row of connections younger than ``stable_after``."""
+        self._quick_drops: deque[float] = deque()  # quick drops retried at once (budget)
 
     @property
     def offline(self) -> bool:
@@ -103,6 +117,54 @@ class RetryBudget:
             return GiveUp(f"the network has been gone for over {limit:.0f} s ({reason})")
         return Retry(self.policy.offline_delay(rng), offline=True)
 
+    def after_drop(
+        self, reason: str, served: float, now: float, rng: random.Random
+    ) -> Retry | GiveUp:
+        """An abrupt drop of a connection that served ``served`` s: at once, or back off.
+
+        The server did nothing wrong: the first attempt goes at once and the drop does not
+        escalate the next one. A quick drop (a server that accepts and fails?) goes at once
+        only within ``immediate_budget`` per ``immediate_window``.
+        """
+        policy = self.policy
+        while self._quick_drops and self._quick_drops[0] <= now - policy.immediate_window:
+            self._quick_drops.popleft()
+        if not policy.drop_is_immediate(served, len(self._quick_drops)):
+            return self.after_server_failure(reason, rng)
+        if served < policy.healthy_after:
+            self._quick_drops.append(now)
+        self.outage_failures = 0  # a lost connection, not a failing server
+        self.last_failure_offline = False
+        return Retry(0.0, offline=True)
+
+    def after_shed(self, retry_after: float, rng: random.Random) -> Retry:
+        """A 429/503 with ``Retry-After``: a wait that does not count against the caps."""
+        self.last_failure_offline = False
+        return Retry(self.policy.shed_delay(retry_after, rng), offline=False)
+
+    def after_refusal(self, refusals: int, rng: random.Random) -> Retry:
+        """A resume refused (the old socket may still be open): wait, keep the handle."""
+        self.last_failure_offline = False
+        delay = min(REFUSAL_RETRY_CEILING, self.policy.server_delay(refusals - 1, rng))
+        return Retry(delay, offline=False)
+
+    def handed_over(self, served: float) -> None:
+        """A planned handover of a connection that served ``served`` seconds."""
+        young = served < self.policy.stable_after
+        self.quick_handovers = self.quick_handovers + 1 if young else 0
+
+    @property
+    def handovers_left(self) -> bool:
+        """Another handover may go at the next turn boundary (else: at the deadline)."""
+        return self.quick_handovers < self.policy.handover_budget
+
+    def after_handover(self, rng: random.Random) -> Retry:
+        """The reconnect after a handover: at once within the budget, then backed off, so
+        a server that sends goAway on every connection drives no hot loop."""
+        over = self.quick_handovers - self.policy.handover_budget
+        delay = self.policy.server_delay(over - 1, rng) if over > 0 else 0.0
+        return Retry(delay, offline=False, planned=True)
+
     def attempt_started(self) -> None:
         """An attempt starts (a credential is fetched or reused)."""
         self.outage_attempts += 1
@@ -123,6 +185,7 @@ class RetryBudget:
     def stable(self) -> None:
         """The connection stayed up ``stable_after`` seconds: failures start over."""
         self.outage_failures = 0
+        self.quick_handovers = 0
 
     def app_resumed(self) -> None:
         """The app asked to try again after ``Failed``: a new budget."""

@@ -2,8 +2,8 @@
 
 ``LiveSession`` owns a :class:`SocketAttempt` per ``OpenSocket`` action and runs
 :func:`run_socket` for it. Everything that happens is fed back to the machine as an event
-(``SocketOpened``, ``SocketOpenFailed``, ``FrameReceived``, ``SocketClosed``) through the
-``feed`` callback; nothing here decides anything.
+(``SocketOpened``, ``SocketOpenFailed``, ``FrameReceived``, ``SocketClosed``,
+``LinkChecked``) through the ``feed`` callback; nothing here decides anything.
 """
 
 from __future__ import annotations
@@ -21,8 +21,19 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tunnelproof.protocol.endpoints import Endpoint
-from tunnelproof.session.driver import classify_connect_error, tune_socket
-from tunnelproof.session.events import Event, FrameReceived, SocketClosed, SocketOpened
+from tunnelproof.session.driver import (
+    classify_connect_error,
+    kernel_verdict,
+    read_kernel_link,
+    tune_socket,
+)
+from tunnelproof.session.events import (
+    Event,
+    FrameReceived,
+    LinkChecked,
+    SocketClosed,
+    SocketOpened,
+)
 from tunnelproof.session.policy import Watchdogs
 
 log = logging.getLogger("tunnelproof.session")
@@ -69,6 +80,7 @@ class SocketAttempt:
     outgoing: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.Task[None] | None = None
+    checker: asyncio.Task[None] | None = None
     dead: bool = False  # the machine no longer wants events from it
 
     def gone(self) -> bool:
@@ -88,8 +100,21 @@ class SocketAttempt:
             self.ws.transport.abort()
         if self.task is not None:
             self.task.cancel()
-        if self.writer is not None:
-            self.writer.cancel()
+        self.stop_helpers()
+
+    def stop_helpers(self) -> None:
+        """Cancel the writer and any link check."""
+        for task in (self.writer, self.checker):
+            if task is not None:
+                task.cancel()
+
+    def check_link(self, watchdogs: Watchdogs, feed: Callable[[Event], None]) -> None:
+        """Start gathering evidence about the link (``CheckLink``), unless already doing so."""
+        if self.dead or self.ws is None or (self.checker is not None and not self.checker.done()):
+            return
+        self.checker = asyncio.create_task(
+            check_link(self, watchdogs, feed), name=f"tunnelproof-check-{self.attempt}"
+        )
 
 
 async def run_socket(
@@ -115,9 +140,11 @@ async def run_socket(
             endpoint.url,
             additional_headers=endpoint.headers,
             open_timeout=timeout,
-            # No WebSocket pings: Gemini pongs take 8-30 s, so ping timeouts are false
-            # alarms. The kernel (TCP_USER_TIMEOUT, keepalive) and the machine's
-            # setup/reply watchdogs find dead links instead.
+            # No automatic WebSocket pings: Gemini pongs take 8-30 s, so ping timeouts
+            # are false alarms. The kernel (TCP_USER_TIMEOUT, keepalive) and the
+            # machine's watchdogs find dead links; a ping is sent only to check a link
+            # whose reply is overdue, and only its pong counts (never its absence alone
+            # before link_check_timeout).
             ping_interval=None,
             ping_timeout=None,
             # Audio does not compress; permessage-deflate only costs CPU.
@@ -166,9 +193,51 @@ async def run_socket(
         # stays None (a lost link, retried), but the reason says what happened.
         reason = f"closed by the client: {sent.code} {sent.reason}".strip()
     release(attempt)
-    if sock.writer is not None:
-        sock.writer.cancel()
+    sock.stop_helpers()
     feed(SocketClosed(attempt, code, reason))
+
+
+async def check_link(
+    sock: SocketAttempt, watchdogs: Watchdogs, feed: Callable[[Event], None]
+) -> None:
+    """Evidence for ``CheckLink``: the kernel's view, then a ping's pong.
+
+    Only evidence is reported. A pong (inbound bytes) says alive; the kernel holding data
+    unacknowledged for long says dead. A quiet link with neither is left to the machine's
+    timer, which knows how long to wait (a slow pong is not a dead link).
+    """
+    ws = sock.ws
+    assert ws is not None
+    raw = ws.transport.get_extra_info("socket")
+    verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
+    if verdict is not None:
+        if not sock.gone():
+            feed(LinkChecked(sock.attempt, False, verdict))
+        return
+    try:
+        pong = asyncio.ensure_future(await ws.ping())
+    except ConnectionClosed:
+        return  # the reader reports the close
+    pong.add_done_callback(_consume)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + watchdogs.link_check_timeout
+    while not sock.gone() and loop.time() < deadline:
+        done, _ = await asyncio.wait({pong}, timeout=0.5)
+        if sock.gone():
+            return
+        if done:
+            feed(LinkChecked(sock.attempt, True, "pong"))
+            return
+        verdict = kernel_verdict(read_kernel_link(raw), watchdogs)
+        if verdict is not None:
+            feed(LinkChecked(sock.attempt, False, verdict))
+            return
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a finished future's outcome so a closed link logs no stray exception."""
+    if not future.cancelled():
+        future.exception()
 
 
 async def write_loop(sock: SocketAttempt) -> None:

@@ -24,6 +24,8 @@ class Timer(StrEnum):
     GOAWAY = "goaway"  # latest moment of a goAway handover (timeLeft - margin)
     HANDLE_GRACE = "handle_grace"  # at that moment, a short wait for the last turn's handle
     CLOSE = "close"  # our graceful close must finish
+    LINK = "link"  # a link check must find evidence of life (a pong, any frame)
+    PREFETCH = "prefetch"  # fetch the handover's token again after a failed prefetch
 
 
 CONNECTION_TIMERS = (
@@ -34,6 +36,8 @@ CONNECTION_TIMERS = (
     Timer.GOAWAY,
     Timer.HANDLE_GRACE,
     Timer.CLOSE,
+    Timer.LINK,
+    Timer.PREFETCH,
 )
 """Timers that belong to one socket: all cancelled when it is gone."""
 

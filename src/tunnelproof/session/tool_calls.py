@@ -15,13 +15,15 @@ _KEEP_CANCELLED = 2048
 class ToolCalls:
     """Open, since-the-handle and cancelled tool-call ids."""
 
-    __slots__ = ("_cancelled", "_since_handle", "open")
+    __slots__ = ("_cancelled", "_since_handle", "open", "reissue_pending")
 
     def __init__(self) -> None:
         self.open: set[str] = set()
         """Calls the model made and the app has not answered (or that were not cancelled)."""
         self._since_handle: list[str] = []
         self._cancelled: set[str] = set()
+        self.reissue_pending: tuple[str, ...] = ()
+        """Calls cancelled by the last reconnect; the next tool call re-issues them."""
 
     @property
     def since_handle(self) -> tuple[str, ...]:
@@ -53,9 +55,15 @@ class ToolCalls:
         """The lost connection's calls since the handle were cancelled; start a new count."""
         self._since_handle.clear()
 
+    def reissued(self) -> tuple[str, ...]:
+        """A tool call arrived: the cancelled calls it re-issues (and forget them)."""
+        ids, self.reissue_pending = self.reissue_pending, ()
+        return ids
+
     def cancel(self, ids: set[str]) -> None:
         """These calls are gone with the server state that made them."""
         self.open -= ids
         self._cancelled |= ids
+        self.reissue_pending = tuple(dict.fromkeys([*self.reissue_pending, *sorted(ids)]))[-64:]
         if len(self._cancelled) > _MAX_CANCELLED:
             self._cancelled = set(list(self._cancelled)[-_KEEP_CANCELLED:])

@@ -46,6 +46,8 @@ FAST_WATCHDOGS = Watchdogs(
     probe_connect_timeout=2.0,
     setup_timeout=5.0,
     reply_timeout=4.0,
+    link_check_timeout=2.0,
+    stale_socket_wait=6.0,
     close_timeout=1.0,
     go_away_margin=1.0,
 )

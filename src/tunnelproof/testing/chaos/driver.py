@@ -419,9 +419,9 @@ class ChaosSession:
                     return text
             mark = len(self._turns)
             if not reset_seen and self.record.events["ContextReset"] > self._resets_at_send:
-                # A fresh session gets a question already sent only as seeded history (no
-                # turn to answer; Rewound(reply_lost) told the app), one still queued as a
-                # real turn. Wait a little for the latter, then do what an app would: go on.
+                # A fresh session asks an unanswered question again after the seeded
+                # history; one whose answer a handle's state held stays history only
+                # (Rewound.reply_lost told the app). Wait a little, then go on, as an app.
                 reset_seen = True
                 deadline = min(deadline, loop.time() + 8.0)
             left = deadline - loop.time()

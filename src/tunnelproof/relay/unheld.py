@@ -1,0 +1,167 @@
+"""Device input the upstream's newest handle does not hold yet, and re-answers to hide.
+
+Google's resumable handle that holds a turn comes 20-70 ms after ``turnComplete`` (reference
+§10); a question asked inside that window starts a turn, and no handle holds the previous
+one until that turn completes. A resume from the older handle therefore lacks questions
+the device already got (complete) answers to:
+
+* the upstream :class:`~tunnelproof.session.LiveSession` replays them itself after an
+  upstream drop (its outbox: ``unconfirmed`` messages), and the model answers them again;
+* a relay process that takes a conversation over from a dead owner has only what the old
+  owner flushed to Redis: :meth:`UnheldInput.snapshot` is part of that state, and the new
+  owner sends the messages again after resuming (:meth:`UnheldInput.carry`).
+
+Either way the device must not hear an answer twice. Each message records whether the
+device has seen a turn end since it was forwarded (``turnComplete``, interrupted or not).
+When the upstream resumes, the number of distinct such turn ends among the replayed
+messages is the number of model turns to withhold from the device: the re-answers, in
+order (a replay is in order, and an answered message precedes the open one). A message
+whose turn the device still has open (the answer was cut, ``interrupted`` without
+``turnComplete``) is answered to the device afresh.
+
+:class:`~tunnelproof.session.app_events.Delivered` (a handle now holds them) and
+:class:`~tunnelproof.session.app_events.SendDropped` remove messages. Bounded by count and
+bytes (oldest forgotten first, counted): beyond the bound a takeover may lose context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tunnelproof.session import app_events as ev
+
+MAX_MESSAGES = 256
+MAX_BYTES = 512 * 1024
+
+# Upstream events that belong to a model turn (what a re-answer consists of).
+_TURN_EVENTS = (
+    ev.AudioChunk,
+    ev.TextDelta,
+    ev.OutputTranscript,
+    ev.InputTranscript,
+    ev.GenerationComplete,
+    ev.Interrupted,
+    ev.TurnComplete,
+)
+
+
+@dataclass(slots=True)
+class _Entry:
+    message: dict[str, Any]
+    size: int
+    seq: int | None  # the upstream SendResult.seq; None while not sent (carried over)
+    closed_turn: int | None = None  # the device-visible turn end that followed it
+    carried: bool = False  # from a previous owner, not sent upstream by this session yet
+
+
+@dataclass(slots=True)
+class UnheldInput:
+    """Client messages since the upstream's newest holding handle (one conversation)."""
+
+    max_messages: int = MAX_MESSAGES
+    max_bytes: int = MAX_BYTES
+    entries: list[_Entry] = field(default_factory=list)
+    turn_ends: int = 0  # turn ends the device has seen
+    hiding: int = 0  # upstream turns still to withhold (re-answers)
+    hidden_turns: int = 0  # counter: re-answers withheld
+    forgotten: int = 0  # counter: messages evicted by the bounds
+    version: int = 0  # bumps on every change (the Redis mirror writes only changes)
+    _bytes: int = 0
+
+    # -- recording ---------------------------------------------------------------------
+
+    def forwarded(self, message: dict[str, Any], seq: int) -> None:
+        """``message`` went to the upstream session as send ``seq``."""
+        self._add(_Entry(message, len(orjson.dumps(message)), seq))
+
+    def carry(self, snapshot: list[Any]) -> None:
+        """Messages a previous owner had not seen held (its :meth:`snapshot`)."""
+        for item in snapshot:
+            message, closed = item
+            entry = _Entry(dict(message), len(orjson.dumps(message)), None, carried=True)
+            if closed is not None:
+                entry.closed_turn = int(closed) - 1_000_000_000  # distinct from ours
+            self._add(entry)
+
+    def pending_carried(self) -> list[_Entry]:
+        """Carried messages still to send upstream (in order)."""
+        return [e for e in self.entries if e.carried and e.seq is None]
+
+    def sent_carried(self, entry: _Entry, seq: int | None) -> None:
+        """A carried message was queued upstream as ``seq`` (``None``: refused)."""
+        if seq is None:
+            self._remove(lambda e: e is entry)
+        else:
+            entry.seq = seq
+            self.version += 1
+
+    def turn_ended(self) -> None:
+        """The device was sent a ``turnComplete``: every open message has its answer."""
+        self.turn_ends += 1
+        for entry in self.entries:
+            if entry.closed_turn is None:
+                entry.closed_turn = self.turn_ends
+                self.version += 1
+
+    def held(self, seqs: tuple[int, ...]) -> None:
+        """A handle holds these sends (``Delivered``), or they were dropped."""
+        wanted = set(seqs)
+        self._remove(lambda e: e.seq in wanted)
+
+    def context_reset(self) -> None:
+        """A fresh upstream session: what was sent is in its seed, nothing is replayed."""
+        # Carried messages (a takeover) have not been sent to any connection yet: they go
+        # to the fresh session after its seed, and their re-answers are still hidden.
+        self._remove(lambda e: not e.carried)
+        self.hiding = 0
+
+    def replayed(self) -> None:
+        """The upstream (re)started and (re)sent the recorded messages: hide re-answers."""
+        self.hiding = len({e.closed_turn for e in self.entries if e.closed_turn is not None})
+        for entry in self.entries:
+            entry.carried = False
+        self.version += 1
+
+    # -- output ----------------------------------------------------------------------------
+
+    def hide(self, event: ev.AppEvent) -> bool:
+        """True when ``event`` belongs to a re-answer the device already has."""
+        if self.hiding <= 0:
+            return False
+        if isinstance(event, ev.Rewound):
+            # A re-answer was cut (another drop): its cut marker is no news to the device;
+            # a tool call cancellation still is.
+            return not event.cancelled_tool_call_ids
+        if not isinstance(event, _TURN_EVENTS):
+            return False
+        if isinstance(event, ev.TurnComplete):
+            self.hiding -= 1
+            self.hidden_turns += 1
+        return True
+
+    def snapshot(self) -> list[list[Any]]:
+        """JSON-able state for another relay process: ``[message, closed turn or None]``."""
+        return [[e.message, e.closed_turn] for e in self.entries]
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _add(self, entry: _Entry) -> None:
+        self.entries.append(entry)
+        self._bytes += entry.size
+        self.version += 1
+        while self.entries and (
+            len(self.entries) > self.max_messages or self._bytes > self.max_bytes
+        ):
+            gone = self.entries.pop(0)
+            self._bytes -= gone.size
+            self.forgotten += 1
+
+    def _remove(self, doomed: Any) -> None:
+        kept = [e for e in self.entries if not doomed(e)]
+        if len(kept) != len(self.entries):
+            self.entries = kept
+            self._bytes = sum(e.size for e in kept)
+            self.version += 1

@@ -1,0 +1,139 @@
+"""Units: device input no upstream handle holds, and withholding re-answers the device has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tunnelproof.relay.unheld import UnheldInput
+from tunnelproof.session import app_events as ev
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"realtimeInput": {"text": text}}
+
+
+def _answer(words: str, *, interrupted: bool = False) -> list[ev.AppEvent]:
+    out: list[ev.AppEvent] = [ev.AudioChunk(b"\0\0", "audio/pcm;rate=24000")]
+    out.append(ev.OutputTranscript(words, False))
+    out.append(ev.Interrupted() if interrupted else ev.GenerationComplete())
+    out.append(ev.TurnComplete())
+    return out
+
+
+def test_a_replayed_answered_question_is_withheld_and_the_cut_one_is_answered() -> None:
+    u = UnheldInput()
+    u.forwarded(_text("My name is Ada."), 1)
+    u.turn_ended()  # its answer reached the device
+    u.forwarded(_text("Please count to 100."), 2)  # asked before a handle held Ada
+    # the upstream dropped mid-count; the device got `interrupted` only (turn still open)
+    u.replayed()
+    assert u.hiding == 1
+    assert all(u.hide(e) for e in _answer("Nice to meet you, Ada.", interrupted=True))
+    assert not any(u.hide(e) for e in _answer("1, 2, 3."))  # the count: the device's turn
+    assert u.hidden_turns == 1
+    assert not u.hide(ev.Usage(1, 2, 3))  # not part of a turn
+
+
+def test_messages_a_handle_holds_are_not_replayed_so_nothing_is_withheld() -> None:
+    u = UnheldInput()
+    u.forwarded(_text("My name is Ada."), 1)
+    u.turn_ended()
+    u.held((1,))  # Delivered: a handle holds it
+    u.replayed()
+    assert u.hiding == 0 and u.entries == []
+    assert not u.hide(ev.TurnComplete())
+
+
+def test_a_takeover_carries_the_snapshot_and_its_cut_turn_end_closes_the_last() -> None:
+    old = UnheldInput()
+    old.forwarded(_text("My favourite colour is teal."), 1)
+    old.turn_ended()
+    old.forwarded(_text("Please count to 200."), 2)  # the owner dies mid-count
+    snapshot = orjson.loads(orjson.dumps(old.snapshot()))  # through Redis
+    new = UnheldInput()
+    new.carry(snapshot)
+    assert [e.message for e in new.pending_carried()] == [m for m, _ in snapshot]
+    new.turn_ended()  # report_cut_turn told the device the count ended
+    for seq, entry in enumerate(new.pending_carried(), start=1):
+        new.sent_carried(entry, seq)
+    new.context_reset()  # even a fresh upstream session gets the carried messages
+    assert len(new.entries) == 2
+    new.replayed()
+    assert new.hiding == 2  # teal's re-answer and the re-count: both turns the device ended
+    events = _answer("You said teal.", interrupted=True) + _answer("1, 2", interrupted=True)
+    assert all(new.hide(e) for e in events)
+    assert not new.hide(ev.OutputTranscript("You first said teal.", False))
+
+
+def test_a_fresh_session_seeded_with_what_was_sent_hides_nothing() -> None:
+    u = UnheldInput()
+    u.forwarded(_text("Hello."), 1)
+    u.turn_ended()
+    u.context_reset()  # the session re-seeded the text as history: no replay
+    u.replayed()
+    assert u.hiding == 0 and u.entries == []
+
+
+def test_the_bounds_forget_the_oldest_and_count_them() -> None:
+    u = UnheldInput(max_messages=3, max_bytes=10_000)
+    for i in range(5):
+        u.forwarded(_text(f"m{i}"), i)
+    assert [e.seq for e in u.entries] == [2, 3, 4] and u.forgotten == 2
+    big = UnheldInput(max_messages=100, max_bytes=100)
+    big.forwarded(_text("x" * 60), 1)
+    big.forwarded(_text("y" * 60), 2)
+    assert [e.seq for e in big.entries] == [2] and big.forgotten == 1
+
+
+def test_a_refused_carried_message_is_forgotten() -> None:
+    u = UnheldInput()
+    u.carry([[_text("a"), None]])
+    (entry,) = u.pending_carried()
+    u.sent_carried(entry, None)
+    assert u.entries == [] and u.pending_carried() == []
+
+
+async def test_a_new_owner_resends_carried_input_first_and_drops_the_devices_replay_of_it() -> None:
+    from tunnelproof.protocol.config import LiveConfig
+    from tunnelproof.relay.conversation import Conversation
+    from tunnelproof.relay.handles import HandleCodec, RelayHandle
+    from tunnelproof.relay.settings import RelaySettings
+    from tunnelproof.session.stores import MemoryHandleStore
+
+    from .test_relay_units import _FakeUpstream, _Sink
+
+    codec = HandleCodec(b"k" * 32)
+    conv = Conversation(
+        id="c1",
+        user_id="alice",
+        config=LiveConfig(),
+        settings=RelaySettings(),
+        codec=codec,
+        token_source=None,  # type: ignore[arg-type]
+        handle_store=MemoryHandleStore(),
+        session_factory=_FakeUpstream,  # type: ignore[arg-type]
+    )
+    # the dead owner had received 3 messages; a handle held the first only
+    conv.received = 3
+    conv.carry([[_text("teal"), 1], [_text("count"), None]])
+    conv.report_cut_turn()  # the count's answer was cut by the death
+    sink = _Sink()
+    # the device's newest handle says the relay had 2 messages: it replays "count", then asks
+    conv.attach(sink, position=RelayHandle("c1", "alice", 0, 2), wants_handles=False)
+    await conv.open_upstream()
+    await conv.from_device("realtimeInput", {"text": "count"})
+    await conv.from_device("realtimeInput", {"text": "first?"})
+    upstream = conv.upstream
+    assert isinstance(upstream, _FakeUpstream)
+    assert [m["realtimeInput"]["text"] for m in upstream.sent] == ["teal", "count", "first?"]
+    assert conv.stats.duplicates_dropped == 1
+    conv.unheld.replayed()  # the upstream resumed: both carried turns were ended for the device
+    assert conv.unheld.hiding == 2
+    assert conv.state()["unheld"] == [
+        [_text("teal"), 1 - 1_000_000_000],
+        [_text("count"), 1],
+        [_text("first?"), None],
+    ]
+    await conv.close()

@@ -1,0 +1,86 @@
+"""The numbers of the retry policy and the watchdogs (issues 13 and 15), and the kernel's
+view of a link that the driver reads when a reply is overdue."""
+
+from __future__ import annotations
+
+import random
+import socket
+
+import pytest
+
+from tunnelproof.session.driver import KernelLink, kernel_verdict, read_kernel_link
+from tunnelproof.session.policy import SEED_POLICY, RetryPolicy, Watchdogs
+
+
+def test_an_abrupt_drop_of_a_healthy_connection_is_retried_at_once() -> None:
+    policy = RetryPolicy()
+    assert policy.drop_is_immediate(served=1.0, recent_quick=0)
+    assert policy.drop_is_immediate(served=1.0, recent_quick=policy.immediate_budget + 9)
+
+
+def test_quick_drops_go_at_once_only_within_a_budget() -> None:
+    policy = RetryPolicy()
+    assert policy.drop_is_immediate(served=0.01, recent_quick=0)
+    assert not policy.drop_is_immediate(served=0.01, recent_quick=policy.immediate_budget)
+    assert not RetryPolicy(immediate_budget=0).drop_is_immediate(served=0.01, recent_quick=0)
+    assert not SEED_POLICY.drop_is_immediate(served=5.0, recent_quick=0)
+
+
+def test_shed_delay_honours_retry_after_and_spreads_a_herd() -> None:
+    policy = RetryPolicy()
+    rng = random.Random(1)
+    delays = [policy.shed_delay(4.0, rng) for _ in range(1000)]
+    assert min(delays) >= 4.0
+    assert max(delays) <= 4.0 + policy.base_delay
+    assert max(delays) - min(delays) > policy.base_delay / 2, "spread, not one tick"
+
+
+def test_policy_rejects_nonsense_budgets() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(healthy_after=-1)
+    with pytest.raises(ValueError):
+        RetryPolicy(handover_budget=-1)
+
+
+def test_offline_token_allowance_follows_the_backend_and_grows_after_timeouts() -> None:
+    w = Watchdogs(token_timeout=10.0, probe_connect_timeout=3.0)
+    assert w.offline_token_timeout(None, 0) == 3.0
+    assert w.offline_token_timeout(0.05, 0) == 3.0
+    assert w.offline_token_timeout(3.5, 0) == pytest.approx(7.5)
+    assert w.offline_token_timeout(None, 1) == 6.0
+    assert w.offline_token_timeout(None, 5) == 10.0
+
+
+def test_kernel_verdict_needs_evidence_not_silence() -> None:
+    w = Watchdogs(unacked_dead_after=4.0, keepalive_count=3)
+    quiet = KernelLink(0, 0, 0, since_data_received=60.0, since_ack_received=60.0)
+    assert kernel_verdict(quiet, w) is None, "a long silence with nothing outstanding"
+    stuck = KernelLink(3, 4, 0, since_data_received=6.0, since_ack_received=5.0)
+    assert "unacknowledged" in (kernel_verdict(stuck, w) or "")
+    young = KernelLink(3, 1, 0, since_data_received=1.0, since_ack_received=1.0)
+    assert kernel_verdict(young, w) is None
+    probed = KernelLink(0, 0, 3, since_data_received=9.0, since_ack_received=9.0)
+    assert "keepalive" in (kernel_verdict(probed, w) or "")
+    assert kernel_verdict(None, w) is None
+
+
+def test_read_kernel_link_on_a_live_loopback_connection() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+    try:
+        client.sendall(b"x" * 1000)
+        assert peer.recv(1000)
+        link = read_kernel_link(client)
+        if not hasattr(socket, "TCP_INFO"):
+            assert link is None
+            return
+        assert link is not None
+        assert link.unacked == 0 and link.retransmits == 0
+        assert kernel_verdict(link, Watchdogs()) is None
+    finally:
+        for s in (client, peer, server):
+            s.close()
+    assert read_kernel_link(None) is None
