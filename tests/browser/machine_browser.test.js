@@ -99,6 +99,31 @@ test("a tab shown after a long hide with a quiet link checks it by resuming at a
   assert.ok(after.some((a) => a.type === "fetchToken"));
 });
 
+test("lastTurnHeld: false from turnComplete until the next resumable handle (it comes ~40 ms later)", () => {
+  const h = harness();
+  h.connect();
+  assert.equal(h.m.lastTurnHeld, true); // h1 came after the (no) last turn
+  h.m.send({ realtimeInput: { text: "my name is Ada" } }, { now: h.now, wall: WALL0 + h.now });
+  h.feed({ type: "frameReceived", attempt: h.attempt, data: '{"serverContent":{"outputTranscription":{"text":"Hi Ada"}}}' });
+  h.feed({ type: "frameReceived", attempt: h.attempt, data: '{"serverContent":{"turnComplete":true}}' });
+  assert.equal(h.m.lastTurnHeld, false);
+  h.feed({ type: "frameReceived", attempt: h.attempt, data: '{"sessionResumptionUpdate":{"newHandle":"h2","resumable":true}}' });
+  assert.equal(h.m.lastTurnHeld, true);
+});
+
+test("a tab shown after a long hide checks the link even when the turn's handle never came", () => {
+  // The link went silent between turnComplete and the handle that holds the turn: the
+  // handle is long overdue, so the quiet is the link's fault; check it (resume) anyway.
+  const h = harness();
+  h.connect();
+  h.m.send({ realtimeInput: { text: "my name is Ada" } }, { now: h.now, wall: WALL0 + h.now });
+  h.feed({ type: "frameReceived", attempt: h.attempt, data: '{"serverContent":{"outputTranscription":{"text":"Hi Ada"}}}' });
+  h.feed({ type: "frameReceived", attempt: h.attempt, data: '{"serverContent":{"turnComplete":true}}' });
+  h.now += 45;
+  const out = h.feed({ type: "pageShown", hiddenFor: 45 });
+  assert.ok(out.some((a) => a.type === "closeSocket"), `no check: ${types(out)}`);
+});
+
 test("a short hide, or frames that kept coming while hidden, do not touch the link", () => {
   const h = harness();
   h.connect();
@@ -162,4 +187,34 @@ test("the token route's answer becomes a credential with UNIX-second expiries", 
   assert.equal(c.expiresAt, Date.parse("2027-01-01T00:00:00Z") / 1000);
   assert.equal(c.newSessionExpiresAt - c.expiresAt, 60);
   assert.throws(() => toCredential(/** @type {any} */ ({ token: "x" })));
+});
+
+test("a resume refused with 1011 (old socket still open) keeps the handle and retries until staleSocketWait", () => {
+  const h = harness();
+  h.connect();
+  h.feed({ type: "socketClosed", attempt: h.attempt, code: 1006, reason: "" });
+  const refuse = () => {
+    if (h.timers.has("retry")) h.fire("retry");
+    h.feed({ type: "tokenFetched", request: h.request, credential: { token: "auth_tokens/b", wsUrl: "ws://x/ws", expiresAt: WALL0 + h.now + 1800, newSessionExpiresAt: WALL0 + h.now + 60 } });
+    const open = h.feed({ type: "socketOpened", attempt: h.attempt });
+    const setup = open.find((a) => a.type === "sendFrame");
+    assert.equal(JSON.parse(setup.text).setup.sessionResumption.handle, "h1", "resumes with its handle");
+    h.now += 0.1;
+    return h.feed({ type: "socketClosed", attempt: h.attempt, code: 1011, reason: "Internal error occurred." });
+  };
+  // Google refuses for as long as it holds the old half-open socket (10 s idle + 1 s probe
+  // in the emulator): three or more refusals, each retried with the handle, within 2 s.
+  for (let i = 0; i < 5; i++) {
+    const out = refuse();
+    assert.ok(!types(out).includes("deleteHandle"), `handle dropped after ${i + 1} refusal(s)`);
+    const rec = out.find((a) => a.type === "emit" && a.event.type === "reconnecting");
+    assert.ok(rec && rec.event.delay <= 2, `retry within 2 s: ${JSON.stringify(rec)}`);
+    assert.equal(h.m.resumptionHandle, "h1");
+    h.now += 2;
+  }
+  // Past staleSocketWait (30 s) of refusals: the handle is given up for a fresh session.
+  h.now += 30;
+  const out = refuse();
+  assert.ok(types(out).includes("deleteHandle"), types(out).join(","));
+  assert.equal(h.m.resumptionHandle, null);
 });

@@ -77,7 +77,7 @@ async def test_resume_with_context_after_a_connection_reset(stack: Stack, contex
     first = await ask(page, "my name is Ada")
     assert first["result"]["status"] == "sent"
     assert "Ada" in first["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
 
     stack.tunnel.reset()  # RST both ways: the train's radio link is cut
     cut_at = await page_now(page)
@@ -101,7 +101,7 @@ async def test_blackhole_with_a_message_typed_inside_it_is_answered(
 ) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
 
     stack.tunnel.blackhole()  # the tunnel: packets vanish, no RST, the socket stays OPEN
     await asyncio.sleep(1.0)
@@ -122,6 +122,34 @@ async def test_blackhole_with_a_message_typed_inside_it_is_answered(
     assert dropped == []
 
 
+async def test_a_resume_refused_while_the_old_socket_is_half_open_is_waited_out(
+    context: Any,
+) -> None:
+    # Google refuses a resume (1011) while the session's old socket is still open; after a
+    # blackhole that socket is half-open at the server until it has been silent for
+    # resume_takeover_idle and misses a ping. The client keeps its handle and retries
+    # through the refusals: the question typed in the tunnel is answered, with context.
+    policy = EmulatorPolicy(generation_speed=0.0, resume_takeover_idle=8.0)
+    async with running_stack(policy) as stack:
+        page = await connected_page(stack, context)
+        assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+        await page.wait_for_function("() => window.live.lastTurnHeld")
+        stack.tunnel.blackhole()
+        await asyncio.sleep(0.5)
+        pending = asyncio.ensure_future(ask(page, "what is my name?", timeout=40))
+        await asyncio.sleep(4.5)
+        # The lost bytes are not answered with a reset: the server keeps the old socket.
+        stack.tunnel.restore(reset_damaged=False)
+        reply = await pending
+        assert "Ada" in reply["answer"], reply
+        refused = stack.emulator.controls.events(kind="resume_refused")
+        assert [e for e in refused if e.get("problem") == "still_open"], refused
+        assert stack.emulator.controls.events(kind="resume_takeover")
+        assert await events(page, "contextReset") == []
+        assert await events(page, "sendDropped") == []
+        assert (await events(page, "resumed"))[-1]["replayed"] >= 1
+
+
 async def test_a_real_network_loss_with_the_token_route_unreachable_is_survived(
     stack: Stack, context: Any
 ) -> None:
@@ -129,7 +157,7 @@ async def test_a_real_network_loss_with_the_token_route_unreachable_is_survived(
     # retry chain for good. Ours probes and is back as soon as the network is.
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
 
     async def unreachable(route: Any) -> None:
         await route.abort("internetdisconnected")
@@ -154,7 +182,7 @@ async def test_a_real_network_loss_with_the_token_route_unreachable_is_survived(
 async def test_go_away_is_a_planned_handover_with_context(stack: Stack, context: Any) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
     await stack.emulator.controls.send_go_away(time_left=10.0)
     await wait_event(page, "goAway")
     await wait_event(page, "resumed", timeout=10)
@@ -171,7 +199,7 @@ async def test_a_refused_resume_starts_fresh_reseeded_from_the_transcript(
 ) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
     stack.emulator.controls.refuse_resumes(
         5, code=1007, reason="Request contains an invalid argument."
     )
@@ -217,7 +245,7 @@ async def test_offline_keeps_the_open_socket_and_online_redials_at_once(
 ) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
 
     await context.set_offline(True)
     await asyncio.sleep(0.5)
@@ -257,7 +285,7 @@ async def test_a_tab_shown_after_a_long_hide_checks_a_silently_dead_link(
     watchdogs = {**FAST_WATCHDOGS, "hiddenRecheckAfter": 2}
     page = await connected_page(stack, context, watchdogs=watchdogs)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
     await page.evaluate(SET_VISIBILITY, "hidden")
     stored = await page.evaluate("() => sessionStorage.getItem('tunnelproof:harness')")
     assert stored is not None  # hiding saves the handle (the tab may never come back)
@@ -279,7 +307,7 @@ async def test_a_tab_shown_after_a_long_hide_checks_a_silently_dead_link(
 async def test_a_page_reload_resumes_from_the_stored_handle(stack: Stack, context: Any) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+    await page.wait_for_function("() => window.live.lastTurnHeld")
     stored = await page.evaluate("() => sessionStorage.getItem('tunnelproof:harness')")
     assert stored is not None and "auth_tokens" not in stored  # a handle, never a token
     await page.reload()
@@ -312,7 +340,7 @@ async def test_a_70_second_tunnel_is_survived(context: Any) -> None:
     async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
         page = await connected_page(stack, context)
         assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
-        await page.wait_for_function("() => window.live.resumptionHandle !== null")
+        await page.wait_for_function("() => window.live.lastTurnHeld")
         stack.tunnel.blackhole()
         stack.tunnel.reset()
         await asyncio.sleep(70)

@@ -101,14 +101,16 @@ def test_requeue_puts_unconfirmed_sends_in_front_as_replays() -> None:
     assert box.within_bounds()
 
 
-def test_requeue_over_the_bounds_drops_the_oldest_replays_first() -> None:
+def test_requeue_over_the_bounds_drops_the_newest_first() -> None:
+    # As a full outbox refuses a new send: the oldest replays (the conversation's start)
+    # stay, what the server gets is a prefix of what the app sent.
     box = Outbox(OutboxLimits(max_messages=2))
     box.mark_sent(text(1))
     box.mark_sent(text(2))
     box.enqueue(text(3), 0.0)
     dropped = box.requeue_unconfirmed(0.0)
-    assert [i.seq for i in dropped] == [1]
-    assert [i.seq for i in box.pending] == [2, 3]
+    assert [i.seq for i in dropped] == [3]
+    assert [i.seq for i in box.pending] == [1, 2]
 
 
 def test_answers_to_cancelled_tool_calls_are_stripped_or_dropped() -> None:

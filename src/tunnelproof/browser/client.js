@@ -214,6 +214,15 @@ export class LiveSession {
   }
 
   /**
+   * True once a resumable handle arrived after the last turnComplete: the server state now
+   * holds that turn. Google sends it some 20-70 ms after turnComplete; wait for it (briefly,
+   * e.g. 0.5 s) before something that may drop the link, like Python's `ask()` does.
+   */
+  get lastTurnHeld() {
+    return this.machine.lastTurnHeld;
+  }
+
+  /**
    * Listen to one event type; returns a function that removes the listener. "*" gets all.
    * @template {AppEvent["type"] | "*"} K
    * @param {K} type

@@ -86,6 +86,11 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} hiddenRecheckAfter a tab hidden this long is checked when shown again
  * @property {number} sendStallTimeout the browser's send buffer (`bufferedAmount`) not
  *   draining at all for this long is a dead link (the page's stand-in for TCP_USER_TIMEOUT)
+ * @property {number} staleSocketWait a resume the server refuses (closed before
+ *   setupComplete, not 1007) is retried with the handle kept for this long: the server most
+ *   likely still holds the session's old half-open socket and refuses (1011) until it notices
+ *   it is dead. Only then is the handle given up for a fresh session (Python's
+ *   `Watchdogs.stale_socket_wait`).
  */
 
 /** @type {Watchdogs} */
@@ -101,6 +106,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
   handleValidity: 2 * 60 * 60,
   hiddenRecheckAfter: 30,
   sendStallTimeout: 5,
+  staleSocketWait: 30,
 });
 
 /**
@@ -236,8 +242,11 @@ const T_LINK = "link";
 const T_PREFETCH = "prefetch";
 const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_CLOSE, T_LINK, T_PREFETCH];
 
-/** A resumed setup refused this many times in a row is taken as a bad handle. */
-export const RESUME_REFUSALS_BEFORE_FRESH = 2;
+/**
+ * A resume refused while the server still holds the old socket is retried at most this far
+ * apart (the whole wait is bounded by `staleSocketWait`). Python: REFUSAL_RETRY_CEILING.
+ */
+export const REFUSAL_RETRY_CEILING = 2;
 
 /** @param {string} model */
 function resourceName(model) {
@@ -323,6 +332,8 @@ export class SessionMachine {
     /** @type {string|null} */
     this.handleValue = null;
     this.handleCurrent = false;
+    /** The handle when the last turn completed (see `lastTurnHeld`). @type {string|null} */
+    this.handleAtTurnEnd = null;
     /** @type {number|null} */
     this.disconnectedAt = null;
     /** @type {string|null} */
@@ -330,6 +341,8 @@ export class SessionMachine {
     this.hadSession = false;
     this.everConnected = false;
     this.resumeRefusals = 0;
+    /** @type {number|null} when the first of the refusals in a row came */
+    this.refusedSince = null;
 
     this.generating = false;
     this.streaming = false;
@@ -396,6 +409,16 @@ export class SessionMachine {
   /** The newest resumable handle, if any. */
   get resumptionHandle() {
     return this.handleValue;
+  }
+
+  /**
+   * True once a resumable handle arrived after the last turnComplete. Google sends the
+   * handle that holds a turn some 20-70 ms after turnComplete; a drop (or reload) before
+   * it resumes from the older state and replays the turn's question. Mirrors Python's
+   * `LiveSession.last_turn_held`.
+   */
+  get lastTurnHeld() {
+    return this.handleValue !== null && this.handleValue !== this.handleAtTurnEnd;
   }
 
   /** The id of the newest socket attempt. */
@@ -813,11 +836,20 @@ export class SessionMachine {
       this.fail(v);
     } else {
       if (duringSetup && this.resuming) {
+        // A refused resume is most often the server still holding the session's old
+        // half-open socket (Google refuses with 1011 until it notices): keep the handle and
+        // wait it out, for staleSocketWait; a drop in setup is probed (no verdict).
         this.resumeRefusals += 1;
-        if (this.resumeRefusals >= RESUME_REFUSALS_BEFORE_FRESH) {
-          this.badResume(`the server refused the resumed setup ${this.resumeRefusals} times (${code} ${reason})`);
-          return;
+        if (this.refusedSince === null) this.refusedSince = this.now;
+        const waited = this.now - this.refusedSince;
+        if (waited >= this.watchdogs.staleSocketWait) {
+          this.badResume(`the server refused the resumed setup for ${waited.toFixed(0)} s (${described})`);
+        } else if (code === null || code === 1006) {
+          this.offlineFailure(`the link dropped during the resumed setup (${described})`);
+        } else {
+          this.refusalFailure(`resume refused (${described})`);
         }
+        return;
       }
       if (!duringSetup && (code === null || code === 1006) && !reason.startsWith("closed by the client")) {
         this.afterDrop(`the link dropped (${described})`, served);
@@ -908,6 +940,7 @@ export class SessionMachine {
   badResume(reason) {
     this.dropHandle(reason);
     this.resumeRefusals = 0;
+    this.refusedSince = null;
     this.metrics.freshSessionFallbacks += 1;
     this.hadSession = true;
     this.reconnectNow(reason);
@@ -999,6 +1032,7 @@ export class SessionMachine {
     this.everConnected = true;
     this.hadSession = true;
     this.resumeRefusals = 0;
+    this.refusedSince = null;
     this.offlineSince = null;
     this.lastFailureOffline = false;
     this.outageAttempts = 0;
@@ -1125,6 +1159,7 @@ export class SessionMachine {
       this.sentUnanswered = null;
       this.handleCurrent = false;
       this.cancelTimer(T_REPLY);
+      this.handleAtTurnEnd = this.handleValue;
       this.transcript.commitModel();
       this.emit({ type: "turnComplete", reason: content.turnCompleteReason });
     }
@@ -1166,6 +1201,12 @@ export class SessionMachine {
     if (this.phase !== "connected") return false;
     if (this.generating || this.replyDue || this.openToolCalls.size) return false;
     return this.handleCurrent || !this.resumptionEnabled;
+  }
+
+  /** A turn ended and the resumable handle that holds it has not come yet. */
+  turnHandleDue() {
+    if (this.phase !== "connected" || !this.resumptionEnabled) return false;
+    return !this.handleCurrent && !this.generating && !this.replyDue && this.openToolCalls.size === 0;
   }
 
   maybeHandover() {
@@ -1285,6 +1326,20 @@ export class SessionMachine {
     if (this.replyDue || this.streaming) this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
   }
 
+  /**
+   * A resume refused (the old socket may still be open): wait, keep the handle. Backed off
+   * like a server failure but never more than REFUSAL_RETRY_CEILING apart; the whole wait
+   * is bounded by staleSocketWait, so this cannot loop forever.
+   * @param {string} reason
+   */
+  refusalFailure(reason) {
+    this.metrics.serverFailures += 1;
+    this.lastFailureOffline = false;
+    const n = Math.max(0, this.resumeRefusals - 1);
+    const ceiling = Math.min(this.policy.maxDelay, this.policy.baseDelay * this.policy.multiplier ** Math.min(n, 60));
+    this.scheduleRetry(Math.min(REFUSAL_RETRY_CEILING, this.random() * ceiling), "server", reason);
+  }
+
   /** @param {string} reason */
   offlineFailure(reason) {
     this.metrics.offlineFailures += 1;
@@ -1400,7 +1455,10 @@ export class SessionMachine {
     if (this.phase !== "connected" || hiddenFor < this.watchdogs.hiddenRecheckAfter) return;
     const quietFor = this.lastFrameAt === null ? Infinity : this.now - this.lastFrameAt;
     if (quietFor < this.watchdogs.hiddenRecheckAfter) return; // frames came while hidden: alive
-    if (this.atTurnBoundary()) {
+    // A turn's handle still due after this much quiet never came (Google sends it 20-70 ms
+    // after turnComplete): the link is what is in doubt, so check it (as Python hands over
+    // after its handle grace).
+    if (this.atTurnBoundary() || this.turnHandleDue()) {
       const why = `the tab was hidden ${hiddenFor.toFixed(0)} s with a quiet link: resuming to check it`;
       this.handover("link check after the tab was hidden", why);
     }

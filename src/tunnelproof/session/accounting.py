@@ -28,6 +28,7 @@ class DeliveryAccounting:
     _session_ready: bool
     _question_texts: dict[int, str]
     _audio_drops: AudioDropLedger
+    _unwritten: set[int]
 
     def _emit(self, event: ev.AppEvent) -> None:
         self._out.append(Emit(event))
@@ -46,7 +47,10 @@ class DeliveryAccounting:
         for item in items:
             if item.kind is MessageKind.AUDIO:
                 continue
-            if item.was_sent:
+            if item.seq in self._unwritten:
+                # Taken out of the transcript to be asked again, and never asked: gone.
+                self._unwritten.discard(item.seq)
+            elif item.was_sent:
                 # Written once, so it is in the transcript; a fresh session re-seeded from
                 # it would then hold a message the app was told is lost (and may resend).
                 for turn in item.turns:

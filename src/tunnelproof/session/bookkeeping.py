@@ -133,6 +133,9 @@ class SessionBookkeeping(DeliveryAccounting):
         # again itself (replayed on a resume, re-asked after the history in a fresh one).
         self._reask: set[int] = set()
         self._cut_partial = ""  # model text of the answer a lost connection cut
+        # Re-asked questions taken out of the transcript for a fresh session: written back
+        # when asked again (a replay, which is otherwise never written twice).
+        self._unwritten: set[int] = set()
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
@@ -344,6 +347,7 @@ class SessionBookkeeping(DeliveryAccounting):
             if item.was_sent and item.kind in text_kinds and item.seq in reask:
                 for turn in item.turns:
                     self.transcript.forget(turn.role, turn.text)
+                self._unwritten.add(item.seq)
         if reask and self._cut_partial:
             self.transcript.forget("model", self._cut_partial)
         self.outbox.remove_where(
@@ -366,7 +370,8 @@ class SessionBookkeeping(DeliveryAccounting):
         """Send ``item`` on the live connection and record it."""
         self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
         self._last_written = item.seq
-        if not item.was_sent:
+        if not item.was_sent or item.seq in self._unwritten:
+            self._unwritten.discard(item.seq)
             for turn in item.turns:
                 self.transcript.add(turn.role, turn.text)
         if item.kind is MessageKind.TOOL_RESPONSE:

@@ -282,12 +282,16 @@ class Outbox:
         dropped = self.expire_audio(now)
         while self.pending_audio_ms() > self.limits.max_audio_ms:
             dropped.append(self._pop_oldest_audio())
-        # Non-audio over the bounds: drop the oldest replays first (newest sends win).
+        # Non-audio over the bounds: drop the newest first, as a full outbox refuses a new
+        # send. What the server gets stays a prefix of what the app sent; dropping the
+        # oldest replays instead cut the conversation's start (a turn whose answer the app
+        # already had, unconfirmed because its handle comes ~40 ms after turnComplete).
         while True:
             count, size = self.pending_other()
             if count <= self.limits.max_messages and size <= self.limits.max_bytes:
                 break
-            for index, queued in enumerate(self.pending):
+            for index in range(len(self.pending) - 1, -1, -1):
+                queued = self.pending[index]
                 if queued.kind is not MessageKind.AUDIO:
                     del self.pending[index]
                     dropped.append(queued)

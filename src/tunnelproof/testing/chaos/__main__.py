@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=defaults.restarts)
     parser.add_argument("--expected-duration", type=float, default=defaults.expected_duration)
     parser.add_argument("--deadline", type=float, default=defaults.deadline)
+    parser.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        default=[],
+        help="run only this session index (repeatable; plans stay those of --seed)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     parser.add_argument("--chart", type=Path, default=None, help="write a PNG chart here")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -50,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         restarts=args.restarts,
         expected_duration=args.expected_duration,
         deadline=args.deadline,
+        only=tuple(args.only),
     )
     console = Console(stderr=False)
     report = asyncio.run(run_chaos(config, progress=lambda m: console.print(f"[dim]{m}[/]")))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tunnelproof.protocol.types import JsonDict
@@ -106,11 +107,12 @@ def render(report: JsonDict, console: Console | None = None) -> None:
     console.print(checks)
     for name in ("texts", "tool_responses"):
         for problem in report[name]["problems"][:10]:
-            console.print(f"[red]{name}: {problem}[/]")
+            # Escaped: a text marker such as [c7-3] is rich markup and would vanish.
+            console.print(f"[red]{name}: {escape(problem)}[/]")
     for line in report["conversations"]["failures"][:10]:
-        console.print(f"[red]context lost: {line}[/]")
+        console.print(f"[red]context lost: {escape(line)}[/]")
     for line in report["unhandled_samples"] + report["harness_errors"][:10]:
-        console.print(f"[red]{line}[/]")
+        console.print(f"[red]{escape(line)}[/]")
 
 
 def chart(report: JsonDict, path: Path) -> None:

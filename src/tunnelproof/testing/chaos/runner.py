@@ -103,6 +103,8 @@ class ChaosConfig:
     expected_duration: float = 150.0
     start_spread: float = 8.0
     deadline: float = 780.0
+    only: tuple[int, ...] = ()
+    """Run only these session indices (each keeps its seeded plan): to replay one failure."""
 
 
 @dataclass(slots=True)
@@ -364,6 +366,7 @@ async def run_chaos(
                             config.seed,
                         )
                         for i in range(config.sessions)
+                        if not config.only or i in config.only
                     ]
                     records = await _run_sessions(config, stack, drivers, say)
                     await stack.poll_events()
@@ -392,6 +395,13 @@ async def run_chaos(
         gate_answers,
         duration,
     )
+
+
+def _planned(config: ChaosConfig) -> int:
+    """How many sessions the run must finish (all, or those picked with ``only``)."""
+    if not config.only:
+        return config.sessions
+    return len({i for i in config.only if 0 <= i < config.sessions})
 
 
 async def _run_sessions(
@@ -626,7 +636,7 @@ def build_report(
     limits = CHAOS_LIMITS
     peak = observed.outbox_peak
     invariants = {
-        "context_survived_everywhere": survived == len(records) and len(records) == config.sessions,
+        "context_survived_everywhere": survived == len(records) == _planned(config),
         "texts_exactly_once_or_reported_dropped": texts.ok,
         "tool_responses_exactly_once_or_reported_dropped": tools.ok,
         "max_one_socket_per_session": max_sockets <= 1,
