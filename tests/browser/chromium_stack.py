@@ -53,6 +53,9 @@ FAST_WATCHDOGS = {
     "probeConnectTimeout": 2,
     "setupTimeout": 5,
     "replyTimeout": 4,
+    # an overdue reply asks the driver for a link check; no sign of life within this long
+    # is a dead link (the default 30 s lets a thinking model be; tests scale it down)
+    "linkCheckTimeout": 2,
     "closeTimeout": 1,
     "goAwayMargin": 1,
 }

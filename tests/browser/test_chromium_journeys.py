@@ -131,7 +131,10 @@ async def test_a_resume_refused_while_the_old_socket_is_half_open_is_waited_out(
     # through the refusals: the question typed in the tunnel is answered, with context.
     policy = EmulatorPolicy(generation_speed=0.0, resume_takeover_idle=8.0)
     async with running_stack(policy) as stack:
-        page = await connected_page(stack, context)
+        # The overdue reply and its link check must end inside the 5 s blackhole (2 + 1 s),
+        # so the page reconnects while the server still holds the old socket.
+        watchdogs = {**FAST_WATCHDOGS, "replyTimeout": 2, "linkCheckTimeout": 1}
+        page = await connected_page(stack, context, watchdogs=watchdogs)
         assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
         await page.wait_for_function("() => window.live.lastTurnHeld")
         stack.tunnel.blackhole()
