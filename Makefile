@@ -52,7 +52,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/tunnelproof bench
 
 chaos: $(STAMP) system-deps
-	rc=0; $(BIN)/python -m tunnelproof.testing.chaos --sessions 120 --out bench/results/chaos.json --chart bench/results/chaos.png $(CHAOS_ARGS) || rc=1; $(BIN)/python -m pytest -m slow tests/reliability $(PYTEST_ARGS) || rc=1; exit $$rc
+	rc=0; $(BIN)/python -m tunnelproof.testing.chaos --sessions 120 --out bench/results/chaos.json --chart bench/results/chaos.png $(CHAOS_ARGS) || rc=1; $(BIN)/python -m pytest -m slow tests $(PYTEST_ARGS) || rc=1; exit $$rc
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis node_modules

@@ -18,8 +18,11 @@ import pytest
 
 from .helpers import cli_env
 
+# Two real 15 s demo runs in tmux: run by `make chaos` (-m slow) to keep `make test` short;
+# the view's fit is also checked in `make test` by tests/demo/test_view_fits.py.
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)"),
 ]
 
