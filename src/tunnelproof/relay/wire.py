@@ -20,14 +20,15 @@ from typing import Any
 
 import orjson
 
-from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
+from tunnelproof.emulator.errors import CloseRefusal
+from tunnelproof.emulator.messages import decode_client_frame
+from tunnelproof.protocol.casing import camelize_keys, get_field
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import LiveConfig, Modality
 from tunnelproof.protocol.models import bare_model_id
 from tunnelproof.protocol.types import JsonDict as JsonDict  # relay modules use wire.JsonDict
 from tunnelproof.session import app_events as ev
 
-CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
 # Setup fields the relay consumes itself instead of passing upstream.
 _RELAY_SETUP_FIELDS = frozenset({"model", "generationConfig", "sessionResumption"})
 
@@ -47,22 +48,14 @@ def invalid(reason: str = REASON_INVALID_ARGUMENT) -> WireError:
 
 
 def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
-    """``(kind, body)`` of one device frame; :class:`WireError` (1007) if it is not one."""
+    """``(kind, body)`` of one device frame; :class:`WireError` (1007) if it is not one.
+
+    Decoded by the emulator's decoder, which answers malformed frames as Google does.
+    """
     try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise invalid() from None
-    if not isinstance(value, dict) or len(value) != 1:
-        raise invalid()
-    ((key, body),) = value.items()
-    kind = to_camel(key)
-    if kind not in CLIENT_KINDS:
-        raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise invalid()
-    return kind, body
+        return decode_client_frame(data)
+    except CloseRefusal as exc:
+        raise WireError(exc.code, exc.reason) from None
 
 
 def setup_handle(setup: Mapping[str, Any]) -> str | None:
