@@ -197,3 +197,22 @@ def test_goaway_loop_bound_and_link_latency() -> None:
     latencies = [link_latency_ms(i, seed=1) for i in range(50)]
     assert all(100 <= ms <= 500 and jitter == ms / 10 for ms, jitter in latencies)
     assert latencies == [link_latency_ms(i, seed=1) for i in range(50)]
+
+
+def test_audio_confirmed_delivered_must_have_been_heard() -> None:
+    from tunnelproof.testing.chaos.ledger import SendAudit, SentItem
+
+    sends = {
+        1: SentItem("audio", "[c1-1]", 40.0),
+        2: SentItem("audio", "[c1-1]", 40.0),  # utterance 1: confirmed, heard
+        3: SentItem("audio", "[c1-2]", 40.0),
+        4: SentItem("audio", "[c1-2]", 40.0),  # utterance 2: confirmed, never heard
+        5: SentItem("audio", "[c1-3]", 40.0),
+        6: SentItem("audio", "[c1-3]", 40.0),  # utterance 3: half reported dropped
+    }
+    audit = SendAudit()
+    audit.judge_utterances(1, sends, {1, 2, 3, 4, 5}, {6}, lambda tag: tag == "[c1-1]")
+    audio = audit.kinds["audio"]
+    assert (audio.utterances_confirmed, audio.confirmed_not_heard) == (2, 1)
+    assert audio.ms_confirmed_not_heard == 80.0
+    assert "[c1-2]" in audio.samples[0]

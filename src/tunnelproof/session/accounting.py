@@ -92,12 +92,15 @@ class DeliveryAccounting:
         The one place delivery is decided. The handle holds everything sent before it,
         except the sends awaiting an answer (the oldest unanswered one and all after it):
         the server marks itself not resumable while it generates, so a handle issued
-        before any output answering them was issued before it read them.
+        before any output answering them was issued before it read them. Audio no turn
+        has consumed is not held either (an unfinished utterance is not in the state).
         """
-        keep = len(self.turns.awaiting_answer)
-        confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
-        # Audio that left the replay window earlier was sent before these: held too.
-        earlier = [a.seq for a in self.outbox.take_unverified()]
+        unheld = self.turns.unheld
+        confirmed = [item.seq for item in self.outbox.confirm(keep_last=len(unheld))]
+        # Audio that left the replay window earlier was sent before these: held too,
+        # unless no turn has consumed it yet.
+        first_unheld = unheld[0] if unheld else None
+        earlier = [a.seq for a in self.outbox.take_unverified(before=first_unheld)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
 

@@ -383,7 +383,7 @@ class SessionBookkeeping(DeliveryAccounting):
                 self._question_texts[item.seq] = text
                 if len(self._question_texts) > 256:  # bounded: the oldest are long answered
                     del self._question_texts[min(self._question_texts)]
-        self.turns.sent(item.seq, expects_reply=item.expects_reply)
+        self.turns.sent(item.seq, expects_reply=item.expects_reply, audio=item.audio_ms > 0)
         # Items evicted from the replay record were delivered; they only lose their
         # replay insurance, so they are not reported as dropped.
         self.outbox.mark_sent(item)

@@ -21,7 +21,9 @@ The model of the conversation (client contract 3):
 
 Audio has no question of its own (the server decides where an utterance ends): a turn
 that starts with no question pending counts everything sent before it as read. That is
-the best the wire allows without ``lastConsumedClientMessageIndex`` (Vertex only).
+the best the wire allows without ``lastConsumedClientMessageIndex`` (Vertex only). Until
+such a turn, audio is *unheard*: an unfinished utterance is not part of the server's
+state, so a handle issued meanwhile does not hold it (:attr:`TurnTracker.unheld`).
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ class TurnTracker:
         """Model output is flowing (until ``generationComplete``)."""
         self.interaction_in_progress = False
         """The server said ``interactionStatus: IN_PROGRESS`` and not yet ``IDLE``."""
-        # Sends not yet known to be read by the server, oldest first: (seq, is_question).
-        self._unread: deque[tuple[int, bool]] = deque()
+        # Sends not yet known to be read by the server, oldest first:
+        # (seq, is_question, is_audio).
+        self._unread: deque[tuple[int, bool, bool]] = deque()
         self._answering: int | None = None  # the question the current turn answers
         self._in_turn = False  # a server turn started and its turnComplete has not come
 
@@ -68,7 +71,7 @@ class TurnTracker:
     @property
     def reply_due(self) -> bool:
         """A question was sent and its answer has not started yet."""
-        return any(question for _, question in self._unread)
+        return any(question for _, question, _ in self._unread)
 
     @property
     def owed(self) -> bool:
@@ -88,9 +91,18 @@ class TurnTracker:
     def awaiting_answer(self) -> tuple[int, ...]:
         """Sends a handle issued now cannot hold: the oldest unanswered question and all
         after it (a handle comes with the turn answering an earlier question)."""
-        for index, (_, question) in enumerate(self._unread):
+        for index, (_, question, _) in enumerate(self._unread):
             if question:
-                return tuple(seq for seq, _ in list(self._unread)[index:])
+                return tuple(seq for seq, _, _ in list(self._unread)[index:])
+        return ()
+
+    @property
+    def unheld(self) -> tuple[int, ...]:
+        """Sends a resumable handle arriving now does not hold: those awaiting an answer,
+        and any audio no turn has consumed yet (with everything after it)."""
+        for index, (_, question, audio) in enumerate(self._unread):
+            if question or audio:
+                return tuple(seq for seq, _, _ in list(self._unread)[index:])
         return ()
 
     @property
@@ -100,9 +112,9 @@ class TurnTracker:
 
     # -- what happened -----------------------------------------------------------------------
 
-    def sent(self, seq: int, *, expects_reply: bool) -> None:
-        """Message ``seq`` went out on the live connection."""
-        self._unread.append((seq, expects_reply))
+    def sent(self, seq: int, *, expects_reply: bool, audio: bool = False) -> None:
+        """Message ``seq`` went out on the live connection (``audio``: a chunk of speech)."""
+        self._unread.append((seq, expects_reply, audio))
 
     def output_arrived(self) -> None:
         """Model text, audio or transcription arrived."""
@@ -140,7 +152,7 @@ class TurnTracker:
 
     def connection_lost(self) -> LostTurn:
         """The connection is gone: what was cut, and what was still waiting."""
-        waiting = tuple(seq for seq, question in self._unread if question)
+        waiting = tuple(seq for seq, question, _ in self._unread if question)
         lost = LostTurn(
             cut=self._answering if self.generating else None,
             waiting=waiting,
@@ -156,7 +168,7 @@ class TurnTracker:
         self._in_turn = True
         self._answering = None
         while self._unread:
-            seq, question = self._unread.popleft()
+            seq, question, _ = self._unread.popleft()
             if question:
                 self._answering = seq
                 return

@@ -59,6 +59,16 @@ def impolite_report(
             return False  # a chunk of audio leaves no trace of its own in the history
 
         audit.judge(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, on_server)
+        heard_texts = [
+            str(e.get("text", ""))
+            for e in (final.get("history") or [] if final is not None else [])
+            if e.get("role") == "user"
+        ]
+
+        def heard(tag: str, texts: list[str] = heard_texts) -> bool:
+            return count_marker(texts, tag) >= 1
+
+        audit.judge_utterances(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, heard)
         rec.tool_effects.merge_into(tools)
         delivered_twice += rec.delivered_twice
         for seconds, connects in rec.goaway_loops:
@@ -108,6 +118,7 @@ def impolite_report(
         "no_text_unaccounted": unaccounted["texts"] == 0,
         "no_tool_response_unaccounted": unaccounted["tool_responses"] == 0,
         "no_audio_ms_unaccounted": unaccounted["audio_ms"] == 0,
+        "confirmed_audio_was_heard": audit.kinds["audio"].confirmed_not_heard == 0,
         "nothing_both_delivered_and_reported_dropped": audit.contradictions() == 0
         and delivered_twice == 0,
         "no_tool_run_twice_without_reissued": int(tools.get("silent_double_executions", 0)) == 0,

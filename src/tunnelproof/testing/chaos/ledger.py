@@ -56,6 +56,9 @@ class KindAudit:
     ms_delivered: float = 0.0
     ms_reported_dropped: float = 0.0
     ms_unaccounted: float = 0.0
+    utterances_confirmed: int = 0
+    confirmed_not_heard: int = 0
+    ms_confirmed_not_heard: float = 0.0
     samples: list[str] = field(default_factory=list)
 
     def to_dict(self, *, audio: bool) -> JsonDict:
@@ -75,6 +78,9 @@ class KindAudit:
                 ms_delivered=round(self.ms_delivered),
                 ms_reported_dropped=round(self.ms_reported_dropped),
                 ms_unaccounted=round(self.ms_unaccounted),
+                utterances_all_confirmed=self.utterances_confirmed,
+                utterances_confirmed_but_never_heard=self.confirmed_not_heard,
+                ms_confirmed_but_never_heard=round(self.ms_confirmed_not_heard),
             )
         return out
 
@@ -122,6 +128,40 @@ class SendAudit:
                 audit.unaccounted += 1
                 audit.ms_unaccounted += item.audio_ms
                 audit.samples.append(f"{what}: neither delivered nor reported")
+
+    def judge_utterances(
+        self,
+        session: int,
+        sends: Mapping[int, SentItem],
+        delivered: Iterable[int],
+        dropped: Iterable[int],
+        heard: Callable[[str], bool],
+    ) -> None:
+        """Audio confirmed delivered must have been heard: check it per utterance.
+
+        A chunk has no trace of its own on the server, but an utterance does: its
+        transcript in the history. An utterance every chunk of which a ``Delivered`` event
+        confirmed (none reported dropped) must be in the server's history (``heard(tag)``);
+        if not, the session confirmed audio the server's state never held (a resume lost
+        it after the app was told it was safe).
+        """
+        confirmed, reported = set(delivered), set(dropped)
+        chunks: dict[str, list[int]] = {}
+        for seq, item in sends.items():
+            if item.kind == "audio":
+                chunks.setdefault(item.what, []).append(seq)
+        audit = self.kinds["audio"]
+        for tag, seqs in sorted(chunks.items()):
+            if any(s in reported or s not in confirmed for s in seqs):
+                continue
+            audit.utterances_confirmed += 1
+            if not heard(tag):
+                audit.confirmed_not_heard += 1
+                audit.ms_confirmed_not_heard += sum(sends[s].audio_ms for s in seqs)
+                audit.samples.append(
+                    f"session {session} utterance {tag}: every chunk confirmed delivered, "
+                    "but the server's history never held it"
+                )
 
     def unaccounted(self) -> JsonDict:
         """The three headline figures: texts, tool responses, audio milliseconds."""
