@@ -28,6 +28,7 @@ TINY = ChaosConfig(
     faults=IMPOLITE_FAULTS,
     reply_timeout=1.5,
     kernel_every=4,
+    fault_rate=0.0,  # each session walks its kinds, then a last step without a fault
 )
 
 

@@ -123,6 +123,8 @@ class ChaosConfig:
     """Give every session's link its seeded 100-500 ms latency."""
     kernel_every: int = 10
     """Every ``kernel_every``-th session's link crosses a network namespace (0: none)."""
+    fault_rate: float = 0.8
+    """Chance of a fault on a step after a session's walk of every kind."""
 
 
 @dataclass(slots=True)
@@ -400,6 +402,7 @@ async def run_chaos(
                             kinds=config.faults,
                             kernel=link.kernel is not None,
                             reply_timeout=config.reply_timeout,
+                            fault_rate=config.fault_rate,
                         )
                         latency = link_latency_ms(i, seed=config.seed) if config.latency else (0, 0)
                         drivers.append(
