@@ -1,4 +1,4 @@
-"""The impolite soak, tiny enough for ``make test``: four sessions, every impolite step.
+"""The impolite soak, tiny enough for ``make test``: eight sessions, every impolite step.
 
 Follow-ups sent over an arriving answer, a model thinking longer than the reply watchdog,
 token services that stall, answer 429 and refuse connections, a goAway loop, a tool with a
@@ -17,17 +17,19 @@ from tunnelproof.testing.netns import netns_available
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
+# Session 0 (the only one whose link crosses a network namespace) speaks into its kernel
+# blackhole, sessions 1-7 each walk one other impolite kind; then one quiet step each.
 TINY = ChaosConfig(
-    sessions=4,
-    steps=3,
+    sessions=8,
+    steps=2,
     seed=3,
     time_scale=0.05,
     restarts=0,
     start_spread=0.5,
     deadline=60.0,
     faults=IMPOLITE_FAULTS,
-    reply_timeout=1.5,
-    kernel_every=4,
+    reply_timeout=1.0,
+    kernel_every=8,
     fault_rate=0.0,  # each session walks its kinds, then a last step without a fault
 )
 

@@ -161,6 +161,7 @@ class ChaosSession:
         # The same client pointed at a port that refuses connections: a token service down.
         self._refused = TokenServiceSource(stack.refused_url, lambda: self.caller, timeout=10.0)
         self._refuse_until = 0.0
+        self._started_at = 0.0
         self._disconnects = 0
         self._turns: list[str] = []
         self._partial: list[str] = []
@@ -193,6 +194,7 @@ class ChaosSession:
         began = time.monotonic()
         rec.latency_ms = self.latency[0]
         rec.kernel_path = self.kernel is not None
+        self._started_at = asyncio.get_running_loop().time()
         self._apply_latency()
         try:
             session = LiveSession(
@@ -398,11 +400,13 @@ class ChaosSession:
         await asyncio.sleep(0.1)  # a few chunks in: the utterance is cut in the middle
         await loop.run_in_executor(None, ns.blackhole)  # nft runs a process: not on the loop
         self._injected(fault)
+        self.record.recent.append(f"{loop.time() - self._started_at:.1f}:[kernel blackhole]")
         try:
             await asyncio.sleep(seconds)
         finally:
             if ns.blackholed:
                 await asyncio.shield(loop.run_in_executor(None, ns.restore))
+                self.record.recent.append(f"{loop.time() - self._started_at:.1f}:[restored]")
 
     async def _goaway_loop(self, fault: Fault, seconds: float) -> None:
         """For ``seconds``, every new connection of the session gets ``goAway`` at once.
@@ -648,7 +652,9 @@ class ChaosSession:
         async for event in session.events():  # outlives Failed: this app resumes
             rec.events[type(event).__name__] += 1
             if not isinstance(event, ev.OutputTranscript | ev.TextDelta | ev.AudioChunk):
-                rec.recent.append(_describe(event))
+                # Seconds since the session started: a note then shows where time went.
+                at = asyncio.get_running_loop().time() - self._started_at
+                rec.recent.append(f"{at:.1f}:{_describe(event)}")
             self._state_changed.set()
             match event:
                 # The answer's text is its transcript (TextDelta only on a text model).

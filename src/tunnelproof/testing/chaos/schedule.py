@@ -79,6 +79,20 @@ IMPOLITE_FAULTS: tuple[Fault, ...] = (
 )
 """The steps of issue 13's impolite user (the tiny soak in ``make test`` runs these)."""
 
+POLITE_FAULTS: tuple[Fault, ...] = tuple(
+    f
+    for f in PER_SESSION_FAULTS
+    if f
+    not in (
+        Fault.OVERLAPPING_TURNS,
+        Fault.SLOW_MODEL,
+        Fault.TOKEN_REFUSED,
+        Fault.GOAWAY_LOOP,
+        Fault.KERNEL_BLACKHOLE,
+    )
+)
+"""The link and server faults of the first soak (the reduced soak in ``make test``)."""
+
 KERNEL_ONLY: frozenset[Fault] = frozenset({Fault.KERNEL_BLACKHOLE})
 """Faults only a session whose link crosses a network namespace can take."""
 
@@ -124,8 +138,8 @@ def plan_session(
     kernel: bool = False,
     reply_timeout: float = 6.0,
 ) -> list[Step]:
-    """The seeded plan of session ``index``: ``steps`` turns, most with a fault (one more,
-    a kernel blackhole first, for a ``kernel`` session).
+    """The seeded plan of session ``index``: ``steps`` turns, most with a fault (for a
+    ``kernel`` session, a kernel blackhole first).
 
     ``time_scale`` shrinks the long waits (a 60 s blackhole at 0.1 lasts 6 s); a thinking
     model is not scaled below the client's ``reply_timeout``, or it would not be slow.
@@ -144,14 +158,14 @@ def plan_session(
         start = (index * max(1, steps - 1)) % len(rotation)
         rotation = rotation[start:] + rotation[:start]
     plan: list[Step] = []
-    # A session whose link crosses a namespace is there for its kernel blackhole: one
-    # extra step, first.
-    for kind in kernel_kinds:
-        plan.append(_step(rng, _TURN_FOR.get(kind, "audio"), kind, time_scale, reply_timeout))
     for n in range(steps):
         fault: Fault | None
-        if n < len(rotation) and n < steps - 1:
-            fault = rotation[n]
+        walk = n - len(kernel_kinds)
+        if n < len(kernel_kinds):
+            # A session whose link crosses a namespace is there for its kernel blackhole.
+            fault = kernel_kinds[n]
+        elif walk < len(rotation) and n < steps - 1:
+            fault = rotation[walk]
         elif rng.random() < fault_rate:
             fault = rng.choice(pool)
         else:
