@@ -40,6 +40,7 @@ from tunnelproof.session.events import (
 )
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.machine import SessionMachine
+from tunnelproof.session.outbox import OutboxLimits
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
 
 TABLE = json.loads((Path(__file__).parent / "scenarios.json").read_text())
@@ -190,6 +191,7 @@ class Runner:
             config,
             policy=_kwargs(RetryPolicy, scenario.get("policy", {})),
             watchdogs=_kwargs(Watchdogs, scenario.get("watchdogs", {})),
+            limits=_kwargs(OutboxLimits, scenario.get("limits", {})),
             rng=random.Random(7),
         )
         self.now = 0.0
