@@ -338,6 +338,36 @@ async def test_module_is_served_versioned_and_cached(stack: Stack, context: Any)
     assert info["type"].startswith("text/javascript")
 
 
+async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any) -> None:
+    # A server that sends goAway right after every setupComplete (the emulator's
+    # go_away_on_connect knob). Within the handover budget a handover goes at once; beyond
+    # it the page stays until each goAway's deadline and backs off, so the connections per
+    # second stay bounded, and the conversation goes on across the handovers.
+    window = 5.0
+    async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
+        page = await connected_page(stack, context, policy={"handoverBudget": 2})
+        assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+        await page.wait_for_function("() => window.live.lastTurnHeld")
+        stack.emulator.hub.policy.update({"go_away_on_connect": 2.0})
+        before = await page.evaluate("() => window.live.metrics.connections")
+        stack.tunnel.reset()  # the next connection is the first to get goAway at once
+        await asyncio.sleep(window)
+        made = await page.evaluate("() => window.live.metrics.connections") - before
+        go_aways = await events(page, "goAway")
+        planned = [e for e in await events(page, "reconnecting") if e["planned"]]
+        print(f"goAway on every connection: {made} connections in {window:g} s")
+        # Without the budget: a handover as soon as each prefetched token arrives, some
+        # tens of connections a second. With it: two at once, then one per goAway deadline
+        # (timeLeft 2 s - margin 1 s) plus a growing backoff.
+        assert 3 <= made <= 10, made
+        assert len(go_aways) >= 3
+        assert [e["delay"] for e in planned[:2]] == [0, 0]
+        assert any(e["delay"] > 0 for e in planned[2:]), planned
+        stack.emulator.hub.policy.update({"go_away_on_connect": None})
+        assert "Ada" in (await ask(page, "what is my name?"))["answer"]
+        assert not page.errors
+
+
 @pytest.mark.slow
 async def test_a_70_second_tunnel_is_survived(context: Any) -> None:
     async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
