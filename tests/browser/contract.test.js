@@ -30,7 +30,7 @@ function normalizeEvent(e) {
     case "audio":
       return { type: e.type, bytes: e.pcm.length, mimeType: e.mimeType };
     case "toolCall":
-      return { type: e.type, ids: e.calls.map((c) => c.id) };
+      return { type: e.type, ids: e.calls.map((c) => c.id), reissued: e.reissued };
     case "goAway":
       return { type: e.type, timeLeft: e.timeLeft };
     default:

@@ -100,7 +100,7 @@ def normalize_event(event: ev.AppEvent) -> dict[str, Any]:
     if isinstance(event, ev.AudioChunk):
         return {"type": kind, "bytes": len(event.pcm), "mimeType": event.mime_type}
     if isinstance(event, ev.ToolCallRequested):
-        return {"type": kind, "ids": [c.id for c in event.calls]}
+        return {"type": kind, "ids": [c.id for c in event.calls], "reissued": list(event.reissued)}
     out: dict[str, Any] = {"type": kind}
     for f in dataclasses.fields(event):
         out[_camel(f.name)] = _plain(getattr(event, f.name))

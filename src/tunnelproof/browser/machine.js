@@ -195,7 +195,7 @@ export function offlineTokenTimeout(watchdogs, lastFetch, timeoutsInRow) {
  *   | {type: "audio", pcm: Uint8Array, mimeType: string}
  *   | {type: "inputTranscript", text: string, finished: boolean}
  *   | {type: "outputTranscript", text: string, finished: boolean}
- *   | {type: "toolCall", calls: FunctionCall[]}
+ *   | {type: "toolCall", calls: FunctionCall[], reissued: string[]}
  *   | {type: "toolCallCancelled", ids: string[]}
  *   | {type: "generationComplete"}
  *   | {type: "turnComplete", reason: string|null}
@@ -410,6 +410,8 @@ export class SessionMachine {
     this.callsSinceHandle = [];
     /** @type {Set<string>} */
     this.cancelledToolIds = new Set();
+    /** Calls cancelled by the last reconnect; the next tool call re-issues them. @type {string[]} */
+    this.reissuePending = [];
 
     this.goAwaySeen = false;
     this.handoverPending = false;
@@ -1073,6 +1075,7 @@ export class SessionMachine {
       this.cancelledToolIds.add(id);
     }
     if (this.cancelledToolIds.size > 4096) this.cancelledToolIds = new Set([...this.cancelledToolIds].slice(-2048));
+    this.reissuePending = [...new Set([...this.reissuePending, ...[...ids].sort()])].slice(-64);
     this.reportDropped(this.outbox.dropToolAnswers(ids), "answers a tool call the resumed session never saw");
   }
 
@@ -1161,7 +1164,10 @@ export class SessionMachine {
         this.handleCurrent = false;
         if (this.seedState) this.seedState = "read";
         this.turns.toolCallArrived(); // the model waits for the app now
-        this.emit({ type: "toolCall", calls: message.functionCalls });
+        // The calls a reconnect cancelled that this one re-issues (Python: ToolCalls.reissued).
+        const reissued = this.reissuePending;
+        this.reissuePending = [];
+        this.emit({ type: "toolCall", calls: message.functionCalls, reissued });
         break;
       }
       case "toolCallCancellation":
@@ -1327,6 +1333,7 @@ export class SessionMachine {
     if (content.turnComplete) {
       const answered = this.turns.answering;
       if (answered !== null) this.forgetQuestionsUpTo(answered);
+      this.reissuePending = []; // answered without calling the tool again
       this.turns.turnCompleted();
       this.handleCurrent = false;
       this.cancelTimer(T_REPLY);
