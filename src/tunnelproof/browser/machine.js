@@ -363,6 +363,8 @@ export class SessionMachine {
     this.connectedAt = null;
     /** @type {number|null} monotonic time of the last frame on the live connection */
     this.lastFrameAt = null;
+    /** Only unparseable frames since the last message: not a reply, nor proof of a healthy server. */
+    this.garbageSinceMessage = false;
 
     /** @type {string|null} */
     this.handleValue = null;
@@ -1005,6 +1007,7 @@ export class SessionMachine {
     const wasConnected = this.connectedAt !== null;
     this.connectedAt = null;
     this.lastFrameAt = null;
+    this.garbageSinceMessage = false;
     this.socketLive = false;
     this.cancelTimer(...CONNECTION_TIMERS);
     this.goAwaySeen = false;
@@ -1126,9 +1129,11 @@ export class SessionMachine {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.metrics.protocolErrors += 1;
+      this.garbageSinceMessage = true; // not a reply, and not proof of a healthy server
       this.emit({ type: "protocolViolation", message: err.message, size: err.size });
       return;
     }
+    this.garbageSinceMessage = false;
     this.cancelTimer(T_LINK); // a message is evidence of life
     for (const message of frame.messages) {
       if ((this.phase !== "setup" && this.phase !== "connected") || attempt !== this.attemptId) return;
@@ -1613,6 +1618,14 @@ export class SessionMachine {
       this.abort("no setupComplete");
       this.connectionGone(null, "no setupComplete", false);
       this.serverFailure(`no setupComplete within ${this.watchdogs.setupTimeout} s`);
+    } else if (name === T_REPLY && this.phase === "connected" && this.garbageSinceMessage) {
+      // Only unreadable frames while a reply is owed: a broken server, not a thinking model.
+      // Backed off like a server error (and no link check: those frames would pass it).
+      this.metrics.deadLinksDetected += 1;
+      this.abort("no reply");
+      const reason = "only unreadable frames while a reply was due";
+      this.connectionGone(null, reason, false);
+      this.serverFailure(reason);
     } else if (name === T_REPLY && this.phase === "connected") {
       // Silence is not evidence (a model may think for minutes): ask the driver for some
       // (a frame received, the send buffer draining) within linkCheckTimeout.
