@@ -338,6 +338,47 @@ async def test_module_is_served_versioned_and_cached(stack: Stack, context: Any)
     assert info["type"].startswith("text/javascript")
 
 
+async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
+    stack: Stack, context: Any
+) -> None:
+    # 20 ms chunks keep coming from the page while the network is gone (socket cut, token
+    # route unreachable); the outbox keeps 1 s of them. What it cannot keep is reported
+    # once, when the outage ends, with its duration: not one event per chunk.
+    page = await connected_page(stack, context, limits={"maxAudioMs": 1000})
+    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+
+    async def unreachable(route: Any) -> None:
+        await route.abort("internetdisconnected")
+
+    await context.route("**/api/live/token", unreachable)
+    stack.tunnel.blackhole()
+    stack.tunnel.reset()
+    await wait_event(page, "disconnected")
+    sent = await page.evaluate(
+        """() => new Promise((resolve) => {
+          const chunk = new Int16Array(320);  // 20 ms of 16 kHz silence
+          let n = 0;
+          const timer = setInterval(() => {
+            window.live.sendAudio(chunk);
+            n += 1;
+            if (n === 100) { clearInterval(timer); resolve(n); }
+          }, 20);
+        })"""
+    )
+    assert await events(page, "sendDropped") == [], "nothing reported while the outage lasts"
+    await context.unroute("**/api/live/token", unreachable)
+    stack.tunnel.restore()
+    await wait_event(page, "resumed", timeout=10)
+    drops = [e for e in await events(page, "sendDropped") if e["kind"] == "audio"]
+    assert len(drops) == 1, f"{len(drops)} reports for one outage"
+    assert len(drops[0]["seqs"]) * 20 == pytest.approx(drops[0]["audioMs"])
+    assert 900 <= drops[0]["audioMs"] <= 1100  # 2 s sent, 1 s kept for the flush
+    metrics = await page.evaluate("() => ({...window.live.metrics})")
+    assert metrics["audioMsDropped"] == pytest.approx(drops[0]["audioMs"])
+    assert sent == 100
+    assert not page.errors
+
+
 async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any) -> None:
     # A server that sends goAway right after every setupComplete (the emulator's
     # go_away_on_connect knob). Within the handover budget a handover goes at once; beyond
