@@ -165,6 +165,8 @@ class Runner {
       event = { type: "closeRequested" };
     } else if ("resumeRequested" in step) {
       event = { type: "resumeRequested" };
+    } else if ("reseedRequested" in step) {
+      event = { type: "reseedRequested" };
     } else {
       throw new Error(`unknown step ${JSON.stringify(step)}`);
     }

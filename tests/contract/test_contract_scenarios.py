@@ -28,6 +28,7 @@ from tunnelproof.session.events import (
     FrameReceived,
     LinkChecked,
     OpenFailure,
+    ReseedRequested,
     ResumeRequested,
     SocketClosed,
     SocketOpened,
@@ -278,6 +279,8 @@ class Runner:
             event = CloseRequested()
         elif "resumeRequested" in step:
             event = ResumeRequested()
+        elif "reseedRequested" in step:
+            event = ReseedRequested()
         else:
             raise AssertionError(f"unknown step {step!r}")
         actions = m.handle(event, now=self.now, wall=self.wall)

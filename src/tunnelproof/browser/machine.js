@@ -171,6 +171,7 @@ export function offlineTokenTimeout(watchdogs, lastFetch, timeoutsInRow) {
  *   | {type: "timerFired", name: string, serial: number}
  *   | {type: "closeRequested"}
  *   | {type: "resumeRequested"}
+ *   | {type: "reseedRequested"}
  *   | {type: "networkOffline"}
  *   | {type: "networkOnline"}
  *   | {type: "pageShown", hiddenFor: number}
@@ -532,6 +533,9 @@ export class SessionMachine {
         break;
       case "resumeRequested":
         this.onResumeRequested();
+        break;
+      case "reseedRequested":
+        this.onReseedRequested();
         break;
       case "networkOffline":
         this.browserOffline = true;
@@ -1756,6 +1760,17 @@ export class SessionMachine {
       this.startAttempt();
     } else if (this.phase === "waiting") {
       this.startAttempt();
+    }
+  }
+
+  /** The app asked for a fresh server session re-seeded from its transcript. */
+  onReseedRequested() {
+    const stopped = this.phase === "idle" || this.phase === "closed" || (this.phase === "closing" && this.closePurpose === "user");
+    if (!stopped) this.dropHandle("the app asked for a fresh session re-seeded from its transcript");
+    if (this.phase === "setup" || this.phase === "connected") {
+      this.handover("reseed", "the app asked for a fresh session"); // the close ends in a fresh, re-seeded session
+    } else if ((this.phase === "fetching" || this.phase === "opening") && this.handleValue === null && this.hadSession) {
+      this.prepareFreshSession(); // this attempt's setup carries no handle
     }
   }
 
