@@ -342,9 +342,9 @@ async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
     stack: Stack, context: Any
 ) -> None:
     # 20 ms chunks keep coming from the page while the network is gone (socket cut, token
-    # route unreachable); the outbox keeps 1 s of them. What it cannot keep is reported
+    # route unreachable); the outbox keeps 0.5 s of them. What it cannot keep is reported
     # once, when the outage ends, with its duration: not one event per chunk.
-    page = await connected_page(stack, context, limits={"maxAudioMs": 1000})
+    page = await connected_page(stack, context, limits={"maxAudioMs": 500})
     await page.wait_for_function("() => window.live.resumptionHandle !== null")
 
     async def unreachable(route: Any) -> None:
@@ -361,7 +361,7 @@ async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
           const timer = setInterval(() => {
             window.live.sendAudio(chunk);
             n += 1;
-            if (n === 100) { clearInterval(timer); resolve(n); }
+            if (n === 60) { clearInterval(timer); resolve(n); }
           }, 20);
         })"""
     )
@@ -372,10 +372,10 @@ async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
     drops = [e for e in await events(page, "sendDropped") if e["kind"] == "audio"]
     assert len(drops) == 1, f"{len(drops)} reports for one outage"
     assert len(drops[0]["seqs"]) * 20 == pytest.approx(drops[0]["audioMs"])
-    assert 900 <= drops[0]["audioMs"] <= 1100  # 2 s sent, 1 s kept for the flush
+    assert drops[0]["audioMs"] == pytest.approx(700)  # 1.2 s sent, 0.5 s kept for the flush
     metrics = await page.evaluate("() => ({...window.live.metrics})")
     assert metrics["audioMsDropped"] == pytest.approx(drops[0]["audioMs"])
-    assert sent == 100
+    assert sent == 60
     assert not page.errors
 
 
@@ -384,7 +384,7 @@ async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any
     # go_away_on_connect knob). Within the handover budget a handover goes at once; beyond
     # it the page stays until each goAway's deadline and backs off, so the connections per
     # second stay bounded, and the conversation goes on across the handovers.
-    window = 5.0
+    window = 3.0
     async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
         page = await connected_page(stack, context, policy={"handoverBudget": 2})
         assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
@@ -400,7 +400,7 @@ async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any
         # Without the budget: a handover as soon as each prefetched token arrives, some
         # tens of connections a second. With it: two at once, then one per goAway deadline
         # (timeLeft 2 s - margin 1 s) plus a growing backoff.
-        assert 3 <= made <= 10, made
+        assert 3 <= made <= 8, made
         assert len(go_aways) >= 3
         assert [e["delay"] for e in planned[:2]] == [0, 0]
         assert any(e["delay"] > 0 for e in planned[2:]), planned
