@@ -87,7 +87,7 @@ class Runner {
   constructor(scenario) {
     this.machine = new SessionMachine(
       { model: MODEL, modality: scenario.modality ?? "AUDIO", sessionResumption: scenario.sessionResumption ?? true },
-      { policy: scenario.policy, watchdogs: scenario.watchdogs, limits: scenario.limits, random: seeded(7) },
+      { policy: scenario.policy, watchdogs: scenario.watchdogs, limits: scenario.limits, transcriptBytes: scenario.transcriptBytes, random: seeded(7) },
     );
     this.now = 0;
     this.timers = new Map();

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { DEFAULT_WATCHDOGS, SessionMachine, offlineTokenTimeout } from "../../src/tunnelproof/browser/machine.js";
 import { TurnTracker } from "../../src/tunnelproof/browser/turns.js";
-import { AudioDropLedger } from "../../src/tunnelproof/browser/outbox.js";
+import { AudioDropLedger, Transcript } from "../../src/tunnelproof/browser/outbox.js";
 
 const WALL0 = 1_800_000_000;
 const CHUNK_20MS = Buffer.alloc(640).toString("base64"); // 20 ms of 16 kHz s16le silence
@@ -253,6 +253,29 @@ test("a question replayed after the resume is the one whose answer never started
   const mark = h.log.length;
   h.connect();
   assert.deepEqual(h.textsSentSince(mark), ["tell me a story"]);
+});
+
+// -- the transcript's byte bound (tests/session: transcript) ---------------------------------
+
+test("the transcript keeps the newest turns within its UTF-8 byte bound, never a broken character", () => {
+  const t = new Transcript(200, 5);
+  t.add("model", "🚂🚂🚂"); // 12 bytes: the end is kept, on a character boundary
+  assert.deepEqual(t.snapshot(), [{ role: "model", text: "🚂" }]);
+  assert.equal(t.size, 4);
+  const u = new Transcript(200, 10);
+  u.add("user", "12345");
+  u.add("model", "abcde");
+  u.add("user", "xyz");
+  assert.deepEqual(
+    u.snapshot().map((x) => x.text),
+    ["abcde", "xyz"],
+  );
+  assert.equal(u.size, 8);
+  assert.ok(u.forget("user", "xyz"));
+  assert.equal(u.size, 5);
+  for (let i = 0; i < 100; i++) u.modelOutput("0123456789");
+  u.commitModel();
+  assert.deepEqual(u.snapshot(), [{ role: "model", text: "0123456789" }], "a streaming answer stays bounded");
 });
 
 // -- goAway loops (symptoms 6 and 9) ----------------------------------------------------------

@@ -43,6 +43,7 @@ from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.machine import SessionMachine
 from tunnelproof.session.outbox import OutboxLimits
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
+from tunnelproof.session.transcript import DEFAULT_MAX_BYTES
 
 TABLE = json.loads((Path(__file__).parent / "scenarios.json").read_text())
 SCENARIOS = TABLE["scenarios"]
@@ -193,6 +194,7 @@ class Runner:
             policy=_kwargs(RetryPolicy, scenario.get("policy", {})),
             watchdogs=_kwargs(Watchdogs, scenario.get("watchdogs", {})),
             limits=_kwargs(OutboxLimits, scenario.get("limits", {})),
+            transcript_bytes=scenario.get("transcriptBytes", DEFAULT_MAX_BYTES),
             rng=random.Random(7),
         )
         self.now = 0.0

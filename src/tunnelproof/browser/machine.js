@@ -11,7 +11,17 @@
 // `networkOffline` never closes a live socket; it only stops burning attempts.
 
 import { classifyClose, classifyHandshakeStatus, isFatal, parseServerFrame, ProtocolError, base64ToBytes, verdict } from "./protocol.js";
-import { AudioDropLedger, DEFAULT_LIMITS, Outbox, Transcript, makeOutgoing, sendResult, withoutToolIds } from "./outbox.js";
+import {
+  AudioDropLedger,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_TURNS,
+  Outbox,
+  Transcript,
+  makeOutgoing,
+  sendResult,
+  withoutToolIds,
+} from "./outbox.js";
 import { TurnTracker } from "./turns.js";
 
 /** @typedef {import("./protocol.js").Json} Json */
@@ -314,7 +324,8 @@ export function storedValidAt(stored, wall, validity) {
  * @property {Partial<Watchdogs>} [watchdogs]
  * @property {Partial<OutboxLimits>} [limits]
  * @property {() => number} [random] uniform [0, 1); inject a seeded one in tests
- * @property {number} [transcriptTurns]
+ * @property {number} [transcriptTurns] the transcript keeps the newest turns (default 200)
+ * @property {number} [transcriptBytes] ... and at most this many UTF-8 bytes (default 128 KiB)
  */
 
 /** The sans-I/O core of the browser LiveSession. */
@@ -328,7 +339,7 @@ export class SessionMachine {
     this.watchdogs = { ...DEFAULT_WATCHDOGS, ...options.watchdogs };
     this.random = options.random ?? Math.random;
     this.outbox = new Outbox({ ...DEFAULT_LIMITS, ...options.limits });
-    this.transcript = new Transcript(options.transcriptTurns ?? 200);
+    this.transcript = new Transcript(options.transcriptTurns ?? DEFAULT_MAX_TURNS, options.transcriptBytes ?? DEFAULT_MAX_BYTES);
     this.metrics = new SessionMetrics();
     /** @type {"idle"|"fetching"|"opening"|"setup"|"connected"|"closing"|"waiting"|"failed"|"closed"} */
     this.phase = "idle";

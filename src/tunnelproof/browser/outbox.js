@@ -403,22 +403,61 @@ export class Outbox {
   }
 }
 
-/** The client's own record of the conversation, to re-seed a fresh session. */
+/** Transcript bounds (Python: transcript.DEFAULT_MAX_TURNS / DEFAULT_MAX_BYTES). */
+export const DEFAULT_MAX_TURNS = 200;
+/** About 32k tokens of history: enough to re-seed a conversation, small to store. */
+export const DEFAULT_MAX_BYTES = 128 * 1024;
+
+const UTF8 = new TextEncoder();
+
+/** UTF-8 bytes of `text`. @param {string} text */
+function utf8Size(text) {
+  return UTF8.encode(text).length;
+}
+
+/**
+ * The end of `text` within `maxBytes` UTF-8 bytes (never a broken character).
+ * @param {string} text @param {number} maxBytes
+ */
+function utf8Tail(text, maxBytes) {
+  const data = UTF8.encode(text);
+  if (data.length <= maxBytes) return text;
+  let start = data.length - maxBytes;
+  while (start < data.length && (data[start] & 0xc0) === 0x80) start += 1; // a continuation byte
+  return new TextDecoder().decode(data.subarray(start));
+}
+
+/**
+ * The client's own record of the conversation, to re-seed a fresh session. Bounded by turns
+ * and by UTF-8 bytes (the newest are kept): it is saved with every handle (sessionStorage)
+ * and sent whole as the re-seed, so a chatty model must not grow either without limit. A
+ * single turn longer than the byte bound keeps its end. (Python: session/transcript.py.)
+ */
 export class Transcript {
-  /** @param {number} [maxTurns] */
-  constructor(maxTurns = 200) {
+  /** @param {number} [maxTurns] @param {number} [maxBytes] */
+  constructor(maxTurns = DEFAULT_MAX_TURNS, maxBytes = DEFAULT_MAX_BYTES) {
     this.maxTurns = maxTurns;
+    this.maxBytes = maxBytes;
     /** @type {Turn[]} */
     this.turns = [];
     /** @type {string[]} */
     this.modelParts = [];
     /** @type {string[]} */
     this.userParts = [];
+    this.bytes = 0; // UTF-8 bytes of the committed turns
+    this.modelBytes = 0; // ... of the model turn in progress
+    this.userBytes = 0; // ... of the user's transcribed turn in progress
+  }
+
+  /** UTF-8 bytes of the committed turns' text. */
+  get size() {
+    return this.bytes;
   }
 
   /** @param {Turn[]} turns */
   load(turns) {
     this.turns = turns.map((t) => ({ role: t.role === "model" ? "model" : "user", text: String(t.text) }));
+    this.bytes = this.turns.reduce((n, t) => n + utf8Size(t.text), 0);
     this.trim();
   }
 
@@ -426,21 +465,28 @@ export class Transcript {
   add(role, text) {
     this.commitUser();
     if (role === "user") this.commitModel();
-    if (text) {
-      this.turns.push({ role, text });
-      this.trim();
-    }
+    if (text) this.append({ role, text });
   }
 
   /** @param {string} text */
   userTranscription(text) {
     this.userParts.push(text);
+    this.userBytes += utf8Size(text);
+    if (this.userBytes > this.maxBytes) {
+      this.userParts = [utf8Tail(this.userParts.join(""), this.maxBytes)];
+      this.userBytes = utf8Size(this.userParts[0]);
+    }
   }
 
   /** @param {string} text */
   modelOutput(text) {
     this.commitUser();
     this.modelParts.push(text);
+    this.modelBytes += utf8Size(text);
+    if (this.modelBytes > this.maxBytes) {
+      this.modelParts = [utf8Tail(this.modelParts.join(""), this.maxBytes)];
+      this.modelBytes = utf8Size(this.modelParts[0]);
+    }
   }
 
   get partialModelText() {
@@ -450,19 +496,15 @@ export class Transcript {
   commitUser() {
     const text = this.userParts.join("").trim();
     this.userParts = [];
-    if (text) {
-      this.turns.push({ role: "user", text });
-      this.trim();
-    }
+    this.userBytes = 0;
+    if (text) this.append({ role: "user", text });
   }
 
   commitModel() {
     const text = this.modelParts.join("").trim();
     this.modelParts = [];
-    if (text) {
-      this.turns.push({ role: "model", text });
-      this.trim();
-    }
+    this.modelBytes = 0;
+    if (text) this.append({ role: "model", text });
   }
 
   /** Remove the newest turn of `role` with exactly `text`. @param {"user"|"model"} role @param {string} text */
@@ -470,6 +512,7 @@ export class Transcript {
     for (let i = this.turns.length - 1; i >= 0; i--) {
       if (this.turns[i].role === role && this.turns[i].text === text) {
         this.turns.splice(i, 1);
+        this.bytes -= utf8Size(text);
         return true;
       }
     }
@@ -494,7 +537,18 @@ export class Transcript {
     };
   }
 
+  /** @param {Turn} turn */
+  append(turn) {
+    if (utf8Size(turn.text) > this.maxBytes) turn = { role: turn.role, text: utf8Tail(turn.text, this.maxBytes) };
+    this.turns.push(turn);
+    this.bytes += utf8Size(turn.text);
+    this.trim();
+  }
+
   trim() {
-    while (this.turns.length > this.maxTurns) this.turns.shift();
+    while (this.turns.length && (this.turns.length > this.maxTurns || this.bytes > this.maxBytes)) {
+      const old = /** @type {Turn} */ (this.turns.shift());
+      this.bytes -= utf8Size(old.text);
+    }
   }
 }
