@@ -33,7 +33,6 @@ from tunnelproof.emulator.admission import (
 )
 from tunnelproof.emulator.audio import VoiceDetector, transcribe
 from tunnelproof.emulator.auth import Credential
-from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.hub import Hub
 from tunnelproof.emulator.inputs import (
     ActivityEnd,
@@ -51,12 +50,13 @@ from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
 from tunnelproof.emulator.messages import (
     SetupInfo,
     check_setup_fields,
-    decode_client_frame,
     validate_setup,
 )
 from tunnelproof.emulator.sessions import Entry, Session, setup_handle
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
+from tunnelproof.protocol.client_frames import decode_client_frame
 from tunnelproof.protocol.close_codes import truncate_reason
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.types import JsonDict
 
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from tunnelproof.emulator.errors import CloseRefusal
-from tunnelproof.emulator.messages import decode_client_frame
 from tunnelproof.protocol.casing import camelize_keys, get_field
+from tunnelproof.protocol.client_frames import decode_client_frame
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import LiveConfig, Modality
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.models import bare_model_id
 from tunnelproof.protocol.types import JsonDict as JsonDict  # relay modules use wire.JsonDict
 from tunnelproof.session import app_events as ev
@@ -50,7 +50,8 @@ def invalid(reason: str = REASON_INVALID_ARGUMENT) -> WireError:
 def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
     """``(kind, body)`` of one device frame; :class:`WireError` (1007) if it is not one.
 
-    Decoded by the emulator's decoder, which answers malformed frames as Google does.
+    Decoded by the protocol's client-frame decoder (the emulator's too), which answers
+    malformed frames as Google does.
     """
     try:
         return decode_client_frame(data)
