@@ -12,36 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from tunnelproof.emulator import brain, replies
-from tunnelproof.emulator.hub import Hub
-from tunnelproof.emulator.messages import SetupInfo
-from tunnelproof.emulator.outbound import Outbound
-from tunnelproof.emulator.sessions import Entry, Session
+from tunnelproof.emulator.conversation import Conversation
+from tunnelproof.emulator.sessions import Entry
 from tunnelproof.protocol.types import JsonDict
 
 
 class Answering:
     """Generates and sends the model's turns on one set-up connection."""
 
-    def __init__(
-        self,
-        connection_id: str,
-        hub: Hub,
-        session: Session,
-        info: SetupInfo,
-        out: Outbound,
-        *,
-        spawn: Callable[[Coroutine[Any, Any, Any]], object],
-    ) -> None:
-        self.connection_id = connection_id
-        self.hub = hub
-        self.session = session
-        self.info = info
-        self.out = out
-        self._spawn = spawn
+    def __init__(self, conv: Conversation) -> None:
+        self.conv = conv
         self._generation: asyncio.Task[None] | None = None
         self._settling: asyncio.Task[None] | None = None  # reasoning/handle after a turn
         self._pending_update: JsonDict | None = None  # the turn's handle, not yet delivered
@@ -52,7 +34,7 @@ class Answering:
     def start(self) -> None:
         """Answer the conversation so far."""
         self.end_reasoning()
-        self.session.generating = True
+        self.conv.session.generating = True
         self._generation = asyncio.ensure_future(self._generate())
 
     def stop(self) -> None:
@@ -68,7 +50,7 @@ class Answering:
 
     def interrupt(self) -> None:
         """Barge-in: stop the answer in progress (``interrupted`` then ``turnComplete``)."""
-        session = self.session
+        session = self.conv.session
         if self._generation is not None and not self._generation.done():
             self._generation.cancel()
             self._generation = None
@@ -79,12 +61,12 @@ class Answering:
                     Entry("model", " ".join(self._partial), "model", {"interrupted": True})
                 )
             self._partial = []
-            self.hub.events.emit("interrupted", connection=self.connection_id, session=session.id)
-            self._spawn(self.out.send(*replies.interrupted(self._status("IDLE"))))
+            self.conv.emit("interrupted", session=session.id)
+            self.conv.spawn(self.conv.out.send(*replies.interrupted(self._status("IDLE"))))
         if session.pending_calls:
             ids = list(session.pending_calls)
             session.pending_calls.clear()
-            self._spawn(self.out.send({"toolCallCancellation": {"ids": ids}}))
+            self.conv.spawn(self.conv.out.send({"toolCallCancellation": {"ids": ids}}))
 
     def end_reasoning(self) -> None:
         """New input ends background reasoning (no IDLE, no handle for it).
@@ -92,7 +74,7 @@ class Answering:
         A turn's handle that is only waiting out ``handle_delay`` is not dropped: it was
         taken at the turn's end and is flushed before anything newer is sent.
         """
-        session = self.session
+        session = self.conv.session
         if not session.background:
             return
         if self._settling is not None and not self._settling.done():
@@ -109,9 +91,9 @@ class Answering:
 
     async def send_resumption_update(self) -> None:
         """A ``sessionResumptionUpdate`` for the session as it is now (if the store has one)."""
-        if self.out.closing:
+        if self.conv.out.closing:
             return
-        update = self.hub.store.resumption_update(self.session)
+        update = self.conv.hub.store.resumption_update(self.conv.session)
         if update is not None:
             await self._deliver_update(update)
 
@@ -122,13 +104,12 @@ class Answering:
             await self._deliver_update(update)
 
     async def _deliver_update(self, update: JsonDict) -> None:
-        if self.out.closing:
+        if self.conv.out.closing:
             return
-        await self.out.send({"sessionResumptionUpdate": update})
-        self.hub.events.emit(
+        await self.conv.out.send({"sessionResumptionUpdate": update})
+        self.conv.emit(
             "resumption_update",
-            connection=self.connection_id,
-            session=self.session.id,
+            session=self.conv.session.id,
             resumable=update["resumable"],
             handle=update.get("newHandle"),
         )
@@ -136,13 +117,13 @@ class Answering:
     # -- one turn ------------------------------------------------------------------------
 
     def _status(self, status: str) -> str | None:
-        return status if self.hub.policy.interaction_status else None
+        return status if self.conv.hub.policy.interaction_status else None
 
     async def _generate(self) -> None:
-        session = self.session
-        info = self.info
-        hub = self.hub
-        send = self.out.send
+        session = self.conv.session
+        info = self.conv.info
+        hub = self.conv.hub
+        send = self.conv.out.send
         partial: list[str] = []
         self._partial = partial
         await self._flush_handle()  # the last turn's handle first: it is older
@@ -150,10 +131,10 @@ class Answering:
         think = hub.policy.think_delay
         if think > 0:
             # The model thinks: no output, but the socket stays served (pings, input).
-            hub.events.emit("thinking", connection=self.connection_id, seconds=think)
+            self.conv.emit("thinking", seconds=think)
             await asyncio.sleep(think)
         answer = brain.respond(session.history, brain.declared_functions(info.setup))
-        hub.events.emit("generation_started", connection=self.connection_id, session=session.id)
+        self.conv.emit("generation_started", session=session.id)
         if answer.call is not None:
             await self._pace(hub.policy.tool_call_delay)
             call_id = "function-call-" + secrets.token_hex(6)
@@ -167,9 +148,7 @@ class Answering:
             session.generating = False
             self._generation = None
             await send(replies.tool_call(call_id, answer.call.name, args))
-            hub.events.emit(
-                "tool_call", connection=self.connection_id, id=call_id, name=answer.call.name
-            )
+            self.conv.emit("tool_call", id=call_id, name=answer.call.name)
             return
         text = answer.text or ""
         plan = replies.answer_plan(
@@ -179,9 +158,7 @@ class Answering:
             await self._pace(step.pause_before)
             await send(*step.messages)
             partial.extend(step.words)
-            hub.events.emit(
-                "generation_chunk", connection=self.connection_id, words=list(step.words)
-            )
+            self.conv.emit("generation_chunk", words=list(step.words))
         await self._pace(plan.tail)
         session.history.append(Entry("model", text, "model"))
         session.generating = False
@@ -192,13 +169,7 @@ class Answering:
         session.background = reasoning > 0
         status = "IN_PROGRESS" if session.background else "IDLE"
         await send(*replies.turn_end(self._status(status)))
-        hub.events.emit(
-            "turn_complete",
-            connection=self.connection_id,
-            session=session.id,
-            text=text,
-            status=status,
-        )
+        self.conv.emit("turn_complete", session=session.id, text=text, status=status)
         if hub.policy.usage_metadata:
             prompt = sum(len(e.text.split()) for e in session.history)
             await send(replies.usage(prompt, len(text.split())))
@@ -209,13 +180,13 @@ class Answering:
 
     async def _settle(self, reasoning: float) -> None:
         """After a turn: background reasoning (if any) ends IDLE, then the handle comes."""
-        session = self.session
-        hub = self.hub
+        session = self.conv.session
+        hub = self.conv.hub
         if reasoning > 0:
             await asyncio.sleep(reasoning)
             session.background = False
-            await self.out.send(replies.interaction_idle())
-            hub.events.emit("interaction_idle", connection=self.connection_id, session=session.id)
+            await self.conv.out.send(replies.interaction_idle())
+            self.conv.emit("interaction_idle", session=session.id)
             self._pending_update = hub.store.resumption_update(session)
         delay = hub.policy.handle_delay
         if delay > 0:
@@ -225,6 +196,6 @@ class Answering:
 
     async def _pace(self, seconds: float) -> None:
         # Read the speed now, so a test can slow an answer down or speed it up mid-way.
-        speed = self.hub.policy.generation_speed
+        speed = self.conv.hub.policy.generation_speed
         if seconds > 0 and speed > 0:
             await asyncio.sleep(seconds / speed)

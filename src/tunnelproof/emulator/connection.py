@@ -35,6 +35,7 @@ from tunnelproof.emulator.admission import (
 )
 from tunnelproof.emulator.answering import Answering
 from tunnelproof.emulator.auth import Credential
+from tunnelproof.emulator.conversation import Conversation
 from tunnelproof.emulator.hub import Hub
 from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
 from tunnelproof.emulator.listening import Listening
@@ -326,11 +327,10 @@ class LiveConnection:
         self.session = session
         self.info = info
         self.state = ConnState.OPEN
-        answering = Answering(self.id, hub, session, info, self.out, spawn=self._spawn)
+        conv = Conversation(self.id, hub, session, info, self.out, spawn=self._spawn)
+        answering = Answering(conv)
         self.answering = answering
-        self.listening = Listening(
-            self.id, hub, session, info, self.out, answering, spawn=self._spawn
-        )
+        self.listening = Listening(conv, answering)
         await self.out.send({"setupComplete": {}})
         hub.events.emit(
             "setup_complete",

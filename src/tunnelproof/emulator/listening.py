@@ -8,13 +8,13 @@ and :class:`~tunnelproof.emulator.answering.Answering` is asked to answer or to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tunnelproof.emulator import replies
 from tunnelproof.emulator.answering import Answering
 from tunnelproof.emulator.audio import VoiceDetector, transcribe
-from tunnelproof.emulator.hub import Hub
+from tunnelproof.emulator.conversation import Conversation
 from tunnelproof.emulator.inputs import (
     ActivityEnd,
     ActivityStart,
@@ -27,38 +27,22 @@ from tunnelproof.emulator.inputs import (
     realtime_action,
     tool_results,
 )
-from tunnelproof.emulator.messages import SetupInfo
-from tunnelproof.emulator.outbound import Outbound
-from tunnelproof.emulator.sessions import Entry, Session
+from tunnelproof.emulator.sessions import Entry
 
 
 class Listening:
     """Applies one set-up connection's client messages to its conversation."""
 
-    def __init__(
-        self,
-        connection_id: str,
-        hub: Hub,
-        session: Session,
-        info: SetupInfo,
-        out: Outbound,
-        answering: Answering,
-        *,
-        spawn: Callable[[Coroutine[Any, Any, Any]], object],
-    ) -> None:
-        self.connection_id = connection_id
-        self.hub = hub
-        self.session = session
-        self.info = info
-        self.out = out
+    def __init__(self, conv: Conversation, answering: Answering) -> None:
+        self.conv = conv
         self.answering = answering
-        self._spawn = spawn
         # Manual activity: the audio between activityStart and activityEnd. Automatic: the
         # voice detector cuts the stream into utterances.
         self._manual_audio: bytearray | None = None
         self._vad: VoiceDetector | None = None
+        info = conv.info
         if not info.manual_activity:
-            policy = hub.policy
+            policy = conv.hub.policy
             silence = (info.silence_ms / 1000.0) if info.silence_ms else policy.vad_silence_duration
             self._vad = VoiceDetector(policy.vad_energy_threshold, silence)
 
@@ -68,25 +52,22 @@ class Listening:
         # "A message here will interrupt any current model generation."
         self.answering.interrupt()
         self.answering.end_reasoning()
-        self.session.history.extend(turns.entries)
-        self.hub.events.emit(
-            "client_content",
-            connection=self.connection_id,
-            turns=len(turns.entries),
-            turn_complete=turns.turn_complete,
+        self.conv.session.history.extend(turns.entries)
+        self.conv.emit(
+            "client_content", turns=len(turns.entries), turn_complete=turns.turn_complete
         )
         if turns.turn_complete:
             self.answering.start()
         else:
-            self._spawn(self.answering.flush_then_update())
+            self.conv.spawn(self.answering.flush_then_update())
 
     async def realtime_input(self, body: Mapping[str, Any]) -> None:
         """One ``realtimeInput`` field: text, audio, video, stream end or activity."""
-        action = realtime_action(body, self.info)
+        action = realtime_action(body, self.conv.info)
         if isinstance(action, TextIn):
             self.answering.interrupt()
-            self.session.history.append(Entry("user", action.text, "realtimeText"))
-            self.hub.events.emit("user_text", connection=self.connection_id, text=action.text)
+            self.conv.session.history.append(Entry("user", action.text, "realtimeText"))
+            self.conv.emit("user_text", text=action.text)
             self.answering.start()
         elif isinstance(action, AudioIn):
             await self._audio(action.pcm, action.rate)
@@ -107,25 +88,23 @@ class Listening:
 
     def tool_response(self, body: Mapping[str, Any]) -> None:
         """Results of the open tool calls; the answer goes on once none is left open."""
-        session = self.session
+        session = self.conv.session
         for result in tool_results(body, session.pending_calls):
             session.pending_calls.pop(result.call_id)
             session.history.append(result.entry())
-            self.hub.events.emit(
-                "tool_response", connection=self.connection_id, id=result.call_id, name=result.name
-            )
+            self.conv.emit("tool_response", id=result.call_id, name=result.name)
         if not session.pending_calls:
             self.answering.start()
 
     def _video(self) -> None:
-        session = self.session
+        session = self.conv.session
         if not session.video_seen:
             session.video_seen = True
-            self.hub.events.emit("video_seen", connection=self.connection_id, session=session.id)
-            self.hub.wake_timers()
+            self.conv.emit("video_seen", session=session.id)
+            self.conv.hub.wake_timers()
 
     async def _audio(self, pcm: bytes, rate: int) -> None:
-        if self.info.manual_activity:
+        if self.conv.info.manual_activity:
             if self._manual_audio is not None:
                 self._manual_audio.extend(pcm)
             return
@@ -135,19 +114,19 @@ class Listening:
 
     async def _vad_event(self, event: str, utterance: bytes) -> None:
         if event == "start":
-            self.hub.events.emit("speech_started", connection=self.connection_id)
+            self.conv.emit("speech_started")
             self._barge_in()
         else:
             await self._utterance(utterance)
 
     def _barge_in(self) -> None:
-        if barge_in_allowed(self.info.setup):
+        if barge_in_allowed(self.conv.info.setup):
             self.answering.interrupt()
 
     async def _utterance(self, pcm: bytes) -> None:
         text = transcribe(pcm)
-        self.hub.events.emit("utterance", connection=self.connection_id, text=text, bytes=len(pcm))
-        if self.info.input_transcription:
-            await self.out.send(replies.input_transcription(text))
-        self.session.history.append(Entry("user", text, "audio"))
+        self.conv.emit("utterance", text=text, bytes=len(pcm))
+        if self.conv.info.input_transcription:
+            await self.conv.out.send(replies.input_transcription(text))
+        self.conv.session.history.append(Entry("user", text, "audio"))
         self.answering.start()
