@@ -1,5 +1,6 @@
-"""The client-frame decoder the emulator and the relay share: what it accepts, and that any
-other frame, however hostile, is one 1007 close with a reason that fits a close frame.
+"""The client-frame reading the emulator and the relay share: what it accepts, and that any
+other frame, however hostile, is one 1007 close with a reason that fits a close frame; and
+the one response modality a setup asks for.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunnelproof.protocol.client_frames import decode_client_frame
+from tunnelproof.protocol.client_frames import decode_client_frame, requested_modality
 from tunnelproof.protocol.client_messages import CLIENT_MESSAGE_KINDS
 from tunnelproof.protocol.close_codes import MAX_CLOSE_REASON_BYTES, REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.errors import CloseRefusal, invalid
@@ -115,3 +116,35 @@ def test_any_frame_is_a_message_or_one_1007_close(data: bytes | str) -> None:
     else:
         assert kind in CLIENT_MESSAGE_KINDS
         assert isinstance(body, dict)
+
+
+@pytest.mark.parametrize(
+    ("setup", "modality"),
+    [
+        ({}, "AUDIO"),  # the Live API's default
+        ({"generationConfig": None}, "AUDIO"),
+        ({"generationConfig": {"temperature": 0.2}}, "AUDIO"),
+        ({"generationConfig": {"responseModalities": []}}, "AUDIO"),
+        ({"generationConfig": {"responseModalities": ["TEXT"]}}, "TEXT"),
+        ({"generationConfig": {"responseModalities": ["audio"]}}, "AUDIO"),
+    ],
+)
+def test_the_requested_modality(setup: dict[str, object], modality: str) -> None:
+    assert requested_modality(setup) == modality
+
+
+@pytest.mark.parametrize(
+    "generation",
+    [
+        ["TEXT"],
+        "TEXT",
+        {"responseModalities": "TEXT"},
+        {"responseModalities": ["TEXT", "AUDIO"]},
+        {"responseModalities": ["IMAGE"]},
+        {"responseModalities": [None]},
+    ],
+)
+def test_a_modality_google_refuses_is_the_generic_1007(generation: object) -> None:
+    with pytest.raises(CloseRefusal) as refused:
+        requested_modality({"generationConfig": generation})
+    assert (refused.value.code, refused.value.reason) == (1007, REASON_INVALID_ARGUMENT)

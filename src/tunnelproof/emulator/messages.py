@@ -24,6 +24,7 @@ from typing import Any
 
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
+from tunnelproof.protocol.client_frames import requested_modality
 from tunnelproof.protocol.close_codes import model_not_found_reason
 from tunnelproof.protocol.errors import CloseRefusal, invalid
 from tunnelproof.protocol.models import (
@@ -89,15 +90,7 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
     known = model in LIVE_MODELS or model == EMULATOR_TEXT_MODEL
     if not known and model not in policy.extra_models:
         raise CloseRefusal(1008, model_not_found_reason(model, version))
-    generation = setup.get("generationConfig") or {}
-    if not isinstance(generation, Mapping):
-        raise invalid()
-    modalities = generation.get("responseModalities") or ["AUDIO"]
-    if not isinstance(modalities, list) or len(modalities) != 1:
-        raise invalid()
-    modality = str(modalities[0]).upper()
-    if modality not in ("TEXT", "AUDIO"):
-        raise invalid()
+    modality = requested_modality(setup)
     supported = response_modalities(model)
     if modality not in supported:
         raise CloseRefusal(policy.modality_close_code, modality_reason(model, modality, supported))
