@@ -26,9 +26,10 @@ from tunnelproof.protocol.casing import to_camel
 from tunnelproof.protocol.client_messages import CLIENT_MESSAGE_KINDS
 from tunnelproof.protocol.config import Modality
 from tunnelproof.protocol.errors import invalid
+from tunnelproof.protocol.types import JsonDict
 
 
-def decode_client_frame(data: bytes | str) -> tuple[str, Any]:
+def decode_client_frame(data: bytes | str) -> tuple[str, JsonDict]:
     """``(kind, body)`` of one client frame (``kind`` in camelCase), or a 1007 refusal."""
     try:
         value = orjson.loads(data)
