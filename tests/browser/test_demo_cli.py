@@ -89,18 +89,15 @@ def test_serve_demo_announces_a_ready_line_and_serves_the_page() -> None:
 
 
 def test_serve_demo_refuses_a_public_address_and_token_service_options() -> None:
+    from typer.testing import CliRunner
+
+    from tunnelproof.cli import app
+
     for extra, expected in (
         (["--host", "0.0.0.0"], "not a loopback address"),
         (["--upstream", "http://127.0.0.1:9"], "drop --upstream"),
     ):
-        command = ["serve", "--demo", *extra]
-        proc = subprocess.run(
-            [sys.executable, "-c", "from tunnelproof.cli import main; main()", *command],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert proc.returncode == 2, (extra, proc.stdout, proc.stderr)
-        assert expected in proc.stderr
-        assert proc.stdout == ""
+        result = CliRunner().invoke(app, ["serve", "--demo", *extra])
+        assert result.exit_code == 2, (extra, result.stdout, result.stderr)
+        assert expected in result.stderr
+        assert result.stdout == ""
