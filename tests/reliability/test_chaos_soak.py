@@ -26,6 +26,7 @@ REDUCED = ChaosConfig(
     deadline=150.0,
     faults=POLITE_FAULTS,
     kernel_every=0,
+    latency=False,  # the tiny impolite soak runs its sessions on 100-500 ms links
 )
 
 
