@@ -216,3 +216,17 @@ def test_audio_confirmed_delivered_must_have_been_heard() -> None:
     assert (audio.utterances_confirmed, audio.confirmed_not_heard) == (2, 1)
     assert audio.ms_confirmed_not_heard == 80.0
     assert "[c1-2]" in audio.samples[0]
+
+
+def test_a_taken_over_connection_ends_at_the_takeover() -> None:
+    # The emulator logs the old socket's close when its receive loop ends, after the new
+    # connection's setup_complete: the takeover event is when it really ended.
+    events = [
+        {"kind": "setup_complete", "connection": "a", "token": "t1", "at": 1.0},
+        {"kind": "resume_takeover", "connection": "b", "old": "a", "at": 5.0},
+        {"kind": "setup_complete", "connection": "b", "token": "t2", "at": 5.1},
+        {"kind": "connection_closed", "connection": "a", "at": 5.3},
+    ]
+    spans = spans_from_events(events)
+    assert (spans["a"].end, spans["b"].end) == (5.0, None)
+    assert max_overlap([(s.start, s.end or float("inf")) for s in spans.values()]) == 1

@@ -27,7 +27,6 @@ from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.protocol.client_messages import FunctionResponse
-from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR_OCCURRED, REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential
@@ -37,7 +36,7 @@ from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
-from tunnelproof.testing.chaos.gate import GateFault
+from tunnelproof.testing.chaos.faults import FaultInjection, gate_faults
 from tunnelproof.testing.chaos.ledger import SentItem, ToolEffects
 from tunnelproof.testing.chaos.schedule import Fault, Step
 from tunnelproof.testing.chaos.stack import FaultStack
@@ -126,7 +125,7 @@ class SessionRecord:
         return self.final_answer == self.expected_answer
 
 
-class ChaosSession:
+class ChaosSession(FaultInjection):
     """Drive one ``LiveSession`` through ``plan`` (see the module docstring)."""
 
     def __init__(
@@ -309,7 +308,7 @@ class ChaosSession:
         elif fault in (Fault.REFUSED_RESUME, Fault.EXPIRED_HANDLE):
             await self._refuse_next_resume(fault)
         elif fault in (Fault.TOKEN_5XX, Fault.TOKEN_429, Fault.TOKEN_SLOW):
-            self.stack.gate.arm(self.caller, _gate_faults(fault, step.param))
+            self.stack.gate.arm(self.caller, gate_faults(fault, step.param))
             await self._reset(fault)
             if fault is Fault.TOKEN_SLOW and step.turn == "text":
                 # While the token stalls, the app keeps typing: fill the outbox to one
@@ -364,111 +363,6 @@ class ChaosSession:
             )
         else:
             await self._speak(tag, after_send, timeout)
-
-    # -- faults -----------------------------------------------------------------------------
-
-    def _injected(self, fault: Fault) -> None:
-        self.record.faults[fault.value] += 1
-
-    def _skipped(self, fault: Fault) -> None:
-        self.record.skipped[fault.value] += 1
-
-    def _later(
-        self, delay: float, action: Callable[[Fault], Awaitable[None]], fault: Fault
-    ) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await action(fault)
-
-        return run
-
-    async def _restore_after(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        self.proxy.restore()
-        self._apply_latency()  # restore clears every proxy fault, the link's latency too
-
-    def _apply_latency(self) -> None:
-        latency, jitter = self.latency
-        if latency > 0:
-            self.proxy.latency(latency, jitter)
-
-    async def _kernel_blackhole(self, fault: Fault, seconds: float) -> None:
-        """Drop every packet on the session's veth for ``seconds``, mid-speech."""
-        ns = self.kernel
-        assert ns is not None
-        loop = asyncio.get_running_loop()
-        await asyncio.sleep(0.1)  # a few chunks in: the utterance is cut in the middle
-        await loop.run_in_executor(None, ns.blackhole)  # nft runs a process: not on the loop
-        self._injected(fault)
-        self.record.recent.append(f"{loop.time() - self._started_at:.1f}:[kernel blackhole]")
-        try:
-            await asyncio.sleep(seconds)
-        finally:
-            if ns.blackholed:
-                await asyncio.shield(loop.run_in_executor(None, ns.restore))
-                self.record.recent.append(f"{loop.time() - self._started_at:.1f}:[restored]")
-
-    async def _goaway_loop(self, fault: Fault, seconds: float) -> None:
-        """For ``seconds``, every new connection of the session gets ``goAway`` at once.
-
-        Records how many connections the session opened meanwhile: the handover budget
-        must keep that small (a hot loop made thousands).
-        """
-        session = self.session
-        assert session is not None
-        loop = asyncio.get_running_loop()
-        end = loop.time() + seconds
-        before = session.metrics.connections
-        seen: set[str] = set()
-        while loop.time() < end:
-            conn = await self.stack.connection_of(self.index)
-            if conn is not None and conn not in seen:
-                seen.add(conn)
-                await self.stack.emulator_go_away(conn, 0.5)
-            await asyncio.sleep(0.15)
-        if seen:
-            self._injected(fault)
-            self.record.goaway_loops.append((seconds, session.metrics.connections - before))
-        else:
-            self._skipped(fault)
-
-    async def _reset(self, fault: Fault) -> None:
-        self.proxy.reset()
-        self._injected(fault)
-
-    async def _close_1011(self, fault: Fault) -> None:
-        conn = await self.stack.connection_of(self.index)
-        if conn is None or not await self.stack.emulator_close(
-            conn, 1011, REASON_INTERNAL_ERROR_OCCURRED
-        ):
-            self._skipped(fault)
-            return
-        self._injected(fault)
-
-    async def _go_away(self, fault: Fault, time_left: float) -> None:
-        conn = await self.stack.connection_of(self.index)
-        if conn is None or not await self.stack.emulator_go_away(conn, time_left):
-            self._skipped(fault)
-            return
-        self._injected(fault)
-
-    async def _refuse_next_resume(self, fault: Fault) -> None:
-        code, reason = (
-            (1007, REASON_INVALID_ARGUMENT)
-            if fault is Fault.EXPIRED_HANDLE
-            else (
-                1011,
-                REASON_INTERNAL_ERROR_OCCURRED,
-            )
-        )
-        if self.session is None or self.session.resumption_handle is None:
-            self._skipped(fault)
-            return
-        consumed = await self.stack.refuse_next_resume(code, reason, self.proxy.reset)
-        if consumed:
-            self._injected(fault)
-        else:
-            self._skipped(fault)
 
     # -- turns ------------------------------------------------------------------------------
 
@@ -728,14 +622,6 @@ def _describe(event: ev.AppEvent) -> str:
         case ev.Rewound(reply_lost=lost, cancelled_tool_call_ids=ids):
             return f"Rewound(lost={lost}, tools={len(ids)})"
     return type(event).__name__
-
-
-def _gate_faults(fault: Fault, param: float) -> list[GateFault]:
-    if fault is Fault.TOKEN_5XX:
-        return [GateFault(503, retry_after=0.5) for _ in range(max(1, int(param)))]
-    if fault is Fault.TOKEN_429:
-        return [GateFault(429, retry_after=1.0)]
-    return [GateFault(stall=param)]
 
 
 _WORDS = ("teal", "harbour", "lantern", "quartz", "meadow", "falcon", "cobalt", "juniper")

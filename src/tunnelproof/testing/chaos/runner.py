@@ -142,9 +142,11 @@ class Observed:
     connected_samples: list[tuple[float, int]] = field(default_factory=list)
     emulator_peak_rss_kb: int = 0
     emulator_errors: int = 0
+    client_sockets_peak: int = 0
+    """Most sockets one session held open at once, sampled from the client's side."""
 
 
-_WATCHED = ("setup_complete", "connection_closed", "resume_refused")
+_WATCHED = ("setup_complete", "connection_closed", "resume_refused", "resume_takeover")
 
 
 class ChaosStack:
@@ -565,6 +567,8 @@ def _sample_outbox(driver: ChaosSession, observed: Observed) -> None:
         peak[name] = max(peak.get(name, 0.0), value)
     if not outbox.within_bounds():
         observed.outbox_violations += 1
+    open_sockets = sum(1 for sock in session._sockets.values() if not sock.gone())
+    observed.client_sockets_peak = max(observed.client_sockets_peak, open_sockets)
 
 
 def _rss_kb(pid: int | None = None) -> int:
@@ -680,7 +684,13 @@ def build_report(
                 metrics_sum[name] += int(getattr(m, name))
 
     faults[Fault.EMULATOR_RESTART.value] = len(observed.restarts)
-    max_sockets = max(overlaps.values(), default=0)
+    # A kernel blackhole kills the client's socket in the client's kernel only: the
+    # emulator holds its end half-open (as Google would) until it hears nothing for long
+    # enough, so its view overlaps a dead socket with the client's next one. For those
+    # sessions the client's own view (sampled) is the measure; the emulator's is shown.
+    kernel_sessions = {r.index for r in records if r.kernel_path}
+    max_sockets = max((n for i, n in overlaps.items() if i not in kernel_sessions), default=0)
+    kernel_overlap = max((n for i, n in overlaps.items() if i in kernel_sessions), default=0)
     minted = len(ledger)
     # Contract 1: a token whose handshake completed is never presented again.
     reused_after_handshake = sum(1 for t in ledger if len(t.get("connections") or []) > 1)
@@ -690,7 +700,7 @@ def build_report(
         "context_survived_everywhere": survived == len(records) == _planned(config),
         "texts_exactly_once_or_reported_dropped": texts.ok,
         "tool_responses_exactly_once_or_reported_dropped": tools.ok,
-        "max_one_socket_per_session": max_sockets <= 1,
+        "max_one_socket_per_session": max_sockets <= 1 and observed.client_sockets_peak <= 1,
         "no_unhandled_exceptions": not observed.unhandled,
         "no_harness_errors": not harness_errors,
         "outbox_within_bounds": observed.outbox_violations == 0,
@@ -755,7 +765,15 @@ def build_report(
         },
         "sockets": {
             "max_open_per_session_at_once": max_sockets,
-            "sessions_over_one": sorted(i for i, n in overlaps.items() if n > 1),
+            "sessions_over_one": sorted(
+                i for i, n in overlaps.items() if n > 1 and i not in kernel_sessions
+            ),
+            "client_view_max_open_per_session": observed.client_sockets_peak,
+            "kernel_path_sessions_max_open_emulator_view": kernel_overlap,
+            "kernel_path_note": (
+                "after a kernel blackhole the emulator holds the dead socket half-open "
+                "until it is silent long enough; the client's own view is the measure there"
+            ),
             "measured_from": "emulator events: setup_complete .. connection_closed, by token",
             "connections_set_up": len(spans),
         },
