@@ -397,9 +397,9 @@ class SessionBookkeeping(DeliveryAccounting):
                 self._on_resumption_update(message)
             case ToolCall():
                 reissued = self.tools.reissued()
-                self.tools.called([c.id for c in message.function_calls if c.id])
+                question = self.turns.tool_call_arrived()  # the model waits for the app now
+                self.tools.called([c.id for c in message.function_calls if c.id], question)
                 self.resumption.output_seen()
-                self.turns.tool_call_arrived()  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls, reissued))
             case ToolCallCancellation():
                 self.tools.withdrawn(message.ids)
@@ -440,7 +440,7 @@ class SessionBookkeeping(DeliveryAccounting):
             answered = self.turns.answering
             if answered is not None:
                 self._forget_questions_up_to(answered)
-            self.tools.reissue_pending = ()  # answered without calling the tool again
+            self.tools.turn_answered(answered)  # answered without calling the tool again?
             self.turns.turn_completed()
             self.resumption.turn_ended()  # the next handle will include this turn
             self._cancel_timer(Timer.REPLY)

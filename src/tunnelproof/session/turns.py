@@ -123,12 +123,15 @@ class TurnTracker:
         self.generating = True
         self.streaming = True
 
-    def tool_call_arrived(self) -> None:
+    def tool_call_arrived(self) -> int | None:
         """The model asked for a tool: that answers a question, and the model now waits
-        for the app (its tool response is the next question, answered by a new turn)."""
+        for the app (its tool response is the next question, answered by a new turn).
+        Returns the question the call answers (``None`` if unknown)."""
         if not self._in_turn:
             self._turn_started()
+        question = self._answering
         self._end_turn()
+        return question
 
     def generation_completed(self) -> None:
         """``generationComplete``: output stops; the server may wait for playback."""

@@ -590,7 +590,11 @@ class ChaosSession(FaultInjection):
         for call_id in ids:
             # The tool has a side effect: it runs once per request; a re-issued call is
             # answered from the run it replaces (ToolCallRequested.reissued).
-            answer = self.record.tool_effects.call(call_id, self._marker, reissued)
+            effects = self.record.tool_effects
+            doubles = len(effects.double_executions)
+            answer = effects.call(call_id, self._marker, reissued)
+            if len(effects.double_executions) > doubles:  # what led to it, for the report
+                effects.double_executions[-1] += f"; last events: {' '.join(self.record.recent)}"
             result = await session.send_tool_response(
                 [FunctionResponse(call_id, TOOL_NAME, {"result": answer})]
             )
