@@ -12,7 +12,12 @@ the cancelled call's question (or a later one) without calling the tool.
 
 from __future__ import annotations
 
-from tunnelproof.protocol.client_messages import FunctionResponse, realtime_text, tool_response
+from tunnelproof.protocol.client_messages import (
+    FunctionResponse,
+    realtime_audio,
+    realtime_text,
+    tool_response,
+)
 from tunnelproof.session import app_events as ev
 
 from .session_harness import Harness
@@ -64,5 +69,20 @@ def test_an_answer_to_the_question_without_the_tool_ends_the_reissue() -> None:
     # The model answers the question itself this time; a later call is a new request.
     h.server(serverContent={"modelTurn": {"parts": [{"text": "sunny"}]}, "turnComplete": True})
     h.send(realtime_text("and tomorrow?"))
+    h.server(toolCall=CALL_B)
+    assert h.of(ev.ToolCallRequested)[-1].reissued == ()
+
+
+def test_a_spoken_answer_ends_the_reissue_so_a_new_request_is_not_flagged() -> None:
+    # A false flag is as bad as a missing one: the app would answer a new request from
+    # an old run. (Seen in the soak once cut turns kept the flag: a spoken turn, which
+    # answers no numbered question, must still end it.)
+    h = dropped_at_the_tool_call()
+    for _ in range(3):  # the replayed notes and the question itself are all cut short
+        h.server(serverContent=CUT)
+        h.server(serverContent={"turnComplete": True})
+    h.send(realtime_audio(b"\x10\x27" * 640))  # the user says something else
+    h.server(serverContent={"outputTranscription": {"text": "it is sunny"}})
+    h.server(serverContent={"turnComplete": True})
     h.server(toolCall=CALL_B)
     assert h.of(ev.ToolCallRequested)[-1].reissued == ()

@@ -440,7 +440,7 @@ class SessionBookkeeping(DeliveryAccounting):
             answered = self.turns.answering
             if answered is not None:
                 self._forget_questions_up_to(answered)
-            self.tools.turn_answered(answered)  # answered without calling the tool again?
+            self.tools.turn_answered(answered, cut=self.turns.cut)  # without a tool call
             self.turns.turn_completed()
             self.resumption.turn_ended()  # the next handle will include this turn
             self._cancel_timer(Timer.REPLY)

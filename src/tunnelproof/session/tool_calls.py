@@ -53,16 +53,18 @@ class ToolCalls:
             for old in list(self._question)[:-_KEEP_CANCELLED]:
                 del self._question[old]
 
-    def turn_answered(self, question: int | None) -> None:
-        """A model turn answering ``question`` completed without calling a tool.
+    def turn_answered(self, question: int | None, *, cut: bool = False) -> None:
+        """A model turn (answering ``question``, if known) completed without a tool call.
 
-        It ends a pending re-issue only if it answers the cancelled calls' question or a
-        later one: the turns of replayed messages before it (often cut short, answering
-        nothing) do not, or the re-issued call would come unflagged.
+        It ends a pending re-issue (the model answered without calling the tool again),
+        unless it was ``cut`` short or answers a question older than the cancelled calls'
+        one: the replayed messages' turns before the re-issued call (each cut by the next)
+        must not take its ``reissued`` flag away.
         """
-        if not self.reissue_pending or question is None:
+        if not self.reissue_pending or cut:
             return
-        if self._pending_for is None or question >= self._pending_for:
+        pending = self._pending_for
+        if question is None or pending is None or question >= pending:
             self.reissue_pending, self._pending_for = (), None
 
     def answered(self, ids: tuple[str, ...]) -> None:

@@ -48,6 +48,7 @@ class TurnTracker:
         "_answering",
         "_in_turn",
         "_unread",
+        "cut",
         "generating",
         "interaction_in_progress",
         "streaming",
@@ -65,6 +66,8 @@ class TurnTracker:
         self._unread: deque[tuple[int, bool, bool]] = deque()
         self._answering: int | None = None  # the question the current turn answers
         self._in_turn = False  # a server turn started and its turnComplete has not come
+        self.cut = False
+        """The turn in progress was cut short by ``interrupted`` (until its turnComplete)."""
 
     # -- questions -------------------------------------------------------------------------
 
@@ -140,6 +143,7 @@ class TurnTracker:
     def interrupted(self) -> None:
         """``interrupted``: the server read something that cut the turn short (its
         ``turnComplete`` follows)."""
+        self.cut = True
         if not self._in_turn:
             self._turn_started()  # a turn cut before any output still read its question
         self.generating = False
@@ -178,6 +182,7 @@ class TurnTracker:
         # No question pending (audio, proactive output): everything sent counts as read.
 
     def _end_turn(self) -> None:
+        self.cut = False
         self._in_turn = False
         self.generating = False
         self.streaming = False
