@@ -327,6 +327,21 @@ async def new_handle(session: LiveSession, old: str | None, *, timeout: float = 
     raise AssertionError("no new resumable handle arrived")
 
 
+async def held_handle(session: LiveSession, *, timeout: float = 5.0) -> str:
+    """Wait until the resumable handle holds the last completed turn, and return it.
+
+    Google sends it tens of ms after ``turnComplete``; until then the session's handle is
+    an older one (the one after ``setupComplete`` at first).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handle = session.resumption_handle
+        if session.last_turn_held and handle is not None:
+            return handle
+        await asyncio.sleep(0.005)
+    raise AssertionError("no resumable handle holding the last turn arrived")
+
+
 @dataclass
 class Stack:
     """What :func:`live_stack` built; ``session``/``rec`` exist once the source is made."""
@@ -406,7 +421,7 @@ async def live_stack(
         if seeded:
             await stack.rec.wait(ev.Connected)
             assert "teal" in await ask_spoken(stack.rec, FIRST)
-            stack.handle = await new_handle(stack.session, None)
+            stack.handle = await held_handle(stack.session)
         yield stack
 
 
