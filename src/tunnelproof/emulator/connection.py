@@ -666,12 +666,37 @@ class LiveConnection:
         session.background = False
 
     def _start_generation(self) -> None:
+        """Answer the conversation so far: one answer at a time, never two at once.
+
+        A turn that ends while an answer is still being generated (an utterance ending
+        after a text question started an answer) cuts that answer when barge-in is
+        allowed, as speech does; under ``NO_INTERRUPTION`` it is answered after it.
+        """
         self._end_reasoning()
         session = self._session()
+        previous = self._generation
+        if previous is not None and not previous.done():
+            if barge_in_allowed(self._info().setup):
+                self._interrupt()
+                previous = None
+        else:
+            previous = None
         session.generating = True
-        self._generation = asyncio.ensure_future(self._generate())
+        self._generation = asyncio.ensure_future(self._generate(after=previous))
 
-    async def _generate(self) -> None:
+    def _generation_over(self) -> None:
+        """The running task's answer is complete (a newer one may be queued behind it)."""
+        if self._generation is asyncio.current_task():
+            self._generation = None
+
+    async def _generate(self, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None:
+            try:
+                await asyncio.wait({after})  # NO_INTERRUPTION: the answer before goes first
+            except asyncio.CancelledError:
+                after.cancel()  # interrupted while waiting: the whole queue is cut
+                raise
+            self._session().generating = True
         session = self._session()
         info = self._info()
         hub = self.hub
@@ -697,7 +722,7 @@ class LiveConnection:
                 )
             )
             session.generating = False
-            self._generation = None
+            self._generation_over()
             await self.send(replies.tool_call(call_id, answer.call.name, args))
             hub.events.emit("tool_call", connection=self.id, id=call_id, name=answer.call.name)
             return
@@ -715,7 +740,7 @@ class LiveConnection:
         session.generating = False
         self._partial = []
         # The answer is complete: a later input starts a new turn instead of cutting this one.
-        self._generation = None
+        self._generation_over()
         reasoning = hub.policy.background_reasoning
         session.background = reasoning > 0
         status = "IN_PROGRESS" if session.background else "IDLE"
