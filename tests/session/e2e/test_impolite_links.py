@@ -60,7 +60,7 @@ async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> No
         s.tunnel.offline()
         http_tunnel.blackhole()  # the phone is in the tunnel: no backend either
         await s.rec.wait(ev.Disconnected, since=mark, timeout=10)
-        await asyncio.sleep(6.0)
+        await asyncio.sleep(4.5)
         s.tunnel.restore()
         http_tunnel.restore()
         await s.rec.wait(ev.Resumed, since=mark, timeout=30)
@@ -70,7 +70,7 @@ async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> No
         wasted = service.minted - metrics.tokens_fetched
         assert wasted <= 3, f"{service.minted} minted, {metrics.tokens_fetched} used"
         minted = service.minted
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
         assert service.minted == minted, "no fetches once the session is back"
         await check_context(s.rec)
 
@@ -79,11 +79,11 @@ LOOKUP = FunctionDeclaration(name="look_up_the_time", description="Slow lookup."
 
 
 async def test_model_silent_for_longer_than_the_reply_watchdog_is_not_a_dead_link() -> None:
-    """Symptom 3: the model is silent for 7 s (a slow tool call; reply_timeout is 4 s) on a
+    """Symptom 3: the model is silent for 5.5 s (a slow tool call; reply_timeout is 4 s) on a
     healthy link. No false dead-link alarm, no reconnect, the question is sent once."""
     config = replace(AUDIO_CONFIG, tools=(LOOKUP,))
     async with live_stack(EmulatorPolicy(generation_speed=4.0), config=config, seed=2) as s:
-        s.emu.controls.update_policy(tool_call_delay=28.0)  # 7 s at generation_speed 4
+        s.emu.controls.update_policy(tool_call_delay=22.0)  # 5.5 s at generation_speed 4
         mark = s.rec.mark()
         assert (await s.session.send_text("Please look up the time.")).sent
         call = await s.rec.wait(ev.ToolCallRequested, since=mark, timeout=20)
@@ -120,11 +120,11 @@ async def test_every_audio_millisecond_sent_into_a_dead_link_is_accounted_for() 
         seqs: list[int] = []
         stop = asyncio.Event()
         speech = b"".join(
-            encode_speech(f"sentence number {n} about teal") + silence(0.8) for n in range(8)
+            encode_speech(f"sentence number {n} about teal") + silence(0.8) for n in range(5)
         )
         streamer = asyncio.create_task(_stream(session, speech, seqs, stop))
         try:
-            await asyncio.sleep(2.5)
+            await asyncio.sleep(1.5)
             mark = rec.mark()
             s.tunnel.blackhole()
             await asyncio.sleep(7.0)
