@@ -96,7 +96,8 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} probeConnectTimeout
  * @property {number} setupTimeout
  * @property {number} replyTimeout a reply overdue this long asks the driver for a link
- *   check (action checkLink); silence alone is not evidence of a dead link
+ *   check (action checkLink); silence alone is not evidence of a dead link. Counted from
+ *   the last server message or the oldest reply owed: a new question never postpones it
  * @property {number} linkCheckTimeout no sign of life within this long of a link check is
  *   a dead link
  * @property {number} closeTimeout
@@ -447,6 +448,8 @@ export class SessionMachine {
     this.timerSerial = 0;
     /** @type {Map<string, number>} */
     this.timers = new Map();
+    /** When each timer set last is due (read only while it runs: keepSooner). @type {Map<string, number>} */
+    this.timerDue = new Map();
     this.seq = 0;
   }
 
@@ -602,11 +605,19 @@ export class SessionMachine {
     this.out.push({ type: "emit", event });
   }
 
-  /** @param {string} name @param {number} delay */
-  setTimer(name, delay) {
+  /**
+   * Start (or restart) `name` to fire `delay` s from now; with `keepSooner`, a running
+   * timer keeps its earlier deadline (Python: Timers.set_by).
+   * @param {string} name @param {number} delay @param {boolean} [keepSooner]
+   */
+  setTimer(name, delay, keepSooner = false) {
+    let at = this.now + Math.max(0, delay);
+    const due = this.timerDue.get(name);
+    if (keepSooner && this.timers.has(name) && due !== undefined) at = Math.min(at, due);
     this.timerSerial += 1;
     this.timers.set(name, this.timerSerial);
-    this.out.push({ type: "setTimer", name, serial: this.timerSerial, at: this.now + Math.max(0, delay) });
+    this.timerDue.set(name, at);
+    this.out.push({ type: "setTimer", name, serial: this.timerSerial, at });
   }
 
   /** @param {...string} names */
@@ -1286,7 +1297,9 @@ export class SessionMachine {
     }
     if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
     if (item.expectsReply) {
-      this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
+      // Asking again never postpones a reply already owed: questions sent closer together
+      // than replyTimeout would keep a blackholed link looking alive.
+      this.setTimer(T_REPLY, this.watchdogs.replyTimeout, true);
       const text = item.turns
         .filter((t) => t.role === "user")
         .map((t) => t.text)
