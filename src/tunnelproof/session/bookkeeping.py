@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 
 from tunnelproof.protocol.client_messages import encode_client_message
-from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.server_messages import (
     GoAway,
@@ -41,7 +40,6 @@ from tunnelproof.session.actions import (
 )
 from tunnelproof.session.content import content_events
 from tunnelproof.session.credential_slot import CredentialSlot
-from tunnelproof.session.events import TokenFailure
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, SendResult
@@ -54,36 +52,6 @@ from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
 from tunnelproof.session.turns import TurnTracker
-
-
-def unusable_credential_verdict(problem: str) -> CloseVerdict:
-    """The verdict for a credential the machine cannot even turn into an endpoint."""
-    return CloseVerdict(
-        CloseClass.FATAL_CONFIG,
-        None,
-        problem,
-        "The token source returned an unusable credential; fix it, then resume().",
-    )
-
-
-def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
-    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
-    if kind is TokenFailure.AUTH:
-        return CloseVerdict(
-            CloseClass.FATAL_AUTH,
-            None,
-            message,
-            "The token source refused to issue a token (HTTP 401/403): the user "
-            "must sign in again, then call resume().",
-        )
-    if kind is TokenFailure.CONFIG:
-        return CloseVerdict(
-            CloseClass.FATAL_CONFIG,
-            None,
-            message,
-            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
-        )
-    return None
 
 
 class SessionBookkeeping(DeliveryAccounting):
@@ -226,7 +194,10 @@ class SessionBookkeeping(DeliveryAccounting):
     def _on_go_away(self, go_away: GoAway) -> None:
         self.metrics.go_aways += 1
         left = go_away.time_left
-        delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
+        if self.retry.handovers_left:
+            delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
+        else:  # budget spent: stay until the server closes, so an answer can still come;
+            delay = (left or 0.0) + self.watchdogs.close_timeout  # this is only a backstop
         if self._go_away and Timer.GOAWAY in self.timers:
             return  # a repeated goAway does not move the deadline later
         self._go_away = True

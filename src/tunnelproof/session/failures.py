@@ -41,8 +41,14 @@ class FailureRouting(SessionBookkeeping):
         self._connection_gone(None, reason, planned=False)
         self._after_drop(reason, served)
 
-    def _handover_done(self, reason: str) -> None:
-        """Reconnect after a handover: at once within the budget, then backed off."""
+    def _handover_done(self, reason: str, served: float | None = None) -> None:
+        """Reconnect after a handover: at once within the budget, then backed off.
+
+        ``served``: the server closed a connection that served this long after its goAway;
+        that counts against the budget like our own handover, so a server that closes at
+        once after every goAway drives no hot loop either."""
+        if served is not None:
+            self.retry.handed_over(served)
         self._retry_or_give_up(self.retry.after_handover(self.rng), reason)
 
     def _server_failure(self, reason: str, *, retry_after: float | None = None) -> None:

@@ -79,7 +79,7 @@ from tunnelproof.protocol.server_messages import (
 )
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, OpenSocket
-from tunnelproof.session.bookkeeping import token_failure_verdict, unusable_credential_verdict
+from tunnelproof.session.credential_slot import token_failure_verdict, unusable_credential_verdict
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
@@ -346,7 +346,7 @@ class SessionMachine(FailureRouting):
         self._connection_gone(event.code, event.reason, planned=planned)
         described = f"closed {event.code} {event.reason}".strip()
         if planned:
-            self._handover_done("the server ended the connection after goAway")
+            self._handover_done("the server ended the connection after goAway", served)
         elif verdict.kind is CloseClass.BAD_RESUME and not during_setup and culprit is not None:
             # The handle was accepted: a 1007 now rejects the newest message read. Report
             # it, never replay it, resume again (each rejection counts: no loop).
@@ -446,9 +446,9 @@ class SessionMachine(FailureRouting):
     # -- goAway ------------------------------------------------------------------------------
 
     def _maybe_handover(self) -> None:
-        # Over the handover budget the session stays until the goAway deadline (its timer
-        # hands over); within it, it leaves at a turn boundary with the next token in
-        # hand, so a token service's blip costs no gap while the deadline allows.
+        # Over the handover budget the session stays until the server closes (the GOAWAY
+        # timer is a backstop); within it, it leaves at a turn boundary with the next
+        # token in hand, so a token service's blip costs no gap while the deadline allows.
         if not (self._go_away and self._at_turn_boundary()):
             return
         if Timer.HANDLE_GRACE in self.timers:  # past the deadline: leave now, token or not
