@@ -336,7 +336,6 @@ def test_go_away_on_every_connection_has_a_handover_budget() -> None:
     assert h.m.metrics.connections <= 40, h.m.metrics.connections
 
 
-
 def test_a_server_that_closes_at_once_after_every_go_away_is_no_hot_loop() -> None:
     """goAway with no time left and the deadline close right after it, on every connection:
     the server's close counts against the handover budget like our own handover (it used
@@ -368,9 +367,7 @@ def test_a_server_that_closes_at_once_after_every_go_away_is_no_hot_loop() -> No
 def test_past_the_handover_budget_the_session_stays_until_the_server_closes() -> None:
     """goAway with timeLeft at the margin: past the budget the session no longer leaves at
     once (it left right after flushing each question, forever) but stays for the answer."""
-    h = connected(
-        policy=RetryPolicy(handover_budget=0), watchdogs=Watchdogs(go_away_margin=1.0)
-    )
+    h = connected(policy=RetryPolicy(handover_budget=0), watchdogs=Watchdogs(go_away_margin=1.0))
     h.handle_update("h1")
     h.send(realtime_text("what did I say first?"))
     h.server(goAway={"timeLeft": "1s"})
