@@ -134,3 +134,10 @@ async def test_token_service_401_and_500() -> None:
         line = one_clear_sentence(proc.stderr, "tunnelproof chat: ")
         assert "could not mint a token upstream (HTTP 502)" in line
         assert "GEMINI_API_KEY" in line
+
+
+@pytest.mark.parametrize("target", [("--real",), ("--token-url", "http://127.0.0.1:9/t")])
+def test_emulator_speed_is_refused_without_the_local_emulator(target: tuple[str, ...]) -> None:
+    proc = run_in_process("chat", "--emulator-speed", "4", *target)
+    assert proc.returncode == 2
+    assert "--emulator-speed" in one_clear_sentence(proc.stderr, "tunnelproof chat: ")
