@@ -99,6 +99,8 @@ class _Mirror:
     last: int  # last seq held in Redis
     resync: bool = True  # rewrite the input record and digests from memory
     digested: int = -1  # last device message index whose digest is in Redis
+    digests_in_redis: int = 0  # length of the digest list (trimmed past twice the bound)
+    unheld_version: int = -1  # UnheldInput.version last written
     bodies: set[int] = field(default_factory=set)  # unheld message indices in Redis
     fields: dict[str, bytes] = field(default_factory=dict)  # state fields as written
     expires_at: float = 0.0  # when the TTLs were last pushed forward (monotonic)
@@ -241,19 +243,25 @@ class RedisCoordinator:
         self._mirrors[conv] = _Mirror(mirrored, stored_through + 1, stored_through)
 
     async def flush(self, conv: str) -> None:
-        """Write what changed since the last flush, in one ``MULTI``/``EXEC``.
+        """Write what changed since the last flush, in one pipeline (one round trip).
 
         Only changes: new output frames (and evictions), the digests of new device
         messages, the bodies of newly unheld ones (each written once, deleted when held),
         the unheld record's run-length index, and scalar state fields whose value changed;
         TTLs are pushed forward at most once a second. Nothing changed, nothing written.
-        A failed flush makes the next one rewrite the input record from memory.
+
+        The pipeline is not a transaction (``MULTI``/``EXEC`` would add two commands to
+        every flush): its commands are ordered so that any prefix of them that reaches
+        Redis (the process killed mid-write) is consistent: additions first (frames,
+        digests, bodies), then the state that refers to them, then deletions of what it no
+        longer refers to. A rewrite from memory (first flush of an owner, or after a
+        failed flush) deletes before it adds, so it is one ``MULTI``/``EXEC``.
         """
         mirror = self._mirrors.get(conv)
         if mirror is None:
             return
         async with mirror.lock:  # concurrent flushes would reorder the appends
-            pipe = self.redis.pipeline(transaction=True)
+            pipe = self.redis.pipeline(transaction=mirror.resync)
             try:
                 if self._stage(conv, mirror, pipe):
                     await pipe.execute()
@@ -272,16 +280,12 @@ class RedisCoordinator:
             pipe.delete(in_key, dig_key)
             mirror.bodies.clear()
             mirror.digested = -1
+            mirror.digests_in_redis = 0
+            mirror.unheld_version = -1
             mirror.resync = False
             staged += 1
+        # 1. additions
         replay = buffer.since(mirror.last)
-        first = buffer.first_seq
-        if first > mirror.first:
-            drop = min(first, mirror.last + 1) - mirror.first
-            if drop > 0:
-                pipe.lpop(buf_key, drop)
-                staged += 1
-            mirror.first = first
         if replay.frames:
             pipe.rpush(buf_key, *[seq.to_bytes(8, "big") + data for seq, data in replay.frames])
             mirror.last = replay.frames[-1][0]
@@ -290,27 +294,45 @@ class RedisCoordinator:
         digests = mirror.conv.digests_after(mirror.digested)
         if digests:
             pipe.rpush(dig_key, *[i.to_bytes(8, "big") + d for i, d in digests])
-            pipe.ltrim(dig_key, -DIGESTS_KEPT, -1)
             mirror.digested = digests[-1][0]
+            mirror.digests_in_redis += len(digests)
             staged += 1
-        bodies = unheld.bodies()
-        new = {i: orjson.dumps(m) for i, m in bodies.items() if i not in mirror.bodies}
-        gone = [i for i in mirror.bodies if i not in bodies]
-        if new:
-            pipe.hset(in_key, mapping=new)
-            mirror.bodies.update(new)
-            staged += 1
-        if gone:
-            pipe.hdel(in_key, *gone)
-            mirror.bodies.difference_update(gone)
-            staged += 1
+        gone: list[int] = []
+        runs: bytes | None = None
+        if unheld.version != mirror.unheld_version:
+            mirror.unheld_version = unheld.version
+            bodies = unheld.bodies()
+            new = {i: orjson.dumps(m) for i, m in bodies.items() if i not in mirror.bodies}
+            gone = [i for i in mirror.bodies if i not in bodies]
+            if new:
+                pipe.hset(in_key, mapping=new)
+                mirror.bodies.update(new)
+                staged += 1
+            runs = orjson.dumps(unheld.runs())
+        # 2. the state that refers to them
         state = {k: orjson.dumps(v) for k, v in mirror.conv.state().items()}
-        state["unheld_runs"] = orjson.dumps(unheld.runs())
+        if runs is not None:
+            state["unheld_runs"] = runs
         changed = {k: v for k, v in state.items() if mirror.fields.get(k) != v}
         if changed:
             pipe.hset(state_key, mapping=changed)
             mirror.fields.update(changed)
             staged += 1
+        # 3. deletions
+        if gone:
+            pipe.hdel(in_key, *gone)
+            mirror.bodies.difference_update(gone)
+            staged += 1
+        first = buffer.first_seq
+        if first > mirror.first:
+            drop = min(first, mirror.last + 1) - mirror.first
+            if drop > 0:
+                pipe.lpop(buf_key, drop)
+                staged += 1
+            mirror.first = first
+        if mirror.digests_in_redis > 2 * DIGESTS_KEPT:  # trimmed now and then, not per flush
+            pipe.ltrim(dig_key, -DIGESTS_KEPT, -1)
+            mirror.digests_in_redis = DIGESTS_KEPT
         now = time.monotonic()
         if staged and now - mirror.expires_at >= 1.0:
             for key in (state_key, buf_key, in_key, dig_key):
