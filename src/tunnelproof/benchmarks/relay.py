@@ -19,6 +19,12 @@ Overhead: time to first audio (text question → first audio frame) through the 
 directly, 2 trials interleaved per round; relay CPU (``/proc/<pid>/stat`` utime+stime) per
 device audio chunk sent up (40 ms, 16 kHz) plus per model audio chunk sent down (40 ms,
 24 kHz): one chunk pair.
+
+Scale-out cost: the same pairs paced at real time (250 microphone chunks of 40 ms, then a
+count-to-40 answer spoken at 1x in 40 ms chunks), through one relay process without Redis
+and one with ``--redis-url`` (a private ``redis-server``): relay CPU per chunk, and the
+Redis commands and bytes received (``INFO stats``: ``total_commands_processed``,
+``total_net_input_bytes``) per chunk, each direction.
 """
 
 from __future__ import annotations
@@ -271,11 +277,13 @@ async def _paced_pairs(
             await asyncio.sleep(max(0.0, start + (index + 1) * 0.04 - loop.time()))
         r1, c1 = await counters(), _cpu_seconds(relay_pid)
         down = _Device(target)
+        down_bytes = 0
         question = {"realtimeInput": {"text": f"Please count to {count_to}."}}
         await ws.send(orjson.dumps(question).decode())
         async with asyncio.timeout(120):
             async for raw in ws:
                 down._take(orjson.loads(raw))
+                down_bytes += len(raw)
                 if down.turn_complete:
                     break
         r2, c2 = await counters(), _cpu_seconds(relay_pid)
@@ -285,6 +293,8 @@ async def _paced_pairs(
         "audio_chunks_down": len(down.audio_at),
         "cpu_us_per_chunk_up": (c1 - c0) / chunks * 1e6,
         "cpu_us_per_chunk_down": (c2 - c1) / audio_down * 1e6,
+        # what the pair itself weighs on the wire (every frame of the answer counted)
+        "payload_bytes_per_pair": len(chunk) + down_bytes / audio_down,
     }
     out["cpu_us_per_pair"] = out["cpu_us_per_chunk_up"] + out["cpu_us_per_chunk_down"]
     if redis is not None:
@@ -469,4 +479,55 @@ async def run(ctx: BenchContext) -> BenchResult:
         },
         ylabel="numbers lost",
     )
+    cost = await redis_cost(ctx)
+    result.params["redis_cost"] = {k: cost[k] for k in ("chunks_up", "count_to")}
+    add_redis_cost(result, cost, ctx)
     return result
+
+
+def add_redis_cost(result: BenchResult, cost: dict[str, Any], ctx: BenchContext) -> None:
+    """The scale-out's cost per audio chunk pair: comparisons, data and a chart."""
+    result.data["redis_cost"] = cost
+    mem, red = cost["memory"], cost["redis"]
+    result.comparisons.append(
+        Comparison(
+            "relay CPU per audio chunk pair at real time, scale-out on Redis",
+            "us",
+            red["cpu_us_per_pair"],
+            "the same relay without Redis",
+            mem["cpu_us_per_pair"],
+            note="/proc utime+stime, 10 ms ticks",
+        )
+    )
+    result.comparisons.append(
+        Comparison(
+            "Redis bytes written per audio chunk pair",
+            "B",
+            red["redis_bytes_per_pair"],
+            "the pair's own frames (the floor: input and output are both kept)",
+            red["payload_bytes_per_pair"],
+        )
+    )
+    result.comparisons.append(
+        Comparison(
+            "Redis commands per audio chunk pair",
+            "count",
+            red["redis_commands_per_pair"],
+            "one write per chunk each way",
+            2.0,
+            note="one pipeline per 50 ms flush, only what changed",
+        )
+    )
+    charts.safe_chart(
+        result.notes,
+        result.charts,
+        charts.grouped_bars,
+        ctx.chart_path(NAME, "_redis"),
+        "Relay CPU per 40 ms audio chunk at real time",
+        ["up (microphone)", "down (model)"],
+        {
+            "relay (memory)": [mem["cpu_us_per_chunk_up"], mem["cpu_us_per_chunk_down"]],
+            "relay + Redis scale-out": [red["cpu_us_per_chunk_up"], red["cpu_us_per_chunk_down"]],
+        },
+        ylabel="CPU µs per chunk",
+    )
