@@ -21,8 +21,12 @@ withheld from the device (see ``relay/unheld.py``): the model's context loses no
 flushed.
 
 Keys (prefix ``tp:relay:``): ``owner:{conv}`` (string), ``state:{conv}`` (hash: user,
-setup, last_seq, received, generating, unheld), ``buf:{conv}`` (list of ``seq(8 bytes) + frame``),
-``ticket:{nonce}`` (single-use tickets across processes). State and buffer expire
+setup, last_seq, received, generating, unheld_runs), ``buf:{conv}`` (list of ``seq(8 bytes)
++ frame``), ``dig:{conv}`` (list of ``index(8 bytes) + digest``: the shared duplicate check),
+``in:{conv}`` (hash: unheld device messages by index), ``ticket:{nonce}`` (single-use
+tickets across processes). Flushes write only what changed (see :meth:`RedisCoordinator.flush`);
+:class:`FlushingHandleStore` flushes before each upstream handle is stored, so a stored
+handle never holds a device message the record lacks. State, buffer and record expire
 ``state_ttl`` after the last write.
 """
 
