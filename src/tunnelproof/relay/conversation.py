@@ -165,7 +165,14 @@ class Conversation:
 
     def digests_after(self, index: int) -> list[tuple[int, bytes]]:
         """``(index, digest)`` of the device messages numbered above ``index`` (still kept)."""
-        return [item for item in self._digests if item[0] > index]
+        # From the newest back: a flush asks for the few since the last one, not all 4096.
+        newer: list[tuple[int, bytes]] = []
+        for item in reversed(self._digests):
+            if item[0] <= index:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
 
     async def wait_ready(self, timeout: float) -> str | None:
         """Wait for the upstream session; ``None`` when ready, else why it is not."""
