@@ -150,3 +150,18 @@ async def test_a_flush_writes_only_what_changed_and_nothing_when_idle() -> None:
         finally:
             await coord.redis.aclose()  # type: ignore[attr-defined]
             await asyncio.sleep(0)
+
+
+async def test_audio_streaming_past_the_unheld_bound_is_counted_and_warned_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    conv = _owner_conversation()
+    await conv.open_upstream()
+    chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAA"}}
+    with caplog.at_level("WARNING", logger="tunnelproof.relay"):
+        for _ in range(300):  # 12 s of 40 ms chunks and no handle: over the 256 bound
+            await conv.from_device("realtimeInput", chunk)
+    assert conv.stats.unheld_forgotten == 300 - 256
+    warned = [r for r in caplog.records if "over its bound" in r.getMessage()]
+    assert len(warned) == 1, len(warned)  # not one line per chunk
+    await conv.close()

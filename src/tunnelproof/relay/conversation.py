@@ -111,6 +111,7 @@ class Conversation:
     _boundary: asyncio.Event = field(default_factory=asyncio.Event)
     _failure: str | None = None
     unheld: UnheldInput = field(default_factory=UnheldInput)
+    _unheld_warned_at: float = -math.inf  # the bound's warning is rate-limited
 
     def __post_init__(self) -> None:
         self.buffer = OutputBuffer(self.settings.buffer)
@@ -409,10 +410,15 @@ class Conversation:
             self.unheld.forwarded(message, result.seq, index)
             if self.unheld.forgotten != self.stats.unheld_forgotten:
                 self.stats.unheld_forgotten = self.unheld.forgotten
-                log.warning(
-                    "[%s] unheld device input over its bound: a takeover may lose context",
-                    self.id,
-                )
+                now = time.monotonic()
+                if now - self._unheld_warned_at >= 10.0:  # not once per 20 ms audio chunk
+                    self._unheld_warned_at = now
+                    log.warning(
+                        "[%s] unheld device input over its bound (%d message(s) forgotten"
+                        " so far): a takeover may lose context",
+                        self.id,
+                        self.unheld.forgotten,
+                    )
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)
