@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import SecretStr
-from starlette.responses import HTMLResponse
+from starlette.responses import Response
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -79,8 +79,9 @@ async def relay_stack(
 ) -> AsyncIterator[Stack]:
     """Emulator + relay + token service (tickets) + tunnel in front of the relay.
 
-    ``pages`` (path → HTML) are served by the token service itself, so a browser page is
-    same-origin with the ticket route and the client module (``/api/live/client.js``).
+    ``pages`` (path → HTML, or JavaScript for a ``.js`` path) are served by the token
+    service itself, so a browser page is same-origin with the ticket route and the client
+    module (``/api/live/client.js``).
     """
     material = make_tls() if tls else None
     async with EmulatorServer(policy=policy or EmulatorPolicy(**FAST_AUDIO)) as emu:
@@ -107,7 +108,8 @@ async def relay_stack(
             )
             app = create_app(service=service)
             for path, html in (pages or {}).items():
-                app.add_api_route(path, _page(html), include_in_schema=False)
+                kind = "text/javascript" if path.endswith(".js") else "text/html"
+                app.add_api_route(path, _page(html, kind), include_in_schema=False)
             async with TunnelProxy("127.0.0.1", relay.port) as tunnel:
                 scheme = "wss" if material else "ws"
                 app.include_router(
@@ -124,9 +126,9 @@ async def relay_stack(
                     )
 
 
-def _page(html: str) -> Callable[[], Awaitable[HTMLResponse]]:
-    async def serve() -> HTMLResponse:
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+def _page(body: str, media_type: str) -> Callable[[], Awaitable[Response]]:
+    async def serve() -> Response:
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
 
     return serve
 
