@@ -165,3 +165,27 @@ async def test_audio_streaming_past_the_unheld_bound_is_counted_and_warned_once(
     warned = [r for r in caplog.records if "over its bound" in r.getMessage()]
     assert len(warned) == 1, len(warned)  # not one line per chunk
     await conv.close()
+
+
+async def test_typed_input_is_recorded_at_once_and_audio_with_the_next_flush() -> None:
+    async with redis_url() as url:
+        coord = RedisCoordinator(url, flush_interval=60.0)  # no loop runs: flushes by hand
+        try:
+            conv = _owner_conversation()
+            conv.record = coord.flush  # what the server wires up with a coordinator
+            coord.track("c1", conv)
+            await conv.open_upstream()
+            await conv.from_device("realtimeInput", _text("my name is Ada"))
+            loaded = await coord.load("c1")  # no flush was asked for: recorded on receipt
+            assert loaded is not None and loaded.received == 1
+            assert loaded.unheld[0][0] == {"realtimeInput": {"text": "my name is Ada"}}
+            chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAA"}}
+            await conv.from_device("realtimeInput", chunk)  # batched: not a round trip each
+            loaded = await coord.load("c1")
+            assert loaded is not None and loaded.received == 1
+            await coord.flush("c1")
+            loaded = await coord.load("c1")
+            assert loaded is not None and loaded.received == 2
+            await conv.close()
+        finally:
+            await coord.redis.aclose()  # type: ignore[attr-defined]

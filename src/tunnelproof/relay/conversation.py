@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -111,6 +111,10 @@ class Conversation:
     _boundary: asyncio.Event = field(default_factory=asyncio.Event)
     _failure: str | None = None
     unheld: UnheldInput = field(default_factory=UnheldInput)
+    # Scale-out: write the conversation's shared record now (RedisCoordinator.flush). Called
+    # after each device message that is not a media chunk, so a typed text, a turn or a
+    # tool response is recorded within one Redis round trip, not one flush interval.
+    record: Callable[[str], Awaitable[None]] | None = None
     _unheld_warned_at: float = -math.inf  # the bound's warning is rate-limited
 
     def __post_init__(self) -> None:
@@ -422,6 +426,11 @@ class Conversation:
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)
+        elif self.record is not None and not _media_only(kind, body):
+            try:
+                await self.record(self.id)
+            except Exception:  # the periodic flush writes it (a rewrite after a failure)
+                log.warning("[%s] recording a device message failed", self.id, exc_info=True)
 
     def _is_duplicate(self, digest: bytes) -> bool:
         window = self._dedup
@@ -458,3 +467,12 @@ class Conversation:
         await self.close_upstream()
         if self.on_closed is not None:
             self.on_closed(self)
+
+
+_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
+
+
+def _media_only(kind: str, body: wire.JsonDict) -> bool:
+    """A ``realtimeInput`` carrying only audio/video chunks (recorded by the periodic flush:
+    one Redis round trip per 20-40 ms chunk is what the batching avoids)."""
+    return kind == "realtimeInput" and bool(body) and set(body) <= _MEDIA_KEYS

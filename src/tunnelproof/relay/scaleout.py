@@ -424,7 +424,14 @@ class FlushingHandleStore:
 
     async def save(self, conversation_id: str, session: StoredSession) -> None:
         """Flush the conversation first; a failed flush fails the save (the older handle
-        stays, and it holds less: safe)."""
+        stays, and it holds less: safe).
+
+        The session emitted ``Delivered`` (the sends this handle holds) before it asked for
+        this save, and the relay's event pump, woken first, has removed them from the
+        unheld record by now; one more loop turn is cheap insurance. So the record written
+        here does not list as unheld what the handle holds (a new owner would send it to
+        Gemini a second time)."""
+        await asyncio.sleep(0)
         await self.coordinator.flush(conversation_id)
         await self.inner.save(conversation_id, session)
 

@@ -481,6 +481,8 @@ class RelayServer:
             handle_store=self.handle_store,
         )
         conv.on_closed = self._forget
+        if self.coordinator is not None:
+            conv.record = self.coordinator.flush
         self.conversations[conv_id] = conv
         return conv
 
