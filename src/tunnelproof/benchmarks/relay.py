@@ -519,8 +519,9 @@ def add_redis_cost(result: BenchResult, cost: dict[str, Any], ctx: BenchContext)
             "Redis commands per audio chunk pair",
             "count",
             red["redis_commands_per_pair"],
-            "one write per chunk each way",
-            2.0,
+            "no baseline (the record's own cost)",
+            None,
+            theirs_text="-",
             note="one pipeline per 50 ms flush, only what changed",
         )
     )
