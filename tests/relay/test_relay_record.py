@@ -189,3 +189,42 @@ async def test_typed_input_is_recorded_at_once_and_audio_with_the_next_flush() -
             await conv.close()
         finally:
             await coord.redis.aclose()  # type: ignore[attr-defined]
+
+
+async def test_after_a_failed_flush_the_next_one_rewrites_the_record_whole() -> None:
+    async with redis_url() as url:
+        coord = RedisCoordinator(url, flush_interval=60.0)
+        try:
+            conv = _owner_conversation()
+            coord.track("c1", conv)
+            await conv.open_upstream()
+            conv._publish(b'{"serverContent":{"n":1}}')
+            await conv.from_device("realtimeInput", _text("one"))
+            await coord.flush("c1")
+            conv._publish(b'{"serverContent":{"n":2}}')
+            await conv.from_device("realtimeInput", _text("two"))
+            real = coord.redis.pipeline
+
+            def broken(*args: Any, **kwargs: Any) -> Any:
+                pipe = real(*args, **kwargs)
+
+                async def fail() -> None:
+                    raise ConnectionError("redis went away")
+
+                pipe.execute = fail
+                return pipe
+
+            coord.redis.pipeline = broken  # type: ignore[method-assign]
+            with pytest.raises(ConnectionError):
+                await coord.flush("c1")  # frame 2 and "two" were staged, never written
+            coord.redis.pipeline = real  # type: ignore[method-assign]
+            conv._publish(b'{"serverContent":{"n":3}}')
+            await coord.flush("c1")
+            loaded = await coord.load("c1")
+            assert loaded is not None
+            assert [seq for seq, _ in loaded.frames] == [1, 2, 3]
+            assert [i for i, _ in loaded.digests] == [0, 1] and loaded.received == 2
+            assert [item[2] for item in loaded.unheld] == [0, 1]
+            await conv.close()
+        finally:
+            await coord.redis.aclose()  # type: ignore[attr-defined]

@@ -102,6 +102,7 @@ class _Mirror:
     first: int  # first seq held in Redis
     last: int  # last seq held in Redis
     resync: bool = True  # rewrite the input record and digests from memory
+    rebuffer: bool = False  # rewrite the output frames from memory too
     digested: int = -1  # last device message index whose digest is in Redis
     digests_in_redis: int = 0  # length of the digest list (trimmed past twice the bound)
     unheld_version: int = -1  # UnheldInput.version last written
@@ -270,7 +271,8 @@ class RedisCoordinator:
                 if self._stage(conv, mirror, pipe):
                     await pipe.execute()
             except BaseException:
-                mirror.resync = True
+                # What this flush staged may not have landed: rewrite everything next time.
+                mirror.resync = mirror.rebuffer = True
                 mirror.fields.clear()
                 raise
 
@@ -280,6 +282,10 @@ class RedisCoordinator:
         buf_key, state_key = self._key("buf", conv), self._key("state", conv)
         in_key, dig_key = self._key("in", conv), self._key("dig", conv)
         staged = 0
+        if mirror.rebuffer:  # the output frames too (after a failed flush)
+            pipe.delete(buf_key)
+            mirror.first, mirror.last = buffer.first_seq, buffer.first_seq - 1
+            mirror.rebuffer = False
         if mirror.resync:
             pipe.delete(in_key, dig_key)
             mirror.bodies.clear()
