@@ -15,10 +15,11 @@ from __future__ import annotations
 import random
 
 from tunnelproof.protocol.client_messages import encode_client_message
-from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.errors import ProtocolError
 from tunnelproof.protocol.server_messages import (
     GoAway,
+    InlineData,
     ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
@@ -41,7 +42,6 @@ from tunnelproof.session.actions import (
 )
 from tunnelproof.session.content import content_events
 from tunnelproof.session.credential_slot import CredentialSlot
-from tunnelproof.session.events import TokenFailure
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, SendResult
@@ -54,36 +54,6 @@ from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
 from tunnelproof.session.turns import TurnTracker
-
-
-def unusable_credential_verdict(problem: str) -> CloseVerdict:
-    """The verdict for a credential the machine cannot even turn into an endpoint."""
-    return CloseVerdict(
-        CloseClass.FATAL_CONFIG,
-        None,
-        problem,
-        "The token source returned an unusable credential; fix it, then resume().",
-    )
-
-
-def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
-    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
-    if kind is TokenFailure.AUTH:
-        return CloseVerdict(
-            CloseClass.FATAL_AUTH,
-            None,
-            message,
-            "The token source refused to issue a token (HTTP 401/403): the user "
-            "must sign in again, then call resume().",
-        )
-    if kind is TokenFailure.CONFIG:
-        return CloseVerdict(
-            CloseClass.FATAL_CONFIG,
-            None,
-            message,
-            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
-        )
-    return None
 
 
 class SessionBookkeeping(DeliveryAccounting):
@@ -414,6 +384,22 @@ class SessionBookkeeping(DeliveryAccounting):
                 )
             case UnknownMessage():
                 self._emit(ev.UnknownServerMessage(message.kind, message.raw))
+
+    def _on_audio(self, inline: InlineData) -> None:
+        """An audio-only frame (``audio_only_part``), handled as :meth:`_on_content` handles
+        its one-part ``serverContent`` without building it (tests hold both to the same
+        actions): the path of 50 frames a second per voice session."""
+        if not inline.is_audio:
+            return
+        try:
+            pcm = inline.decode()
+        except ProtocolError as exc:
+            self.metrics.protocol_errors += 1
+            self._emit(ev.ProtocolViolation(str(exc), exc.size))
+        else:
+            self._emit(ev.AudioChunk(pcm, inline.mime_type))
+        self.turns.output_arrived()
+        self.resumption.output_seen()
 
     def _on_content(self, content: ServerContent) -> None:
         outcome = content_events(
