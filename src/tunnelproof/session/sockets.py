@@ -19,6 +19,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import DATA_OPCODES, Frame, Opcode
 from websockets.protocol import State
 
 from tunnelproof.protocol.endpoints import Endpoint
@@ -69,6 +70,33 @@ class ConnectOptions:
         """Options with the app's extra ``connect`` arguments minus the managed ones."""
         extra = {k: v for k, v in (connect_kwargs or {}).items() if k not in MANAGED_KWARGS}
         return cls(watchdogs, ssl, max_frame_bytes, extra)
+
+
+class DirectConnection(ClientConnection):
+    """A client connection that hands each whole binary message to :attr:`on_message` as
+    soon as its frame is parsed, instead of queueing it for ``recv()``.
+
+    Saves, per 20 ms audio frame, websockets' message queue and the wake-up of the task
+    reading it (``connect(create_connection=...)`` is websockets' hook for this). Only
+    unfragmented binary messages (what Google sends) go direct; the first text or
+    fragmented message turns direct delivery off for good, so from there on every message
+    takes ``recv()`` in order, after those already delivered; a message that finds frames
+    still queued for ``recv()`` (one that came before direct delivery began) queues behind
+    them. Frames of other kinds (ping, pong, close) are websockets' as before.
+    """
+
+    on_message: Callable[[bytes], None] | None = None
+
+    def process_event(self, event: Any) -> None:
+        """Deliver a whole binary message now, or as websockets does."""
+        on_message = self.on_message
+        if on_message is not None and isinstance(event, Frame) and event.opcode in DATA_OPCODES:
+            if event.opcode is not Opcode.BINARY or not event.fin:
+                self.on_message = None  # text or a fragment: recv() from here on, in order
+            elif not self.recv_messages.frames:  # nothing queued for recv() before it
+                on_message(bytes(event.data))
+                return
+        super().process_event(event)
 
 
 @dataclass(slots=True)
@@ -137,6 +165,7 @@ async def run_socket(
     """
     attempt = sock.attempt
     kwargs: dict[str, Any] = dict(options.extra)
+    kwargs.setdefault("create_connection", DirectConnection)  # unless the app brings one
     if endpoint.url.startswith("wss://") and options.ssl is not None:
         kwargs["ssl"] = options.ssl
     log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
@@ -175,6 +204,8 @@ async def run_socket(
         log.debug("socket options not available here: %s", ", ".join(missing))
     sock.writer = asyncio.create_task(write_loop(sock), name=f"tunnelproof-writer-{attempt}")
     feed(SocketOpened(attempt))
+    if isinstance(ws, DirectConnection) and hasattr(ws.recv_messages, "frames"):
+        ws.on_message = _direct_reader(sock, ws, feed)
     try:
         async for message in ws:
             if sock.gone():
@@ -201,6 +232,24 @@ async def run_socket(
     release(attempt)
     sock.stop_helpers()
     feed(SocketClosed(attempt, code, reason))
+
+
+def _direct_reader(
+    sock: SocketAttempt, ws: ClientConnection, feed: Callable[[Event], None]
+) -> Callable[[bytes], None]:
+    """What ``run_socket``'s read loop does with a message, for :class:`DirectConnection`."""
+    attempt = sock.attempt
+
+    def on_message(data: bytes) -> None:
+        if sock.gone():
+            return
+        try:
+            feed(FrameReceived(attempt, data))
+        except Exception:  # a bug in a frame handler must not kill the session silently
+            log.exception("unexpected error reading attempt %d", attempt)
+            ws.transport.abort()  # the read loop reports the close
+
+    return on_message
 
 
 async def check_link(
