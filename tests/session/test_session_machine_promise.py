@@ -168,6 +168,21 @@ def test_a_link_check_without_evidence_of_life_finds_the_dead_link() -> None:
     assert h.m.metrics.dead_links_detected == 1
 
 
+def test_asking_again_into_a_silent_link_does_not_postpone_its_check() -> None:
+    """Ten tasks sending through a blackhole (e2e): each question used to restart the reply
+    watchdog, so questions under ``reply_timeout`` apart kept a dead link alive forever."""
+    h = connected(watchdogs=Watchdogs(reply_timeout=4.0, link_check_timeout=2.0))
+    h.send(realtime_text("hello?"))
+    for n in range(5):  # a question every second, the server silent all along
+        h.advance(1.0)
+        h.send(realtime_text(f"hello again {n}?"))
+    checks = h.actions_of(CheckLink)
+    assert len(checks) == 1 and checks[0].attempt == h.attempt, "checked 4 s after the first"
+    h.advance(1.5)
+    assert h.actions_of(AbortSocket), "no sign of life 2 s after the check: the link is dead"
+    assert h.m.metrics.dead_links_detected == 1
+
+
 def test_the_kernel_saying_dead_ends_the_link_at_once() -> None:
     h = connected(watchdogs=Watchdogs(reply_timeout=4.0))
     h.send(realtime_text("hello?"))

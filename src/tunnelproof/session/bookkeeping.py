@@ -129,8 +129,9 @@ class SessionBookkeeping(DeliveryAccounting):
         """A socket of this session may exist right now."""
         return self._socket_live
 
-    def _set_timer(self, timer: Timer, delay: float) -> None:
-        self._out.append(self.timers.set(timer, self._now + max(0.0, delay)))
+    def _set_timer(self, timer: Timer, delay: float, keep_sooner: bool = False) -> None:
+        at = self._now + max(0.0, delay)
+        self._out.append((self.timers.set_by if keep_sooner else self.timers.set)(timer, at))
 
     def _cancel_timer(self, *timers: Timer) -> None:
         for timer in timers:
@@ -349,8 +350,8 @@ class SessionBookkeeping(DeliveryAccounting):
             self._unwritten.discard(seq)
         if message.kind is MessageKind.TOOL_RESPONSE:
             self.tools.answered(item.tool_ids)
-        if message.expects_reply:
-            self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+        if message.expects_reply:  # asking again never postpones a reply already owed
+            self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout, keep_sooner=True)
             text = " ".join(t.text for t in item.turns if t.role == "user")
             if text:
                 self._question_texts[item.seq] = text

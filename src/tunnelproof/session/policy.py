@@ -214,7 +214,9 @@ class Watchdogs:
             message arrived for this long, the link is *checked*, not torn down: silence
             alone is no evidence (a model may think for 30 s and more). The driver asks
             the kernel (``TCP_INFO``: data unacknowledged for long is a dead link) and
-            sends a WebSocket ping; any inbound byte proves the link alive.
+            sends a WebSocket ping; any inbound byte proves the link alive. Counted from
+            the last server message or the oldest reply owed: a new question never
+            postpones it.
         link_check_timeout: how long that check may take before the link counts as dead:
             no inbound byte (pong or message) in this long after the check started.
             Gemini's pongs are known to take 8-30 s, hence the generous default.
