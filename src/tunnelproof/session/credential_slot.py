@@ -3,45 +3,12 @@
 Client contract 1: a credential whose WebSocket handshake completed is never used again;
 one whose handshake never completed may be reused while its new-session window lasts. The
 slot counts how many attempts used the credential it holds, so "is this attempt the first
-to use it" is derived, not stored beside it. The verdicts for a credential the session
-cannot use, or a token source that refuses, are here too.
+to use it" is derived, not stored beside it.
 """
 
 from __future__ import annotations
 
-from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.session.credentials import Credential
-from tunnelproof.session.events import TokenFailure
-
-
-def unusable_credential_verdict(problem: str) -> CloseVerdict:
-    """The verdict for a credential the machine cannot even turn into an endpoint."""
-    return CloseVerdict(
-        CloseClass.FATAL_CONFIG,
-        None,
-        problem,
-        "The token source returned an unusable credential; fix it, then resume().",
-    )
-
-
-def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
-    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
-    if kind is TokenFailure.AUTH:
-        return CloseVerdict(
-            CloseClass.FATAL_AUTH,
-            None,
-            message,
-            "The token source refused to issue a token (HTTP 401/403): the user "
-            "must sign in again, then call resume().",
-        )
-    if kind is TokenFailure.CONFIG:
-        return CloseVerdict(
-            CloseClass.FATAL_CONFIG,
-            None,
-            message,
-            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
-        )
-    return None
 
 
 class CredentialSlot:
