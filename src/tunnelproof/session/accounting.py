@@ -95,12 +95,12 @@ class DeliveryAccounting:
         before any output answering them was issued before it read them. Audio no turn
         has consumed is not held either (an unfinished utterance is not in the state).
         """
-        unheld = self.turns.unheld
-        confirmed = [item.seq for item in self.outbox.confirm(keep_last=len(unheld))]
+        first = self.turns.unheld_from
+        keep = 0 if first is None else sum(1 for i in self.outbox.unconfirmed if i.seq >= first)
+        confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
-        first_unheld = unheld[0] if unheld else None
-        earlier = [a.seq for a in self.outbox.take_unverified(before=first_unheld)]
+        earlier = [a.seq for a in self.outbox.take_unverified(before=first)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
 
