@@ -134,7 +134,8 @@ async def run_socket(
     kwargs: dict[str, Any] = dict(options.extra)
     if endpoint.url.startswith("wss://") and options.ssl is not None:
         kwargs["ssl"] = options.ssl
-    log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
+    if log.isEnabledFor(logging.DEBUG):  # redacting the URL costs ~0.1 ms per attempt
+        log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
     try:
         ws = await connect(
             endpoint.url,
