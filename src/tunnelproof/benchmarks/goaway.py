@@ -47,7 +47,7 @@ TIME_LEFT_S = 10.0
 
 async def run(ctx: BenchContext) -> BenchResult:
     """Run the handovers (see the module docstring)."""
-    from tunnelproof.benchmarks.recovery import _floor
+    from tunnelproof.benchmarks.recovery import _floor_quiet as _floor
     from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
     from tunnelproof.testing.tunnel import TunnelProxy
 
