@@ -1,14 +1,18 @@
 """The public facade: ``from tunnelproof import ...`` (as httpx pins its exports).
 
 A name added to or removed from the facade must be added to or removed from this list on
-purpose; every name must resolve to the same object its home module defines; and the
-facade must stay lazy, so ``import tunnelproof`` loads nothing else.
+purpose; every name must resolve to the same object its home module defines; the facade's
+loader table and what type checkers read must agree; every public name of
+``tunnelproof.session`` must be in the facade or named here as core-only; and the facade
+must stay lazy, so ``import tunnelproof`` loads nothing else.
 """
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,9 +86,44 @@ EXPECTED = [
 ]
 
 
+# tunnelproof.session's public names an app does not need (the sans-I/O core and the pieces
+# other drivers build on); every other name in tunnelproof.session.__all__ is in the facade.
+SESSION_CORE_ONLY = {"AnswerCollector", "ClientMessage", "SessionMachine", "ask"}
+
+
 def test_the_facade_exports_exactly_the_pinned_names() -> None:
     assert sorted(tunnelproof.__all__) == sorted(EXPECTED)
     assert sorted(tunnelproof._EXPORTS) == sorted(EXPECTED), "__all__ and the loader agree"
+    assert len(tunnelproof._EXPORTS) == sum(map(len, tunnelproof._PARTS.values())), (
+        "a name lent by two modules"
+    )
+
+
+def test_type_checkers_see_the_loaders_table() -> None:
+    """The ``if TYPE_CHECKING:`` imports are the loader's table, name for name."""
+    tree = ast.parse(Path(tunnelproof.__file__).read_text())
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    ]
+    seen: dict[str, str] = {}
+    for node in block.body:
+        assert isinstance(node, ast.ImportFrom) and node.module is not None, ast.dump(node)
+        for alias in node.names:
+            # ``X as X``: what marks a name as re-exported under mypy --strict
+            assert alias.asname == alias.name, f"import {alias.name} as {alias.name}"
+            seen[alias.name] = node.module
+    assert seen == tunnelproof._EXPORTS
+
+
+def test_every_public_session_name_is_in_the_facade_or_core_only() -> None:
+    session_names = set(tunnelproof.session.__all__)
+    assert session_names >= SESSION_CORE_ONLY, "a core-only name tunnelproof.session lost"
+    missing = session_names - set(EXPECTED) - SESSION_CORE_ONLY
+    assert not missing, f"new in tunnelproof.session, not in the facade: {sorted(missing)}"
 
 
 @pytest.mark.parametrize("name", EXPECTED)

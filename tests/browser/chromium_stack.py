@@ -86,6 +86,7 @@ const live = new LiveSession({
   conversationId: "harness",
   watchdogs: opts.watchdogs,
   policy: opts.policy,
+  limits: opts.limits,
 });
 live.on("*", (e) => {
   const r = { ...e, at: performance.now() / 1000 };
@@ -194,6 +195,7 @@ class Stack:
         bearer: str = DEV_BEARER_KEY,
         watchdogs: dict[str, float] | None = None,
         policy: dict[str, float] | None = None,
+        limits: dict[str, float] | None = None,
         config: dict[str, Any] | None = None,
         autostart: bool = True,
         audio: bool = False,
@@ -203,6 +205,7 @@ class Stack:
             "bearer": bearer,
             "watchdogs": watchdogs or FAST_WATCHDOGS,
             "policy": policy or {},
+            "limits": limits or {},
             "config": config or {},
             "autostart": autostart,
             "audio": audio,

@@ -30,7 +30,7 @@ function normalizeEvent(e) {
     case "audio":
       return { type: e.type, bytes: e.pcm.length, mimeType: e.mimeType };
     case "toolCall":
-      return { type: e.type, ids: e.calls.map((c) => c.id) };
+      return { type: e.type, ids: e.calls.map((c) => c.id), reissued: e.reissued };
     case "goAway":
       return { type: e.type, timeLeft: e.timeLeft };
     default:
@@ -87,7 +87,7 @@ class Runner {
   constructor(scenario) {
     this.machine = new SessionMachine(
       { model: MODEL, modality: scenario.modality ?? "AUDIO", sessionResumption: scenario.sessionResumption ?? true },
-      { policy: scenario.policy, watchdogs: scenario.watchdogs, random: seeded(7) },
+      { policy: scenario.policy, watchdogs: scenario.watchdogs, limits: scenario.limits, transcriptBytes: scenario.transcriptBytes, random: seeded(7) },
     );
     this.now = 0;
     this.timers = new Map();
@@ -165,6 +165,8 @@ class Runner {
       event = { type: "closeRequested" };
     } else if ("resumeRequested" in step) {
       event = { type: "resumeRequested" };
+    } else if ("reseedRequested" in step) {
+      event = { type: "reseedRequested" };
     } else {
       throw new Error(`unknown step ${JSON.stringify(step)}`);
     }

@@ -338,6 +338,77 @@ async def test_module_is_served_versioned_and_cached(stack: Stack, context: Any)
     assert info["type"].startswith("text/javascript")
 
 
+async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
+    stack: Stack, context: Any
+) -> None:
+    # 20 ms chunks keep coming from the page while the network is gone (socket cut, token
+    # route unreachable); the outbox keeps 0.5 s of them. What it cannot keep is reported
+    # once, when the outage ends, with its duration: not one event per chunk.
+    page = await connected_page(stack, context, limits={"maxAudioMs": 500})
+    await page.wait_for_function("() => window.live.resumptionHandle !== null")
+
+    async def unreachable(route: Any) -> None:
+        await route.abort("internetdisconnected")
+
+    await context.route("**/api/live/token", unreachable)
+    stack.tunnel.blackhole()
+    stack.tunnel.reset()
+    await wait_event(page, "disconnected")
+    sent = await page.evaluate(
+        """() => new Promise((resolve) => {
+          const chunk = new Int16Array(320);  // 20 ms of 16 kHz silence
+          let n = 0;
+          const timer = setInterval(() => {
+            window.live.sendAudio(chunk);
+            n += 1;
+            if (n === 60) { clearInterval(timer); resolve(n); }
+          }, 20);
+        })"""
+    )
+    assert await events(page, "sendDropped") == [], "nothing reported while the outage lasts"
+    await context.unroute("**/api/live/token", unreachable)
+    stack.tunnel.restore()
+    await wait_event(page, "resumed", timeout=10)
+    drops = [e for e in await events(page, "sendDropped") if e["kind"] == "audio"]
+    assert len(drops) == 1, f"{len(drops)} reports for one outage"
+    assert len(drops[0]["seqs"]) * 20 == pytest.approx(drops[0]["audioMs"])
+    assert drops[0]["audioMs"] == pytest.approx(700)  # 1.2 s sent, 0.5 s kept for the flush
+    metrics = await page.evaluate("() => ({...window.live.metrics})")
+    assert metrics["audioMsDropped"] == pytest.approx(drops[0]["audioMs"])
+    assert sent == 60
+    assert not page.errors
+
+
+async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any) -> None:
+    # A server that sends goAway right after every setupComplete (the emulator's
+    # go_away_on_connect knob). Within the handover budget a handover goes at once; beyond
+    # it the page stays until each goAway's deadline and backs off, so the connections per
+    # second stay bounded, and the conversation goes on across the handovers.
+    window = 3.0
+    async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
+        page = await connected_page(stack, context, policy={"handoverBudget": 2})
+        assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+        await page.wait_for_function("() => window.live.lastTurnHeld")
+        stack.emulator.hub.policy.update({"go_away_on_connect": 2.0})
+        before = await page.evaluate("() => window.live.metrics.connections")
+        stack.tunnel.reset()  # the next connection is the first to get goAway at once
+        await asyncio.sleep(window)
+        made = await page.evaluate("() => window.live.metrics.connections") - before
+        go_aways = await events(page, "goAway")
+        planned = [e for e in await events(page, "reconnecting") if e["planned"]]
+        print(f"goAway on every connection: {made} connections in {window:g} s")
+        # Without the budget: a handover as soon as each prefetched token arrives, some
+        # tens of connections a second. With it: two at once, then one per goAway deadline
+        # (timeLeft 2 s - margin 1 s) plus a growing backoff.
+        assert 3 <= made <= 8, made
+        assert len(go_aways) >= 3
+        assert [e["delay"] for e in planned[:2]] == [0, 0]
+        assert any(e["delay"] > 0 for e in planned[2:]), planned
+        stack.emulator.hub.policy.update({"go_away_on_connect": None})
+        assert "Ada" in (await ask(page, "what is my name?"))["answer"]
+        assert not page.errors
+
+
 @pytest.mark.slow
 async def test_a_70_second_tunnel_is_survived(context: Any) -> None:
     async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:

@@ -1,7 +1,9 @@
-"""`tunnelproof demo --browser` starts, serves the page and the client, and stops on a signal."""
+"""`tunnelproof demo --browser` and `tunnelproof serve --demo` start, serve the page and the
+client, and stop on a signal."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -51,3 +53,51 @@ def test_demo_browser_command_serves_the_page() -> None:
             proc.kill()
             proc.wait(timeout=5)
     assert proc.returncode in (0, 130), proc.returncode
+
+
+def test_serve_demo_announces_a_ready_line_and_serves_the_page() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from tunnelproof.cli import main; main()", "serve", "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the first stdout line, as `serve` promises
+        assert line, proc.stderr.read() if proc.poll() is not None else "no ready line"
+        ready = json.loads(line)
+        assert ready["event"] == "ready"
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", ready["url"])
+        assert ready["demoUrl"] == ready["url"] + "/"
+        assert ready["tokenUrl"] == ready["url"] + "/api/live/token"
+        page = httpx.get(ready["demoUrl"], timeout=5)
+        assert page.status_code == 200
+        assert "/api/live/client.js" in page.text and "__BEARER__" not in page.text
+        assert httpx.get(ready["url"] + "/api/live/client.js", timeout=5).status_code == 200
+        anonymous = httpx.post(ready["tokenUrl"], timeout=5)
+        assert anonymous.status_code == 401  # the page's bearer is per run, not open
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    assert proc.returncode in (0, 130), proc.returncode
+
+
+def test_serve_demo_refuses_a_public_address_and_token_service_options() -> None:
+    from typer.testing import CliRunner
+
+    from tunnelproof.cli import app
+
+    for extra, expected in (
+        (["--host", "0.0.0.0"], "not a loopback address"),
+        (["--upstream", "http://127.0.0.1:9"], "drop --upstream"),
+    ):
+        result = CliRunner().invoke(app, ["serve", "--demo", *extra])
+        assert result.exit_code == 2, (extra, result.stdout, result.stderr)
+        assert expected in result.stderr
+        assert result.stdout == ""

@@ -18,6 +18,13 @@ export function typedUsage() {
     return kind;
   });
   live.on("failed", (e) => e.advice.toUpperCase());
+  live.on("toolCall", (e) => {
+    /** @type {string[]} */
+    const reissued = e.reissued;
+    return reissued.length + e.calls.length;
+  });
+  live.on("sendDropped", (e) => e.audioMs.toFixed(0));
+  live.reseed();
   // @ts-expect-error a `connected` event has no gap
   live.on("connected", (e) => e.gap);
   // @ts-expect-error there is no such event

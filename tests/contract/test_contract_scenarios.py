@@ -28,6 +28,7 @@ from tunnelproof.session.events import (
     FrameReceived,
     LinkChecked,
     OpenFailure,
+    ReseedRequested,
     ResumeRequested,
     SocketClosed,
     SocketOpened,
@@ -40,7 +41,9 @@ from tunnelproof.session.events import (
 )
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.machine import SessionMachine
+from tunnelproof.session.outbox import OutboxLimits
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
+from tunnelproof.session.transcript import DEFAULT_MAX_BYTES
 
 TABLE = json.loads((Path(__file__).parent / "scenarios.json").read_text())
 SCENARIOS = TABLE["scenarios"]
@@ -99,7 +102,7 @@ def normalize_event(event: ev.AppEvent) -> dict[str, Any]:
     if isinstance(event, ev.AudioChunk):
         return {"type": kind, "bytes": len(event.pcm), "mimeType": event.mime_type}
     if isinstance(event, ev.ToolCallRequested):
-        return {"type": kind, "ids": [c.id for c in event.calls]}
+        return {"type": kind, "ids": [c.id for c in event.calls], "reissued": list(event.reissued)}
     out: dict[str, Any] = {"type": kind}
     for f in dataclasses.fields(event):
         out[_camel(f.name)] = _plain(getattr(event, f.name))
@@ -190,6 +193,8 @@ class Runner:
             config,
             policy=_kwargs(RetryPolicy, scenario.get("policy", {})),
             watchdogs=_kwargs(Watchdogs, scenario.get("watchdogs", {})),
+            limits=_kwargs(OutboxLimits, scenario.get("limits", {})),
+            transcript_bytes=scenario.get("transcriptBytes", DEFAULT_MAX_BYTES),
             rng=random.Random(7),
         )
         self.now = 0.0
@@ -276,6 +281,8 @@ class Runner:
             event = CloseRequested()
         elif "resumeRequested" in step:
             event = ResumeRequested()
+        elif "reseedRequested" in step:
+            event = ReseedRequested()
         else:
             raise AssertionError(f"unknown step {step!r}")
         actions = m.handle(event, now=self.now, wall=self.wall)

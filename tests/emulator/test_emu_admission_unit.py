@@ -17,7 +17,6 @@ from tunnelproof.emulator.admission import (
     decide_resume,
     take_rejection,
 )
-from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.inputs import (
     ActivityEnd,
     ActivityStart,
@@ -33,6 +32,7 @@ from tunnelproof.emulator.inputs import (
 from tunnelproof.emulator.messages import SetupInfo, validate_setup
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.sessions import Entry, SessionStore
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.models import EMULATOR_TEXT_MODEL, LIVE_MODELS
 
 from .emu_helpers import FakeClock

@@ -7,8 +7,8 @@ import pytest
 from tunnelproof.emulator import brain
 from tunnelproof.emulator.audio import VoiceDetector, encode_speech, silence, synthesize, transcribe
 from tunnelproof.emulator.auth import authenticate
-from tunnelproof.emulator.errors import CloseRefusal, HttpRefusal
-from tunnelproof.emulator.messages import check_setup_fields, decode_client_frame, validate_setup
+from tunnelproof.emulator.errors import HttpRefusal
+from tunnelproof.emulator.messages import check_setup_fields, validate_setup
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.sessions import Entry, HandleProblem, HandleRefused, SessionStore
 from tunnelproof.emulator.tokens import (
@@ -20,6 +20,7 @@ from tunnelproof.emulator.tokens import (
 )
 from tunnelproof.protocol.close_codes import REASON_UNREGISTERED_CALLER
 from tunnelproof.protocol.endpoints import AuthForm, Method
+from tunnelproof.protocol.errors import CloseRefusal
 
 from .emu_helpers import FakeClock
 
@@ -269,10 +270,8 @@ def test_authenticate_is_pure() -> None:
     assert unknown.http is not None and unknown.http.code == 401
 
 
-def test_frames_and_setup_validation() -> None:
-    assert decode_client_frame(b'{"client_content": {}}') == ("clientContent", {})
-    with pytest.raises(CloseRefusal):
-        decode_client_frame(b'{"setup": 5}')
+def test_setup_validation() -> None:
+    # Frame decoding itself: tests/protocol/test_client_frames.py.
     info = validate_setup(
         check_setup_fields({"model": "models/gemini-3.8-live"}), "v1beta", EmulatorPolicy()
     )

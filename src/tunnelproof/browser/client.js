@@ -294,6 +294,17 @@ export class LiveSession {
     this.feed({ type: "resumeRequested" });
   }
 
+  /**
+   * Start a fresh server session re-seeded from the transcript (`contextReset`). For a
+   * resume the server accepted but that restored nothing (the model "greets afresh"): the
+   * wire cannot tell such a resume from a good one, the app can. The current connection is
+   * closed at once, the handle dropped; the next session is seeded with the conversation so
+   * far, and unanswered questions are asked again after it (Python: `LiveSession.reseed`).
+   */
+  reseed() {
+    this.feed({ type: "reseedRequested" });
+  }
+
   /** Close for good: the stored handle is kept (a reload can still resume) unless `forget`. */
   close({ forget = false } = {}) {
     this.feed({ type: "closeRequested" });

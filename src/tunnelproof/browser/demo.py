@@ -1,4 +1,5 @@
-"""The browser demo: the train journey as a page (``tunnelproof demo --browser``).
+"""The browser demo: the train journey as a page (``tunnelproof demo --browser``, or
+``tunnelproof serve --demo``).
 
 All local, no key: an emulator, a tunnel proxy in front of it and the token service
 (serving the client module) in one process. The page talks by text or microphone through
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -126,11 +129,32 @@ async def browser_demo(
             await tunnel.stop()
 
 
-def run_browser_demo_command(speed: float = 1.0, host: str = "127.0.0.1", port: int = 0) -> int:
-    """``tunnelproof demo --browser``: serve until Ctrl-C; returns the exit code."""
+def run_browser_demo_command(
+    speed: float = 1.0, host: str = "127.0.0.1", port: int = 0, *, ready_line: bool = False
+) -> int:
+    """``tunnelproof demo --browser``: serve until Ctrl-C; returns the exit code.
+
+    ``ready_line`` (``tunnelproof serve --demo``) announces the server as ``serve`` does:
+    one JSON line on stdout (``url``, ``tokenUrl``, ``demoUrl``, ``port``), and the human
+    hint on stderr.
+    """
 
     def announce(demo: BrowserDemo) -> None:
-        print(f"tunnelproof browser demo: open {demo.url}  (Ctrl-C to stop)", flush=True)
+        hint = f"tunnelproof browser demo: open {demo.url}  (Ctrl-C to stop)"
+        if not ready_line:
+            print(hint, flush=True)
+            return
+        origin = demo.url.rstrip("/")
+        port_number = int(origin.rsplit(":", 1)[1])
+        line = {
+            "event": "ready",
+            "url": origin,
+            "tokenUrl": demo.token_url,
+            "demoUrl": demo.url,
+            "port": port_number,
+        }
+        print(json.dumps(line), flush=True)
+        print(hint, file=sys.stderr, flush=True)
 
     async def main() -> None:
         async with browser_demo(host, port, speed=speed) as demo:

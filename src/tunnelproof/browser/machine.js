@@ -11,7 +11,18 @@
 // `networkOffline` never closes a live socket; it only stops burning attempts.
 
 import { classifyClose, classifyHandshakeStatus, isFatal, parseServerFrame, ProtocolError, base64ToBytes, verdict } from "./protocol.js";
-import { DEFAULT_LIMITS, Outbox, Transcript, makeOutgoing, sendResult, withoutToolIds } from "./outbox.js";
+import {
+  AudioDropLedger,
+  DEFAULT_LIMITS,
+  DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_TURNS,
+  Outbox,
+  Transcript,
+  makeOutgoing,
+  sendResult,
+  withoutToolIds,
+} from "./outbox.js";
+import { TurnTracker } from "./turns.js";
 
 /** @typedef {import("./protocol.js").Json} Json */
 /** @typedef {import("./protocol.js").CloseVerdict} CloseVerdict */
@@ -43,6 +54,9 @@ import { DEFAULT_LIMITS, Outbox, Transcript, makeOutgoing, sendResult, withoutTo
  * @property {number} immediateWindow see immediateBudget
  * @property {boolean} shedIsWait a 429/503 with Retry-After is a wait, not a failure
  *   counted against the caps
+ * @property {number} handoverBudget planned handovers (goAway) in a row from connections
+ *   younger than stableAfter that go at once; later ones wait for the goAway deadline and
+ *   then a backoff, so a server that sends goAway on every connection drives no hot loop
  */
 
 /** @type {RetryPolicy} */
@@ -65,6 +79,7 @@ export const DEFAULT_POLICY = Object.freeze({
   immediateBudget: 5,
   immediateWindow: 60,
   shedIsWait: true,
+  handoverBudget: 3,
 });
 
 /**
@@ -72,7 +87,11 @@ export const DEFAULT_POLICY = Object.freeze({
  * take 8-30 s anyway. Silence alone never tears down a link: the reply watchdog runs only
  * while a reply is due or model output is flowing.
  * @typedef {object} Watchdogs
- * @property {number} tokenTimeout
+ * @property {number} tokenTimeout a token fetch taking longer counts as the network being
+ *   gone. While the network is gone, fetches start with probeConnectTimeout, but a backend
+ *   known to be slow gets twice its last observed answer time (+0.5 s), and each fetch that
+ *   timed out doubles the next one's allowance up to tokenTimeout: a slow backend is always
+ *   let answer (see offlineTokenTimeout)
  * @property {number} connectTimeout
  * @property {number} probeConnectTimeout
  * @property {number} setupTimeout
@@ -81,7 +100,10 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} linkCheckTimeout no sign of life within this long of a link check is
  *   a dead link
  * @property {number} closeTimeout
- * @property {number} goAwayMargin
+ * @property {number} goAwayMargin a goAway handover happens at the latest timeLeft - margin
+ * @property {number} handoverHandleGrace when that deadline comes right after a turn
+ *   completed, the handover waits this much longer for the turn's resumable handle (it
+ *   arrives some 20-70 ms after turnComplete) instead of resuming from an older one
  * @property {number} handleValidity seconds a handle lives after the last disconnect
  * @property {number} hiddenRecheckAfter a tab hidden this long is checked when shown again
  * @property {number} sendStallTimeout the browser's send buffer (`bufferedAmount`) not
@@ -103,11 +125,27 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
   linkCheckTimeout: 30,
   closeTimeout: 2,
   goAwayMargin: 5,
+  handoverHandleGrace: 0.25,
   handleValidity: 2 * 60 * 60,
   hiddenRecheckAfter: 30,
   sendStallTimeout: 5,
   staleSocketWait: 30,
 });
+
+/**
+ * The token fetch allowance while the network is gone (Python:
+ * `Watchdogs.offline_token_timeout`). Short while probing a gone network, but never shorter
+ * than a slow backend needs: every fetch cancelled just before its answer would never end.
+ * @param {Watchdogs} watchdogs
+ * @param {number|null} lastFetch how long the last successful fetch took (null before any)
+ * @param {number} timeoutsInRow offline fetches in a row that timed out
+ */
+export function offlineTokenTimeout(watchdogs, lastFetch, timeoutsInRow) {
+  let allowance = watchdogs.probeConnectTimeout;
+  if (lastFetch !== null) allowance = Math.max(allowance, 2 * lastFetch + 0.5);
+  allowance *= 2 ** Math.min(timeoutsInRow, 16);
+  return Math.min(watchdogs.tokenTimeout, allowance);
+}
 
 /**
  * What the session sends as `setup`. `model` may be omitted when the token route locks it
@@ -143,6 +181,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "timerFired", name: string, serial: number}
  *   | {type: "closeRequested"}
  *   | {type: "resumeRequested"}
+ *   | {type: "reseedRequested"}
  *   | {type: "networkOffline"}
  *   | {type: "networkOnline"}
  *   | {type: "pageShown", hiddenFor: number}
@@ -167,7 +206,7 @@ export const DEFAULT_WATCHDOGS = Object.freeze({
  *   | {type: "audio", pcm: Uint8Array, mimeType: string}
  *   | {type: "inputTranscript", text: string, finished: boolean}
  *   | {type: "outputTranscript", text: string, finished: boolean}
- *   | {type: "toolCall", calls: FunctionCall[]}
+ *   | {type: "toolCall", calls: FunctionCall[], reissued: string[]}
  *   | {type: "toolCallCancelled", ids: string[]}
  *   | {type: "generationComplete"}
  *   | {type: "turnComplete", reason: string|null}
@@ -237,10 +276,11 @@ const T_REPLY = "reply";
 const T_STABLE = "stable";
 const T_RETRY = "retry";
 const T_GOAWAY = "goaway";
+const T_HANDLE_GRACE = "handle_grace";
 const T_CLOSE = "close";
 const T_LINK = "link";
 const T_PREFETCH = "prefetch";
-const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_CLOSE, T_LINK, T_PREFETCH];
+const CONNECTION_TIMERS = [T_CONNECT, T_SETUP, T_REPLY, T_STABLE, T_GOAWAY, T_HANDLE_GRACE, T_CLOSE, T_LINK, T_PREFETCH];
 
 /**
  * A resume refused while the server still holds the old socket is retried at most this far
@@ -284,7 +324,8 @@ export function storedValidAt(stored, wall, validity) {
  * @property {Partial<Watchdogs>} [watchdogs]
  * @property {Partial<OutboxLimits>} [limits]
  * @property {() => number} [random] uniform [0, 1); inject a seeded one in tests
- * @property {number} [transcriptTurns]
+ * @property {number} [transcriptTurns] the transcript keeps the newest turns (default 200)
+ * @property {number} [transcriptBytes] ... and at most this many UTF-8 bytes (default 128 KiB)
  */
 
 /** The sans-I/O core of the browser LiveSession. */
@@ -298,7 +339,7 @@ export class SessionMachine {
     this.watchdogs = { ...DEFAULT_WATCHDOGS, ...options.watchdogs };
     this.random = options.random ?? Math.random;
     this.outbox = new Outbox({ ...DEFAULT_LIMITS, ...options.limits });
-    this.transcript = new Transcript(options.transcriptTurns ?? 200);
+    this.transcript = new Transcript(options.transcriptTurns ?? DEFAULT_MAX_TURNS, options.transcriptBytes ?? DEFAULT_MAX_BYTES);
     this.metrics = new SessionMetrics();
     /** @type {"idle"|"fetching"|"opening"|"setup"|"connected"|"closing"|"waiting"|"failed"|"closed"} */
     this.phase = "idle";
@@ -318,6 +359,12 @@ export class SessionMachine {
     this.authRetryUsed = false;
     /** @type {string|null} */
     this.lockedModel = null;
+    /** When the token fetch in flight was asked (monotonic). @type {number|null} */
+    this.askedAt = null;
+    /** How long the last successful token fetch took (a slow backend is let answer). @type {number|null} */
+    this.lastFetchSeconds = null;
+    /** Token fetches in a row the machine gave up on (each doubles the next offline wait). */
+    this.tokenTimeoutsInRow = 0;
 
     this.attemptId = 0;
     this.socketLive = false;
@@ -328,6 +375,8 @@ export class SessionMachine {
     this.connectedAt = null;
     /** @type {number|null} monotonic time of the last frame on the live connection */
     this.lastFrameAt = null;
+    /** Only unparseable frames since the last message: not a reply, nor proof of a healthy server. */
+    this.garbageSinceMessage = false;
 
     /** @type {string|null} */
     this.handleValue = null;
@@ -344,15 +393,27 @@ export class SessionMachine {
     /** @type {number|null} when the first of the refusals in a row came */
     this.refusedSince = null;
 
-    this.generating = false;
-    this.streaming = false;
-    this.replyDue = false;
-    /** @type {number|null} */
-    this.sentUnanswered = null;
+    /** Which server turn answers which client message (FIFO; turns.js). */
+    this.turns = new TurnTracker();
     /** @type {Outgoing|null} the newest message written on this connection (a 1007 rejects it) */
     this.lastWritten = null;
-    /** @type {string|null} the text of the newest question written (Rewound.unanswered) */
-    this.lastQuestion = null;
+    /** Question texts by seq, kept until answered: told to the app if an answer is lost. @type {Map<number, string>} */
+    this.questionTexts = new Map();
+    /**
+     * Questions whose answer a lost connection cut or owed and that the session asks again
+     * itself (replayed on a resume, re-asked after the history in a fresh one).
+     * @type {Set<number>}
+     */
+    this.reask = new Set();
+    /** Model text of the answer a lost connection cut. */
+    this.cutPartial = "";
+    /**
+     * Re-asked questions taken out of the transcript for a fresh session: written back when
+     * asked again (a replay, which is otherwise never written twice). @type {Set<number>}
+     */
+    this.unwritten = new Set();
+    /** Audio dropped during an outage, reported once when it ends. */
+    this.audioDrops = new AudioDropLedger();
     /** @type {number[]} times of quick drops retried at once (immediateBudget) */
     this.quickDrops = [];
     /** @type {""|"sent"|"read"} */
@@ -363,6 +424,8 @@ export class SessionMachine {
     this.callsSinceHandle = [];
     /** @type {Set<string>} */
     this.cancelledToolIds = new Set();
+    /** Calls cancelled by the last reconnect; the next tool call re-issues them. @type {string[]} */
+    this.reissuePending = [];
 
     this.goAwaySeen = false;
     this.handoverPending = false;
@@ -371,6 +434,8 @@ export class SessionMachine {
     this.outageFailures = 0;
     this.sessionFailures = 0;
     this.outageAttempts = 0;
+    /** Planned handovers in a row of connections younger than stableAfter (handoverBudget). */
+    this.quickHandovers = 0;
     /** @type {number|null} */
     this.offlineSince = null;
     /** @type {number|null} */
@@ -480,6 +545,9 @@ export class SessionMachine {
       case "resumeRequested":
         this.onResumeRequested();
         break;
+      case "reseedRequested":
+        this.onReseedRequested();
+        break;
       case "networkOffline":
         this.browserOffline = true;
         break;
@@ -496,6 +564,7 @@ export class SessionMachine {
         this.onLinkChecked(event.attempt, event.alive, event.detail ?? "");
         break;
     }
+    this.endOfCall();
     const out = this.out;
     this.out = [];
     return out;
@@ -514,12 +583,19 @@ export class SessionMachine {
     const item = makeOutgoing(this.seq + 1, message, this.now);
     this.seq += 1;
     const result = this.accept(item);
+    this.endOfCall();
     const out = this.out;
     this.out = [];
     return [result, out];
   }
 
   // -- helpers ---------------------------------------------------------------------------
+
+  endOfCall() {
+    // Audio drops are gathered during an outage and reported when it ends; while connected
+    // (or once stopped) they are reported at the end of the call.
+    if (this.phase === "connected" || this.phase === "failed" || this.phase === "closed") this.reportAudioDrops();
+  }
 
   /** @param {AppEvent} event */
   emit(event) {
@@ -559,15 +635,84 @@ export class SessionMachine {
     this.metrics.messagesDropped += items.length;
     const audio = items.filter((i) => i.kind === "audio");
     if (audio.length) {
+      // Gathered and reported once per outage (or at the end of this call while connected):
+      // one event with the total, not one per 20 ms chunk.
       const ms = audio.reduce((s, i) => s + i.audioMs, 0);
       this.metrics.audioMsDropped += ms;
-      this.emit({ type: "sendDropped", seqs: audio.map((i) => i.seq), kind: "audio", reason, audioMs: ms });
+      this.audioDrops.add(
+        audio.map((i) => i.seq),
+        ms,
+        reason,
+      );
     }
     for (const item of items) {
       if (item.kind === "audio") continue;
-      if (item.wasSent) for (const t of item.turns) this.transcript.forget(t.role, t.text);
+      if (this.unwritten.has(item.seq)) {
+        // Taken out of the transcript to be asked again, and never asked: gone.
+        this.unwritten.delete(item.seq);
+      } else if (item.wasSent) {
+        // Written once, so it is in the transcript; a fresh session re-seeded from it would
+        // then hold a message the app was told is lost (and may resend).
+        for (const t of item.turns) this.transcript.forget(t.role, t.text);
+      }
       this.emit({ type: "sendDropped", seqs: [item.seq], kind: item.kind, reason, audioMs: 0 });
     }
+  }
+
+  /** Emit the audio dropped since the last report as one sendDropped. */
+  reportAudioDrops() {
+    const taken = this.audioDrops.take();
+    if (taken !== null) {
+      const [seqs, ms, reason] = taken;
+      this.emit({ type: "sendDropped", seqs, kind: "audio", reason, audioMs: ms });
+    }
+  }
+
+  /** @param {number} seq */
+  forgetQuestionsUpTo(seq) {
+    for (const old of [...this.questionTexts.keys()]) if (old <= seq) this.questionTexts.delete(old);
+  }
+
+  /**
+   * The app closes the session: every send still unconfirmed gets its verdict. No resume
+   * will follow, so a handle is no longer needed as evidence: what the live connection
+   * carried and no answer was owed for counts as delivered; a question still waiting for
+   * its answer is reported dropped (it will never be answered).
+   */
+  settleAtClose() {
+    if (this.connectedAt === null) return; // a lost connection put it all back in pending
+    const awaiting = new Set(this.turns.awaitingAnswer);
+    const unread = this.outbox.unconfirmed.filter((i) => awaiting.has(i.seq));
+    const read = this.outbox.unconfirmed.filter((i) => !awaiting.has(i.seq)).map((i) => i.seq);
+    const earlier = this.outbox.takeUnverified().map((a) => a.seq);
+    if (read.length || earlier.length) this.emit({ type: "delivered", seqs: [...earlier, ...read].sort((a, b) => a - b) });
+    this.outbox.removeWhere((i) => awaiting.has(i.seq) && i.wasSent);
+    this.reportDropped(unread, "the session was closed before the server answered it");
+  }
+
+  /**
+   * A resumable handle arrived: decide which sends its state holds, and say so. The one
+   * place delivery is decided. The handle holds everything sent before it, except the sends
+   * awaiting an answer (the oldest unanswered question and all after it): the server marks
+   * itself not resumable while it generates, so a handle issued before any output answering
+   * them was issued before it read them.
+   */
+  confirmDelivery() {
+    const keep = this.turns.awaitingAnswer.length;
+    const confirmed = this.outbox.confirm(keep).map((i) => i.seq);
+    // Audio that left the replay window earlier was sent before these: held too.
+    const earlier = this.outbox.takeUnverified().map((a) => a.seq);
+    if (confirmed.length || earlier.length) {
+      this.emit({ type: "delivered", seqs: [...earlier, ...confirmed].sort((a, b) => a - b) });
+    }
+  }
+
+  /** @param {boolean} prefetch */
+  fetchToken(prefetch) {
+    this.requestSeq += 1;
+    this.request = this.requestSeq;
+    this.askedAt = this.now;
+    this.out.push({ type: "fetchToken", request: this.request, prefetch });
   }
 
   saveHandle() {
@@ -631,15 +776,14 @@ export class SessionMachine {
     }
     this.credential = null;
     this.phase = "fetching";
-    if (this.request === null) {
-      this.requestSeq += 1;
-      this.request = this.requestSeq;
-      this.out.push({ type: "fetchToken", request: this.request, prefetch: false });
+    if (this.request === null) this.fetchToken(false);
+    let timeout = this.watchdogs.tokenTimeout;
+    if (this.offlineSince !== null) {
+      // Short while probing a gone network, but never shorter than a slow backend needs:
+      // every fetch cancelled just before its answer would never end.
+      timeout = offlineTokenTimeout(this.watchdogs, this.lastFetchSeconds, this.tokenTimeoutsInRow);
     }
-    this.setTimer(
-      T_TOKEN,
-      this.offlineSince !== null ? Math.min(this.watchdogs.tokenTimeout, this.watchdogs.probeConnectTimeout) : this.watchdogs.tokenTimeout,
-    );
+    this.setTimer(T_TOKEN, timeout);
   }
 
   /** @param {{request: number, credential: Credential}} event */
@@ -648,6 +792,8 @@ export class SessionMachine {
     this.request = null;
     this.cancelTimer(T_TOKEN);
     this.metrics.tokensFetched += 1;
+    if (this.askedAt !== null) this.lastFetchSeconds = this.now - this.askedAt;
+    this.tokenTimeoutsInRow = 0;
     this.credential = event.credential;
     this.credentialTried = false;
     if (this.phase === "fetching") {
@@ -815,7 +961,7 @@ export class SessionMachine {
     this.connectionGone(code, reason, planned);
     const described = `closed ${code} ${reason}`.trim();
     if (planned) {
-      this.reconnectNow("the server ended the connection after goAway");
+      this.handoverDone("the server ended the connection after goAway");
     } else if (v.kind === "bad_resume" && !duringSetup && culprit !== null) {
       // The handle was accepted: a 1007 now rejects the newest message written. Report
       // it, never replay it, resume again (each rejection counts: no loop).
@@ -868,7 +1014,7 @@ export class SessionMachine {
       return;
     }
     this.metrics.plannedHandovers += 1;
-    this.reconnectNow(this.handoverReason);
+    this.handoverDone(this.handoverReason);
   }
 
   /** @param {number|null} code @param {string} reason @param {boolean} planned */
@@ -876,6 +1022,7 @@ export class SessionMachine {
     const wasConnected = this.connectedAt !== null;
     this.connectedAt = null;
     this.lastFrameAt = null;
+    this.garbageSinceMessage = false;
     this.socketLive = false;
     this.cancelTimer(...CONNECTION_TIMERS);
     this.goAwaySeen = false;
@@ -887,25 +1034,50 @@ export class SessionMachine {
       this.emit({ type: "disconnected", code, reason, planned });
     }
     const partialText = this.transcript.partialModelText;
-    const owed = this.replyDue || this.generating;
-    // A question sent after the newest handle is replayed by the resume: the session asks
-    // it again itself (reasked). One the server's state already holds is not replayed (it
-    // would be asked twice): its answer will not come unless the app asks again (replyLost).
-    const reasked = owed && this.outbox.unconfirmed.some((i) => i.expectsReply && i.kind !== "tool_response");
-    const replyLost = owed && !reasked;
-    const unanswered = replyLost && this.lastQuestion !== null ? [this.lastQuestion] : [];
+    const lost = this.turns.connectionLost();
     const toolIds = [...this.callsSinceHandle];
     this.transcript.commitModel();
-    this.generating = false;
-    this.streaming = false;
-    this.replyDue = false;
-    this.sentUnanswered = null;
     this.lastWritten = null;
+    // Which owed questions the session asks again itself: those the server's state may
+    // lack (unconfirmed, so replayed). A confirmed one is in the state without its answer;
+    // replaying it would duplicate it, so the app is told (replyLost). A setup that failed
+    // carried no conversation: the earlier verdicts stand.
+    const unconfirmed = new Set(this.outbox.unconfirmed.map((i) => i.seq));
+    /** @type {number[]} */
+    const owed = [];
+    for (const seq of [lost.cut, ...lost.waiting]) if (seq !== null) owed.push(seq);
+    const lostQuestions = owed.filter((seq) => !unconfirmed.has(seq));
+    if (wasConnected) {
+      this.cutPartial = partialText.trim();
+      this.reask = new Set(owed.filter((seq) => unconfirmed.has(seq)));
+    }
+    /** @type {string[]} */
+    const unanswered = [];
+    for (const seq of lostQuestions) {
+      const text = this.questionTexts.get(seq);
+      if (text !== undefined) unanswered.push(text);
+    }
+    const replyLost = lostQuestions.length > 0;
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
-    if (partialText || owed || toolIds.length) {
+    if (partialText || lost.owed || toolIds.length) {
+      const reasked = owed.some((seq) => unconfirmed.has(seq));
       this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked });
     }
     this.callsSinceHandle = [];
+    // Audio sent beyond the replay window with no confirmation since: the link died with
+    // it, and nothing can replay it. Reported, never silently lost.
+    const unverifiedAudio = this.outbox.takeUnverified();
+    if (unverifiedAudio.length) {
+      const ms = unverifiedAudio.reduce((sum, a) => sum + a.audioMs, 0);
+      this.metrics.messagesDropped += unverifiedAudio.length;
+      this.metrics.audioMsDropped += ms;
+      this.audioDrops.add(
+        unverifiedAudio.map((a) => a.seq),
+        ms,
+        "sent into a link that died, beyond the replay window (the server may lack it)",
+      );
+    }
+    // What the resumed state lacks goes back into the queue (contract 3).
     this.reportDropped(this.outbox.requeueUnconfirmed(this.now), "too old to replay after reconnect");
     if (this.seedState) {
       this.seedState = "";
@@ -921,6 +1093,7 @@ export class SessionMachine {
       this.cancelledToolIds.add(id);
     }
     if (this.cancelledToolIds.size > 4096) this.cancelledToolIds = new Set([...this.cancelledToolIds].slice(-2048));
+    this.reissuePending = [...new Set([...this.reissuePending, ...[...ids].sort()])].slice(-64);
     this.reportDropped(this.outbox.dropToolAnswers(ids), "answers a tool call the resumed session never saw");
   }
 
@@ -931,8 +1104,21 @@ export class SessionMachine {
       this.cancelToolCalls(new Set(ids));
       this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids, unanswered: [], reasked: false });
     }
-    // Text already sent is in the transcript, which re-seeds the new session.
-    this.outbox.removeWhere((i) => i.wasSent && (i.kind === "text" || i.kind === "client_content"));
+    // Text already sent is in the transcript, which re-seeds the new session, except the
+    // questions still owed an answer: they are asked again after the history (and leave the
+    // history, with the cut-off start of their answer), so the fresh session answers them
+    // instead of holding them as a finished past.
+    const reask = this.reask;
+    /** @param {Outgoing} i */
+    const isText = (i) => i.kind === "text" || i.kind === "client_content";
+    for (const item of this.outbox.pending) {
+      if (item.wasSent && isText(item) && reask.has(item.seq)) {
+        for (const t of item.turns) this.transcript.forget(t.role, t.text);
+        this.unwritten.add(item.seq);
+      }
+    }
+    if (reask.size && this.cutPartial) this.transcript.forget("model", this.cutPartial);
+    this.outbox.removeWhere((i) => i.wasSent && isText(i) && !reask.has(i.seq));
     this.hadSession = false;
   }
 
@@ -958,16 +1144,18 @@ export class SessionMachine {
     } catch (err) {
       if (!(err instanceof ProtocolError)) throw err;
       this.metrics.protocolErrors += 1;
+      this.garbageSinceMessage = true; // not a reply, and not proof of a healthy server
       this.emit({ type: "protocolViolation", message: err.message, size: err.size });
       return;
     }
+    this.garbageSinceMessage = false;
     this.cancelTimer(T_LINK); // a message is evidence of life
     for (const message of frame.messages) {
       if ((this.phase !== "setup" && this.phase !== "connected") || attempt !== this.attemptId) return;
       this.onMessage(message);
     }
     if (this.phase === "connected") {
-      if (this.replyDue || this.streaming) {
+      if (this.turns.owed) {
         // Something is owed: any message proves the link alive; silence does not.
         this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
       } else {
@@ -994,11 +1182,12 @@ export class SessionMachine {
         for (const id of ids) this.openToolCalls.add(id);
         this.callsSinceHandle.push(...ids);
         this.handleCurrent = false;
-        this.replyDue = false;
-        this.sentUnanswered = null;
         if (this.seedState) this.seedState = "read";
-        this.streaming = false; // the model waits for the app now
-        this.emit({ type: "toolCall", calls: message.functionCalls });
+        this.turns.toolCallArrived(); // the model waits for the app now
+        // The calls a reconnect cancelled that this one re-issues (Python: ToolCalls.reissued).
+        const reissued = this.reissuePending;
+        this.reissuePending = [];
+        this.emit({ type: "toolCall", calls: message.functionCalls, reissued });
         break;
       }
       case "toolCallCancellation":
@@ -1067,6 +1256,7 @@ export class SessionMachine {
       }
     }
     const replayed = this.flush();
+    this.reportAudioDrops(); // the outage is over: one report for what it cost
     if (this.resuming) this.emit({ type: "resumed", attempt: this.attemptId, gap, replayed });
     else this.emit({ type: "connected", attempt: this.attemptId, first });
   }
@@ -1086,19 +1276,30 @@ export class SessionMachine {
     return replayed;
   }
 
-  /** @param {Outgoing} item */
+  /** Send `item` on the live connection and record it. @param {Outgoing} item */
   write(item) {
     this.sendWire(item.wire);
     this.lastWritten = item;
-    if (item.expectsReply && item.turns.length) this.lastQuestion = item.turns[item.turns.length - 1].text;
-    if (!item.wasSent) for (const t of item.turns) this.transcript.add(t.role, t.text);
+    if (!item.wasSent || this.unwritten.has(item.seq)) {
+      this.unwritten.delete(item.seq);
+      for (const t of item.turns) this.transcript.add(t.role, t.text);
+    }
     if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
     if (item.expectsReply) {
-      this.replyDue = true;
       this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
-      if (this.sentUnanswered === null) this.sentUnanswered = 0;
+      const text = item.turns
+        .filter((t) => t.role === "user")
+        .map((t) => t.text)
+        .join(" ");
+      if (text) {
+        this.questionTexts.set(item.seq, text);
+        // Bounded: the oldest are long answered.
+        if (this.questionTexts.size > 256) this.questionTexts.delete(Math.min(...this.questionTexts.keys()));
+      }
     }
-    if (this.sentUnanswered !== null) this.sentUnanswered += 1;
+    this.turns.sent(item.seq, item.expectsReply);
+    // Items evicted from the replay record were delivered or are remembered as unverified
+    // audio; they only lose their replay insurance, so they are not reported here.
     this.outbox.markSent(item);
   }
 
@@ -1135,28 +1336,25 @@ export class SessionMachine {
       this.emit({ type: "outputTranscript", text: content.outputTranscription.text, finished: content.outputTranscription.finished });
     }
     if (output) {
-      this.generating = true;
-      this.streaming = true;
-      this.replyDue = false;
-      this.sentUnanswered = null;
-      if (this.seedState) this.seedState = "read";
+      this.turns.outputArrived();
+      if (this.seedState) this.seedState = "read"; // the server answers only after reading a seed
       this.handleCurrent = false;
     }
     if (content.interrupted) {
-      this.generating = false;
-      this.streaming = false;
+      this.turns.interrupted();
       this.transcript.commitModel();
       this.emit({ type: "interrupted" });
     }
     if (content.generationComplete) {
-      this.streaming = false; // playback may run before turnComplete: quiet is normal now
+      this.turns.generationCompleted(); // playback may run before turnComplete: quiet is normal now
       this.emit({ type: "generationComplete" });
     }
+    if (content.interactionStatus !== null) this.turns.interactionReported(content.interactionStatus);
     if (content.turnComplete) {
-      this.generating = false;
-      this.streaming = false;
-      this.replyDue = false;
-      this.sentUnanswered = null;
+      const answered = this.turns.answering;
+      if (answered !== null) this.forgetQuestionsUpTo(answered);
+      this.reissuePending = []; // answered without calling the tool again
+      this.turns.turnCompleted();
       this.handleCurrent = false;
       this.cancelTimer(T_REPLY);
       this.handleAtTurnEnd = this.handleValue;
@@ -1175,10 +1373,7 @@ export class SessionMachine {
     this.handleCurrent = true;
     if (this.seedState === "read") this.seedState = "";
     this.callsSinceHandle = [];
-    // Delivery is decided here only: the handle holds everything sent before it but the
-    // sends still awaiting their answer (the server read those after issuing it).
-    const confirmed = this.outbox.confirm(this.sentUnanswered ?? 0);
-    if (confirmed.length) this.emit({ type: "delivered", seqs: confirmed.map((i) => i.seq) });
+    this.confirmDelivery();
     this.saveHandle();
   }
 
@@ -1198,50 +1393,86 @@ export class SessionMachine {
   }
 
   atTurnBoundary() {
-    if (this.phase !== "connected") return false;
-    if (this.generating || this.replyDue || this.openToolCalls.size) return false;
+    if (this.phase !== "connected" || this.turns.busy || this.openToolCalls.size) return false;
+    if (this.turns.interactionInProgress) return false; // turnComplete is not idle on background-reasoning models
+    // Wait for a handle that includes the last turn, or the resume would rewind it.
     return this.handleCurrent || !this.resumptionEnabled;
   }
 
   /** A turn ended and the resumable handle that holds it has not come yet. */
   turnHandleDue() {
     if (this.phase !== "connected" || !this.resumptionEnabled) return false;
-    return !this.handleCurrent && !this.generating && !this.replyDue && this.openToolCalls.size === 0;
+    return !this.handleCurrent && !this.turns.busy && this.openToolCalls.size === 0;
   }
 
   maybeHandover() {
-    // At a turn boundary, with the next token in hand, so a token service's blip costs no
-    // gap while the goAway deadline allows (its timer hands over, token or not).
+    // Over the handover budget the session stays until the goAway deadline (its timer hands
+    // over); within it, it leaves at a turn boundary with the next token in hand, so a token
+    // service's blip costs no gap while the deadline allows.
     if (!(this.handoverPending && this.atTurnBoundary())) return;
-    if (this.credential !== null && usableForNewSession(this.credential, this.wall)) {
-      this.handover("goAway handover");
-    } else if (this.request === null && !this.timers.has(T_PREFETCH)) {
-      this.prefetch();
+    if (this.timers.has(T_HANDLE_GRACE)) {
+      this.handover("goAway handover"); // past the deadline: leave now, token or not
+    } else if (this.quickHandovers < this.policy.handoverBudget) {
+      if (this.credential !== null && usableForNewSession(this.credential, this.wall)) {
+        this.handover("goAway handover");
+      } else if (this.request === null && !this.timers.has(T_PREFETCH)) {
+        this.prefetch();
+      }
     }
   }
 
   prefetch() {
-    this.requestSeq += 1;
-    this.request = this.requestSeq;
-    this.out.push({ type: "fetchToken", request: this.request, prefetch: true });
+    this.fetchToken(true);
   }
 
   /**
-   * Close at a turn boundary and resume at once.
+   * Close at a turn boundary and resume (at once within the handover budget).
    * @param {string} reason the close frame's reason
    * @param {string} [why] the `reconnecting` event's reason
    */
   handover(reason, why = "planned handover after goAway") {
+    // A handover of a young connection counts against the budget; one that served
+    // stableAfter starts the count over (Python: RetryBudget.handed_over).
+    const served = this.connectedAt !== null ? this.now - this.connectedAt : 0;
+    this.quickHandovers = served < this.policy.stableAfter ? this.quickHandovers + 1 : 0;
     this.handoverReason = why;
     this.handoverPending = false;
-    this.cancelTimer(T_GOAWAY, T_REPLY, T_STABLE, T_LINK, T_PREFETCH);
+    this.cancelTimer(T_GOAWAY, T_HANDLE_GRACE, T_REPLY, T_STABLE, T_LINK, T_PREFETCH);
     this.phase = "closing";
     this.closePurpose = "handover";
     this.out.push({ type: "closeSocket", attempt: this.attemptId, code: 1000, reason });
     this.setTimer(T_CLOSE, this.watchdogs.closeTimeout);
   }
 
-  /** @param {string} reason */
+  /**
+   * Reconnect after a handover: at once within the budget, then backed off like server
+   * errors, so a server that sends goAway on every connection drives no hot loop (Python:
+   * RetryBudget.after_handover).
+   * @param {string} reason
+   */
+  handoverDone(reason) {
+    const over = this.quickHandovers - this.policy.handoverBudget;
+    const delay = over > 0 ? this.serverDelay(over - 1) : 0;
+    this.phase = "waiting";
+    this.emit({ type: "reconnecting", delay, attempt: this.outageAttempts + 1, reason, kind: "server", planned: true });
+    if (delay > 0) this.setTimer(T_RETRY, delay);
+    else this.startAttempt(); // at once: no timer round trip
+  }
+
+  /**
+   * The backoff after the `failures`-th (0-based) consecutive server failure: full jitter
+   * under an exponential ceiling; Retry-After is a floor (plus a little jitter).
+   * @param {number} failures @param {number|null} [retryAfter]
+   */
+  serverDelay(failures, retryAfter = null) {
+    const p = this.policy;
+    const ceiling = Math.min(p.maxDelay, p.baseDelay * p.multiplier ** Math.min(failures, 60));
+    let delay = this.random() * ceiling; // full jitter
+    if (retryAfter !== null && retryAfter > 0) delay = Math.max(delay, retryAfter + this.random() * p.baseDelay);
+    return delay;
+  }
+
+  /** Reconnect with no backoff (an expected close, a fresh-session fallback). @param {string} reason */
   reconnectNow(reason) {
     this.phase = "waiting";
     this.emit({ type: "reconnecting", delay: 0, attempt: this.outageAttempts + 1, reason, kind: "server", planned: true });
@@ -1274,9 +1505,7 @@ export class SessionMachine {
       this.giveUp(`gave up after ${sessionCap} failed attempts this session (${reason})`);
       return;
     }
-    const ceiling = Math.min(this.policy.maxDelay, this.policy.baseDelay * this.policy.multiplier ** Math.min(failures, 60));
-    let delay = this.random() * ceiling; // full jitter
-    if (retryAfter !== null && retryAfter > 0) delay = Math.max(delay, retryAfter + this.random() * this.policy.baseDelay);
+    const delay = this.serverDelay(failures, retryAfter);
     this.outageFailures = failures + 1;
     this.scheduleRetry(delay, "server", reason);
   }
@@ -1323,7 +1552,7 @@ export class SessionMachine {
       return;
     }
     this.cancelTimer(T_LINK);
-    if (this.replyDue || this.streaming) this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
+    if (this.turns.owed) this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
   }
 
   /**
@@ -1336,8 +1565,7 @@ export class SessionMachine {
     this.metrics.serverFailures += 1;
     this.lastFailureOffline = false;
     const n = Math.max(0, this.resumeRefusals - 1);
-    const ceiling = Math.min(this.policy.maxDelay, this.policy.baseDelay * this.policy.multiplier ** Math.min(n, 60));
-    this.scheduleRetry(Math.min(REFUSAL_RETRY_CEILING, this.random() * ceiling), "server", reason);
+    this.scheduleRetry(Math.min(REFUSAL_RETRY_CEILING, this.serverDelay(n)), "server", reason);
   }
 
   /** @param {string} reason */
@@ -1380,6 +1608,7 @@ export class SessionMachine {
     }
     if (this.connectedAt !== null) this.connectionGone(v.code, v.reason, false);
     this.phase = "failed";
+    this.reportAudioDrops();
     this.emit({ type: "failed", verdict: v, advice: v.advice });
   }
 
@@ -1394,6 +1623,7 @@ export class SessionMachine {
     } else if (name === T_TOKEN && this.phase === "fetching" && this.request !== null) {
       this.out.push({ type: "cancelTokenFetch", request: this.request });
       this.request = null;
+      this.tokenTimeoutsInRow += 1; // the next offline fetch may take longer
       this.offlineFailure("the token source did not answer in time");
     } else if (name === T_CONNECT && this.phase === "opening") {
       this.abort("connect timeout");
@@ -1403,6 +1633,14 @@ export class SessionMachine {
       this.abort("no setupComplete");
       this.connectionGone(null, "no setupComplete", false);
       this.serverFailure(`no setupComplete within ${this.watchdogs.setupTimeout} s`);
+    } else if (name === T_REPLY && this.phase === "connected" && this.garbageSinceMessage) {
+      // Only unreadable frames while a reply is owed: a broken server, not a thinking model.
+      // Backed off like a server error (and no link check: those frames would pass it).
+      this.metrics.deadLinksDetected += 1;
+      this.abort("no reply");
+      const reason = "only unreadable frames while a reply was due";
+      this.connectionGone(null, reason, false);
+      this.serverFailure(reason);
     } else if (name === T_REPLY && this.phase === "connected") {
       // Silence is not evidence (a model may think for minutes): ask the driver for some
       // (a frame received, the send buffer draining) within linkCheckTimeout.
@@ -1417,7 +1655,15 @@ export class SessionMachine {
       if (this.request === null) this.prefetch();
     } else if (name === T_STABLE) {
       this.outageFailures = 0;
+      this.quickHandovers = 0;
     } else if (name === T_GOAWAY && this.phase === "connected") {
+      if (this.turnHandleDue()) {
+        // The turn's handle comes some 20-70 ms after turnComplete: wait that long for it.
+        this.setTimer(T_HANDLE_GRACE, this.watchdogs.handoverHandleGrace);
+      } else {
+        this.handover("goAway handover");
+      }
+    } else if (name === T_HANDLE_GRACE && this.phase === "connected") {
       this.handover("goAway handover");
     } else if (name === T_CLOSE && this.phase === "closing") {
       this.abort("close timeout");
@@ -1489,6 +1735,7 @@ export class SessionMachine {
       }
       return;
     }
+    this.settleAtClose();
     this.reportDropped(this.outbox.clear(), "the session was closed");
     if (this.request !== null) {
       this.out.push({ type: "cancelTokenFetch", request: this.request });
@@ -1509,6 +1756,7 @@ export class SessionMachine {
   finishClose() {
     this.cancelTimer(...this.timers.keys());
     this.phase = "closed";
+    this.reportAudioDrops();
     this.emit({ type: "closed" });
   }
 
@@ -1523,6 +1771,17 @@ export class SessionMachine {
       this.startAttempt();
     } else if (this.phase === "waiting") {
       this.startAttempt();
+    }
+  }
+
+  /** The app asked for a fresh server session re-seeded from its transcript. */
+  onReseedRequested() {
+    const stopped = this.phase === "idle" || this.phase === "closed" || (this.phase === "closing" && this.closePurpose === "user");
+    if (!stopped) this.dropHandle("the app asked for a fresh session re-seeded from its transcript");
+    if (this.phase === "setup" || this.phase === "connected") {
+      this.handover("reseed", "the app asked for a fresh session"); // the close ends in a fresh, re-seeded session
+    } else if ((this.phase === "fetching" || this.phase === "opening") && this.handleValue === null && this.hadSession) {
+      this.prepareFreshSession(); // this attempt's setup carries no handle
     }
   }
 

@@ -5,6 +5,13 @@
 // duration and age, the rest by count and bytes) and `unconfirmed` (sent since the newest
 // resumable handle; replayed after a resume, because the handle's state lacks them).
 // Nothing leaves silently: every drop is returned so the machine reports it.
+//
+// Audio is accounted for to the millisecond: a chunk ends delivered, replayed or reported
+// dropped. `unverified` keeps the seq and duration of chunks that left the replay window
+// (unconfirmed holds at most maxAudioMs of audio) before any evidence that the server holds
+// them: the next confirmation makes them delivered, a drop first makes them dropped.
+// AudioDropLedger gathers the audio dropped during one outage, reported as one sendDropped
+// with the outage's total duration, not one event per 20 ms chunk.
 
 import { getField, toCamel } from "./protocol.js";
 
@@ -149,6 +156,45 @@ export function withoutToolIds(item, ids) {
   return { ...item, message, wire: JSON.stringify(message), toolIds: item.toolIds.filter((i) => !ids.has(i)) };
 }
 
+/** A chunk that left the replay window unconfirmed: its seq and duration only. @typedef {{seq: number, audioMs: number}} SentAudio */
+
+/**
+ * Beyond this many unverified chunks (about an hour of 20 ms chunks with no confirmation at
+ * all) the oldest are taken as delivered: memory stays bounded on endless monologues.
+ */
+export const MAX_UNVERIFIED = 200_000;
+
+/** Audio dropped during one outage, reported once when the outage ends (Python: AudioDropLedger). */
+export class AudioDropLedger {
+  constructor() {
+    /** @type {number[]} */
+    this.seqs = [];
+    this.audioMs = 0;
+    /** @type {string[]} */
+    this.reasons = [];
+  }
+
+  /** Record dropped chunks and why. @param {Iterable<number>} seqs @param {number} audioMs @param {string} reason */
+  add(seqs, audioMs, reason) {
+    const before = this.seqs.length;
+    this.seqs.push(...seqs);
+    if (this.seqs.length === before) return;
+    this.audioMs += audioMs;
+    if (!this.reasons.includes(reason)) this.reasons.push(reason);
+  }
+
+  /** `[seqs, audioMs, reason]` of everything recorded, and start over. @returns {[number[], number, string]|null} */
+  take() {
+    if (!this.seqs.length) return null;
+    /** @type {[number[], number, string]} */
+    const out = [this.seqs, this.audioMs, this.reasons.join("; ")];
+    this.seqs = [];
+    this.audioMs = 0;
+    this.reasons = [];
+    return out;
+  }
+}
+
 /** The two bounded queues described at the top of this file. */
 export class Outbox {
   /** @param {OutboxLimits} [limits] */
@@ -158,6 +204,9 @@ export class Outbox {
     this.pending = [];
     /** @type {Outgoing[]} */
     this.unconfirmed = [];
+    /** Chunks sent beyond the replay window since the last confirmation. @type {SentAudio[]} */
+    this.unverified = [];
+    this.unconfirmedAudio = 0; // running total: markSent runs per 20 ms audio chunk
   }
 
   pendingAudioMs() {
@@ -178,7 +227,11 @@ export class Outbox {
   }
 
   unconfirmedAudioMs() {
-    return this.unconfirmed.reduce((s, i) => s + i.audioMs, 0);
+    return this.unconfirmedAudio;
+  }
+
+  recount() {
+    this.unconfirmedAudio = this.unconfirmed.reduce((s, i) => s + i.audioMs, 0);
   }
 
   /** @param {Outgoing} item @param {number} now @returns {[SendResult, Outgoing[]]} */
@@ -229,16 +282,48 @@ export class Outbox {
     return [items, dropped];
   }
 
-  /** Record `item` as sent and unconfirmed. @param {Outgoing} item */
+  /**
+   * Record `item` as sent and unconfirmed; returns items too old to keep for replay (their
+   * audio is remembered in `unverified`, never forgotten).
+   * @param {Outgoing} item @returns {Outgoing[]}
+   */
   markSent(item) {
     this.unconfirmed.push({ ...item, wasSent: true });
-    let audio = this.unconfirmedAudioMs();
-    while (audio > this.limits.maxAudioMs + 1e-6) {
+    /** @type {Outgoing[]} */
+    const evicted = [];
+    // Audio: keep only as much as the outbox could replay.
+    this.unconfirmedAudio += item.audioMs;
+    while (this.unconfirmedAudio > this.limits.maxAudioMs + 1e-6) {
       const index = this.unconfirmed.findIndex((i) => i.kind === "audio");
-      if (index < 0) break;
-      audio -= this.unconfirmed.splice(index, 1)[0].audioMs;
+      if (index < 0) {
+        this.unconfirmedAudio = 0;
+        break;
+      }
+      const [old] = this.unconfirmed.splice(index, 1);
+      this.unconfirmedAudio -= old.audioMs;
+      evicted.push(old);
+      this.remember(old);
     }
-    while (this.unconfirmed.length > this.limits.maxUnconfirmedMessages) this.unconfirmed.shift();
+    while (this.unconfirmed.length > this.limits.maxUnconfirmedMessages) {
+      const oldest = /** @type {Outgoing} */ (this.unconfirmed.shift());
+      this.unconfirmedAudio -= oldest.audioMs;
+      evicted.push(oldest);
+      if (oldest.kind === "audio") this.remember(oldest);
+    }
+    return evicted;
+  }
+
+  /** @param {Outgoing} item */
+  remember(item) {
+    this.unverified.push({ seq: item.seq, audioMs: item.audioMs });
+    if (this.unverified.length > MAX_UNVERIFIED) this.unverified.shift();
+  }
+
+  /** Chunks sent beyond the replay window since the last confirmation (and forget them). @returns {SentAudio[]} */
+  takeUnverified() {
+    const items = this.unverified;
+    this.unverified = [];
+    return items;
   }
 
   /**
@@ -251,6 +336,7 @@ export class Outbox {
     if (this.unconfirmed.length <= keep) return [];
     const confirmed = this.unconfirmed.slice(0, this.unconfirmed.length - keep);
     this.unconfirmed = this.unconfirmed.slice(this.unconfirmed.length - keep);
+    this.recount();
     return confirmed;
   }
 
@@ -258,12 +344,18 @@ export class Outbox {
   requeueUnconfirmed(now) {
     this.pending = [...this.unconfirmed, ...this.pending];
     this.unconfirmed = [];
+    this.unconfirmedAudio = 0;
     const dropped = this.expireAudio(now);
     while (this.pendingAudioMs() > this.limits.maxAudioMs) dropped.push(this.popOldestAudio());
+    // Non-audio over the bounds: drop the newest first, as a full outbox refuses a new send.
+    // What the server gets stays a prefix of what the app sent; dropping the oldest replays
+    // instead cut the conversation's start (a turn whose answer the app already had,
+    // unconfirmed because its handle comes ~40 ms after turnComplete).
     for (;;) {
       const [count, size] = this.pendingOther();
       if (count <= this.limits.maxMessages && size <= this.limits.maxBytes) break;
-      const index = this.pending.findIndex((i) => i.kind !== "audio");
+      let index = this.pending.length - 1;
+      while (index >= 0 && this.pending[index].kind === "audio") index -= 1;
       dropped.push(this.pending.splice(index, 1)[0]);
     }
     return dropped;
@@ -275,6 +367,7 @@ export class Outbox {
     if (removed.length) {
       this.pending = this.pending.filter((i) => !removed.includes(i));
       this.unconfirmed = this.unconfirmed.filter((i) => !removed.includes(i));
+      this.recount();
     }
     return removed;
   }
@@ -296,6 +389,7 @@ export class Outbox {
     };
     this.pending = trim(this.pending);
     this.unconfirmed = trim(this.unconfirmed);
+    this.recount();
     return dropped;
   }
 
@@ -304,26 +398,66 @@ export class Outbox {
     const items = this.pending;
     this.pending = [];
     this.unconfirmed = [];
+    this.unconfirmedAudio = 0;
     return items;
   }
 }
 
-/** The client's own record of the conversation, to re-seed a fresh session. */
+/** Transcript bounds (Python: transcript.DEFAULT_MAX_TURNS / DEFAULT_MAX_BYTES). */
+export const DEFAULT_MAX_TURNS = 200;
+/** About 32k tokens of history: enough to re-seed a conversation, small to store. */
+export const DEFAULT_MAX_BYTES = 128 * 1024;
+
+const UTF8 = new TextEncoder();
+
+/** UTF-8 bytes of `text`. @param {string} text */
+function utf8Size(text) {
+  return UTF8.encode(text).length;
+}
+
+/**
+ * The end of `text` within `maxBytes` UTF-8 bytes (never a broken character).
+ * @param {string} text @param {number} maxBytes
+ */
+function utf8Tail(text, maxBytes) {
+  const data = UTF8.encode(text);
+  if (data.length <= maxBytes) return text;
+  let start = data.length - maxBytes;
+  while (start < data.length && (data[start] & 0xc0) === 0x80) start += 1; // a continuation byte
+  return new TextDecoder().decode(data.subarray(start));
+}
+
+/**
+ * The client's own record of the conversation, to re-seed a fresh session. Bounded by turns
+ * and by UTF-8 bytes (the newest are kept): it is saved with every handle (sessionStorage)
+ * and sent whole as the re-seed, so a chatty model must not grow either without limit. A
+ * single turn longer than the byte bound keeps its end. (Python: session/transcript.py.)
+ */
 export class Transcript {
-  /** @param {number} [maxTurns] */
-  constructor(maxTurns = 200) {
+  /** @param {number} [maxTurns] @param {number} [maxBytes] */
+  constructor(maxTurns = DEFAULT_MAX_TURNS, maxBytes = DEFAULT_MAX_BYTES) {
     this.maxTurns = maxTurns;
+    this.maxBytes = maxBytes;
     /** @type {Turn[]} */
     this.turns = [];
     /** @type {string[]} */
     this.modelParts = [];
     /** @type {string[]} */
     this.userParts = [];
+    this.bytes = 0; // UTF-8 bytes of the committed turns
+    this.modelBytes = 0; // ... of the model turn in progress
+    this.userBytes = 0; // ... of the user's transcribed turn in progress
+  }
+
+  /** UTF-8 bytes of the committed turns' text. */
+  get size() {
+    return this.bytes;
   }
 
   /** @param {Turn[]} turns */
   load(turns) {
     this.turns = turns.map((t) => ({ role: t.role === "model" ? "model" : "user", text: String(t.text) }));
+    this.bytes = this.turns.reduce((n, t) => n + utf8Size(t.text), 0);
     this.trim();
   }
 
@@ -331,21 +465,28 @@ export class Transcript {
   add(role, text) {
     this.commitUser();
     if (role === "user") this.commitModel();
-    if (text) {
-      this.turns.push({ role, text });
-      this.trim();
-    }
+    if (text) this.append({ role, text });
   }
 
   /** @param {string} text */
   userTranscription(text) {
     this.userParts.push(text);
+    this.userBytes += utf8Size(text);
+    if (this.userBytes > this.maxBytes) {
+      this.userParts = [utf8Tail(this.userParts.join(""), this.maxBytes)];
+      this.userBytes = utf8Size(this.userParts[0]);
+    }
   }
 
   /** @param {string} text */
   modelOutput(text) {
     this.commitUser();
     this.modelParts.push(text);
+    this.modelBytes += utf8Size(text);
+    if (this.modelBytes > this.maxBytes) {
+      this.modelParts = [utf8Tail(this.modelParts.join(""), this.maxBytes)];
+      this.modelBytes = utf8Size(this.modelParts[0]);
+    }
   }
 
   get partialModelText() {
@@ -355,19 +496,15 @@ export class Transcript {
   commitUser() {
     const text = this.userParts.join("").trim();
     this.userParts = [];
-    if (text) {
-      this.turns.push({ role: "user", text });
-      this.trim();
-    }
+    this.userBytes = 0;
+    if (text) this.append({ role: "user", text });
   }
 
   commitModel() {
     const text = this.modelParts.join("").trim();
     this.modelParts = [];
-    if (text) {
-      this.turns.push({ role: "model", text });
-      this.trim();
-    }
+    this.modelBytes = 0;
+    if (text) this.append({ role: "model", text });
   }
 
   /** Remove the newest turn of `role` with exactly `text`. @param {"user"|"model"} role @param {string} text */
@@ -375,6 +512,7 @@ export class Transcript {
     for (let i = this.turns.length - 1; i >= 0; i--) {
       if (this.turns[i].role === role && this.turns[i].text === text) {
         this.turns.splice(i, 1);
+        this.bytes -= utf8Size(text);
         return true;
       }
     }
@@ -399,7 +537,18 @@ export class Transcript {
     };
   }
 
+  /** @param {Turn} turn */
+  append(turn) {
+    if (utf8Size(turn.text) > this.maxBytes) turn = { role: turn.role, text: utf8Tail(turn.text, this.maxBytes) };
+    this.turns.push(turn);
+    this.bytes += utf8Size(turn.text);
+    this.trim();
+  }
+
   trim() {
-    while (this.turns.length > this.maxTurns) this.turns.shift();
+    while (this.turns.length && (this.turns.length > this.maxTurns || this.bytes > this.maxBytes)) {
+      const old = /** @type {Turn} */ (this.turns.shift());
+      this.bytes -= utf8Size(old.text);
+    }
   }
 }

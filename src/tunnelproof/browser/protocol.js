@@ -122,7 +122,8 @@ function list(o, name, where) {
  * @typedef {{kind: "setupComplete", sessionId: string|null}
  *   | {kind: "serverContent", parts: Part[], inputTranscription: {text: string, finished: boolean}|null,
  *      outputTranscription: {text: string, finished: boolean}|null, interrupted: boolean,
- *      generationComplete: boolean, turnComplete: boolean, turnCompleteReason: string|null}
+ *      generationComplete: boolean, turnComplete: boolean, turnCompleteReason: string|null,
+ *      interactionStatus: string|null}
  *   | {kind: "toolCall", functionCalls: FunctionCall[]}
  *   | {kind: "toolCallCancellation", ids: string[]}
  *   | {kind: "goAway", timeLeft: number|null}
@@ -171,6 +172,7 @@ function parseMessage(key, value) {
         generationComplete: bool(o, "generationComplete", kind),
         turnComplete: bool(o, "turnComplete", kind),
         turnCompleteReason: str(o, "turnCompleteReason", kind),
+        interactionStatus: str(o, "interactionStatus", kind),
       };
     }
     case "toolCall": {

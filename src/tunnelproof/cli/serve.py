@@ -6,11 +6,17 @@ When the server is listening, one JSON line goes to stdout::
     {"event": "ready", "url": "http://127.0.0.1:8080", "tokenUrl": "http://…/api/live/token"}
 
 With ``--port 0`` the kernel picks the port and the line says which.
+
+``--demo`` serves the browser demo page instead (``tunnelproof demo --browser``): its own
+emulator, tunnel proxy and token service, all local, no key, on a loopback address only
+(the page's tunnel controls have no authentication). The ready line then also carries
+``demoUrl``, the page to open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import sys
@@ -58,6 +64,38 @@ async def _serve(settings: Any) -> None:
         announcer.cancel()
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _serve_demo(host: str | None, port: int | None, ignored: dict[str, Any]) -> int:
+    """``serve --demo``: the browser demo on a loopback address; returns the exit code."""
+    given = sorted("--" + name.replace("_", "-") for name, value in ignored.items() if value)
+    if given:
+        typer.echo(
+            f"tunnelproof serve --demo: runs its own emulator, tunnel and token service; "
+            f"drop {', '.join(given)}",
+            err=True,
+        )
+        return 2
+    bind = host or "127.0.0.1"
+    if not _is_loopback(bind):
+        typer.echo(
+            f"tunnelproof serve --demo: {bind} is not a loopback address (the demo's tunnel "
+            "controls have no authentication); use 127.0.0.1 or ::1",
+            err=True,
+        )
+        return 2
+    from tunnelproof.browser.demo import run_browser_demo_command
+
+    return run_browser_demo_command(host=bind, port=port or 0, ready_line=True)
+
+
 def register(app: typer.Typer) -> None:
     """Add the `serve` command to ``app``."""
 
@@ -94,8 +132,33 @@ def register(app: typer.Typer) -> None:
         log_level: Annotated[
             str | None, typer.Option(help="uvicorn/tunnelproof log level.")
         ] = None,
+        demo: Annotated[
+            bool,
+            typer.Option(
+                "--demo",
+                help="Serve the browser demo page with its own emulator and tunnel "
+                "(all local, no key; loopback only).",
+            ),
+        ] = False,
     ) -> None:
         """Run the token service (one uvicorn worker) and print one JSON line when ready."""
+        if demo:
+            ignored = {
+                "upstream": upstream,
+                "ws_base": ws_base,
+                "api_version": api_version,
+                "path": path,
+                "rate_limit": rate_limit,
+                "redis_url": redis_url,
+                "allowed_origin": allowed_origin,
+                "auth_mode": auth_mode,
+                "static_key": static_key,
+                "jwks_url": jwks_url,
+                "issuer": issuer,
+                "audience": audience,
+                "model": model,
+            }
+            raise typer.Exit(code=_serve_demo(host, port, ignored))
         from pydantic import ValidationError
 
         from tunnelproof.tokens.settings import TokenServiceSettings

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from tunnelproof.emulator.errors import CloseRefusal
-from tunnelproof.emulator.messages import invalid
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.sessions import (
     HandleProblem,
@@ -33,6 +31,7 @@ from tunnelproof.emulator.sessions import (
     Session,
     SessionStore,
 )
+from tunnelproof.protocol.errors import CloseRefusal, invalid
 
 
 class ConnState(StrEnum):

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl
 
-from tunnelproof.emulator.errors import CloseRefusal, HttpRefusal
+from tunnelproof.emulator.errors import HttpRefusal
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.tokens import AuthToken, TokenLedger, TokenRejected
 from tunnelproof.protocol.close_codes import REASON_API_KEY_INVALID, REASON_UNREGISTERED_CALLER
 from tunnelproof.protocol.endpoints import TOKEN_PREFIX, AuthForm, Method
+from tunnelproof.protocol.errors import CloseRefusal
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,15 @@
 """One Live WebSocket connection: the I/O shell around the rule modules.
 
 Like websockets' ``asyncio/connection.py``, this module only moves bytes and time: it reads
-client frames, asks the rules what they mean and whether they are allowed
-(:mod:`admission` for order, tokens and resumes; :mod:`inputs` for each input; :mod:`messages`
-for setup; :mod:`sessions`, :mod:`brain`, :mod:`replies`, :mod:`lifetimes` and :mod:`audio`
-for the rest), and performs the answer: send frames, pace generation, run the lifetime
-timers, answer pings (or not), close or abort. It decides nothing about the protocol.
+client frames, asks the rules whether they are allowed (:mod:`admission` for order, tokens
+and resumes; :mod:`messages` for setup), sets the session up or resumes it, runs the
+lifetime timers (:mod:`lifetimes`), and closes or aborts. It decides nothing about the
+protocol, and hands the rest to one part each:
+
+* :mod:`outbound`: the send side (every frame out, and the closing latch);
+* :mod:`pongs`: pong answers and faults, and liveness probes;
+* :mod:`listening`: what each client message does to the conversation;
+* :mod:`answering`: the model's answers, paced, cut off by barge-in, and their handles.
 """
 
 from __future__ import annotations
@@ -14,13 +18,11 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from aiohttp import WSMsgType, web
 
-from tunnelproof.emulator import brain, replies
+from tunnelproof.emulator import replies
 from tunnelproof.emulator.admission import (
     ClosedBy,
     ConnState,
@@ -31,41 +33,25 @@ from tunnelproof.emulator.admission import (
     decide_resume,
     take_rejection,
 )
-from tunnelproof.emulator.audio import VoiceDetector, transcribe
+from tunnelproof.emulator.answering import Answering
 from tunnelproof.emulator.auth import Credential
-from tunnelproof.emulator.errors import CloseRefusal
+from tunnelproof.emulator.conversation import Conversation
 from tunnelproof.emulator.hub import Hub
-from tunnelproof.emulator.inputs import (
-    ActivityEnd,
-    ActivityStart,
-    AudioIn,
-    StreamEnd,
-    TextIn,
-    VideoIn,
-    barge_in_allowed,
-    client_turns,
-    realtime_action,
-    tool_results,
-)
 from tunnelproof.emulator.lifetimes import go_away_time_left, next_limit
+from tunnelproof.emulator.listening import Listening
 from tunnelproof.emulator.messages import (
     SetupInfo,
     check_setup_fields,
-    decode_client_frame,
     validate_setup,
 )
-from tunnelproof.emulator.sessions import Entry, Session, setup_handle
+from tunnelproof.emulator.outbound import Outbound
+from tunnelproof.emulator.pongs import Pongs
+from tunnelproof.emulator.sessions import Session, setup_handle
 from tunnelproof.emulator.tokens import TokenRejected, apply_token_setup
+from tunnelproof.protocol.client_frames import decode_client_frame
 from tunnelproof.protocol.close_codes import truncate_reason
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.types import JsonDict
-
-
-@dataclass(slots=True)
-class PongOverride:
-    """Per-connection pong fault (``None`` fields fall back to the policy)."""
-
-    delay: float | None = None
-    withhold: bool | None = None
 
 
 class LiveConnection:
@@ -102,21 +88,15 @@ class LiveConnection:
         self.closed_by: ClosedBy | None = None
         self.go_away_sent_at: float | None = None
         self.go_away_deadline: float | None = None  # loop time
-        self.pongs = PongOverride()
         self.frames_in = 0
-        self.frames_out = 0
-        self._send_lock = asyncio.Lock()
-        self._generation: asyncio.Task[None] | None = None
-        self._settling: asyncio.Task[None] | None = None  # reasoning/handle after a turn
-        self._pending_update: JsonDict | None = None  # the turn's handle, not yet delivered
+        self.finished = False
+        self.out = Outbound(ws, hub)
+        self.pongs = Pongs(self.id, ws, hub, spawn=self._spawn, is_open=lambda: self.is_open)
+        # The conversation's two sides, from setup on.
+        self.listening: Listening | None = None
+        self.answering: Answering | None = None
         self._timers: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._listeners: set[asyncio.Event] = set()  # probes waiting to hear from the client
-        self._vad: VoiceDetector | None = None
-        self._manual_audio: bytearray | None = None
-        self._partial: list[str] = []
-        self._closing = False
-        self.finished = False
 
     # -- views -------------------------------------------------------------------------
 
@@ -158,7 +138,7 @@ class LiveConnection:
             "close_reason": self.close_reason,
             "closed_by": self.closed_by.value if self.closed_by else None,
             "frames_in": self.frames_in,
-            "frames_out": self.frames_out,
+            "frames_out": self.out.frames,
             "peer": self.request.remote,
         }
 
@@ -177,10 +157,9 @@ class LiveConnection:
             while True:
                 msg = await self.ws.receive()
                 self.last_heard = asyncio.get_running_loop().time()
-                for listener in self._listeners:
-                    listener.set()
+                self.pongs.heard()
                 if msg.type is WSMsgType.PING:
-                    self._answer_ping(msg.data)
+                    self.pongs.answer_ping(msg.data)
                     continue
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     self.frames_in += 1
@@ -202,8 +181,10 @@ class LiveConnection:
             await self._cleanup()
 
     async def _cleanup(self) -> None:
-        self._closing = True
-        for task in (self._generation, self._settling, self._timers, *self._tasks):
+        self.out.closing = True
+        if self.answering is not None:
+            self.answering.cancel()
+        for task in (self._timers, *self._tasks):
             if task is not None and not task.done():
                 task.cancel()
         # Detach before anything awaits, so "no connection open" and "the session has
@@ -231,43 +212,21 @@ class LiveConnection:
 
     # -- sending and closing -------------------------------------------------------------
 
-    async def send(self, *messages: Mapping[str, Any]) -> bool:
-        """Send server messages back to back (one frame each); ``False`` if the socket is gone.
-
-        Several messages are sent under one lock so no other task's frame can land
-        between them (``interrupted`` must be followed by its ``turnComplete``).
-        """
-        async with self._send_lock:
-            for message in messages:
-                if self._closing or self.ws.closed:
-                    return False
-                data = orjson.dumps(message)
-                try:
-                    if self.hub.policy.text_frames:
-                        await self.ws.send_str(data.decode("utf-8"))
-                    else:
-                        await self.ws.send_bytes(data)
-                except (ConnectionError, RuntimeError):
-                    return False
-                self.frames_out += 1
-        return True
-
     async def close(self, code: int, reason: str, *, by: ClosedBy = ClosedBy.SERVER) -> None:
         """Close with a close frame carrying ``code`` and ``reason``."""
-        if self._closing:
+        if self.out.closing:
             return
-        self._closing = True
+        self.out.closing = True
         reason = truncate_reason(reason)
         self.close_code, self.close_reason, self.closed_by = code, reason, by
         self._stop_generation()
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode("utf-8"))
+        await self.out.close_frame(code, reason)
 
     def abort(self) -> None:
         """Drop the TCP connection with no close frame (the client sees 1006)."""
         if not self.is_open:
             return
-        self._closing = True
+        self.out.closing = True
         self.state = ConnState.ABORTED
         self.closed_by = ClosedBy.ABORT
         self._stop_generation()
@@ -276,8 +235,8 @@ class LiveConnection:
             transport.abort()
 
     def _stop_generation(self) -> None:
-        if self._generation is not None and not self._generation.done():
-            self._generation.cancel()
+        if self.answering is not None:
+            self.answering.stop()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -291,16 +250,7 @@ class LiveConnection:
         await asyncio.sleep(self.hub.policy.auth_close_timeout)
         await self.close(refusal.code, refusal.reason, by=ClosedBy.RULE)
 
-    # -- pings ---------------------------------------------------------------------------
-
-    def _answer_ping(self, payload: bytes) -> None:
-        policy = self.hub.policy
-        withhold = self.pongs.withhold if self.pongs.withhold is not None else policy.withhold_pongs
-        delay = self.pongs.delay if self.pongs.delay is not None else policy.pong_delay
-        self.hub.events.emit("ping", connection=self.id, withheld=withhold, delay=delay)
-        if withhold:
-            return
-        self._spawn(self._pong_later(payload, delay))
+    # -- pings -------------------------------------------------------------------------
 
     def set_pongs(self, *, delay: float | None, withhold: bool | None) -> None:
         """Per-connection pong fault (``None`` falls back to the policy)."""
@@ -313,27 +263,7 @@ class LiveConnection:
         Asked before a resume takes this socket's session over: a silent but live client
         answers (WebSocket stacks pong by themselves), a half-open socket does not.
         """
-        if not self.is_open or self.ws.closed:
-            return False
-        heard = asyncio.Event()
-        self._listeners.add(heard)
-        try:
-            with contextlib.suppress(Exception):
-                await self.ws.ping(b"tunnelproof-emulator-probe")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(heard.wait(), timeout)
-        finally:
-            self._listeners.discard(heard)
-        answered = heard.is_set() and self.is_open
-        self.hub.events.emit("probe", connection=self.id, answered=answered)
-        return answered
-
-    async def _pong_later(self, payload: bytes, delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if not self.ws.closed:
-            with contextlib.suppress(Exception):
-                await self.ws.pong(payload)
+        return await self.pongs.probe(timeout)
 
     # -- frames --------------------------------------------------------------------------
 
@@ -355,12 +285,14 @@ class LiveConnection:
                 "client_message_rejected", connection=self.id, message=kind, code=rejection.code
             )
             raise rejection
+        listening = self.listening
+        assert listening is not None  # check_frame_allowed: set up, open
         if kind == "clientContent":
-            self._client_content(body)
+            listening.client_content(body)
         elif kind == "realtimeInput":
-            await self._realtime_input(body)
+            await listening.realtime_input(body)
         else:
-            self._tool_response(body)
+            listening.tool_response(body)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -395,12 +327,11 @@ class LiveConnection:
         self.session = session
         self.info = info
         self.state = ConnState.OPEN
-        if info.manual_activity:
-            self._manual_audio = None
-        else:
-            silence = (info.silence_ms / 1000.0) if info.silence_ms else policy.vad_silence_duration
-            self._vad = VoiceDetector(policy.vad_energy_threshold, silence)
-        await self.send({"setupComplete": {}})
+        conv = Conversation(self.id, hub, session, info, self.out, spawn=self._spawn)
+        answering = Answering(conv)
+        self.answering = answering
+        self.listening = Listening(conv, answering)
+        await self.out.send({"setupComplete": {}})
         hub.events.emit(
             "setup_complete",
             connection=self.id,
@@ -408,7 +339,7 @@ class LiveConnection:
             resumed=self.resumed,
             token=self.token_name,
         )
-        await self._send_resumption_update()
+        await answering.send_resumption_update()
         if policy.go_away_on_connect is not None:
             await self.send_go_away(policy.go_away_on_connect)
         self._timers = asyncio.ensure_future(self._run_timers())
@@ -469,8 +400,9 @@ class LiveConnection:
         """
         loop = asyncio.get_running_loop()
         hub = self.hub
-        session = self._session()
-        while not self._closing:
+        session = self.session
+        assert session is not None  # the timers start at setup
+        while not self.out.closing:
             policy = hub.policy
             now_loop = loop.time()
             session_end = hub.store.session_deadline(session)
@@ -516,266 +448,6 @@ class LiveConnection:
         loop = asyncio.get_running_loop()
         self.go_away_sent_at = self.hub.clock()
         self.go_away_deadline = loop.time() + time_left
-        await self.send(replies.go_away(time_left))
+        await self.out.send(replies.go_away(time_left))
         self.hub.events.emit("go_away", connection=self.id, time_left=time_left)
         self.hub.wake_timers()
-
-    # -- client content ------------------------------------------------------------------
-
-    def _client_content(self, body: Mapping[str, Any]) -> None:
-        session = self._session()
-        turns = client_turns(body)
-        # "A message here will interrupt any current model generation."
-        self._interrupt()
-        self._end_reasoning()
-        session.history.extend(turns.entries)
-        self.hub.events.emit(
-            "client_content",
-            connection=self.id,
-            turns=len(turns.entries),
-            turn_complete=turns.turn_complete,
-        )
-        if turns.turn_complete:
-            self._start_generation()
-        else:
-            self._spawn(self._flush_then_update())
-
-    async def _flush_then_update(self) -> None:
-        await self._flush_handle()
-        await self._send_resumption_update()
-
-    async def _realtime_input(self, body: Mapping[str, Any]) -> None:
-        session = self._session()
-        info = self._info()
-        action = realtime_action(body, info)
-        if isinstance(action, TextIn):
-            self._interrupt()
-            session.history.append(Entry("user", action.text, "realtimeText"))
-            self.hub.events.emit("user_text", connection=self.id, text=action.text)
-            self._start_generation()
-        elif isinstance(action, AudioIn):
-            await self._audio(action.pcm, action.rate)
-        elif isinstance(action, VideoIn):
-            self._video()
-        elif isinstance(action, StreamEnd):
-            assert self._vad is not None
-            for event, utterance in self._vad.flush():
-                await self._vad_event(event, utterance)
-        elif isinstance(action, ActivityStart):
-            self._barge_in()
-            self._manual_audio = bytearray()
-        else:
-            assert isinstance(action, ActivityEnd)
-            pcm_bytes = bytes(self._manual_audio or b"")
-            self._manual_audio = None
-            await self._utterance(pcm_bytes)
-
-    def _video(self) -> None:
-        session = self._session()
-        if not session.video_seen:
-            session.video_seen = True
-            self.hub.events.emit("video_seen", connection=self.id, session=session.id)
-            self.hub.wake_timers()
-
-    async def _audio(self, pcm: bytes, rate: int) -> None:
-        info = self._info()
-        if info.manual_activity:
-            if self._manual_audio is not None:
-                self._manual_audio.extend(pcm)
-            return
-        assert self._vad is not None
-        for event, utterance in list(self._vad.feed(pcm, rate)):
-            await self._vad_event(event, utterance)
-
-    async def _vad_event(self, event: str, utterance: bytes) -> None:
-        if event == "start":
-            self.hub.events.emit("speech_started", connection=self.id)
-            self._barge_in()
-        else:
-            await self._utterance(utterance)
-
-    def _barge_in(self) -> None:
-        if barge_in_allowed(self._info().setup):
-            self._interrupt()
-
-    async def _utterance(self, pcm: bytes) -> None:
-        session = self._session()
-        text = transcribe(pcm)
-        self.hub.events.emit("utterance", connection=self.id, text=text, bytes=len(pcm))
-        if self._info().input_transcription:
-            await self.send(replies.input_transcription(text))
-        session.history.append(Entry("user", text, "audio"))
-        self._start_generation()
-
-    def _tool_response(self, body: Mapping[str, Any]) -> None:
-        session = self._session()
-        for result in tool_results(body, session.pending_calls):
-            session.pending_calls.pop(result.call_id)
-            session.history.append(result.entry())
-            self.hub.events.emit(
-                "tool_response", connection=self.id, id=result.call_id, name=result.name
-            )
-        if not session.pending_calls:
-            self._start_generation()
-
-    # -- generation ----------------------------------------------------------------------
-
-    def _session(self) -> Session:
-        assert self.session is not None
-        return self.session
-
-    def _info(self) -> SetupInfo:
-        assert self.info is not None
-        return self.info
-
-    def _status(self, status: str) -> str | None:
-        return status if self.hub.policy.interaction_status else None
-
-    def _interrupt(self) -> None:
-        """Barge-in: stop the answer in progress (``interrupted`` then ``turnComplete``)."""
-        session = self._session()
-        if self._generation is not None and not self._generation.done():
-            self._generation.cancel()
-            self._generation = None
-            session.generating = False
-            if self._partial:
-                # What was already said stays in the conversation, marked as cut off.
-                session.history.append(
-                    Entry("model", " ".join(self._partial), "model", {"interrupted": True})
-                )
-            self._partial = []
-            self.hub.events.emit("interrupted", connection=self.id, session=session.id)
-            self._spawn(self.send(*replies.interrupted(self._status("IDLE"))))
-        if session.pending_calls:
-            ids = list(session.pending_calls)
-            session.pending_calls.clear()
-            self._spawn(self.send({"toolCallCancellation": {"ids": ids}}))
-
-    def _end_reasoning(self) -> None:
-        """New input ends background reasoning (no IDLE, no handle for it).
-
-        A turn's handle that is only waiting out ``handle_delay`` is not dropped: it was
-        taken at the turn's end and is flushed before anything newer is sent.
-        """
-        session = self.session
-        if session is None or not session.background:
-            return
-        if self._settling is not None and not self._settling.done():
-            self._settling.cancel()
-        self._settling = None
-        session.background = False
-
-    def _start_generation(self) -> None:
-        self._end_reasoning()
-        session = self._session()
-        session.generating = True
-        self._generation = asyncio.ensure_future(self._generate())
-
-    async def _generate(self) -> None:
-        session = self._session()
-        info = self._info()
-        hub = self.hub
-        partial: list[str] = []
-        self._partial = partial
-        await self._flush_handle()  # the last turn's handle first: it is older
-        await self._send_resumption_update()
-        think = hub.policy.think_delay
-        if think > 0:
-            # The model thinks: no output, but the socket stays served (pings, input).
-            hub.events.emit("thinking", connection=self.id, seconds=think)
-            await asyncio.sleep(think)
-        answer = brain.respond(session.history, brain.declared_functions(info.setup))
-        hub.events.emit("generation_started", connection=self.id, session=session.id)
-        if answer.call is not None:
-            await self._pace(hub.policy.tool_call_delay)
-            call_id = "function-call-" + secrets.token_hex(6)
-            args = dict(answer.call.args)
-            session.pending_calls[call_id] = answer.call.name
-            session.history.append(
-                Entry(
-                    "model", "", "toolCall", {"id": call_id, "name": answer.call.name, "args": args}
-                )
-            )
-            session.generating = False
-            self._generation = None
-            await self.send(replies.tool_call(call_id, answer.call.name, args))
-            hub.events.emit("tool_call", connection=self.id, id=call_id, name=answer.call.name)
-            return
-        text = answer.text or ""
-        plan = replies.answer_plan(
-            text, hub.policy, modality=info.modality, transcription=info.output_transcription
-        )
-        for step in plan.steps:
-            await self._pace(step.pause_before)
-            await self.send(*step.messages)
-            partial.extend(step.words)
-            hub.events.emit("generation_chunk", connection=self.id, words=list(step.words))
-        await self._pace(plan.tail)
-        session.history.append(Entry("model", text, "model"))
-        session.generating = False
-        self._partial = []
-        # The answer is complete: a later input starts a new turn instead of cutting this one.
-        self._generation = None
-        reasoning = hub.policy.background_reasoning
-        session.background = reasoning > 0
-        status = "IN_PROGRESS" if session.background else "IDLE"
-        await self.send(*replies.turn_end(self._status(status)))
-        hub.events.emit(
-            "turn_complete", connection=self.id, session=session.id, text=text, status=status
-        )
-        if hub.policy.usage_metadata:
-            prompt = sum(len(e.text.split()) for e in session.history)
-            await self.send(replies.usage(prompt, len(text.split())))
-        if reasoning <= 0:
-            # The handle is taken at the turn's end (it holds this turn) and delivered later.
-            self._pending_update = hub.store.resumption_update(session)
-        self._settling = asyncio.ensure_future(self._settle(reasoning))
-
-    async def _settle(self, reasoning: float) -> None:
-        """After a turn: background reasoning (if any) ends IDLE, then the handle comes."""
-        session = self._session()
-        hub = self.hub
-        if reasoning > 0:
-            await asyncio.sleep(reasoning)
-            session.background = False
-            await self.send(replies.interaction_idle())
-            hub.events.emit("interaction_idle", connection=self.id, session=session.id)
-            self._pending_update = hub.store.resumption_update(session)
-        delay = hub.policy.handle_delay
-        if delay > 0:
-            # Google's handle arrives some 20-70 ms after turnComplete (reference section 10).
-            await asyncio.sleep(delay)
-        await self._flush_handle()
-
-    async def _flush_handle(self) -> None:
-        """Deliver the turn's handle now if it is still waiting (before anything newer)."""
-        update, self._pending_update = self._pending_update, None
-        if update is not None:
-            await self._deliver_update(update)
-
-    async def _pace(self, seconds: float) -> None:
-        # Read the speed now, so a test can slow an answer down or speed it up mid-way.
-        speed = self.hub.policy.generation_speed
-        if seconds > 0 and speed > 0:
-            await asyncio.sleep(seconds / speed)
-
-    async def _send_resumption_update(self) -> None:
-        session = self.session
-        if session is None or self._closing:
-            return
-        update = self.hub.store.resumption_update(session)
-        if update is not None:
-            await self._deliver_update(update)
-
-    async def _deliver_update(self, update: JsonDict) -> None:
-        session = self.session
-        if session is None or self._closing:
-            return
-        await self.send({"sessionResumptionUpdate": update})
-        self.hub.events.emit(
-            "resumption_update",
-            connection=self.id,
-            session=session.id,
-            resumable=update["resumable"],
-            handle=update.get("newHandle"),
-        )

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from tunnelproof.emulator.admission import ClosedBy
-from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.events import Event
 from tunnelproof.emulator.hub import ConnectionPeer, Hub
 from tunnelproof.emulator.sessions import Session
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.types import JsonDict
 
 

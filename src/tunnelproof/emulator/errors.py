@@ -1,10 +1,12 @@
-"""The two ways the emulator refuses something: an HTTP error or a WebSocket close."""
+"""How the emulator refuses an HTTP request: Google-style error JSON.
+
+A refusal after the upgrade is a WebSocket close: the protocol's
+:class:`~tunnelproof.protocol.errors.CloseRefusal`, shared with the relay.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from tunnelproof.protocol.close_codes import truncate_reason
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -29,12 +31,3 @@ class HttpRefusal(Exception):
     def body(self) -> dict[str, Any]:
         """``{"error": {"code": 400, "message": ..., "status": "INVALID_ARGUMENT"}}``."""
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
-
-
-class CloseRefusal(Exception):
-    """Close the WebSocket with ``code`` and ``reason`` (cut to the 123-byte limit)."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}")
-        self.code = code
-        self.reason = truncate_reason(reason)

@@ -21,12 +21,12 @@ from tunnelproof.emulator.messages import (
     SetupInfo,
     content_text,
     decode_blob,
-    invalid,
     pcm_rate,
     realtime_field,
 )
 from tunnelproof.emulator.sessions import Entry
 from tunnelproof.protocol.casing import get_field
+from tunnelproof.protocol.errors import invalid
 
 
 @dataclass(frozen=True, slots=True)

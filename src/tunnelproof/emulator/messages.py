@@ -1,7 +1,9 @@
-"""Client frame decoding and setup validation, with Google's close codes. No I/O.
+"""Setup validation and message-body decoding, with Google's close codes. No I/O.
 
-* A frame must be a JSON object with exactly one of ``setup``, ``clientContent``,
-  ``realtimeInput``, ``toolResponse`` (either spelling); anything else is 1007.
+The frame around a message is decoded by
+:func:`tunnelproof.protocol.client_frames.decode_client_frame`; this module reads what is
+inside it.
+
 * ``setup`` fields are checked the way a proto-JSON parser does: an unknown name is 1007
   ``Unknown name "x" at 'setup': Cannot find field.`` (``responseModalities`` at the setup
   root is the classic case).
@@ -20,12 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from tunnelproof.emulator.errors import CloseRefusal
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
-from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, model_not_found_reason
+from tunnelproof.protocol.client_frames import requested_modality
+from tunnelproof.protocol.close_codes import model_not_found_reason
+from tunnelproof.protocol.errors import CloseRefusal, invalid
 from tunnelproof.protocol.models import (
     EMULATOR_TEXT_MODEL,
     LIVE_MODELS,
@@ -36,7 +37,6 @@ from tunnelproof.protocol.types import JsonDict
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
 
-CLIENT_KINDS = frozenset({"setup", "clientContent", "realtimeInput", "toolResponse"})
 SETUP_FIELDS = frozenset(
     {
         "model",
@@ -57,30 +57,6 @@ SETUP_FIELDS = frozenset(
 REALTIME_FIELDS = frozenset(
     {"audio", "video", "text", "audioStreamEnd", "activityStart", "activityEnd", "mediaChunks"}
 )
-
-
-def invalid(reason: str = REASON_INVALID_ARGUMENT) -> CloseRefusal:
-    """A 1007 close (invalid payload)."""
-    return CloseRefusal(1007, reason)
-
-
-def decode_client_frame(data: bytes | str) -> tuple[str, Any]:
-    """``(kind, body)`` of one client frame, or a 1007 :class:`CloseRefusal`."""
-    try:
-        value = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise invalid() from None
-    if not isinstance(value, dict) or len(value) != 1:
-        raise invalid()
-    ((key, body),) = value.items()
-    kind = to_camel(key)
-    if kind not in CLIENT_KINDS:
-        raise invalid(f'Invalid JSON payload received. Unknown name "{key}": Cannot find field.')
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise invalid()
-    return kind, body
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +90,7 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
     known = model in LIVE_MODELS or model == EMULATOR_TEXT_MODEL
     if not known and model not in policy.extra_models:
         raise CloseRefusal(1008, model_not_found_reason(model, version))
-    generation = setup.get("generationConfig") or {}
-    if not isinstance(generation, Mapping):
-        raise invalid()
-    modalities = generation.get("responseModalities") or ["AUDIO"]
-    if not isinstance(modalities, list) or len(modalities) != 1:
-        raise invalid()
-    modality = str(modalities[0]).upper()
-    if modality not in ("TEXT", "AUDIO"):
-        raise invalid()
+    modality = requested_modality(setup)
     supported = response_modalities(model)
     if modality not in supported:
         raise CloseRefusal(policy.modality_close_code, modality_reason(model, modality, supported))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, truncate_reason
+
 
 class ProtocolError(ValueError):
     """A frame or value that does not follow the Live API wire protocol.
@@ -13,3 +15,21 @@ class ProtocolError(ValueError):
     def __init__(self, message: str, *, size: int | None = None) -> None:
         self.size = size
         super().__init__(message if size is None else f"{message} ({size} bytes)")
+
+
+class CloseRefusal(Exception):
+    """Close the WebSocket with ``code`` and ``reason`` (cut to the 123-byte limit).
+
+    What a server (Google, the emulator, the relay) answers a client it refuses after the
+    upgrade: the reason is cut here, once, so no caller can send an over-long one.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code} {reason}")
+        self.code = code
+        self.reason = truncate_reason(reason)
+
+
+def invalid(reason: str = REASON_INVALID_ARGUMENT) -> CloseRefusal:
+    """A 1007 close (invalid payload): Google's answer to a malformed client message."""
+    return CloseRefusal(1007, reason)

@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from tunnelproof.emulator.errors import CloseRefusal
-from tunnelproof.emulator.messages import decode_client_frame
 from tunnelproof.protocol.casing import camelize_keys, get_field
+from tunnelproof.protocol.client_frames import decode_client_frame, requested_modality
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
-from tunnelproof.protocol.config import LiveConfig, Modality
+from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.models import bare_model_id
 from tunnelproof.protocol.types import JsonDict as JsonDict  # relay modules use wire.JsonDict
 from tunnelproof.session import app_events as ev
@@ -50,7 +50,8 @@ def invalid(reason: str = REASON_INVALID_ARGUMENT) -> WireError:
 def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
     """``(kind, body)`` of one device frame; :class:`WireError` (1007) if it is not one.
 
-    Decoded by the emulator's decoder, which answers malformed frames as Google does.
+    Decoded by the protocol's client-frame decoder (the emulator's too), which answers
+    malformed frames as Google does.
     """
     try:
         return decode_client_frame(data)
@@ -82,19 +83,14 @@ def config_from_setup(setup: Mapping[str, Any], default_model: str) -> LiveConfi
     model = camel.get("model") or default_model
     if not isinstance(model, str) or not model.strip():
         raise invalid()
+    try:
+        modality = requested_modality(camel)  # the emulator's check: Google's refusals
+    except CloseRefusal as exc:
+        raise WireError(exc.code, exc.reason) from None
     generation = camel.get("generationConfig") or {}
-    if not isinstance(generation, dict):
-        raise invalid()
-    modalities = generation.get("responseModalities") or ["AUDIO"]
-    if not isinstance(modalities, list) or len(modalities) != 1:
-        raise invalid()
-    modality = str(modalities[0]).upper()
-    if modality not in ("TEXT", "AUDIO"):
-        raise invalid()
-    typed_modality: Modality = "TEXT" if modality == "TEXT" else "AUDIO"
     return LiveConfig(
         model=bare_model_id(model),
-        response_modalities=(typed_modality,),
+        response_modalities=(modality,),
         # LiveConfig() turns both transcriptions on; the device's setup decides here.
         input_audio_transcription="inputAudioTranscription" in camel,
         output_audio_transcription="outputAudioTranscription" in camel,
