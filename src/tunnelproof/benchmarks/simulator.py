@@ -528,7 +528,7 @@ class StormWorld(World):
     (tunnelproof's service since issue 15): a request waits its turn (FIFO, at
     ``token_rate``) for up to ``queue_wait`` seconds, as the real service waits up to
     ``mint_queue_timeout`` for a mint slot; one that would wait longer is shed. While the
-    upstream is down it lets one probe per second through and answers every other request
+    upstream is down it lets one probe per 0.5 s through and answers every other request
     503 at once. Both answers carry a ``Retry-After`` sized by the backlog
     (:class:`~tunnelproof.tokens.admission.Admission`, whole seconds, rounded down).
     ``service="fixed"`` (the service before issue 15): a token bucket (``burst``) that

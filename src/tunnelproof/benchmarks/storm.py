@@ -20,7 +20,7 @@ Method, two parts:
   requests/s benchmark 6 measured in this run for one worker (or 400/s if it did not run)
   and answers as tunnelproof's service does (``StormWorld(service="queue")``, with the
   service's own ``Admission``): a request waits in line up to 1 s; while the upstream is
-  down (one probe per second) or the line is longer, 503 with a ``Retry-After`` sized by the
+  down (one probe per 0.5 s) or the line is longer, 503 with a ``Retry-After`` sized by the
   backlog. Healthy latencies 50 ms each. Our policy also runs against the service as it
   was before issue 15 (502 while the upstream is down, 503 + ``Retry-After: 1`` from a
   token bucket), to show what the contract change is worth, at a tenth of the herd and of

@@ -5,10 +5,13 @@ Google is down, which clients retry after a short backoff) gets the whole herd b
 second later, and again, and again: the offered load stays at the herd's size, not at what
 the service can mint. :class:`Admission` instead hands every shed caller its own slot in
 one virtual queue that drains at the service's ``rate``: the *n*-th caller shed is told to
-come back ``n / rate`` seconds later (after the upstream's next probe, while it is down).
-A herd of N callers is spread over N / rate seconds and comes back at about ``rate`` per
-second, whatever the outage's length: a caller that returns into a still-down upstream
-gets a new slot at the end of the queue.
+come back ``n / rate`` seconds later. A herd of N callers is spread over N / rate seconds
+and comes back at about ``rate`` per second, whatever the outage's length: a caller that
+returns into a still-down upstream is shed again (cheaply, no upstream work) and gets a new
+slot at the end of the queue. Slots do not wait for the upstream's next probe: nobody knows
+when it is back, and the callers whose slots fall inside the outage cost at most ``rate``
+cheap answers per second, while a restart that is over in a second or two is not made to
+wait for whole extra seconds.
 
 Two more things live here because they decide the same answer:
 
@@ -17,9 +20,9 @@ Two more things live here because they decide the same answer:
   ``probe_interval`` is let through to find out whether it is back, every other one is shed
   at once (503, no upstream work). The first success closes the breaker.
 * **The header**: ``Retry-After`` has one-second resolution (RFC 9110 delta-seconds). The
-  wait is rounded *down* (at least 1): "come back during the second that starts then". A
-  client should spread its return over that second (tunnelproof's clients add
-  ``uniform(0, 1 s)``), so a slot's callers arrive evenly, at ``rate`` per second.
+  wait is rounded *down* (at least 1), so a caller comes back at most a second before its
+  slot: the service lets a request wait in line for a short while (``mint_queue_timeout``)
+  and tunnelproof's clients add ``uniform(0, 0.5 s)``, which together absorb that.
 
 State is O(1) (a queue tail, not a list) and per process: behind a load balancer each
 instance queues its own shed callers at its own ``rate``, and returning callers spread over
@@ -50,7 +53,7 @@ class Admission:
         self,
         rate: float,
         *,
-        probe_interval: float = 1.0,
+        probe_interval: float = 0.5,
         max_wait: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -101,14 +104,10 @@ class Admission:
     def shed(self) -> float:
         """Take the next slot for one shed caller; the seconds until it (> 0).
 
-        Never before the upstream's next probe while it is down; never more than
-        ``max_wait`` away.
+        Never more than ``max_wait`` away.
         """
         now = self._clock()
-        earliest = now
-        if self._down_since is not None:
-            earliest = max(now, self._next_probe)
-        slot = min(max(self._tail, earliest) + 1.0 / self.rate, now + self.max_wait)
+        slot = min(max(self._tail, now) + 1.0 / self.rate, now + self.max_wait)
         self._tail = max(self._tail, slot)
         return slot - now
 

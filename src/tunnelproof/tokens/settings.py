@@ -70,7 +70,7 @@ class TokenServiceSettings(BaseSettings):
     """Tokens/s one process mints at most (``tunnelproof bench token_service`` measures
     it). Shed callers are told to come back at this rate: the *n*-th one shed gets
     ``Retry-After`` ≈ n / admit_rate, so a herd returns at about this rate."""
-    upstream_probe_interval: float = Field(default=1.0, gt=0)
+    upstream_probe_interval: float = Field(default=0.5, gt=0)
     """While the upstream is down, one request per this many seconds goes upstream to
     find out whether it is back; every other one is answered 503 at once."""
 
