@@ -136,6 +136,8 @@ async def test_the_guide_examples_run_and_differ_by_a_few_lines(
     # plain-ws emulator here) from the token service.
     emu = emulator_tls
     assert emu.ca_file is not None
+    for server in (emu, emulator):  # answers unpaced: the printed transcript is compared
+        server.controls.set_generation_speed(0)
     before = tmp_path / "genai"
     before.mkdir()
     genai_out = await _run_example(
@@ -185,6 +187,7 @@ async def test_the_guide_examples_run_and_differ_by_a_few_lines(
 async def test_a_crash_between_turns_is_invisible_to_genai_shaped_code(
     emulator: EmulatorServer,
 ) -> None:
+    emulator.controls.set_generation_speed(0)  # unpaced: what is said is the point
     live = genai_compat.live_config_from_genai(MODEL, CONFIG)
     tokens = ApiKeyMintingSource(emulator.api_key, live, http_base=emulator.http_base)
     seen: list[Any] = []

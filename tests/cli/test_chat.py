@@ -15,10 +15,15 @@ from .helpers import cli_env
 pytestmark = pytest.mark.e2e
 
 
+# The local emulator speaks its answers 4x real time: the tests read what is said (and
+# how the session survives), not how long saying it takes.
+FAST = ("--emulator-speed", "4")
+
+
 def spawn(*args: str) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable,
-        ["-m", "tunnelproof", "chat", *args],
+        ["-m", "tunnelproof", "chat", *FAST, *args],
         encoding="utf-8",
         timeout=30,
         dimensions=(30, 120),
@@ -86,7 +91,7 @@ def test_chat_sends_a_wav(tmp_path) -> None:
 def test_chat_reads_a_piped_script() -> None:
     from .helpers import run_cli
 
-    proc = run_cli("chat", stdin="hello there\n/tunnel 1\nWhat did I say first?\n")
+    proc = run_cli("chat", *FAST, stdin="hello there\n/tunnel 1\nWhat did I say first?\n")
     assert proc.returncode == 0, proc.stderr
     assert 'You first said: "hello there"' in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -108,7 +113,7 @@ def test_chat_audio_with_microphone_and_speaker(tmp_path) -> None:
     fake = Path(__file__).parent / "fake_audio"
     chat = pexpect.spawn(
         sys.executable,
-        ["-m", "tunnelproof", "chat", "--audio"],
+        ["-m", "tunnelproof", "chat", *FAST, "--audio"],
         encoding="utf-8",
         timeout=30,
         dimensions=(30, 120),
@@ -138,6 +143,7 @@ async def test_chat_through_a_token_service(emulator) -> None:
     from tunnelproof.testing.tokens_fixtures import DEV_BEARER_KEY, DEV_USER, running_token_service
     from tunnelproof.tokens.settings import TokenServiceSettings
 
+    emulator.controls.set_generation_speed(4)  # as FAST above
     settings = TokenServiceSettings(
         api_key=SecretStr(emulator.api_key),
         auth_mode="static",

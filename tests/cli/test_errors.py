@@ -41,8 +41,10 @@ def test_retired_model_from_the_environment() -> None:
 
 
 def test_unknown_model_refused_by_the_server() -> None:
-    # Not in our retired table: the server's 1008 "not found" becomes the sentence.
-    proc = run_cli("demo", "--json", "--speed", "8", "--model", "gemini-9-imaginary")
+    # Not in our retired table: the server's 1008 "not found" becomes the sentence. In this
+    # process (the stack's token service is still a child): test_retired_model runs the
+    # real entry point, and a CLI process costs seconds of start-up.
+    proc = run_in_process("demo", "--json", "--speed", "8", "--model", "gemini-9-imaginary")
     assert proc.returncode == 2
     line = one_clear_sentence(proc.stderr, "tunnelproof demo: ")
     assert "gemini-9-imaginary" in line
@@ -117,14 +119,25 @@ async def test_token_service_401_and_500() -> None:
         line = one_clear_sentence(err, "tunnelproof chat: ")
         assert "refused the user (HTTP 401)" in line
         assert "--bearer" in line
-        # No bearer at all: the same sentence.
-        code, err = await _chat_against(service.token_url)
-        assert code == 2
-        assert "HTTP 401" in one_clear_sentence(err, "tunnelproof chat: ")
+        # No bearer at all: the same sentence. (In this process from here on: the real
+        # entry point was run above, and each CLI process costs seconds of start-up. In a
+        # thread, because the CLI runs its own event loop and this one serves the service.)
+        proc = await asyncio.to_thread(run_in_process, "chat", "--token-url", service.token_url)
+        assert proc.returncode == 2
+        assert "HTTP 401" in one_clear_sentence(proc.stderr, "tunnelproof chat: ")
     # A service whose upstream is down answers 503 upstream_unavailable: say what to check.
     async with running_token_service(settings) as service:
-        code, err = await _chat_against(service.token_url, "--bearer", DEV_BEARER_KEY)
-        assert code == 2
-        line = one_clear_sentence(err, "tunnelproof chat: ")
+        proc = await asyncio.to_thread(
+            run_in_process, "chat", "--token-url", service.token_url, "--bearer", DEV_BEARER_KEY
+        )
+        assert proc.returncode == 2
+        line = one_clear_sentence(proc.stderr, "tunnelproof chat: ")
         assert "could not mint a token upstream (HTTP 503)" in line
         assert "GEMINI_API_KEY" in line
+
+
+@pytest.mark.parametrize("target", [("--real",), ("--token-url", "http://127.0.0.1:9/t")])
+def test_emulator_speed_is_refused_without_the_local_emulator(target: tuple[str, ...]) -> None:
+    proc = run_in_process("chat", "--emulator-speed", "4", *target)
+    assert proc.returncode == 2
+    assert "--emulator-speed" in one_clear_sentence(proc.stderr, "tunnelproof chat: ")

@@ -66,6 +66,8 @@ def test_backend_example_mounts_the_route(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # make test runs this example as written, in a pytest of its own, twice:
+# tests/testing/test_pytest_plugin.py (pytest-asyncio and anyio), so it is make chaos's here
 async def test_fixtures_example_runs(emulator, emulator_tunnel) -> None:
     # The example is a pytest test using the plugin's fixtures: run it with the real ones.
     namespace: dict[str, object] = {}

@@ -36,7 +36,7 @@ def test_signal_stops_demo_and_children(sig: signal.Signals, code: int) -> None:
         # moment to be under way (any moment works: the assertion holds whenever it lands).
         wait_for(lambda: bool(children(proc.pid)), 30, "the token service child")
         kids = children(proc.pid)
-        time.sleep(2.0)
+        time.sleep(1.0)
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)

@@ -150,3 +150,63 @@ async def test_no_interruption_mode_lets_the_answer_finish(
     assert any(m.get("generationComplete") for m in messages)
     assert not any(m.get("interrupted") for m in messages)
     await ws.close()
+
+
+async def _speak_over_a_text_answer(ws: object, emu: object) -> None:
+    """Speech starts, a text question starts an answer, then the speech ends (an utterance
+    completes while that answer is being generated)."""
+    step = int(16_000 * 0.04) * 2
+    speech = encode_speech("stop please")
+    for offset in range(0, len(speech), step):
+        await send(ws, _audio(speech[offset : offset + step]))  # type: ignore[arg-type]
+    await emu.controls.wait_for_event("speech_started")  # type: ignore[attr-defined]
+    await send(ws, {"realtimeInput": {"text": "count to 40"}})  # type: ignore[arg-type]
+    await emu.controls.wait_for_event("generation_chunk", count=2)  # type: ignore[attr-defined]
+    pause = silence(0.8)
+    for offset in range(0, len(pause), step):
+        await send(ws, _audio(pause[offset : offset + step]))  # type: ignore[arg-type]
+
+
+async def test_an_utterance_ending_during_an_answer_cuts_it_never_runs_beside_it(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    """One answer at a time (issue 13, ten tasks through drops): the utterance's answer
+    used to be generated alongside the text's, their words interleaved on one socket."""
+    emu = await emulator_factory(EmulatorPolicy(seconds_per_word=0.05, generation_speed=1.0))
+    ws, _ = await start(emu, modality="AUDIO", outputAudioTranscription={})
+    await _speak_over_a_text_answer(ws, emu)
+    await recv_until(ws, lambda m: m.get("serverContent", {}).get("interrupted", False))
+    cut = _server_content(await recv_until(ws, turn_complete))
+    assert cut == [{"turnComplete": True, "interactionStatus": "IDLE"}], cut
+    final = _server_content(await recv_until(ws, turn_complete))
+    said = "".join(m["outputTranscription"]["text"] for m in final if "outputTranscription" in m)
+    assert said.split() == ["You", "said:", '"stop', 'please".']
+    await asyncio.sleep(0.3)  # a count still running beside it would complete by now
+    completed = [e["text"] for e in emu.controls.events(kind="turn_complete")]
+    assert completed == ['You said: "stop please".'], completed
+    await ws.close()
+
+
+async def test_no_interruption_answers_an_utterance_after_the_answer_in_progress(
+    emulator_factory: EmulatorFactory,
+) -> None:
+    emu = await emulator_factory(EmulatorPolicy(seconds_per_word=0.02, generation_speed=1.0))
+    config = {"activityHandling": "NO_INTERRUPTION"}
+    ws, _ = await start(
+        emu, modality="AUDIO", realtimeInputConfig=config, outputAudioTranscription={}
+    )
+    await _speak_over_a_text_answer(ws, emu)
+    first = _server_content(await recv_until(ws, turn_complete))
+    second = _server_content(await recv_until(ws, turn_complete))
+    assert not any(m.get("interrupted") for m in first + second)
+
+    def said(messages: list[dict[str, object]]) -> str:
+        return "".join(
+            m["outputTranscription"]["text"]  # type: ignore[index]
+            for m in messages
+            if "outputTranscription" in m
+        )
+
+    assert said(first).split()[-1] == "40."
+    assert said(second).split() == ["You", "said:", '"stop', 'please".']
+    await ws.close()

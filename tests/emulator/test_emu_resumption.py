@@ -133,7 +133,7 @@ async def test_unknown_handle_code_is_configurable(emulator_factory: EmulatorFac
 
 async def test_handles_expire_after_the_validity_window(emulator_factory: EmulatorFactory) -> None:
     clock = FakeClock()
-    emu = await emulator_factory(clock=clock)
+    emu = await emulator_factory(EmulatorPolicy(generation_speed=0), clock=clock)  # unpaced
     ws, _ = await start(emu)
     _, handle, _ = await ask(ws, "hello")
     clock.advance(10_000)  # while connected, handles do not age

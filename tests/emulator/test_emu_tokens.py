@@ -227,7 +227,7 @@ async def test_new_session_window_closes_but_resume_still_works(
     emulator_factory: EmulatorFactory,
 ) -> None:
     clock = FakeClock()
-    emu = await emulator_factory(clock=clock)
+    emu = await emulator_factory(EmulatorPolicy(generation_speed=0), clock=clock)  # unpaced
     token = await mint_token(emu)
     ws, _ = await start(emu, token_url(emu, token))
     _, handle, _ = await ask(ws, "remember the tunnel")

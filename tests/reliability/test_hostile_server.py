@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -109,7 +110,9 @@ class App:
 
 @asynccontextmanager
 async def talking(
-    policy: RetryPolicy | None = None, **session_kwargs: Any
+    policy: RetryPolicy | None = None,
+    watchdogs: Watchdogs = WATCHDOGS,
+    **session_kwargs: Any,
 ) -> AsyncIterator[tuple[EmulatorServer, LiveSession, App]]:
     loop = asyncio.get_running_loop()
     unhandled: list[dict[str, Any]] = []
@@ -121,7 +124,7 @@ async def talking(
             session = LiveSession(
                 CONFIG,
                 Mint(emu),
-                watchdogs=WATCHDOGS,
+                watchdogs=watchdogs,
                 policy=policy,
                 rng=random.Random(3),
                 **session_kwargs,
@@ -204,7 +207,10 @@ async def test_a_server_that_only_sends_garbage_ends_in_a_clean_failure() -> Non
     # Failed event. No hang, no loop.
     policy = RetryPolicy(base_delay=0.1, max_delay=0.3, max_attempts_per_outage=3, stable_after=60)
     plan = HostilePlan(kinds=(HostileKind.GARBAGE,), frames=2_000, pause=0.005)
-    async with talking(policy=policy) as (emu, session, app):
+    # Each garbage-only connection costs one reply timeout (no answer ever comes), so a
+    # short one keeps the four of them quick; the link check it starts is the same.
+    fast = dataclasses.replace(WATCHDOGS, reply_timeout=0.8)
+    async with talking(policy=policy, watchdogs=fast) as (emu, session, app):
         emu.controls.set_generation_speed(0.0001)  # answers never really come
         async with HostileMode(emu, plan, every_connection=True):
             await session.send_text("Please count to 50.")

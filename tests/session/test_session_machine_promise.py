@@ -168,6 +168,21 @@ def test_a_link_check_without_evidence_of_life_finds_the_dead_link() -> None:
     assert h.m.metrics.dead_links_detected == 1
 
 
+def test_asking_again_into_a_silent_link_does_not_postpone_its_check() -> None:
+    """Ten tasks sending through a blackhole (e2e): each question used to restart the reply
+    watchdog, so questions under ``reply_timeout`` apart kept a dead link alive forever."""
+    h = connected(watchdogs=Watchdogs(reply_timeout=4.0, link_check_timeout=2.0))
+    h.send(realtime_text("hello?"))
+    for n in range(5):  # a question every second, the server silent all along
+        h.advance(1.0)
+        h.send(realtime_text(f"hello again {n}?"))
+    checks = h.actions_of(CheckLink)
+    assert len(checks) == 1 and checks[0].attempt == h.attempt, "checked 4 s after the first"
+    h.advance(1.5)
+    assert h.actions_of(AbortSocket), "no sign of life 2 s after the check: the link is dead"
+    assert h.m.metrics.dead_links_detected == 1
+
+
 def test_the_kernel_saying_dead_ends_the_link_at_once() -> None:
     h = connected(watchdogs=Watchdogs(reply_timeout=4.0))
     h.send(realtime_text("hello?"))
@@ -319,6 +334,52 @@ def test_go_away_on_every_connection_has_a_handover_budget() -> None:
             h.handle_update("h1")
         h.log.clear()
     assert h.m.metrics.connections <= 40, h.m.metrics.connections
+
+
+def test_a_server_that_closes_at_once_after_every_go_away_is_no_hot_loop() -> None:
+    """goAway with no time left and the deadline close right after it, on every connection:
+    the server's close counts against the handover budget like our own handover (it used
+    not to, so every reconnect went at once: hundreds of connections in seconds)."""
+    h = connected(policy=RetryPolicy(handover_budget=3))
+    h.handle_update("h1")
+    start = h.now
+    for _ in range(400):
+        if h.now - start > 60:
+            break
+        if h.m.phase.value == "connected":
+            h.server(goAway={"timeLeft": "0s"})
+            h.closed(1011, "Deadline expired before operation could complete.")
+        if h.m.phase.value == "waiting":
+            h.retry()
+        if h.m.phase.value == "fetching":
+            h.give_token()
+        if h.m.phase.value == "opening":
+            h.opened()
+            h.setup_complete()
+            h.handle_update("h1")
+        h.advance(0.01)
+        h.log.clear()
+    assert not h.of(ev.Failed)
+    assert h.m.metrics.connections <= 40, h.m.metrics.connections
+    assert h.now - start > 30, "the loop ran out of steps: connections came too fast"
+
+
+def test_past_the_handover_budget_the_session_stays_until_the_server_closes() -> None:
+    """goAway with timeLeft at the margin: past the budget the session no longer leaves at
+    once (it left right after flushing each question, forever) but stays for the answer."""
+    h = connected(policy=RetryPolicy(handover_budget=0), watchdogs=Watchdogs(go_away_margin=1.0))
+    h.handle_update("h1")
+    h.send(realtime_text("what did I say first?"))
+    h.server(goAway={"timeLeft": "1s"})
+    h.give_token()
+    h.advance(0.9)
+    assert not h.actions_of(CloseSocket), "left before the server's deadline"
+    said(h, "You said teal.")
+    h.server(serverContent={"turnComplete": True})
+    h.handle_update("h2")
+    assert not h.actions_of(CloseSocket) and h.of(ev.TurnComplete)
+    h.advance(5.0)  # the server never closed: the backstop hands over
+    assert h.actions_of(CloseSocket)
 
 
 # -- symptom 7: reply_lost means one thing ----------------------------------------------------

@@ -245,6 +245,30 @@ async def serve_subprocess(
                 await process.wait()
 
 
+@contextlib.asynccontextmanager
+async def serve_subprocesses(
+    tmp_path: Path, *specs: tuple[dict[str, str], str]
+) -> AsyncIterator[list[ServiceProcess]]:
+    """Several :func:`serve_subprocess` ``(env, name)`` started at once.
+
+    Each start is mostly Python importing FastAPI and google-genai; on two cores two of them
+    overlap instead of queueing. Every process that started is stopped at the end.
+    """
+    managers = [serve_subprocess(tmp_path, env, name=name) for env, name in specs]
+    started = await asyncio.gather(*(m.__aenter__() for m in managers), return_exceptions=True)
+    try:
+        ready: list[ServiceProcess] = []
+        for result in started:
+            if isinstance(result, BaseException):
+                raise result
+            ready.append(result)
+        yield ready
+    finally:
+        for manager, result in reversed(list(zip(managers, started, strict=True))):
+            if not isinstance(result, BaseException):
+                await manager.__aexit__(None, None, None)
+
+
 def static_env(upstream: str, *, key: str | None = EMULATOR_KEY, **extra: str) -> dict[str, str]:
     """Environment for a subprocess service using static dev keys alice/bob."""
     env = {

@@ -39,6 +39,7 @@ async def test_a_text_client_behind_a_default_serve_is_told(
     emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tunnelproof.session")
+    emu.controls.set_generation_speed(0)  # answers unpaced: what they are is the point
     async with serve_subprocess(tmp_path, static_env(emu.http_base)) as svc:
         tokens = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001")
         async with LiveSession(TEXT_CLIENT, tokens) as session:
@@ -69,6 +70,7 @@ async def test_a_default_client_behind_a_default_serve_hears_no_warning(
     emu: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="tunnelproof.session")
+    emu.controls.set_generation_speed(0)  # answers unpaced: what they are is the point
     async with serve_subprocess(tmp_path, static_env(emu.http_base)) as svc:
         tokens = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001")
         async with LiveSession(LiveConfig(), tokens) as session:

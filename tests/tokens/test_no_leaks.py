@@ -23,7 +23,7 @@ from .helpers import (
     EMULATOR_KEY,
     closed_port_url,
     misbehaving_upstream,
-    serve_subprocess,
+    serve_subprocesses,
     settings_for,
     static_env,
 )
@@ -68,16 +68,18 @@ async def test_no_key_or_token_in_any_log_or_body(
             running_token_service(settings_for(upstream.base)) as failing,
         ):
             bodies.append((await http.post(failing.token_url, headers=ALICE)).text)
-        # 3. real `tunnelproof serve` processes at debug level.
+        # 3. real `tunnelproof serve` processes at debug level (started at once).
         env = static_env(emu.http_base, TUNNELPROOF_RATE_LIMIT="2/minute")
-        async with serve_subprocess(tmp_path, env, name="ok") as proc:
-            await _exercise(http, proc.token_url, tokens, bodies)
-        stderr_logs.append(proc.stderr())
         async with (
             misbehaving_upstream("error") as upstream,
-            serve_subprocess(tmp_path, static_env(upstream.base), name="err") as proc_err,
+            serve_subprocesses(tmp_path, (env, "ok"), (static_env(upstream.base), "err")) as (
+                proc,
+                proc_err,
+            ),
         ):
+            await _exercise(http, proc.token_url, tokens, bodies)
             bodies.append((await http.post(proc_err.token_url, headers=ALICE)).text)
+        stderr_logs.append(proc.stderr())
         stderr_logs.append(proc_err.stderr())
 
     assert len(tokens) >= 5, "the success paths must have run"

@@ -13,7 +13,7 @@ import httpx
 
 from tunnelproof.testing.tokens_fixtures import running_token_service
 
-from .helpers import ALICE, BOB, closed_port_url, serve_subprocess, settings_for, static_env
+from .helpers import ALICE, BOB, closed_port_url, serve_subprocesses, settings_for, static_env
 
 
 async def test_burst_beyond_the_limit_is_429_with_retry_after(emu: Any) -> None:
@@ -52,8 +52,7 @@ async def test_two_replicas_share_one_budget_in_redis(
         emu.http_base, TUNNELPROOF_REDIS_URL=redis_url, TUNNELPROOF_RATE_LIMIT="3/minute"
     )
     async with (
-        serve_subprocess(tmp_path, env, name="a") as a,
-        serve_subprocess(tmp_path, env, name="b") as b,
+        serve_subprocesses(tmp_path, (env, "a"), (env, "b")) as (a, b),
         httpx.AsyncClient(timeout=20) as http,
     ):
         first = [

@@ -161,8 +161,13 @@ async def resolve_target(
     model: str | None,
     modality: str | None,
     ca_file: str | None,
+    emulator_speed: float = 1.0,
 ) -> Target:
-    """Build the token source for the chosen target and fetch its first credential."""
+    """Build the token source for the chosen target and fetch its first credential.
+
+    ``emulator_speed`` paces the local emulator's answers (2 = twice real time); tests use
+    it to hear the same answers sooner.
+    """
     from tunnelproof.protocol.config import ContextWindowCompression, LiveConfig
     from tunnelproof.protocol.models import default_model
 
@@ -209,10 +214,11 @@ async def resolve_target(
         label = f"Google ({config.model})"
         where, kind = "Google", "google"
     else:
-        from tunnelproof.emulator import EmulatorServer
+        from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
         from tunnelproof.tokens.direct import ApiKeyMintingSource
 
-        emulator = EmulatorServer()
+        policy = None if emulator_speed == 1.0 else EmulatorPolicy(generation_speed=emulator_speed)
+        emulator = EmulatorServer(policy)
         await emulator.start()
         cleanup.append(emulator.stop)
         source = ApiKeyMintingSource(emulator.api_key, config, http_base=emulator.http_base)
@@ -646,6 +652,7 @@ async def run_chat(
     audio: bool,
     ca_file: str | None,
     out: TextIO,
+    emulator_speed: float = 1.0,
 ) -> int:
     """The whole chat; returns the exit code. Raises :class:`ChatError` for setup problems."""
     from tunnelproof.session import LiveSession
@@ -662,6 +669,7 @@ async def run_chat(
         model=model,
         modality=modality,
         ca_file=ca_file,
+        emulator_speed=emulator_speed,
     )
     screen = Screen(out)
     loop = asyncio.get_running_loop()
@@ -758,6 +766,14 @@ def register(app: typer.Typer) -> None:
         ca_file: Annotated[
             str | None, typer.Option(hidden=True, help="Trust this CA (testing against TLS).")
         ] = None,
+        emulator_speed: Annotated[
+            float,
+            typer.Option(
+                hidden=True,
+                min=0.0,
+                help="Pace the local emulator's answers N times real time (testing).",
+            ),
+        ] = 1.0,
         log_file: Annotated[
             Path | None, typer.Option(help="Write the library's debug log to this file.")
         ] = None,
@@ -767,6 +783,13 @@ def register(app: typer.Typer) -> None:
         check_model(model, "chat")
         if real and token_url:
             typer.echo("tunnelproof chat: choose --real or --token-url, not both.", err=True)
+            raise typer.Exit(code=2)
+        if emulator_speed != 1.0 and (real or token_url):
+            typer.echo(
+                "tunnelproof chat: --emulator-speed paces the local emulator; "
+                "drop it with --real or --token-url.",
+                err=True,
+            )
             raise typer.Exit(code=2)
         try:
             code = asyncio.run(
@@ -781,6 +804,7 @@ def register(app: typer.Typer) -> None:
                         audio=audio,
                         ca_file=ca_file,
                         out=sys.stdout,
+                        emulator_speed=emulator_speed,
                     )
                 )
             )

@@ -15,6 +15,7 @@ import secrets
 
 from tunnelproof.emulator import brain, replies
 from tunnelproof.emulator.conversation import Conversation
+from tunnelproof.emulator.inputs import barge_in_allowed
 from tunnelproof.emulator.sessions import Entry
 from tunnelproof.protocol.types import JsonDict
 
@@ -32,10 +33,26 @@ class Answering:
     # -- control -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Answer the conversation so far."""
+        """Answer the conversation so far: one answer at a time, never two at once.
+
+        A turn that ends while an answer is still being generated (an utterance ending
+        after a text question started an answer) cuts that answer when barge-in is
+        allowed, as speech does; under ``NO_INTERRUPTION`` it is answered after it.
+        """
         self.end_reasoning()
+        previous = self._generation
+        if previous is None or previous.done():
+            previous = None
+        elif barge_in_allowed(self.conv.info.setup):
+            self.interrupt()
+            previous = None
         self.conv.session.generating = True
-        self._generation = asyncio.ensure_future(self._generate())
+        self._generation = asyncio.ensure_future(self._generate(after=previous))
+
+    def _generation_over(self) -> None:
+        """The running task's answer is complete (a newer one may be queued behind it)."""
+        if self._generation is asyncio.current_task():
+            self._generation = None
 
     def stop(self) -> None:
         """Cancel the answer in progress, sending nothing (the connection is closing)."""
@@ -119,7 +136,14 @@ class Answering:
     def _status(self, status: str) -> str | None:
         return status if self.conv.hub.policy.interaction_status else None
 
-    async def _generate(self) -> None:
+    async def _generate(self, after: asyncio.Future[None] | None = None) -> None:
+        if after is not None:
+            try:
+                await asyncio.wait({after})  # NO_INTERRUPTION: the answer before goes first
+            except asyncio.CancelledError:
+                after.cancel()  # interrupted while waiting: the whole queue is cut
+                raise
+            self.conv.session.generating = True
         session = self.conv.session
         info = self.conv.info
         hub = self.conv.hub
@@ -146,7 +170,7 @@ class Answering:
                 )
             )
             session.generating = False
-            self._generation = None
+            self._generation_over()
             await send(replies.tool_call(call_id, answer.call.name, args))
             self.conv.emit("tool_call", id=call_id, name=answer.call.name)
             return
@@ -164,7 +188,7 @@ class Answering:
         session.generating = False
         self._partial = []
         # The answer is complete: a later input starts a new turn instead of cutting this one.
-        self._generation = None
+        self._generation_over()
         reasoning = hub.policy.background_reasoning
         session.background = reasoning > 0
         status = "IN_PROGRESS" if session.background else "IDLE"

@@ -30,8 +30,9 @@ Three kinds of "try again" are *not* server failures (issue 15):
   is served in turn instead of giving up.
 * **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
   connections younger than ``stable_after``; beyond that, the session stays on the
-  connection until the goAway deadline and waits a backoff before the next one, so a
-  server that sends goAway on every connection cannot drive a hot loop.
+  connection until the server closes it (a backstop at ``timeLeft + close_timeout``), so
+  an answer can still arrive, and waits a backoff before the next one, so a server that
+  sends goAway on every connection can drive neither a hot loop nor a livelock.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class RetryPolicy:
             once (the seed's policy backs off every drop).
         immediate_window: see ``immediate_budget``.
         handover_budget: planned handovers (goAway) in a row from connections younger
-            than ``stable_after`` that go at once; later ones wait for the goAway deadline
-            and then a backoff.
+            than ``stable_after`` that go at once; later ones stay until the server closes
+            (a backstop timer at ``timeLeft + close_timeout``) and then wait a backoff.
         shed_is_wait: a 429/503 with ``Retry-After`` is a wait, not a failure (``False``
             counts it against the caps, as the seed did).
     """
@@ -214,7 +215,9 @@ class Watchdogs:
             message arrived for this long, the link is *checked*, not torn down: silence
             alone is no evidence (a model may think for 30 s and more). The driver asks
             the kernel (``TCP_INFO``: data unacknowledged for long is a dead link) and
-            sends a WebSocket ping; any inbound byte proves the link alive.
+            sends a WebSocket ping; any inbound byte proves the link alive. Counted from
+            the last server message or the oldest reply owed: a new question never
+            postpones it.
         link_check_timeout: how long that check may take before the link counts as dead:
             no inbound byte (pong or message) in this long after the check started.
             Gemini's pongs are known to take 8-30 s, hence the generous default.

@@ -45,11 +45,12 @@ CONNECTION_TIMERS = (
 class Timers:
     """Which timers run, with the serial of each, so stale fires are recognised."""
 
-    __slots__ = ("_live", "_serial")
+    __slots__ = ("_due", "_live", "_serial")
 
     def __init__(self) -> None:
         self._serial = 0
         self._live: dict[Timer, int] = {}
+        self._due: dict[Timer, float] = {}
 
     def __contains__(self, name: Timer) -> bool:
         return name in self._live
@@ -58,10 +59,16 @@ class Timers:
         """The timers set and not yet fired or cancelled."""
         return tuple(self._live)
 
+    def set_by(self, name: Timer, at: float) -> SetTimer:
+        """Start ``name`` to fire at ``at``, or by its earlier deadline if it is running."""
+        due = self._due[name] if name in self._live else at
+        return self.set(name, min(due, at))
+
     def set(self, name: Timer, at: float) -> SetTimer:
         """Start (or restart) ``name`` to fire at monotonic ``at``."""
         self._serial += 1
         self._live[name] = self._serial
+        self._due[name] = at
         return SetTimer(name, self._serial, at)
 
     def cancel(self, name: Timer) -> CancelTimer | None:

@@ -6,22 +6,28 @@
   failures (401/429/503) and then mints from the emulator, used through the real
   ``TokenServiceSource`` client;
 * :class:`Recorder`: consumes a session's events into a log and waits on it, so a test can
-  await "the next TurnComplete" without sleeping.
+  await "the next TurnComplete" without sleeping; :class:`LiveRecorder` pulls them as they
+  happen (a background task);
+* :func:`live_stack`: the whole stack of an audio-first e2e test in one ``async with``:
+  emulator, optionally a tunnel proxy in front of it, the token source, ``LiveSession`` and
+  a :class:`LiveRecorder`, seeded with :data:`FIRST` and its resumable handle.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import httpx
 from aiohttp import web
 
-from tunnelproof.emulator import EmulatorPolicy
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.endpoints import Method, live_path
 from tunnelproof.session import app_events as ev
@@ -29,6 +35,9 @@ from tunnelproof.session.answers import AnswerCollector
 from tunnelproof.session.credentials import Credential, TokenSource
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.policy import Watchdogs
+from tunnelproof.testing.tunnel import TunnelProxy
+
+_T = TypeVar("_T")
 
 # What every user of Google's Live models has: AUDIO answers, their text in the transcript.
 CONFIG = LiveConfig()
@@ -38,6 +47,13 @@ TEXT_CONFIG = LiveConfig(model=TEXT_MODEL, response_modalities=("TEXT",))
 FIRST = "My favourite colour is teal."
 ASK_FIRST = "What did I say first?"
 EXPECTED_FIRST = f'You first said: "{FIRST}".'
+# Audio-first with both transcriptions: how the impolite tests (issue 13) talk.
+AUDIO_CONFIG = LiveConfig(
+    model="gemini-3.8-live",
+    response_modalities=("AUDIO",),
+    input_audio_transcription=True,
+    output_audio_transcription=True,
+)
 
 # Short watchdogs so dead links are found in test time, not production time.
 FAST_WATCHDOGS = Watchdogs(
@@ -231,3 +247,184 @@ async def check_first(recorder: Recorder) -> None:
     """Every e2e test ends here: the assistant still knows what was said first."""
     answer = await recorder.ask(ASK_FIRST)
     assert answer == EXPECTED_FIRST, answer
+
+
+class LiveRecorder(Recorder):
+    """A :class:`Recorder` that pulls every event as it happens (a background task).
+
+    The plain recorder only reads events while a test waits, so ``mark()`` lags behind
+    what happened; storms and streams need the log to be current at every moment.
+    """
+
+    def __init__(self, session: LiveSession) -> None:
+        super().__init__(session)
+        self._changed = asyncio.Event()
+        self._pump = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for event in self.session.events():
+            self.log.append(event)
+            self._changed.set()
+
+    async def wait(
+        self,
+        predicate: Callable[[ev.AppEvent], bool] | type[Any],
+        *,
+        since: int | None = None,
+        timeout: float = 20.0,
+    ) -> ev.AppEvent:
+        if isinstance(predicate, type):
+            kind = predicate
+            test: Callable[[ev.AppEvent], bool] = lambda e: isinstance(e, kind)  # noqa: E731
+        else:
+            test = predicate
+        index = self._cursor if since is None else since
+        async with asyncio.timeout(timeout):
+            while True:
+                while index < len(self.log):
+                    if test(self.log[index]):
+                        self._cursor = index + 1
+                        return self.log[index]
+                    index += 1
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def stop(self) -> None:
+        """Stop pulling (the session's event stream ends when it is closed)."""
+        self._pump.cancel()
+
+    async def drained(self, timeout: float = 5.0) -> None:
+        """Once the session is closed: wait until its last events are in ``log``."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pump), timeout)
+        except TimeoutError:
+            self._pump.cancel()
+            raise
+
+
+def transcript_since(rec: Recorder, mark: int) -> str:
+    """Every output transcript after ``mark``, joined."""
+    return "".join(e.text for e in rec.log[mark:] if isinstance(e, ev.OutputTranscript))
+
+
+async def ask_spoken(rec: Recorder, text: str, *, timeout: float = 30.0) -> str:
+    """Send ``text`` and return the spoken answer (transcript) once the turn completes."""
+    mark = rec.mark()
+    result = await rec.session.send_text(text)
+    assert not result.dropped, result
+    await rec.wait(ev.TurnComplete, since=mark, timeout=timeout)
+    return transcript_since(rec, mark)
+
+
+async def new_handle(session: LiveSession, old: str | None, *, timeout: float = 10.0) -> str:
+    """Wait for a resumable handle other than ``old``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handle = session.resumption_handle
+        if handle is not None and handle != old:
+            return handle
+        await asyncio.sleep(0.005)
+    raise AssertionError("no new resumable handle arrived")
+
+
+async def held_handle(session: LiveSession, *, timeout: float = 5.0) -> str:
+    """Wait until the resumable handle holds the last completed turn, and return it.
+
+    Google sends it tens of ms after ``turnComplete``; until then the session's handle is
+    an older one (the one after ``setupComplete`` at first).
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        handle = session.resumption_handle
+        if session.last_turn_held and handle is not None:
+            return handle
+        await asyncio.sleep(0.005)
+    raise AssertionError("no resumable handle holding the last turn arrived")
+
+
+@dataclass
+class Stack:
+    """What :func:`live_stack` built; ``session``/``rec`` exist once the source is made."""
+
+    emu: EmulatorServer
+    mint: EmulatorMint
+    exits: AsyncExitStack
+    tunnel_proxy: TunnelProxy | None = None
+    session: LiveSession = field(init=False)
+    rec: LiveRecorder = field(init=False)
+    handle: str | None = None  # the resumable handle holding FIRST (seeded stacks)
+
+    @property
+    def tunnel(self) -> TunnelProxy:
+        """The tunnel proxy in front of the emulator (``live_stack(tunnel=True)``)."""
+        assert self.tunnel_proxy is not None, "live_stack(tunnel=True) was not asked for"
+        return self.tunnel_proxy
+
+    async def enter(self, context: AbstractAsyncContextManager[_T]) -> _T:
+        """Enter ``context`` for the stack's lifetime (closed after the session)."""
+        return await self.exits.enter_async_context(context)
+
+
+SourceFactory = Callable[[Stack], Awaitable[TokenSource]]
+
+
+@asynccontextmanager
+async def live_stack(
+    policy: EmulatorPolicy | None = None,
+    *,
+    config: LiveConfig = AUDIO_CONFIG,
+    tunnel: bool = False,
+    source: SourceFactory | None = None,
+    watchdogs: Watchdogs = FAST_WATCHDOGS,
+    seed: int = 0,
+    host: str = "127.0.0.1",
+    seeded: bool = True,
+    **session_kwargs: Any,
+) -> AsyncIterator[Stack]:
+    """Emulator (+ tunnel proxy) + token source + ``LiveSession`` + :class:`LiveRecorder`.
+
+    ``source(stack)`` makes the token source (it may ``stack.enter`` services of its own);
+    by default tokens are minted from the emulator, pointed through the tunnel when there
+    is one. ``seeded``: wait for ``Connected``, tell the model :data:`FIRST` (checked by
+    :func:`check_context`) and wait for the handle holding it (``stack.handle``).
+    Everything is closed in reverse order, the session first.
+    """
+    async with AsyncExitStack() as exits:
+        emu = await exits.enter_async_context(
+            EmulatorServer(policy=policy or EmulatorPolicy(generation_speed=0), host=host)
+        )
+        stack = Stack(emu=emu, mint=EmulatorMint(emu), exits=exits)
+        if tunnel:
+            stack.tunnel_proxy = await exits.enter_async_context(TunnelProxy(host, emu.port))
+        if source is not None:
+            token_source = await source(stack)
+        elif stack.tunnel_proxy is not None:
+            token_source = through(stack.tunnel_proxy.url("ws"), stack.mint)
+        else:
+            token_source = stack.mint
+
+        async def drain() -> None:  # after the session closed: its last events are logged
+            if hasattr(stack, "rec"):
+                await stack.rec.drained()
+
+        exits.push_async_callback(drain)
+        stack.session = await exits.enter_async_context(
+            LiveSession(
+                config,
+                token_source,
+                watchdogs=watchdogs,
+                rng=random.Random(seed),
+                **session_kwargs,
+            )
+        )
+        stack.rec = LiveRecorder(stack.session)
+        if seeded:
+            await stack.rec.wait(ev.Connected)
+            assert "teal" in await ask_spoken(stack.rec, FIRST)
+            stack.handle = await held_handle(stack.session)
+        yield stack
+
+
+async def check_context(rec: Recorder) -> None:
+    """The conversation's context is kept: the model still knows what was said first."""
+    assert "teal" in await ask_spoken(rec, ASK_FIRST)

@@ -7,6 +7,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import LiveSession
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential, TokenOffline
+from tunnelproof.session.policy import Watchdogs
 
 from .session_e2e_helpers import (
     ASK_FIRST,
@@ -33,14 +35,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
 @asynccontextmanager
 async def running(
-    policy: EmulatorPolicy | None = None, config: LiveConfig = CONFIG, **kwargs: object
+    policy: EmulatorPolicy | None = None,
+    config: LiveConfig = CONFIG,
+    watchdogs: Watchdogs = FAST_WATCHDOGS,
+    **kwargs: object,
 ) -> AsyncIterator[tuple[EmulatorServer, LiveSession, Recorder]]:
     async with EmulatorServer(policy=policy or fast_policy()) as emu:
         source = kwargs.pop("token_source", None) or EmulatorMint(emu)
         async with LiveSession(
             config,
             source,  # type: ignore[arg-type]
-            watchdogs=FAST_WATCHDOGS,
+            watchdogs=watchdogs,
             rng=random.Random(7),
             **kwargs,  # type: ignore[arg-type]
         ) as session:
@@ -156,7 +161,12 @@ async def test_1011_is_retried_and_resumed() -> None:
 
 
 async def test_refused_resumes_fall_back_to_a_fresh_session_reseeded() -> None:
-    async with running() as (emu, session, rec):
+    # A stale socket is waited out for stale_socket_wait; 2 s here keeps the test short.
+    async with running(watchdogs=replace(FAST_WATCHDOGS, stale_socket_wait=2.0)) as (
+        emu,
+        session,
+        rec,
+    ):
         mark = rec.mark()
         # 1011 each time, for longer than a stale socket lasts: then a fresh session
         emu.controls.refuse_resumes(100)
