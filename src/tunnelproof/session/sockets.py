@@ -168,7 +168,8 @@ async def run_socket(
     kwargs.setdefault("create_connection", DirectConnection)  # unless the app brings one
     if endpoint.url.startswith("wss://") and options.ssl is not None:
         kwargs["ssl"] = options.ssl
-    log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
+    if log.isEnabledFor(logging.DEBUG):  # redacting the URL costs ~0.1 ms per attempt
+        log.debug("opening attempt %d to %s", attempt, endpoint.redacted_url())
     try:
         ws = await connect(
             endpoint.url,
