@@ -36,6 +36,7 @@ from tunnelproof.session.actions import (
     Action,
     CancelTokenFetch,
     DeleteHandle,
+    Emit,
     FetchToken,
     SaveHandle,
     SendFrame,
@@ -405,7 +406,7 @@ class SessionBookkeeping(DeliveryAccounting):
             self.metrics.protocol_errors += 1
             self._emit(ev.ProtocolViolation(str(exc), exc.size))
         else:
-            self._emit(ev.AudioChunk(pcm, inline.mime_type))
+            self._out.append(Emit(ev.AudioChunk(pcm, inline.mime_type)))  # _emit, per frame
         self.turns.output_arrived()
         self.resumption.output_seen()
 

@@ -78,16 +78,24 @@ class EventBuffer:
     async def get(self) -> ev.AppEvent | None:
         """The next event, an ``EventsDropped`` report first if any, or ``None`` at the end."""
         while True:
-            if self._dropped_events:
-                return self._take_report()
-            if self._items:
-                event, size = self._items.popleft()
-                self._content_bytes -= size
+            event = self.take()
+            if event is not None:
                 return event
             if self._ended:
                 return None
             self._wake.clear()
             await self._wake.wait()
+
+    def take(self) -> ev.AppEvent | None:
+        """The next event if one is ready (an ``EventsDropped`` report first), else ``None``:
+        :meth:`get` without its coroutine, for a reader that finds events waiting."""
+        if self._dropped_events:
+            return self._take_report()
+        if self._items:
+            event, size = self._items.popleft()
+            self._content_bytes -= size
+            return event
+        return None
 
     def _drop_oldest_content(self) -> None:
         kept: deque[tuple[ev.AppEvent, int]] = deque()

@@ -119,9 +119,10 @@ class FailureRouting(SessionBookkeeping):
         """After a message: while something is owed, any message proves the link alive and
         silence is suspicious (the reply watchdog restarts); with nothing owed it stops."""
         if self.phase is Phase.CONNECTED:
-            if self.turns.owed:
-                self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
-            else:
+            if self.turns.owed:  # _set_timer without its indirections: per received frame
+                at = self._now + max(0.0, self.watchdogs.reply_timeout)
+                self._out.append(self.timers.set(Timer.REPLY, at))
+            elif Timer.REPLY in self.timers:
                 self._cancel_timer(Timer.REPLY)
 
     def _check_link(self) -> None:

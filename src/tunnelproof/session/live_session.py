@@ -287,10 +287,13 @@ class LiveSession:
         text, transcripts) beyond ``max_buffered_event_bytes`` are dropped oldest first
         and reported with one ``EventsDropped`` event, so nothing is lost silently.
         """
+        buffer = self._events
         while True:
-            item = await self._events.get()
+            item = buffer.take()  # no coroutine per event while events are waiting
             if item is None:
-                return
+                item = await buffer.get()
+                if item is None:
+                    return
             yield item
             if isinstance(item, ev.Closed) or (end_on_failed and isinstance(item, ev.Failed)):
                 return
@@ -361,13 +364,15 @@ class LiveSession:
         for action in actions:
             match action:
                 case Emit(event=event):
+                    if type(event) in _CONTENT_EVENTS:  # audio/text: queued, nothing to log
+                        self._events.put(event)
+                        continue
                     if isinstance(event, ev.TurnComplete):
                         self._handle_at_turn_end = self._machine.resumption_handle
                     self._events.put(event)
-                    if type(event) not in _CONTENT_EVENTS:  # audio/text: nothing to log
-                        log_lifecycle(self.conversation_id, event)
-                        if isinstance(event, ev.Closed):
-                            self._closed.set()
+                    log_lifecycle(self.conversation_id, event)
+                    if isinstance(event, ev.Closed):
+                        self._closed.set()
                 case SendFrame(attempt=attempt, text=text):
                     sock = self._sockets.get(attempt)
                     if sock is not None:

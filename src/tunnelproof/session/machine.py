@@ -416,10 +416,11 @@ class SessionMachine(FailureRouting):
             self._emit(ev.ProtocolViolation(str(exc), exc.size))
             return
         self._garbage_since_message = False
-        self._cancel_timer(Timer.LINK)  # a message is evidence of life
-        if isinstance(frame, InlineData):  # an audio-only frame: 50 a second, nothing built
+        if Timer.LINK in self.timers:  # a message is evidence of life
+            self._cancel_timer(Timer.LINK)
+        if type(frame) is InlineData:  # an audio-only frame: 50 a second, nothing built
             self._on_audio(frame)
-        for message in () if isinstance(frame, InlineData) else frame.messages:
+        for message in () if type(frame) is InlineData else frame.messages:
             if self.phase not in (Phase.SETUP, Phase.CONNECTED) or event.attempt != self._attempt:
                 return
             self._on_message(message)

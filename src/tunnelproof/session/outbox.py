@@ -220,12 +220,20 @@ class Outbox:
         # Marked in place, not copied: this runs for every 20 ms audio chunk, and the item
         # left pending (or was never queued) before it was written.
         item.was_sent = True
-        self.unconfirmed.append(item)
+        unconfirmed = self.unconfirmed
+        unconfirmed.append(item)
         evicted: list[Outgoing] = []
         # Audio: keep only as much as the outbox could replay.
-        self._unconfirmed_audio_ms += item.audio_ms
-        while self._unconfirmed_audio_ms > self.limits.max_audio_ms + 1e-6:
-            for index, queued in enumerate(self.unconfirmed):
+        self._unconfirmed_audio_ms += item.message.audio_ms
+        limit = self.limits.max_audio_ms + 1e-6
+        while self._unconfirmed_audio_ms > limit:
+            if unconfirmed and unconfirmed[0].message.kind is MessageKind.AUDIO:
+                head = unconfirmed.popleft()  # the usual case (per chunk): the oldest is audio
+                self._unconfirmed_audio_ms -= head.message.audio_ms
+                evicted.append(head)
+                self._unverified(head)
+                continue
+            for index, queued in enumerate(unconfirmed):
                 if queued.kind is MessageKind.AUDIO:
                     del self.unconfirmed[index]
                     self._unconfirmed_audio_ms -= queued.audio_ms

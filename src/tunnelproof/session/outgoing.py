@@ -74,11 +74,8 @@ class ClientMessage:
         """``realtimeInput.audio``: 16-bit little-endian mono PCM at ``rate`` Hz."""
         if rate <= 0:
             raise ValueError(f"audio rate must be positive, got {rate}")
-        return cls(
-            MessageKind.AUDIO,
-            cm.realtime_audio(pcm, rate=rate),
-            audio_ms=len(pcm) / (2 * rate) * 1000.0,
-        )
+        body = cm.realtime_audio(pcm, rate=rate)
+        return cls(MessageKind.AUDIO, body, len(pcm) / (2 * rate) * 1000.0)  # per 20 ms chunk
 
     @classmethod
     def content(

@@ -90,7 +90,7 @@ class TurnTracker:
         While true, any server message proves the link alive, and silence is suspicious
         (but never proof: the machine then checks the link).
         """
-        return self.reply_due or self.streaming
+        return self._questions > 0 or self.streaming  # reply_due, inlined: per frame
 
     @property
     def busy(self) -> bool:
