@@ -420,7 +420,7 @@ class SessionMachine(FailureRouting):
             self._cancel_timer(Timer.LINK)
         if type(frame) is InlineData:  # an audio-only frame: 50 a second, nothing built
             self._on_audio(frame)
-        for message in () if type(frame) is InlineData else frame.messages:
+        for message in () if isinstance(frame, InlineData) else frame.messages:
             if self.phase not in (Phase.SETUP, Phase.CONNECTED) or event.attempt != self._attempt:
                 return
             self._on_message(message)
