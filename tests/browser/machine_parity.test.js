@@ -114,6 +114,40 @@ test("turns: generationComplete ends the debt, not the turn; a tool call answers
   assert.deepEqual(t.awaitingAnswer, [3]);
 });
 
+test("turns: audio no turn has consumed is unheld, from the oldest chunk on (TurnTracker.unheld_from)", () => {
+  const t = new TurnTracker();
+  t.sent(1, false);
+  assert.equal(t.unheldFrom, null, "a text with no answer owed is held by the next handle");
+  t.sent(2, false, true);
+  t.sent(3, false, true);
+  assert.equal(t.unheldFrom, 2, "speech no turn has answered yet");
+  t.outputArrived(); // the answer to the utterance consumed it
+  assert.equal(t.unheldFrom, null);
+  t.sent(4, true); // a question during the answer, then more speech
+  t.sent(5, false, true);
+  assert.equal(t.unheldFrom, 4);
+  t.turnCompleted();
+  t.outputArrived(); // answers 4; the speech after it is still unheard
+  assert.equal(t.answering, 4);
+  assert.equal(t.unheldFrom, 5);
+  t.turnCompleted();
+  t.sent(6, false, true);
+  t.connectionLost();
+  assert.equal(t.unheldFrom, null, "what it covered is replayed anew");
+});
+
+test("turns: cut marks a turn interrupted until it ends; a tool call returns the question it answers", () => {
+  const t = new TurnTracker();
+  t.sent(1, true);
+  t.sent(2, true);
+  t.interrupted();
+  assert.equal(t.cut, true);
+  t.turnCompleted();
+  assert.equal(t.cut, false);
+  assert.equal(t.toolCallArrived(), 2);
+  assert.equal(t.toolCallArrived(), null, "no question pending");
+});
+
 test("turns: an interrupted turn without output still consumed its question; a lost connection says what was cut", () => {
   const t = new TurnTracker();
   t.sent(1, true);
@@ -215,13 +249,17 @@ test("audio evicted from the replay window of a dead link is reported, not forgo
   assert.equal(h.events("sendDropped").length, 1, "one report");
 });
 
-test("audio that left the replay window is delivered by the next handle", () => {
+test("audio that left the replay window is delivered by the next handle after its answer", () => {
   const h = harness();
   h.feed({ type: "started" });
   h.connect();
   h.handleUpdate("h1");
   for (let i = 0; i < 300; i++) h.send({ realtimeInput: { audio: { mimeType: "audio/pcm;rate=16000", data: CHUNK_20MS } } });
+  // A handle before any turn consumed the speech does not hold it (evicted chunks neither).
   h.handleUpdate("h2");
+  assert.equal(h.events("delivered").length, 0);
+  h.said("You said", { turnComplete: true });
+  h.handleUpdate("h3");
   const delivered = h.events("delivered").flatMap((e) => e.seqs);
   assert.equal(delivered.length, 300, "the 50 evicted chunks and the 250 kept");
   assert.deepEqual(delivered, [...delivered].sort((a, b) => a - b));

@@ -64,6 +64,47 @@ async def test_a_barge_in_cuts_the_thinking_short(emulator_factory: EmulatorFact
     await ws.close()
 
 
+async def test_one_session_thinks_for_one_turn_only(emulator_factory: EmulatorFactory) -> None:
+    # The soak makes one conversation's model slow while a hundred others answer at once.
+    emu = await emulator_factory(EmulatorPolicy(generation_speed=0))
+    slow, _ = await start(emu)
+    fast, _ = await start(emu)
+    await ask(slow, "hello")
+    slow_session = emu.controls.connections()[0]["session"]
+    assert emu.controls.think_next_turn(0.8, slow_session) == slow_session
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    text, _, _ = await ask(fast, "the other session")
+    assert loop.time() - t0 < 0.6 and text == 'You said: "the other session".'
+    t0 = loop.time()
+    text, _, _ = await ask(slow, "a hard one")
+    assert loop.time() - t0 >= 0.8 and text == 'You said: "a hard one".'
+    t0 = loop.time()
+    await ask(slow, "an easy one")
+    assert loop.time() - t0 < 0.6  # one turn only
+    await slow.close()
+    await fast.close()
+
+
+async def test_think_next_turn_over_http(emulator: EmulatorServer) -> None:
+    ws, _ = await start(emulator)
+    await ask(ws, "hello")
+    base = emulator.control_url + "/sessions"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base + "/latest/think", json={"seconds": 0.5}) as response:
+            assert response.status == 200
+            assert (await response.json())["think_next_turn"] == 0.5
+        async with http.post(base + "/latest/think", json={"seconds": -1}) as response:
+            assert response.status == 400
+        async with http.post(base + "/nope/think", json={"seconds": 1}) as response:
+            assert response.status == 404
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await ask(ws, "slow")
+    assert loop.time() - t0 >= 0.5
+    await ws.close()
+
+
 def test_think_delay_is_off_by_default() -> None:
     assert EmulatorPolicy().think_delay == 0.0
 

@@ -271,3 +271,35 @@ def test_leftovers_of_a_killed_process_are_cleaned_up() -> None:
     assert name not in names
     link = subprocess.run(["ip", "link", "show", host_interface], capture_output=True)
     assert link.returncode != 0
+
+
+async def test_a_proxy_listening_inside_the_namespace_is_cut_by_the_blackhole(
+    ns: NetnsTunnel,
+) -> None:
+    # The chaos soak's kernel path: the client stays on the host and connects across the
+    # veth to a TunnelProxy whose listening socket lives in the namespace; the proxy's
+    # upstream is on host loopback. The blackhole then drops the client's own packets.
+    from tunnelproof.testing.tunnel import TunnelProxy
+
+    echo = EchoServer()
+    await echo.start("127.0.0.1")
+    listener = ns.create_socket()
+    listener.bind((ns.ns_address, 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    proxy = await TunnelProxy("127.0.0.1", echo.port).start(sock=listener)
+    try:
+        assert proxy.listen_host == ns.ns_address
+        reader, writer = await asyncio.open_connection(ns.ns_address, proxy.port)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"ping"
+        ns.blackhole()
+        writer.write(b"lost")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readexactly(4), 0.8)
+        ns.restore()  # TCP retransmits what was dropped: the bytes come through late
+        assert await asyncio.wait_for(reader.readexactly(4), 10) == b"lost"
+        writer.transport.abort()
+    finally:
+        await proxy.stop()
+        echo.close()

@@ -428,6 +428,10 @@ export class SessionMachine {
     this.cancelledToolIds = new Set();
     /** Calls cancelled by the last reconnect; the next tool call re-issues them. @type {string[]} */
     this.reissuePending = [];
+    /** Open call id -> the question it answers (Python: ToolCalls._question). @type {Map<string, number|null>} */
+    this.toolQuestions = new Map();
+    /** The oldest question of reissuePending (Python: ToolCalls._pending_for). @type {number|null} */
+    this.reissuePendingFor = null;
 
     this.goAwaySeen = false;
     this.handoverPending = false;
@@ -707,13 +711,16 @@ export class SessionMachine {
    * place delivery is decided. The handle holds everything sent before it, except the sends
    * awaiting an answer (the oldest unanswered question and all after it): the server marks
    * itself not resumable while it generates, so a handle issued before any output answering
-   * them was issued before it read them.
+   * them was issued before it read them. Audio no turn has consumed is not held either (an
+   * unfinished utterance is not in the state).
    */
   confirmDelivery() {
-    const keep = this.turns.awaitingAnswer.length;
+    const first = this.turns.unheldFrom;
+    const keep = first === null ? 0 : this.outbox.unconfirmed.filter((i) => i.seq >= first).length;
     const confirmed = this.outbox.confirm(keep).map((i) => i.seq);
-    // Audio that left the replay window earlier was sent before these: held too.
-    const earlier = this.outbox.takeUnverified().map((a) => a.seq);
+    // Audio that left the replay window earlier was sent before these: held too, unless no
+    // turn has consumed it yet.
+    const earlier = this.outbox.takeUnverified(first).map((a) => a.seq);
     if (confirmed.length || earlier.length) {
       this.emit({ type: "delivered", seqs: [...earlier, ...confirmed].sort((a, b) => a - b) });
     }
@@ -1099,6 +1106,23 @@ export class SessionMachine {
     }
   }
 
+  /**
+   * A model turn (answering `question`, if known) completed without a tool call (Python:
+   * ToolCalls.turn_answered). It ends a pending re-issue (the model answered without
+   * calling the tool again), unless it was `cut` short or answers a question older than the
+   * cancelled calls' one: the replayed messages' turns before the re-issued call (each cut by
+   * the next) must not take its `reissued` flag away.
+   * @param {number|null} question @param {boolean} cut
+   */
+  toolTurnAnswered(question, cut) {
+    if (!this.reissuePending.length || cut) return;
+    const pending = this.reissuePendingFor;
+    if (question === null || pending === null || question >= pending) {
+      this.reissuePending = [];
+      this.reissuePendingFor = null;
+    }
+  }
+
   /** @param {Set<string>} ids */
   cancelToolCalls(ids) {
     for (const id of ids) {
@@ -1107,6 +1131,11 @@ export class SessionMachine {
     }
     if (this.cancelledToolIds.size > 4096) this.cancelledToolIds = new Set([...this.cancelledToolIds].slice(-2048));
     this.reissuePending = [...new Set([...this.reissuePending, ...[...ids].sort()])].slice(-64);
+    const asked = [...ids].map((id) => this.toolQuestions.get(id)).filter((q) => q !== undefined && q !== null);
+    if (asked.length) {
+      const earliest = Math.min(.../** @type {number[]} */ (asked));
+      this.reissuePendingFor = this.reissuePendingFor === null ? earliest : Math.min(earliest, this.reissuePendingFor);
+    }
     this.reportDropped(this.outbox.dropToolAnswers(ids), "answers a tool call the resumed session never saw");
   }
 
@@ -1191,15 +1220,23 @@ export class SessionMachine {
         this.onResumptionUpdate(message.resumable, message.newHandle);
         break;
       case "toolCall": {
-        const ids = message.functionCalls.map((c) => c.id).filter((id) => id);
-        for (const id of ids) this.openToolCalls.add(id);
-        this.callsSinceHandle.push(...ids);
-        this.handleCurrent = false;
-        if (this.seedState) this.seedState = "read";
-        this.turns.toolCallArrived(); // the model waits for the app now
         // The calls a reconnect cancelled that this one re-issues (Python: ToolCalls.reissued).
         const reissued = this.reissuePending;
         this.reissuePending = [];
+        this.reissuePendingFor = null;
+        const question = this.turns.toolCallArrived(); // the model waits for the app now
+        const ids = message.functionCalls.map((c) => c.id).filter((id) => id);
+        for (const id of ids) {
+          this.openToolCalls.add(id);
+          this.toolQuestions.set(id, question);
+        }
+        if (this.toolQuestions.size > 4096) {
+          // Bounded: old calls are long settled.
+          for (const old of [...this.toolQuestions.keys()].slice(0, -2048)) this.toolQuestions.delete(old);
+        }
+        this.callsSinceHandle.push(...ids);
+        this.handleCurrent = false;
+        if (this.seedState) this.seedState = "read";
         this.emit({ type: "toolCall", calls: message.functionCalls, reissued });
         break;
       }
@@ -1312,7 +1349,7 @@ export class SessionMachine {
         if (this.questionTexts.size > 256) this.questionTexts.delete(Math.min(...this.questionTexts.keys()));
       }
     }
-    this.turns.sent(item.seq, item.expectsReply);
+    this.turns.sent(item.seq, item.expectsReply, item.audioMs > 0);
     // Items evicted from the replay record were delivered or are remembered as unverified
     // audio; they only lose their replay insurance, so they are not reported here.
     this.outbox.markSent(item);
@@ -1368,7 +1405,7 @@ export class SessionMachine {
     if (content.turnComplete) {
       const answered = this.turns.answering;
       if (answered !== null) this.forgetQuestionsUpTo(answered);
-      this.reissuePending = []; // answered without calling the tool again
+      this.toolTurnAnswered(answered, this.turns.cut); // without a tool call
       this.turns.turnCompleted();
       this.handleCurrent = false;
       this.cancelTimer(T_REPLY);

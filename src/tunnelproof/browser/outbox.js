@@ -319,11 +319,20 @@ export class Outbox {
     if (this.unverified.length > MAX_UNVERIFIED) this.unverified.shift();
   }
 
-  /** Chunks sent beyond the replay window since the last confirmation (and forget them). @returns {SentAudio[]} */
-  takeUnverified() {
-    const items = this.unverified;
-    this.unverified = [];
-    return items;
+  /**
+   * Chunks sent beyond the replay window since the last confirmation (and forget them);
+   * with `before`, only those with a lower seq.
+   * @param {number|null} [before] @returns {SentAudio[]}
+   */
+  takeUnverified(before = null) {
+    if (before === null) {
+      const items = this.unverified;
+      this.unverified = [];
+      return items;
+    }
+    let count = 0;
+    while (count < this.unverified.length && this.unverified[count].seq < before) count += 1;
+    return this.unverified.splice(0, count);
   }
 
   /**

@@ -14,7 +14,9 @@
 //   * a turn cut by `interrupted` before any output still consumed its question.
 // Audio has no question of its own: a turn that starts with no question pending counts
 // everything sent before it as read (the best the wire allows without
-// lastConsumedClientMessageIndex, which only Vertex has).
+// lastConsumedClientMessageIndex, which only Vertex has). Until such a turn, audio is
+// *unheard*: an unfinished utterance is not part of the server's state, so a handle issued
+// meanwhile does not hold it (TurnTracker.unheldFrom).
 
 /**
  * What a lost connection cut: the question being answered and those still waiting.
@@ -32,15 +34,24 @@ export class TurnTracker {
     this.interactionInProgress = false;
     /** Sends not yet known to be read by the server, oldest first. @type {Array<[number, boolean]>} */
     this.unread = [];
+    /**
+     * How many of `unread` are questions: replyDue is asked on every frame, and `unread`
+     * would grow by one per 20 ms audio chunk through a long answer.
+     */
+    this.questions = 0;
+    /** The oldest audio chunk no turn has consumed (kept even when `unread` skips it). @type {number|null} */
+    this.unheardAudio = null;
     /** The question the current turn answers. @type {number|null} */
     this.answeringSeq = null;
     /** A server turn started and its turnComplete has not come. */
     this.inTurn = false;
+    /** The turn in progress was cut short by `interrupted` (until its turnComplete). */
+    this.cut = false;
   }
 
   /** A question was sent and its answer has not started yet. */
   get replyDue() {
-    return this.unread.some(([, question]) => question);
+    return this.questions > 0;
   }
 
   /**
@@ -62,8 +73,20 @@ export class TurnTracker {
    * @returns {number[]}
    */
   get awaitingAnswer() {
+    if (!this.questions) return [];
     const index = this.unread.findIndex(([, question]) => question);
     return index < 0 ? [] : this.unread.slice(index).map(([seq]) => seq);
+  }
+
+  /**
+   * The oldest send a resumable handle arriving now does not hold (it and every later
+   * send): the oldest unanswered question, or the oldest audio no turn has consumed.
+   * @returns {number|null}
+   */
+  get unheldFrom() {
+    const first = this.questions ? this.awaitingAnswer.slice(0, 1) : [];
+    const found = [...first, this.unheardAudio].filter((seq) => seq !== null);
+    return found.length ? Math.min(...found) : null;
   }
 
   /** The question the turn in progress answers (until it completes). */
@@ -71,8 +94,20 @@ export class TurnTracker {
     return this.answeringSeq;
   }
 
-  /** Message `seq` went out on the live connection. @param {number} seq @param {boolean} expectsReply */
-  sent(seq, expectsReply) {
+  /**
+   * Message `seq` went out on the live connection (`audio`: a chunk of speech).
+   * @param {number} seq @param {boolean} expectsReply @param {boolean} [audio]
+   */
+  sent(seq, expectsReply, audio = false) {
+    if (audio && this.unheardAudio === null) this.unheardAudio = seq;
+    if (expectsReply) {
+      this.questions += 1;
+    } else if (!this.questions) {
+      // With no question before it, a send is read by the next turn's start and is never
+      // among awaitingAnswer: nothing asks about it, so it is not kept (audio streams 50
+      // chunks a second through a long answer).
+      return;
+    }
     this.unread.push([seq, expectsReply]);
   }
 
@@ -85,11 +120,15 @@ export class TurnTracker {
 
   /**
    * The model asked for a tool: that answers a question, and the model now waits for the
-   * app (its tool response is the next question, answered by a new turn).
+   * app (its tool response is the next question, answered by a new turn). Returns the
+   * question the call answers (null if unknown).
+   * @returns {number|null}
    */
   toolCallArrived() {
     if (!this.inTurn) this.turnStarted();
+    const question = this.answeringSeq;
     this.endTurn();
+    return question;
   }
 
   /** generationComplete: output stops; the server may wait for playback. */
@@ -99,6 +138,7 @@ export class TurnTracker {
 
   /** interrupted: the server read something that cut the turn short (turnComplete follows). */
   interrupted() {
+    this.cut = true;
     if (!this.inTurn) this.turnStarted(); // a turn cut before any output still read its question
     this.generating = false;
     this.streaming = false;
@@ -124,6 +164,8 @@ export class TurnTracker {
     this.endTurn();
     this.interactionInProgress = false;
     this.unread = [];
+    this.questions = 0;
+    this.unheardAudio = null; // what it covered is replayed (or reported) anew
     return lost;
   }
 
@@ -134,14 +176,19 @@ export class TurnTracker {
     while (this.unread.length) {
       const [seq, question] = /** @type {[number, boolean]} */ (this.unread.shift());
       if (question) {
+        this.questions -= 1;
         this.answeringSeq = seq;
-        return;
+        break;
       }
     }
-    // No question pending (audio, proactive output): everything sent counts as read.
+    // Everything sent before the question it answers was read (with no question pending,
+    // everything sent); audio sent after that question is still unheard.
+    const laterAudio = this.unheardAudio !== null && this.unread.length > 0;
+    this.unheardAudio = laterAudio ? this.unread[0][0] : null;
   }
 
   endTurn() {
+    this.cut = false;
     this.inTurn = false;
     this.generating = false;
     this.streaming = false;

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tunnelproof.emulator.policy import EmulatorPolicy
@@ -77,6 +77,9 @@ class ClientFaults:
     """Accept the next N resumes but restore nothing (the "model greets afresh" reports)."""
     reject_next: CloseRefusal | None = None
     """Close the connection that sends the next clientContent/realtimeInput/toolResponse."""
+    thinking: dict[str, float] = field(default_factory=dict)
+    """Session id -> seconds the model thinks before its next answer in that session (one
+    turn; overrides ``think_delay``): one slow model among many sessions."""
 
 
 def check_frame_allowed(kind: str, state: ConnState) -> None:

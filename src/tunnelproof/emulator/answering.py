@@ -152,7 +152,8 @@ class Answering:
         self._partial = partial
         await self._flush_handle()  # the last turn's handle first: it is older
         await self.send_resumption_update()
-        think = hub.policy.think_delay
+        # One session's slow turn (a control) wins over the policy's every-turn delay.
+        think = hub.faults.thinking.pop(session.id, hub.policy.think_delay)
         if think > 0:
             # The model thinks: no output, but the socket stays served (pings, input).
             self.conv.emit("thinking", seconds=think)

@@ -16,6 +16,7 @@ Routes (JSON in and out)::
     POST  /_emulator/resumes/refuse                    {"count": 2, "code": 1011, "reason": "..."}
     POST  /_emulator/resumes/forget                    {"count": 1}
     POST  /_emulator/client_messages/reject            {"code": 1007, "reason": "..."}
+    POST  /_emulator/sessions/{id|latest}/think         {"seconds": 30.0}
     GET   /_emulator/events?since=0&kind=...
     GET   /_emulator/wait?kind=setup_complete&count=2&timeout=10
 """
@@ -157,6 +158,15 @@ def control_routes(controls: EmulatorControls) -> list[web.RouteDef]:
             controls.reject_next_client_message(code, str(reason))
         return _json({"rejecting_next": {"code": code}})
 
+    async def think(request: web.Request) -> web.StreamResponse:
+        body = await _body(request)
+        try:
+            seconds = float(body.get("seconds", 0.0))
+            session = controls.think_next_turn(seconds, _session_id(request))
+        except (TypeError, ValueError) as exc:
+            return _error(400, str(exc))
+        return _json({"session": session, "think_next_turn": seconds})
+
     async def events(request: web.Request) -> web.StreamResponse:
         since = int(request.query.get("since", "0"))
         return _json(controls.events(since, request.query.get("kind")))
@@ -188,6 +198,7 @@ def control_routes(controls: EmulatorControls) -> list[web.RouteDef]:
         web.post(f"{p}/resumes/refuse", refuse),
         web.post(f"{p}/resumes/forget", forget),
         web.post(f"{p}/client_messages/reject", reject),
+        web.post(f"{p}/sessions/{{session}}/think", think),
         web.get(f"{p}/events", events),
         web.get(f"{p}/wait", wait),
     ]

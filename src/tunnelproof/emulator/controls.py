@@ -125,6 +125,18 @@ class EmulatorControls:
         ``toolResponse`` with ``code``/``reason``, without applying that message."""
         self._hub.faults.reject_next = CloseRefusal(code, reason)
 
+    def think_next_turn(self, seconds: float, session_id: str | None = None) -> str:
+        """Make the model think ``seconds`` before its next answer in one session.
+
+        Only that session's next turn is slow (``think_delay`` slows every turn of every
+        session). Returns the session id; ``UnknownSession`` if there is none.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        session = self._session(session_id)
+        self._hub.faults.thinking[session.id] = float(seconds)
+        return session.id
+
     def update_policy(self, changes: Mapping[str, Any] | None = None, **fields: Any) -> JsonDict:
         """Change policy fields live (``KeyError`` for an unknown name)."""
         merged = {**(changes or {}), **fields}

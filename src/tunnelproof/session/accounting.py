@@ -92,12 +92,15 @@ class DeliveryAccounting:
         The one place delivery is decided. The handle holds everything sent before it,
         except the sends awaiting an answer (the oldest unanswered one and all after it):
         the server marks itself not resumable while it generates, so a handle issued
-        before any output answering them was issued before it read them.
+        before any output answering them was issued before it read them. Audio no turn
+        has consumed is not held either (an unfinished utterance is not in the state).
         """
-        keep = len(self.turns.awaiting_answer)
+        first = self.turns.unheld_from
+        keep = 0 if first is None else sum(1 for i in self.outbox.unconfirmed if i.seq >= first)
         confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
-        # Audio that left the replay window earlier was sent before these: held too.
-        earlier = [a.seq for a in self.outbox.take_unverified()]
+        # Audio that left the replay window earlier was sent before these: held too,
+        # unless no turn has consumed it yet.
+        earlier = [a.seq for a in self.outbox.take_unverified(before=first)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
 

@@ -156,9 +156,10 @@ class Delivered:
     ``seqs`` are ``SendResult.seq`` values, oldest first, each confirmed at most once and
     never also reported in ``SendDropped``. The evidence is a resumable handle issued after
     the server read them (contract 3: "sent" is not "delivered"); sends still awaiting
-    their answer wait for a later handle. Not confirmed this way: sends evicted from the
-    bounded replay record, text re-seeded into a fresh session (``ContextReset``), and
-    whatever was unconfirmed when the session closed.
+    their answer, and speech no model turn has answered yet, wait for a later handle.
+    Not confirmed this way: sends evicted from the bounded replay record, text re-seeded
+    into a fresh session (``ContextReset``), and whatever was unconfirmed when the session
+    closed.
     """
 
     seqs: tuple[int, ...]

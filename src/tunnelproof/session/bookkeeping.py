@@ -360,7 +360,8 @@ class SessionBookkeeping(DeliveryAccounting):
                 self._question_texts[item.seq] = text
                 if len(self._question_texts) > 256:  # bounded: the oldest are long answered
                     del self._question_texts[min(self._question_texts)]
-        self.turns.sent(seq, expects_reply=message.expects_reply)
+        audio = message.kind is MessageKind.AUDIO
+        self.turns.sent(seq, expects_reply=message.expects_reply, audio=audio)
         # Items evicted from the replay record were delivered; they only lose their
         # replay insurance, so they are not reported as dropped.
         self.outbox.mark_sent(item)
@@ -374,9 +375,9 @@ class SessionBookkeeping(DeliveryAccounting):
                 self._on_resumption_update(message)
             case ToolCall():
                 reissued = self.tools.reissued()
-                self.tools.called([c.id for c in message.function_calls if c.id])
+                question = self.turns.tool_call_arrived()  # the model waits for the app now
+                self.tools.called([c.id for c in message.function_calls if c.id], question)
                 self.resumption.output_seen()
-                self.turns.tool_call_arrived()  # the model waits for the app now
                 self._emit(ev.ToolCallRequested(message.function_calls, reissued))
             case ToolCallCancellation():
                 self.tools.withdrawn(message.ids)
@@ -433,7 +434,7 @@ class SessionBookkeeping(DeliveryAccounting):
             answered = self.turns.answering
             if answered is not None:
                 self._forget_questions_up_to(answered)
-            self.tools.reissue_pending = ()  # answered without calling the tool again
+            self.tools.turn_answered(answered, cut=self.turns.cut)  # without a tool call
             self.turns.turn_completed()
             self.resumption.turn_ended()  # the next handle will include this turn
             self._cancel_timer(Timer.REPLY)

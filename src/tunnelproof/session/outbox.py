@@ -247,10 +247,16 @@ class Outbox:
         if len(self.unverified) > MAX_UNVERIFIED:
             self.unverified.popleft()
 
-    def take_unverified(self) -> list[SentAudio]:
-        """Chunks sent beyond the replay window since the last confirmation (and forget)."""
-        items = list(self.unverified)
-        self.unverified.clear()
+    def take_unverified(self, before: int | None = None) -> list[SentAudio]:
+        """Chunks sent beyond the replay window since the last confirmation (and forget);
+        with ``before``, only those with a lower ``seq``."""
+        if before is None:
+            items = list(self.unverified)
+            self.unverified.clear()
+            return items
+        items = []
+        while self.unverified and self.unverified[0].seq < before:
+            items.append(self.unverified.popleft())
         return items
 
     def _recount(self) -> None:

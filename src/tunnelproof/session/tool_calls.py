@@ -15,7 +15,14 @@ _KEEP_CANCELLED = 2048
 class ToolCalls:
     """Open, since-the-handle and cancelled tool-call ids."""
 
-    __slots__ = ("_cancelled", "_since_handle", "open", "reissue_pending")
+    __slots__ = (
+        "_cancelled",
+        "_pending_for",
+        "_question",
+        "_since_handle",
+        "open",
+        "reissue_pending",
+    )
 
     def __init__(self) -> None:
         self.open: set[str] = set()
@@ -24,6 +31,8 @@ class ToolCalls:
         self._cancelled: set[str] = set()
         self.reissue_pending: tuple[str, ...] = ()
         """Calls cancelled by the last reconnect; the next tool call re-issues them."""
+        self._question: dict[str, int | None] = {}  # open call id -> question it answers
+        self._pending_for: int | None = None  # the oldest question of reissue_pending
 
     @property
     def since_handle(self) -> tuple[str, ...]:
@@ -34,10 +43,29 @@ class ToolCalls:
         """Which of ``ids`` were cancelled by a reconnect."""
         return self._cancelled.intersection(ids)
 
-    def called(self, ids: list[str]) -> None:
-        """The model asked for these calls."""
+    def called(self, ids: list[str], question: int | None = None) -> None:
+        """The model asked for these calls (answering client message ``question``)."""
         self.open.update(ids)
         self._since_handle.extend(ids)
+        for call_id in ids:
+            self._question[call_id] = question
+        if len(self._question) > _MAX_CANCELLED:  # bounded: old calls are long settled
+            for old in list(self._question)[:-_KEEP_CANCELLED]:
+                del self._question[old]
+
+    def turn_answered(self, question: int | None, *, cut: bool = False) -> None:
+        """A model turn (answering ``question``, if known) completed without a tool call.
+
+        It ends a pending re-issue (the model answered without calling the tool again),
+        unless it was ``cut`` short or answers a question older than the cancelled calls'
+        one: the replayed messages' turns before the re-issued call (each cut by the next)
+        must not take its ``reissued`` flag away.
+        """
+        if not self.reissue_pending or cut:
+            return
+        pending = self._pending_for
+        if question is None or pending is None or question >= pending:
+            self.reissue_pending, self._pending_for = (), None
 
     def answered(self, ids: tuple[str, ...]) -> None:
         """The app's answers to ``ids`` went out."""
@@ -58,6 +86,7 @@ class ToolCalls:
     def reissued(self) -> tuple[str, ...]:
         """A tool call arrived: the cancelled calls it re-issues (and forget them)."""
         ids, self.reissue_pending = self.reissue_pending, ()
+        self._pending_for = None
         return ids
 
     def cancel(self, ids: set[str]) -> None:
@@ -65,5 +94,10 @@ class ToolCalls:
         self.open -= ids
         self._cancelled |= ids
         self.reissue_pending = tuple(dict.fromkeys([*self.reissue_pending, *sorted(ids)]))[-64:]
+        asked = [q for i in ids if (q := self._question.get(i)) is not None]
+        if asked:
+            earliest = min(asked)
+            known = self._pending_for
+            self._pending_for = earliest if known is None else min(earliest, known)
         if len(self._cancelled) > _MAX_CANCELLED:
             self._cancelled = set(list(self._cancelled)[-_KEEP_CANCELLED:])

@@ -21,7 +21,9 @@ The model of the conversation (client contract 3):
 
 Audio has no question of its own (the server decides where an utterance ends): a turn
 that starts with no question pending counts everything sent before it as read. That is
-the best the wire allows without ``lastConsumedClientMessageIndex`` (Vertex only).
+the best the wire allows without ``lastConsumedClientMessageIndex`` (Vertex only). Until
+such a turn, audio is *unheard*: an unfinished utterance is not part of the server's
+state, so a handle issued meanwhile does not hold it (:attr:`TurnTracker.unheld_from`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class TurnTracker:
         "_answering",
         "_in_turn",
         "_questions",
+        "_unheard_audio",
         "_unread",
+        "cut",
         "generating",
         "interaction_in_progress",
         "streaming",
@@ -65,8 +69,12 @@ class TurnTracker:
         # ``_unread`` grows by one per 20 ms audio chunk through a long answer (a scan of it
         # was 43% of a streaming client's CPU).
         self._questions = 0
+        # The oldest audio chunk no turn has consumed (kept even when ``_unread`` skips it).
+        self._unheard_audio: int | None = None
         self._answering: int | None = None  # the question the current turn answers
         self._in_turn = False  # a server turn started and its turnComplete has not come
+        self.cut = False
+        """The turn in progress was cut short by ``interrupted`` (until its turnComplete)."""
 
     # -- questions -------------------------------------------------------------------------
 
@@ -101,14 +109,24 @@ class TurnTracker:
         return ()
 
     @property
+    def unheld_from(self) -> int | None:
+        """The oldest send a resumable handle arriving now does not hold (it and every later
+        send): the oldest unanswered question, or the oldest audio no turn has consumed."""
+        first = self.awaiting_answer[:1] if self._questions else ()
+        found = [seq for seq in (*first, self._unheard_audio) if seq is not None]
+        return min(found) if found else None
+
+    @property
     def answering(self) -> int | None:
         """The question the turn in progress answers (until it completes)."""
         return self._answering
 
     # -- what happened -----------------------------------------------------------------------
 
-    def sent(self, seq: int, *, expects_reply: bool) -> None:
-        """Message ``seq`` went out on the live connection."""
+    def sent(self, seq: int, *, expects_reply: bool, audio: bool = False) -> None:
+        """Message ``seq`` went out on the live connection (``audio``: a chunk of speech)."""
+        if audio and self._unheard_audio is None:
+            self._unheard_audio = seq
         if expects_reply:
             self._questions += 1
         elif not self._questions:
@@ -125,12 +143,15 @@ class TurnTracker:
         self.generating = True
         self.streaming = True
 
-    def tool_call_arrived(self) -> None:
+    def tool_call_arrived(self) -> int | None:
         """The model asked for a tool: that answers a question, and the model now waits
-        for the app (its tool response is the next question, answered by a new turn)."""
+        for the app (its tool response is the next question, answered by a new turn).
+        Returns the question the call answers (``None`` if unknown)."""
         if not self._in_turn:
             self._turn_started()
+        question = self._answering
         self._end_turn()
+        return question
 
     def generation_completed(self) -> None:
         """``generationComplete``: output stops; the server may wait for playback."""
@@ -139,6 +160,7 @@ class TurnTracker:
     def interrupted(self) -> None:
         """``interrupted``: the server read something that cut the turn short (its
         ``turnComplete`` follows)."""
+        self.cut = True
         if not self._in_turn:
             self._turn_started()  # a turn cut before any output still read its question
         self.generating = False
@@ -164,6 +186,7 @@ class TurnTracker:
         self.interaction_in_progress = False
         self._unread.clear()
         self._questions = 0
+        self._unheard_audio = None  # what it covered is replayed (or reported) anew
         return lost
 
     def _turn_started(self) -> None:
@@ -175,10 +198,14 @@ class TurnTracker:
             if question:
                 self._questions -= 1
                 self._answering = seq
-                return
-        # No question pending (audio, proactive output): everything sent counts as read.
+                break
+        # Everything sent before the question it answers was read (with no question
+        # pending, everything sent); audio sent after that question is still unheard.
+        later_audio = self._unheard_audio is not None and bool(self._unread)
+        self._unheard_audio = self._unread[0][0] if later_audio else None
 
     def _end_turn(self) -> None:
+        self.cut = False
         self._in_turn = False
         self.generating = False
         self.streaming = False

@@ -215,13 +215,23 @@ class TunnelProxy:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        """Start listening; returns self."""
+    async def start(self, sock: socket.socket | None = None) -> Self:
+        """Start listening; returns self.
+
+        ``sock``: listen on this bound socket instead of ``listen_host``/``listen_port``,
+        e.g. one created inside a network namespace (``NetnsTunnel.create_socket``) so a
+        client outside reaches the proxy across the namespace's veth, where a kernel
+        blackhole can cut it.
+        """
         if self._server is not None:
             return self
-        self._server = await asyncio.start_server(
-            self._handle, self.listen_host, self._listen_port, limit=_CHUNK
-        )
+        if sock is not None:
+            self.listen_host = str(sock.getsockname()[0])
+            self._server = await asyncio.start_server(self._handle, sock=sock, limit=_CHUNK)
+        else:
+            self._server = await asyncio.start_server(
+                self._handle, self.listen_host, self._listen_port, limit=_CHUNK
+            )
         self._started_at = asyncio.get_running_loop().time()
         return self
 

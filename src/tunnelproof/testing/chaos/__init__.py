@@ -6,8 +6,11 @@ Run it with ``python -m tunnelproof.testing.chaos`` (``make chaos``), or from Py
     report = await run_chaos(ChaosConfig(sessions=20, steps=4))
     assert report["ok"], report["invariants"]
 
-See :mod:`~tunnelproof.testing.chaos.runner` for the stack, ``schedule`` for the faults,
-``driver`` for one session's conversation and ``accounting`` for how delivery is judged.
+See :mod:`~tunnelproof.testing.chaos.runner` for the stack, ``schedule`` for the fault
+plans, ``links`` for each session's network path (a proxy, through a network namespace
+for kernel blackholes), ``driver`` for one session's conversation and ``faults`` for how
+it injects its faults, ``accounting`` for how delivery is judged against the server, and
+``ledger``/``audit`` for the "unaccounted" audit of every send and the tool's side effects.
 """
 
 from tunnelproof.testing.chaos.runner import ChaosConfig, run_chaos

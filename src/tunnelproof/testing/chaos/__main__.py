@@ -16,6 +16,7 @@ from rich.console import Console
 
 from tunnelproof.testing.chaos.report import chart, render
 from tunnelproof.testing.chaos.runner import ChaosConfig, run_chaos
+from tunnelproof.testing.chaos.schedule import IMPOLITE_FAULTS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--restarts", type=int, default=defaults.restarts)
     parser.add_argument("--expected-duration", type=float, default=defaults.expected_duration)
     parser.add_argument("--deadline", type=float, default=defaults.deadline)
+    parser.add_argument("--reply-timeout", type=float, default=defaults.reply_timeout)
+    parser.add_argument(
+        "--kernel-every",
+        type=int,
+        default=defaults.kernel_every,
+        help="every Nth session's link crosses a network namespace (0: none; needs root)",
+    )
+    parser.add_argument("--no-latency", action="store_true", help="no 100-500 ms link latency")
+    parser.add_argument(
+        "--impolite-only",
+        action="store_true",
+        help="deal only the impolite fault kinds (overlap, slow model, token, goAway loop, ...)",
+    )
     parser.add_argument(
         "--only",
         type=int,
@@ -58,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         expected_duration=args.expected_duration,
         deadline=args.deadline,
         only=tuple(args.only),
+        reply_timeout=args.reply_timeout,
+        kernel_every=args.kernel_every,
+        latency=not args.no_latency,
+        faults=IMPOLITE_FAULTS if args.impolite_only else defaults.faults,
     )
     console = Console(stderr=False)
     report = asyncio.run(run_chaos(config, progress=lambda m: console.print(f"[dim]{m}[/]")))

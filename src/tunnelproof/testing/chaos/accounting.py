@@ -167,7 +167,8 @@ class ConnectionSpan:
 def spans_from_events(
     events: Iterable[Mapping[str, Any]], *, restarts: Sequence[float] = ()
 ) -> dict[str, ConnectionSpan]:
-    """Connection spans from ``setup_complete`` / ``connection_closed`` events.
+    """Connection spans from ``setup_complete`` / ``connection_closed`` events (a span
+    also ends at a ``resume_takeover`` naming it as the old connection).
 
     A connection still open at an emulator restart ended with the process (its close
     event died with the old process's event log): it is closed at the restart time.
@@ -179,7 +180,12 @@ def spans_from_events(
         if kind == "setup_complete":
             spans[conn] = ConnectionSpan(conn, e.get("token"), float(e["at"]))
         elif kind == "connection_closed" and conn in spans:
-            spans[conn].end = float(e["at"])
+            spans[conn].end = min(float(e["at"]), spans[conn].end or float("inf"))
+        elif kind == "resume_takeover" and str(e.get("old")) in spans:
+            # The old socket was aborted right then, before the new one's setupComplete;
+            # its close event is logged later, when its receive loop ends.
+            old = spans[str(e.get("old"))]
+            old.end = min(float(e["at"]), old.end or float("inf"))
     for span in spans.values():
         if span.end is None:
             later = [r for r in restarts if r >= span.start]

@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import random
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.protocol.client_messages import FunctionResponse
-from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR_OCCURRED, REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential
@@ -36,9 +36,11 @@ from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
-from tunnelproof.testing.chaos.gate import GateFault
+from tunnelproof.testing.chaos.faults import FaultInjection, gate_faults
+from tunnelproof.testing.chaos.ledger import SentItem, ToolEffects
 from tunnelproof.testing.chaos.schedule import Fault, Step
 from tunnelproof.testing.chaos.stack import FaultStack
+from tunnelproof.testing.netns import NetnsTunnel
 from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
 
@@ -90,6 +92,17 @@ class SessionRecord:
     texts: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker -> (seq, status)
     tool_answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (seq, status)
     dropped_seqs: set[int] = field(default_factory=set)
+    sends: dict[int, SentItem] = field(default_factory=dict)  # seq -> what the app sent
+    delivered_seqs: set[int] = field(default_factory=set)  # named by Delivered events
+    delivered_twice: int = 0  # seqs a Delivered event named again
+    tool_effects: ToolEffects = field(default_factory=ToolEffects)
+    goaway_loops: list[tuple[float, int]] = field(default_factory=list)  # (seconds, connects)
+    slow_model_turns: list[tuple[float, float, int]] = field(default_factory=list)
+    """(wall start, wall end, disconnects seen) of each thinking-model turn."""
+    latency_ms: float = 0.0
+    kernel_path: bool = False
+    duration_s: float = 0.0
+    step_seconds: list[tuple[str, float]] = field(default_factory=list)  # (fault, seconds)
     audio_ms_sent: float = 0.0
     faults: Counter[str] = field(default_factory=Counter)
     skipped: Counter[str] = field(default_factory=Counter)
@@ -100,6 +113,7 @@ class SessionRecord:
     audio_drop_reports: int = 0
     spoken_turns_cut_by_audio_drops: int = 0
     timeout_notes: list[str] = field(default_factory=list)
+    cut_notes: list[str] = field(default_factory=list)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     metrics: SessionMetrics | None = None
     errors: list[str] = field(default_factory=list)
@@ -111,13 +125,25 @@ class SessionRecord:
         return self.final_answer == self.expected_answer
 
 
-class ChaosSession:
+class ChaosSession(FaultInjection):
     """Drive one ``LiveSession`` through ``plan`` (see the module docstring)."""
 
     def __init__(
-        self, index: int, plan: list[Step], stack: FaultStack, proxy: TunnelProxy, seed: int
+        self,
+        index: int,
+        plan: list[Step],
+        stack: FaultStack,
+        proxy: TunnelProxy,
+        seed: int,
+        *,
+        watchdogs: Watchdogs = CHAOS_WATCHDOGS,
+        latency: tuple[float, float] = (0.0, 0.0),
+        kernel: NetnsTunnel | None = None,
     ) -> None:
         self.index = index
+        self.watchdogs = watchdogs
+        self.latency = latency
+        self.kernel = kernel
         self.plan = plan
         self.stack = stack
         self.proxy = proxy
@@ -131,6 +157,11 @@ class ChaosSession:
         self._rng = random.Random(f"driver:{seed}:{index}")
         self._seed = seed
         self._tokens = TokenServiceSource(stack.gate_url, lambda: self.caller, timeout=10.0)
+        # The same client pointed at a port that refuses connections: a token service down.
+        self._refused = TokenServiceSource(stack.refused_url, lambda: self.caller, timeout=10.0)
+        self._refuse_until = 0.0
+        self._started_at = 0.0
+        self._disconnects = 0
         self._turns: list[str] = []
         self._partial: list[str] = []
         self._turn_done = asyncio.Event()
@@ -147,6 +178,8 @@ class ChaosSession:
     # -- the token source the session uses ------------------------------------------------
 
     async def _token_source(self) -> Credential:
+        if asyncio.get_running_loop().time() < self._refuse_until:
+            await self._refused()  # raises: the connection is refused (the real client's error)
         credential = await self._tokens()
         # The token service names the emulator's address; this session's link to it is
         # its own tunnel proxy (what a device's network path is to Google).
@@ -157,13 +190,18 @@ class ChaosSession:
     async def run(self) -> SessionRecord:
         """Hold the conversation through the plan; never raises (errors are recorded)."""
         rec = self.record
+        began = time.monotonic()
+        rec.latency_ms = self.latency[0]
+        rec.kernel_path = self.kernel is not None
+        self._started_at = asyncio.get_running_loop().time()
+        self._apply_latency()
         try:
             session = LiveSession(
                 CHAOS_CONFIG,
                 self._token_source,
                 conversation_id=f"chaos-{self.index}",
                 policy=CHAOS_POLICY,
-                watchdogs=CHAOS_WATCHDOGS,
+                watchdogs=self.watchdogs,
                 limits=CHAOS_LIMITS,
                 rng=random.Random(f"session:{self._seed}:{self.index}"),
                 connect_kwargs={"proxy": None},
@@ -173,6 +211,7 @@ class ChaosSession:
                 consumer = asyncio.create_task(self._consume(session))
                 try:
                     await self._conversation(session)
+                    await self._settle(10.0)
                 finally:
                     rec.metrics = session.metrics
                 await session.close()
@@ -187,6 +226,7 @@ class ChaosSession:
         finally:
             for task in list(self._tasks):
                 task.cancel()
+            rec.duration_s = round(time.monotonic() - began, 1)
         return rec
 
     async def _conversation(self, session: LiveSession) -> None:
@@ -194,9 +234,12 @@ class ChaosSession:
         await self._wait_connected(60.0)
         self._turn_kind = "first"
         await self._say(rec.first_text, marker(self.index, 0))
+        loop = asyncio.get_running_loop()
         for n, step in enumerate(self.plan, start=1):
+            began = loop.time()
             await self._wait_connected(30.0)
             await self._step(n, step)
+            rec.step_seconds.append((self._fault, round(loop.time() - began, 1)))
             await asyncio.sleep(step.pause)
         # Ask until answered (a fault's after-effects may still cut the first try).
         self._turn_kind, self._fault = "final", "no fault"
@@ -222,7 +265,30 @@ class ChaosSession:
         restore: asyncio.Task[None] | None = None
         after_send: Callable[[], Awaitable[None]] | None = None
         timeout = ANSWER_TIMEOUT
-        if fault is Fault.BLACKHOLE:
+        slow_since: float | None = None
+        if fault is Fault.SLOW_MODEL:
+            if await self.stack.think_next_turn(self.index, step.param):
+                self._injected(fault)
+                slow_since = time.time()
+            else:
+                self._skipped(fault)
+            timeout += step.param
+        elif fault is Fault.TOKEN_REFUSED:
+            # The token service is down for a while, then the link drops: the session must
+            # keep trying through refused connections and come back when it is up again.
+            self._refuse_until = asyncio.get_running_loop().time() + step.param
+            await self._reset(fault)
+            timeout += step.param
+        elif fault is Fault.GOAWAY_LOOP:
+            restore = asyncio.create_task(self._goaway_loop(fault, step.param))
+            timeout += step.param
+        elif fault is Fault.KERNEL_BLACKHOLE:
+            if self.kernel is None:
+                self._skipped(fault)
+            else:
+                after_send = lambda: self._kernel_blackhole(fault, step.param)  # noqa: E731
+                timeout += step.param
+        elif fault is Fault.BLACKHOLE:
             self.proxy.blackhole()
             self._injected(fault)
             restore = asyncio.create_task(self._restore_after(step.param))
@@ -242,7 +308,7 @@ class ChaosSession:
         elif fault in (Fault.REFUSED_RESUME, Fault.EXPIRED_HANDLE):
             await self._refuse_next_resume(fault)
         elif fault in (Fault.TOKEN_5XX, Fault.TOKEN_429, Fault.TOKEN_SLOW):
-            self.stack.gate.arm(self.caller, _gate_faults(fault, step.param))
+            self.stack.gate.arm(self.caller, gate_faults(fault, step.param))
             await self._reset(fault)
             if fault is Fault.TOKEN_SLOW and step.turn == "text":
                 # While the token stalls, the app keeps typing: fill the outbox to one
@@ -251,13 +317,21 @@ class ChaosSession:
                 await self._burst(n, range(CHAOS_LIMITS.max_messages - 1))
                 start = CHAOS_LIMITS.max_messages
                 after_send = lambda: self._burst(n, range(start, start + BURST_AFTER))  # noqa: E731
+        disconnects = self._disconnects
         try:
-            await self._turn(n, step, tag, after_send, timeout)
+            if fault is Fault.OVERLAPPING_TURNS:
+                await self._overlap(n, step, tag, timeout)
+            else:
+                await self._turn(n, step, tag, after_send, timeout)
         finally:
             self._on_first_delta = None
             self._on_tool_call = None
             if restore is not None:
                 await restore
+            if slow_since is not None:
+                self.record.slow_model_turns.append(
+                    (slow_since, time.time(), self._disconnects - disconnects)
+                )
 
     async def _turn(
         self,
@@ -290,66 +364,50 @@ class ChaosSession:
         else:
             await self._speak(tag, after_send, timeout)
 
-    # -- faults -----------------------------------------------------------------------------
-
-    def _injected(self, fault: Fault) -> None:
-        self.record.faults[fault.value] += 1
-
-    def _skipped(self, fault: Fault) -> None:
-        self.record.skipped[fault.value] += 1
-
-    def _later(
-        self, delay: float, action: Callable[[Fault], Awaitable[None]], fault: Fault
-    ) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            await asyncio.sleep(delay)
-            await action(fault)
-
-        return run
-
-    async def _restore_after(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-        self.proxy.restore()
-
-    async def _reset(self, fault: Fault) -> None:
-        self.proxy.reset()
-        self._injected(fault)
-
-    async def _close_1011(self, fault: Fault) -> None:
-        conn = await self.stack.connection_of(self.index)
-        if conn is None or not await self.stack.emulator_close(
-            conn, 1011, REASON_INTERNAL_ERROR_OCCURRED
-        ):
-            self._skipped(fault)
-            return
-        self._injected(fault)
-
-    async def _go_away(self, fault: Fault, time_left: float) -> None:
-        conn = await self.stack.connection_of(self.index)
-        if conn is None or not await self.stack.emulator_go_away(conn, time_left):
-            self._skipped(fault)
-            return
-        self._injected(fault)
-
-    async def _refuse_next_resume(self, fault: Fault) -> None:
-        code, reason = (
-            (1007, REASON_INVALID_ARGUMENT)
-            if fault is Fault.EXPIRED_HANDLE
-            else (
-                1011,
-                REASON_INTERNAL_ERROR_OCCURRED,
-            )
-        )
-        if self.session is None or self.session.resumption_handle is None:
-            self._skipped(fault)
-            return
-        consumed = await self.stack.refuse_next_resume(code, reason, self.proxy.reset)
-        if consumed:
-            self._injected(fault)
-        else:
-            self._skipped(fault)
-
     # -- turns ------------------------------------------------------------------------------
+
+    async def _overlap(self, n: int, step: Step, tag: str, timeout: float) -> None:
+        """Ask for a long answer and talk over it: follow-ups back to back, maybe a drop."""
+        started = asyncio.Event()
+
+        async def answer_started() -> None:
+            started.set()
+
+        self._marker = tag
+        mark = len(self._turns)
+        self._resets_at_send = self.record.events["ContextReset"]
+        self._on_first_delta = answer_started
+        if await self._send(f"{tag} Please count to {30 + n}.", tag) is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(started.wait(), timeout)
+        self._injected(Fault.OVERLAPPING_TURNS)
+        last: str | None = None
+        for k in range(1, int(step.param) + 1):
+            follow = marker(self.index, f"{n}-f{k}")
+            if await self._send(f"{follow} Follow-up {k}.", follow) is not None:
+                last = follow
+        if step.delay >= 0:
+            self._spawn(self._later(step.delay, lambda _f: self._reset_quietly(), Fault.RESET)())
+        if last is None:
+            return
+        self._marker = last
+        # Each follow-up cuts the answer before it (a barge-in); the last one is answered.
+        await self._answer(mark, lambda text: last in text, timeout)
+
+    async def _reset_quietly(self) -> None:
+        self.proxy.reset()
+
+    async def _settle(self, timeout: float) -> None:
+        """Before closing, give the last sends time to be confirmed (as an app would)."""
+        rec = self.record
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            open_seqs = set(rec.sends) - rec.delivered_seqs - rec.dropped_seqs
+            if not open_seqs:
+                return
+            await asyncio.sleep(0.2)
 
     async def _burst(self, n: int, numbers: range) -> None:
         for k in numbers:
@@ -361,6 +419,7 @@ class ChaosSession:
         assert session is not None
         result = await session.send_text(text)
         self.record.texts[tag] = (result.seq, result.status)
+        self.record.sends[result.seq] = SentItem("text", tag)
         if result.dropped:
             self.record.dropped_seqs.add(result.seq)
             return None
@@ -402,6 +461,7 @@ class ChaosSession:
             chunk = pcm[offset : offset + step]
             result = await session.send_audio(chunk)
             self.record.audio_ms_sent += len(chunk) / 32.0
+            self.record.sends[result.seq] = SentItem("audio", tag, len(chunk) / 32.0)
             if result.dropped:
                 self.record.dropped_seqs.add(result.seq)
             if offset == 0 and after_send is not None:
@@ -412,12 +472,21 @@ class ChaosSession:
     async def _answer(self, mark: int, check: Callable[[str], bool], timeout: float) -> str | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        reset_seen = False
+        reset_seen = cut_seen = False
         while True:
             for text in self._turns[mark:]:
                 if check(text):
                     return text
             mark = len(self._turns)
+            if (
+                not cut_seen
+                and self._turn_kind == "audio"
+                and self.record.audio_drop_reports > self._audio_drops_at_send
+            ):
+                # Part of the utterance was reported dropped: the server may never hear a
+                # whole sentence. Wait a little for an answer, then go on, as an app would.
+                cut_seen = True
+                deadline = min(deadline, loop.time() + max(4.0, 2 * self.watchdogs.reply_timeout))
             if not reset_seen and self.record.events["ContextReset"] > self._resets_at_send:
                 # A fresh session asks an unanswered question again after the seeded
                 # history; one whose answer a handle's state held stays history only
@@ -437,6 +506,10 @@ class ChaosSession:
                     # Part of the utterance was dropped (too old to send after a long gap)
                     # and reported: the server never heard a whole sentence to answer.
                     rec.spoken_turns_cut_by_audio_drops += 1
+                    if len(rec.cut_notes) < 5:
+                        rec.cut_notes.append(
+                            f"{self._marker} ({self._fault}): {' '.join(rec.recent)}"
+                        )
                     return None
                 rec.turn_timeouts += 1
                 rec.timeouts_by_turn[self._turn_kind] += 1
@@ -473,7 +546,9 @@ class ChaosSession:
         async for event in session.events():  # outlives Failed: this app resumes
             rec.events[type(event).__name__] += 1
             if not isinstance(event, ev.OutputTranscript | ev.TextDelta | ev.AudioChunk):
-                rec.recent.append(_describe(event))
+                # Seconds since the session started: a note then shows where time went.
+                at = asyncio.get_running_loop().time() - self._started_at
+                rec.recent.append(f"{at:.1f}:{_describe(event)}")
             self._state_changed.set()
             match event:
                 # The answer's text is its transcript (TextDelta only on a text model).
@@ -489,11 +564,16 @@ class ChaosSession:
                     self._turn_done.set()
                 case ev.Rewound() | ev.Interrupted():
                     self._partial.clear()
-                case ev.ToolCallRequested(calls=calls):
+                case ev.ToolCallRequested(calls=calls, reissued=reissued):
                     if self._on_tool_call is not None:
                         action, self._on_tool_call = self._on_tool_call, None
                         await action()  # the drop lands before the answer is sent
-                    await self._answer_tools(session, [c.id for c in calls if c.id])
+                    await self._answer_tools(session, [c.id for c in calls if c.id], reissued)
+                case ev.Delivered(seqs=seqs):
+                    rec.delivered_twice += len(rec.delivered_seqs.intersection(seqs))
+                    rec.delivered_seqs.update(seqs)
+                case ev.Disconnected():
+                    self._disconnects += 1
                 case ev.SendDropped(seqs=seqs, kind=kind):
                     rec.dropped_seqs.update(seqs)
                     if kind == "audio":
@@ -504,12 +584,22 @@ class ChaosSession:
                 case _:
                     pass
 
-    async def _answer_tools(self, session: LiveSession, ids: list[str]) -> None:
+    async def _answer_tools(
+        self, session: LiveSession, ids: list[str], reissued: tuple[str, ...]
+    ) -> None:
         for call_id in ids:
+            # The tool has a side effect: it runs once per request; a re-issued call is
+            # answered from the run it replaces (ToolCallRequested.reissued).
+            effects = self.record.tool_effects
+            doubles = len(effects.double_executions)
+            answer = effects.call(call_id, self._marker, reissued)
+            if len(effects.double_executions) > doubles:  # what led to it, for the report
+                effects.double_executions[-1] += f"; last events: {' '.join(self.record.recent)}"
             result = await session.send_tool_response(
-                [FunctionResponse(call_id, TOOL_NAME, {"result": f"sunny {self._marker}"})]
+                [FunctionResponse(call_id, TOOL_NAME, {"result": answer})]
             )
             self.record.tool_answers[call_id] = (result.seq, result.status)
+            self.record.sends[result.seq] = SentItem("tool", call_id)
             if result.dropped:
                 self.record.dropped_seqs.add(result.seq)
 
@@ -536,14 +626,6 @@ def _describe(event: ev.AppEvent) -> str:
         case ev.Rewound(reply_lost=lost, cancelled_tool_call_ids=ids):
             return f"Rewound(lost={lost}, tools={len(ids)})"
     return type(event).__name__
-
-
-def _gate_faults(fault: Fault, param: float) -> list[GateFault]:
-    if fault is Fault.TOKEN_5XX:
-        return [GateFault(503, retry_after=0.5) for _ in range(max(1, int(param)))]
-    if fault is Fault.TOKEN_429:
-        return [GateFault(429, retry_after=1.0)]
-    return [GateFault(stall=param)]
 
 
 _WORDS = ("teal", "harbour", "lantern", "quartz", "meadow", "falcon", "cobalt", "juniper")

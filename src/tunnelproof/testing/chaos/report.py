@@ -54,6 +54,27 @@ def render(report: JsonDict, console: Console | None = None) -> None:
             "  duplicated / lost silently / dropped-but-delivered",
             f"{t['duplicated']} / {t['lost_silently']} / {t['dropped_but_delivered']}",
         )
+    missing = report["unaccounted"]
+    table.add_row(
+        "UNACCOUNTED texts / tool responses / audio ms",
+        f"{missing['texts']} / {missing['tool_responses']} / {missing['audio_ms']}",
+    )
+    impolite = report["impolite"]
+    tools = impolite["tool_side_effects"]
+    table.add_row(
+        "tool calls / run / answered from the earlier run / run twice silently",
+        f"{tools['calls']} / {tools['executed']} / {tools['answered_from_earlier_run']} / "
+        f"{tools['silent_double_executions']}",
+    )
+    loops, slow = impolite["goaway_loops"], impolite["slow_model"]
+    table.add_row(
+        "goAway loops / most connections in one",
+        f"{loops['loops']} / {loops['max_connections']}",
+    )
+    table.add_row(
+        "thinking-model turns / with a disconnect",
+        f"{slow['turns']} / {slow['turns_with_a_disconnect']}",
+    )
     audio = report["audio"]
     table.add_row(
         "audio ms sent / replayed / dropped",
@@ -109,6 +130,17 @@ def render(report: JsonDict, console: Console | None = None) -> None:
         for problem in report[name]["problems"][:10]:
             # Escaped: a text marker such as [c7-3] is rich markup and would vanish.
             console.print(f"[red]{name}: {escape(problem)}[/]")
+    sends = report["impolite"]["sends"]
+    for kind in ("texts", "tool_responses", "audio"):
+        for sample in sends[kind]["samples"][:10]:
+            console.print(f"[red]{escape(sample)}[/]")
+    impolite = report["impolite"]
+    for line in (
+        impolite["tool_side_effects"]["silent_double_executions_samples"][:10]
+        + impolite["goaway_loops"]["over_bound"][:10]
+        + impolite["slow_model"]["samples"][:10]
+    ):
+        console.print(f"[red]{escape(line)}[/]")
     for line in report["conversations"]["failures"][:10]:
         console.print(f"[red]context lost: {escape(line)}[/]")
     for line in report["unhandled_samples"] + report["harness_errors"][:10]:
@@ -135,10 +167,13 @@ def chart(report: JsonDict, path: Path) -> None:
     right.set_xlabel("seconds")
     right.set_title("sessions connected at each moment")
     conv = report["conversations"]
+    missing = report["unaccounted"]
     fig.suptitle(
         f"{conv['context_survived']}/{conv['total']} conversations kept their context; "
         f"max sockets per session {report['sockets']['max_open_per_session_at_once']}; "
-        f"{report['unhandled_exceptions']} unhandled exceptions"
+        f"{report['unhandled_exceptions']} unhandled exceptions; unaccounted: "
+        f"{missing['texts']} texts, {missing['tool_responses']} tool responses, "
+        f"{missing['audio_ms']} ms of audio"
     )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,10 +23,12 @@ server-side history (see :mod:`~tunnelproof.testing.chaos.accounting`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import platform
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -51,16 +53,24 @@ from tunnelproof.testing.chaos.accounting import (
     tool_response_count,
     user_texts,
 )
+from tunnelproof.testing.chaos.audit import impolite_report
 from tunnelproof.testing.chaos.driver import (
     CHAOS_CONFIG,
     CHAOS_LIMITS,
+    CHAOS_WATCHDOGS,
     ChaosSession,
     SessionRecord,
 )
 from tunnelproof.testing.chaos.gate import TokenGate
-from tunnelproof.testing.chaos.schedule import Fault, plan_session, restart_times
+from tunnelproof.testing.chaos.links import Links
+from tunnelproof.testing.chaos.schedule import (
+    PER_SESSION_FAULTS,
+    Fault,
+    link_latency_ms,
+    plan_session,
+    restart_times,
+)
 from tunnelproof.testing.tokens_fixtures import running_token_service
-from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.minting import Minter
 from tunnelproof.tokens.router import TokenService
 from tunnelproof.tokens.settings import TokenServiceSettings
@@ -105,6 +115,16 @@ class ChaosConfig:
     deadline: float = 780.0
     only: tuple[int, ...] = ()
     """Run only these session indices (each keeps its seeded plan): to replay one failure."""
+    faults: tuple[Fault, ...] = PER_SESSION_FAULTS
+    """The per-session fault kinds dealt (the tiny soak deals the impolite ones only)."""
+    reply_timeout: float = 6.0
+    """The client's reply watchdog; a thinking model stays silent longer than this."""
+    latency: bool = True
+    """Give every session's link its seeded 100-500 ms latency."""
+    kernel_every: int = 10
+    """Every ``kernel_every``-th session's link crosses a network namespace (0: none)."""
+    fault_rate: float = 0.8
+    """Chance of a fault on a step after a session's walk of every kind."""
 
 
 @dataclass(slots=True)
@@ -122,9 +142,11 @@ class Observed:
     connected_samples: list[tuple[float, int]] = field(default_factory=list)
     emulator_peak_rss_kb: int = 0
     emulator_errors: int = 0
+    client_sockets_peak: int = 0
+    """Most sockets one session held open at once, sampled from the client's side."""
 
 
-_WATCHED = ("setup_complete", "connection_closed", "resume_refused")
+_WATCHED = ("setup_complete", "connection_closed", "resume_refused", "resume_takeover")
 
 
 class ChaosStack:
@@ -135,6 +157,11 @@ class ChaosStack:
         self.gate = gate
         self.observed = observed
         self.gate_url = gate.url
+        # Bound but never listening: every connection to it is refused (ECONNREFUSED), as
+        # a token service that is down. Held open for the run so no one else takes the port.
+        self._refusing = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._refusing.bind(("127.0.0.1", 0))
+        self.refused_url = f"http://127.0.0.1:{self._refusing.getsockname()[1]}/api/live/token"
         self._http: aiohttp.ClientSession | None = None
         self._refusal_lock = asyncio.Lock()
         self._cursors: dict[str, int] = {}
@@ -170,9 +197,10 @@ class ChaosStack:
         )
 
     async def stop(self) -> None:
-        """Close the HTTP client."""
+        """Close the HTTP client and the refusing socket."""
         if self._http is not None:
             await self._http.close()
+        self._refusing.close()
 
     async def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         await self._restarting.wait()
@@ -214,6 +242,17 @@ class ChaosStack:
         """Send ``goAway`` on ``conn``."""
         body = {"timeLeft": time_left}
         return await self._try("POST", f"/connections/{conn}/go_away", body) is not None
+
+    async def think_next_turn(self, index: int, seconds: float) -> bool:
+        """Make session ``index``'s model think ``seconds`` before its next answer."""
+        conns = await self._try("GET", "/connections", open="1")
+        mine = self.tokens_of(index)
+        found = [c for c in conns or () if c.get("token") in mine and c.get("session")]
+        if not found:
+            return False
+        newest = max(found, key=lambda c: float(c.get("opened_at") or 0.0))
+        body = {"seconds": seconds}
+        return await self._try("POST", f"/sessions/{newest['session']}/think", body) is not None
 
     async def refuse_next_resume(
         self, code: int, reason: str, provoke: Callable[[], None], timeout: float = 15.0
@@ -318,7 +357,7 @@ async def run_chaos(
     records: list[SessionRecord] = []
     sessions_data: list[JsonDict] = []
     ledger: list[JsonDict] = []
-    proxies: list[TunnelProxy] = []
+    links: Links | None = None
     try:
         policy = EmulatorPolicy().update(CHAOS_EMULATOR_POLICY)
         async with EmulatorProcess(
@@ -349,25 +388,37 @@ async def run_chaos(
             ):
                 stack = ChaosStack(emulator, gate, observed)
                 await stack.start()
+                links = Links(emulator.port, config.kernel_every)
+                watchdogs = dataclasses.replace(CHAOS_WATCHDOGS, reply_timeout=config.reply_timeout)
                 try:
-                    for _ in range(config.sessions):
-                        proxies.append(await TunnelProxy("127.0.0.1", emulator.port).start())
-                    drivers = [
-                        ChaosSession(
+                    drivers: list[ChaosSession] = []
+                    for i in range(config.sessions):
+                        if config.only and i not in config.only:
+                            continue
+                        link = await links.open(i)
+                        plan = plan_session(
                             i,
-                            plan_session(
-                                i,
-                                seed=config.seed,
-                                steps=config.steps,
-                                time_scale=config.time_scale,
-                            ),
-                            stack,
-                            proxies[i],
-                            config.seed,
+                            seed=config.seed,
+                            steps=config.steps,
+                            time_scale=config.time_scale,
+                            kinds=config.faults,
+                            kernel=link.kernel is not None,
+                            reply_timeout=config.reply_timeout,
+                            fault_rate=config.fault_rate,
                         )
-                        for i in range(config.sessions)
-                        if not config.only or i in config.only
-                    ]
+                        latency = link_latency_ms(i, seed=config.seed) if config.latency else (0, 0)
+                        drivers.append(
+                            ChaosSession(
+                                i,
+                                plan,
+                                stack,
+                                link.proxy,
+                                config.seed,
+                                watchdogs=watchdogs,
+                                latency=latency,
+                                kernel=link.kernel,
+                            )
+                        )
                     records = await _run_sessions(config, stack, drivers, say)
                     await stack.poll_events()
                     sessions_data = await stack._call("GET", "/sessions")
@@ -376,8 +427,7 @@ async def run_chaos(
                         observed.emulator_peak_rss_kb, _peak_rss_kb(emulator.pid)
                     )
                 finally:
-                    for proxy in proxies:
-                        await proxy.stop()
+                    await links.close()
                     await stack.stop()
                 gate_answers = dict(gate.answers)
                 token_owner = stack.session_of_token()
@@ -385,7 +435,7 @@ async def run_chaos(
         loop.set_exception_handler(previous_handler)
         shutil.rmtree(state_dir, ignore_errors=True)
     duration = time.monotonic() - started
-    return build_report(
+    report = build_report(
         config,
         records,
         observed,
@@ -395,6 +445,9 @@ async def run_chaos(
         gate_answers,
         duration,
     )
+    if links is not None and links.kernel_unavailable is not None:
+        report["impolite"]["kernel_blackholes_not_run"] = links.kernel_unavailable
+    return report
 
 
 def _planned(config: ChaosConfig) -> int:
@@ -514,6 +567,8 @@ def _sample_outbox(driver: ChaosSession, observed: Observed) -> None:
         peak[name] = max(peak.get(name, 0.0), value)
     if not outbox.within_bounds():
         observed.outbox_violations += 1
+    open_sockets = sum(1 for sock in session._sockets.values() if not sock.gone())
+    observed.client_sockets_peak = max(observed.client_sockets_peak, open_sockets)
 
 
 def _rss_kb(pid: int | None = None) -> int:
@@ -629,7 +684,13 @@ def build_report(
                 metrics_sum[name] += int(getattr(m, name))
 
     faults[Fault.EMULATOR_RESTART.value] = len(observed.restarts)
-    max_sockets = max(overlaps.values(), default=0)
+    # A kernel blackhole kills the client's socket in the client's kernel only: the
+    # emulator holds its end half-open (as Google would) until it hears nothing for long
+    # enough, so its view overlaps a dead socket with the client's next one. For those
+    # sessions the client's own view (sampled) is the measure; the emulator's is shown.
+    kernel_sessions = {r.index for r in records if r.kernel_path}
+    max_sockets = max((n for i, n in overlaps.items() if i not in kernel_sessions), default=0)
+    kernel_overlap = max((n for i, n in overlaps.items() if i in kernel_sessions), default=0)
     minted = len(ledger)
     # Contract 1: a token whose handshake completed is never presented again.
     reused_after_handshake = sum(1 for t in ledger if len(t.get("connections") or []) > 1)
@@ -639,12 +700,14 @@ def build_report(
         "context_survived_everywhere": survived == len(records) == _planned(config),
         "texts_exactly_once_or_reported_dropped": texts.ok,
         "tool_responses_exactly_once_or_reported_dropped": tools.ok,
-        "max_one_socket_per_session": max_sockets <= 1,
+        "max_one_socket_per_session": max_sockets <= 1 and observed.client_sockets_peak <= 1,
         "no_unhandled_exceptions": not observed.unhandled,
         "no_harness_errors": not harness_errors,
         "outbox_within_bounds": observed.outbox_violations == 0,
         "no_token_used_after_its_handshake": reused_after_handshake == 0,
     }
+    impolite, impolite_invariants = impolite_report(records, sessions_data, observed.restarts)
+    invariants.update(impolite_invariants)
     sorted_gaps = sorted(gaps)
     report: JsonDict = {
         "ok": all(invariants.values()),
@@ -654,6 +717,8 @@ def build_report(
             "steps_per_session": config.steps,
             "seed": config.seed,
             "time_scale": config.time_scale,
+            "reply_timeout_s": config.reply_timeout,
+            "fault_kinds": [f.value for f in config.faults],
             "duration_s": round(duration, 1),
             "emulator_restarts": len(observed.restarts),
             "host": {
@@ -677,8 +742,13 @@ def build_report(
             "spoken_turns_cut_by_reported_audio_drops": sum(
                 r.spoken_turns_cut_by_audio_drops for r in records
             ),
+            "spoken_turn_cut_notes": [
+                f"session {r.index}: {note}" for r in records for note in r.cut_notes
+            ][:20],
             "failed_events_then_resumed": events.get("Failed", 0),
         },
+        "unaccounted": impolite.pop("unaccounted"),
+        "impolite": impolite,
         "texts": texts.to_dict(),
         "tool_responses": tools.to_dict(),
         "audio": {
@@ -695,7 +765,15 @@ def build_report(
         },
         "sockets": {
             "max_open_per_session_at_once": max_sockets,
-            "sessions_over_one": sorted(i for i, n in overlaps.items() if n > 1),
+            "sessions_over_one": sorted(
+                i for i, n in overlaps.items() if n > 1 and i not in kernel_sessions
+            ),
+            "client_view_max_open_per_session": observed.client_sockets_peak,
+            "kernel_path_sessions_max_open_emulator_view": kernel_overlap,
+            "kernel_path_note": (
+                "after a kernel blackhole the emulator holds the dead socket half-open "
+                "until it is silent long enough; the client's own view is the measure there"
+            ),
             "measured_from": "emulator events: setup_complete .. connection_closed, by token",
             "connections_set_up": len(spans),
         },

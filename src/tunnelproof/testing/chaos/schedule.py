@@ -3,8 +3,15 @@
 Every session gets a list of :class:`Step` values: a conversation turn (a text, a tool
 call, a spoken utterance or a long answer) and, for most steps, one fault to inject around
 that turn. Kinds are dealt so that every kind appears early and often across sessions (a
-session's first steps walk a rotated list of every kind), then drawn at random; the same
-seed always gives the same plan.
+session's first steps walk a rotated list of every kind, the sessions' walks tiling it),
+then drawn at random; the same seed always gives the same plan.
+
+The soak is impolite (issue 13): besides link and server faults, users talk over answers
+(:attr:`Fault.OVERLAPPING_TURNS`), models think longer than the reply watchdog
+(:attr:`Fault.SLOW_MODEL`), token services refuse connections for a while, servers send
+``goAway`` on every connection (:attr:`Fault.GOAWAY_LOOP`), speech goes into a kernel
+blackhole, and every session's link has its own 100-500 ms latency
+(:func:`link_latency_ms`).
 """
 
 from __future__ import annotations
@@ -42,12 +49,52 @@ class Fault(StrEnum):
     """The token service answers 429 with ``Retry-After`` (then the link drops)."""
     TOKEN_SLOW = "token_slow"
     """The token service takes 0.5-8 s to answer (then the link drops)."""
+    OVERLAPPING_TURNS = "overlapping_turns"
+    """1-3 follow-up texts sent back to back while a long answer is arriving, then (half
+    the time) the link is reset: each follow-up interrupts the answer before it."""
+    SLOW_MODEL = "slow_model"
+    """The model thinks longer than the reply watchdog (up to 30 s) before answering."""
+    TOKEN_REFUSED = "token_refused"
+    """The token service refuses connections (ECONNREFUSED) for 1-6 s (then the link drops)."""
+    GOAWAY_LOOP = "goaway_loop"
+    """For 2-6 s every new connection of the session gets ``goAway`` at once."""
+    KERNEL_BLACKHOLE = "kernel_blackhole"
+    """Speech streamed into an nftables blackhole on the session's veth (needs root)."""
     EMULATOR_RESTART = "emulator_restart"
     """The emulator process is restarted (global: every session lives through it)."""
 
 
 PER_SESSION_FAULTS: tuple[Fault, ...] = tuple(f for f in Fault if f is not Fault.EMULATOR_RESTART)
 """Faults injected into one session at a time (the restart hits everyone)."""
+
+IMPOLITE_FAULTS: tuple[Fault, ...] = (
+    Fault.OVERLAPPING_TURNS,
+    Fault.SLOW_MODEL,
+    Fault.TOKEN_SLOW,
+    Fault.TOKEN_429,
+    Fault.TOKEN_REFUSED,
+    Fault.GOAWAY_LOOP,
+    Fault.KERNEL_BLACKHOLE,
+    Fault.DROP_MID_TOOL_CALL,
+)
+"""The steps of issue 13's impolite user (the tiny soak in ``make test`` runs these)."""
+
+POLITE_FAULTS: tuple[Fault, ...] = tuple(
+    f
+    for f in PER_SESSION_FAULTS
+    if f
+    not in (
+        Fault.OVERLAPPING_TURNS,
+        Fault.SLOW_MODEL,
+        Fault.TOKEN_REFUSED,
+        Fault.GOAWAY_LOOP,
+        Fault.KERNEL_BLACKHOLE,
+    )
+)
+"""The link and server faults of the first soak (the reduced soak in ``make test``)."""
+
+KERNEL_ONLY: frozenset[Fault] = frozenset({Fault.KERNEL_BLACKHOLE})
+"""Faults only a session whose link crosses a network namespace can take."""
 
 TurnKind = Literal["text", "tool", "audio", "long"]
 
@@ -57,6 +104,8 @@ _TURN_FOR: dict[Fault, TurnKind] = {
     Fault.DROP_MID_GENERATION: "long",
     Fault.GOAWAY_MID_TURN: "long",
     Fault.DROP_MID_TOOL_CALL: "tool",
+    Fault.OVERLAPPING_TURNS: "long",
+    Fault.KERNEL_BLACKHOLE: "audio",
 }
 
 
@@ -65,8 +114,10 @@ class Step:
     """One turn of a session's conversation and the fault injected around it.
 
     ``param`` depends on the fault: seconds of blackhole, ``goAway`` time left, seconds
-    the token service stalls, or how many token requests fail; ``delay`` is seconds
-    between sending the turn and a reset/1011 (so some land mid-answer, some after it).
+    the token service stalls or refuses, how many token requests fail, seconds the model
+    thinks, seconds of a goAway loop, or how many follow-ups overlap an answer; ``delay``
+    is seconds between sending the turn and a reset/1011 (so some land mid-answer, some
+    after it), or for overlapping turns between the follow-ups and a reset (-1: none).
     """
 
     turn: TurnKind
@@ -83,23 +134,40 @@ def plan_session(
     steps: int,
     time_scale: float,
     fault_rate: float = 0.8,
+    kinds: tuple[Fault, ...] = PER_SESSION_FAULTS,
+    kernel: bool = False,
+    reply_timeout: float = 6.0,
 ) -> list[Step]:
-    """The seeded plan of session ``index``: ``steps`` turns, most with a fault.
+    """The seeded plan of session ``index``: ``steps`` turns, most with a fault (for a
+    ``kernel`` session, a kernel blackhole first).
 
-    ``time_scale`` shrinks the long waits (a 60 s blackhole at 0.1 lasts 6 s).
+    ``time_scale`` shrinks the long waits (a 60 s blackhole at 0.1 lasts 6 s); a thinking
+    model is not scaled below the client's ``reply_timeout``, or it would not be slow.
+    ``kinds`` are the faults to deal; ``kernel`` says whether this session's link crosses
+    a network namespace (only then can it take a kernel blackhole).
     """
     rng = random.Random(f"{seed}:{index}")
-    rotation = list(PER_SESSION_FAULTS)
-    # Session i starts its walk at kind i: across sessions every kind comes first somewhere.
-    start = index % len(rotation)
-    rotation = rotation[start:] + rotation[:start]
+    rotation = [f for f in kinds if f not in KERNEL_ONLY]
+    kernel_kinds = [f for f in kinds if f in KERNEL_ONLY] if kernel else []
+    pool = rotation + kernel_kinds
+    if not pool:
+        raise ValueError("no fault kind left to deal")
+    # Session i starts its walk where session i-1's ended: across sessions the walks tile
+    # the list, so every kind comes first somewhere even with few sessions and steps.
+    if rotation:
+        start = (index * max(1, steps - 1)) % len(rotation)
+        rotation = rotation[start:] + rotation[:start]
     plan: list[Step] = []
     for n in range(steps):
         fault: Fault | None
-        if n < len(rotation) and n < steps - 1:
-            fault = rotation[n]
+        walk = n - len(kernel_kinds)
+        if n < len(kernel_kinds):
+            # A session whose link crosses a namespace is there for its kernel blackhole.
+            fault = kernel_kinds[n]
+        elif walk < len(rotation) and n < steps - 1:
+            fault = rotation[walk]
         elif rng.random() < fault_rate:
-            fault = rng.choice(PER_SESSION_FAULTS)
+            fault = rng.choice(pool)
         else:
             fault = None
         turn: TurnKind = (
@@ -107,21 +175,45 @@ def plan_session(
             if fault in _TURN_FOR
             else rng.choice(("text", "text", "text", "tool", "audio"))
         )
-        plan.append(_step(rng, turn, fault, time_scale))
+        plan.append(_step(rng, turn, fault, time_scale, reply_timeout))
     return plan
 
 
-def _step(rng: random.Random, turn: TurnKind, fault: Fault | None, scale: float) -> Step:
+def link_latency_ms(index: int, *, seed: int) -> tuple[float, float]:
+    """Session ``index``'s one-way link latency and jitter in ms: 100-500 ms, 10% jitter."""
+    rng = random.Random(f"latency:{seed}:{index}")
+    latency = rng.uniform(100.0, 500.0)
+    return latency, latency / 10
+
+
+def _step(
+    rng: random.Random, turn: TurnKind, fault: Fault | None, scale: float, reply_timeout: float
+) -> Step:
     param = 0.0
     delay = 0.0
+    # Token stalls and outages, goAway loops: seconds at the default time scale (0.1),
+    # shorter below it (the tiny soak in ``make test``).
+    seconds = min(1.0, scale * 10)
     if fault is Fault.BLACKHOLE:
         param = rng.uniform(1.0, 60.0) * scale
+    elif fault is Fault.KERNEL_BLACKHOLE:
+        param = rng.uniform(1.0, 120.0) * scale
     elif fault in (Fault.GOAWAY_AT_BOUNDARY, Fault.GOAWAY_MID_TURN):
         param = rng.uniform(1.0, 5.0)
     elif fault is Fault.TOKEN_5XX:
         param = float(rng.randint(1, 3))
     elif fault is Fault.TOKEN_SLOW:
-        param = rng.uniform(0.5, 8.0)
+        param = rng.uniform(0.5, 8.0) * seconds
+    elif fault is Fault.TOKEN_REFUSED:
+        param = rng.uniform(1.0, 6.0) * seconds
+    elif fault is Fault.SLOW_MODEL:
+        # Always longer than the reply watchdog, up to 30 s: a silent model, healthy link.
+        param = min(30.0, rng.uniform(1.2, 5.0) * reply_timeout)
+    elif fault is Fault.GOAWAY_LOOP:
+        param = rng.uniform(2.0, 6.0) * seconds
+    elif fault is Fault.OVERLAPPING_TURNS:
+        param = float(rng.randint(1, 3))
+        delay = rng.uniform(0.0, 0.6) if rng.random() < 0.5 else -1.0
     elif fault in (Fault.RESET, Fault.CLOSE_1011):
         delay = rng.uniform(0.0, 0.4)
     return Step(turn, fault, param, delay, pause=rng.uniform(0.1, 0.8))

@@ -17,6 +17,8 @@ class FaultStack(Protocol):
 
     gate: TokenGate
     gate_url: str
+    refused_url: str
+    """A token service URL whose port refuses every connection (a service that is down)."""
 
     def caller(self, index: int) -> str:
         """The ``Authorization`` header of session ``index``'s user."""
@@ -32,6 +34,10 @@ class FaultStack(Protocol):
 
     async def emulator_go_away(self, conn: str, time_left: float) -> bool:
         """Send ``goAway`` on ``conn``."""
+        ...
+
+    async def think_next_turn(self, index: int, seconds: float) -> bool:
+        """Make session ``index``'s model think ``seconds`` before its next answer."""
         ...
 
     async def refuse_next_resume(
