@@ -15,7 +15,7 @@ import pytest
 
 from tunnelproof.emulator import EmulatorPolicy, encode_speech, silence
 from tunnelproof.protocol.config import FunctionDeclaration
-from tunnelproof.session import LiveSession
+from tunnelproof.session import LiveSession, OutboxLimits
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.policy import Watchdogs
@@ -111,23 +111,26 @@ async def _stream(session: LiveSession, pcm: bytes, seqs: list[int], stop: async
 
 
 async def test_every_audio_millisecond_sent_into_a_dead_link_is_accounted_for() -> None:
-    """Symptom 4: speech streamed through a 7 s tunnel. Every chunk ends delivered (a
-    ``Delivered`` event) or reported dropped, and the outage is reported once, not once per
-    20 ms chunk."""
-    async with live_stack(tunnel=True, seed=3, seeded=False) as s:
+    """Symptom 4: speech streamed through a 3.5 s tunnel, more than the 1.5 s of audio the
+    outbox may hold. Every chunk ends delivered (a ``Delivered`` event) or reported
+    dropped, and the outage is reported once, not once per 20 ms chunk."""
+    # The outbox bounds are scaled down with the tunnel (defaults: 5 s of audio, 5 s TTL):
+    # the outage still overflows them, so chunks are dropped and must be reported.
+    limits = OutboxLimits(max_audio_ms=1_500.0, audio_ttl=1.5)
+    async with live_stack(tunnel=True, seed=3, seeded=False, limits=limits) as s:
         session, rec = s.session, s.rec
         await rec.wait(ev.Connected)
         seqs: list[int] = []
         stop = asyncio.Event()
         speech = b"".join(
-            encode_speech(f"sentence number {n} about teal") + silence(0.8) for n in range(5)
+            encode_speech(f"sentence number {n} about teal") + silence(0.5) for n in range(3)
         )
         streamer = asyncio.create_task(_stream(session, speech, seqs, stop))
         try:
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.0)
             mark = rec.mark()
             s.tunnel.blackhole()
-            await asyncio.sleep(7.0)
+            await asyncio.sleep(3.5)
             s.tunnel.restore()
             await rec.wait(
                 lambda e: isinstance(e, ev.Resumed | ev.Connected), since=mark, timeout=20
@@ -139,6 +142,7 @@ async def test_every_audio_millisecond_sent_into_a_dead_link_is_accounted_for() 
         outage_drops = [
             e for e in rec.log[mark:] if isinstance(e, ev.SendDropped) and e.kind == "audio"
         ]
+        assert outage_drops, "the outage overflowed no bound: nothing here was tested"
         assert len(outage_drops) <= 2, f"{len(outage_drops)} SendDropped for one outage"
         mark_end = rec.mark()
         await session.send_text("How many turns have I taken?")
