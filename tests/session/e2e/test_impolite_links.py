@@ -29,12 +29,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 SLOW_BACKEND_WATCHDOGS = Watchdogs(
-    token_timeout=4.0, connect_timeout=4.0, probe_connect_timeout=2.0, reply_timeout=4.0
+    token_timeout=3.0, connect_timeout=4.0, probe_connect_timeout=1.0, reply_timeout=4.0
 )
 
 
 async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> None:
-    """Symptom 2: the backend takes 2.5 s per token (scaled: the probe timeout here is 2 s,
+    """Symptom 2: the backend takes 1.5 s per token (scaled: the probe timeout here is 1 s,
     the default 3 s). While offline every fetch was cancelled after the probe timeout,
     forever. The session must come back, and the backend must not mint tokens nobody uses."""
     parts: dict[str, object] = {}
@@ -55,12 +55,12 @@ async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> No
         http_tunnel = parts["http_tunnel"]
         assert isinstance(service, SlowTokenService)
         assert isinstance(http_tunnel, TunnelProxy)
-        service.delay = 2.5  # a loaded backend
+        service.delay = 1.5  # a loaded backend: slower than the probe timeout
         mark = s.rec.mark()
         s.tunnel.offline()
         http_tunnel.blackhole()  # the phone is in the tunnel: no backend either
         await s.rec.wait(ev.Disconnected, since=mark, timeout=10)
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(3.0)
         s.tunnel.restore()
         http_tunnel.restore()
         await s.rec.wait(ev.Resumed, since=mark, timeout=30)
