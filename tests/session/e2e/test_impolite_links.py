@@ -23,7 +23,13 @@ from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
 
 from .impolite_helpers import CHUNK, CHUNK_MS, SlowTokenService
-from .session_e2e_helpers import AUDIO_CONFIG, Stack, check_context, live_stack
+from .session_e2e_helpers import (
+    AUDIO_CONFIG,
+    FAST_WATCHDOGS,
+    Stack,
+    check_context,
+    live_stack,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -79,11 +85,13 @@ LOOKUP = FunctionDeclaration(name="look_up_the_time", description="Slow lookup."
 
 
 async def test_model_silent_for_longer_than_the_reply_watchdog_is_not_a_dead_link() -> None:
-    """Symptom 3: the model is silent for 5.5 s (a slow tool call; reply_timeout is 4 s) on a
-    healthy link. No false dead-link alarm, no reconnect, the question is sent once."""
+    """Symptom 3: the model is silent for 2.5 s (a slow tool call; reply_timeout is 1.5 s) on
+    a healthy link. No false dead-link alarm, no reconnect, the question is sent once."""
     config = replace(AUDIO_CONFIG, tools=(LOOKUP,))
-    async with live_stack(EmulatorPolicy(generation_speed=4.0), config=config, seed=2) as s:
-        s.emu.controls.update_policy(tool_call_delay=22.0)  # 5.5 s at generation_speed 4
+    watchdogs = replace(FAST_WATCHDOGS, reply_timeout=1.5, link_check_timeout=1.0)
+    policy = EmulatorPolicy(generation_speed=4.0)
+    async with live_stack(policy, config=config, watchdogs=watchdogs, seed=2) as s:
+        s.emu.controls.update_policy(tool_call_delay=10.0)  # 2.5 s at generation_speed 4
         mark = s.rec.mark()
         assert (await s.session.send_text("Please look up the time.")).sent
         call = await s.rec.wait(ev.ToolCallRequested, since=mark, timeout=20)
