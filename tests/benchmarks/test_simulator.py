@@ -74,3 +74,22 @@ def test_small_storm_is_deterministic_and_restores_everyone_with_ours() -> None:
     assert a.peak_offered_rps > 0
     seed = simulate_storm(SEED_POLICY, 200, token_rate=50.0, seed=5)
     assert seed.restored + seed.gave_up == 200
+
+
+def test_a_backlog_sized_retry_after_keeps_the_herd_near_capacity() -> None:
+    # 2,000 clients, a service minting 20/s: N / capacity = 100 s. With tunnelproof's
+    # service (503 + a Retry-After sized by the backlog) the herd comes once, then at about
+    # the capacity; with the service before issue 15 (502 while the upstream is down,
+    # Retry-After: 1) it keeps coming back many times over.
+    n, rate = 2_000, 20.0
+    queue = simulate_storm(DEFAULT_POLICY, n, token_rate=rate, restart_s=1.5, seed=3)
+    fixed = simulate_storm(
+        DEFAULT_POLICY, n, token_rate=rate, restart_s=1.5, seed=3, service="fixed"
+    )
+    assert queue.restored == n and queue.gave_up == 0
+    assert queue.t100_s is not None and queue.t100_s <= 1.1 * n / rate
+    assert queue.peak_offered_rps <= n  # nobody asks twice in the first second
+    after_first_seconds = [r for t, r in queue.offered_rps if t >= 3]
+    assert max(after_first_seconds) <= 1.5 * rate
+    assert queue.token_requests <= 2.2 * n  # about one shed answer and one token each
+    assert fixed.token_requests > 5 * queue.token_requests

@@ -312,3 +312,31 @@ test("goAway on every connection: a minute of it is no hot loop", () => {
   assert.deepEqual(planned.slice(0, 3).map((e) => e.delay), [0, 0, 0], "the budget goes at once");
   assert.ok(planned.slice(3).every((e) => e.delay > 0), "beyond it, backed off");
 });
+
+test("a server that closes at once after every goAway is no hot loop: its close counts against the budget", () => {
+  // Python: test_a_server_that_closes_at_once_after_every_go_away_is_no_hot_loop. The
+  // server's close after goAway used not to count, so every reconnect went at once.
+  const h = harness({ policy: { handoverBudget: 3 } });
+  h.feed({ type: "started" });
+  h.connect();
+  h.handleUpdate("h1");
+  const start = h.now;
+  for (let i = 0; i < 400 && h.now - start < 60; i++) {
+    if (h.m.phase === "connected") {
+      h.frame({ goAway: { timeLeft: "0s" } });
+      h.closed(1011);
+    }
+    if (h.m.phase === "fetching") h.token();
+    if (h.m.phase === "opening") {
+      h.connect();
+      h.handleUpdate("h1");
+      continue;
+    }
+    if (h.m.phase === "waiting" && h.timers.has("retry")) h.fire("retry");
+    else h.now += 0.01;
+  }
+  const connections = h.m.metrics.connections;
+  assert.notEqual(h.m.state, "failed");
+  assert.ok(connections <= 40, `${connections} connections in ${(h.now - start).toFixed(1)} s`);
+  assert.ok(h.now - start > 30, "the loop ran out of steps: connections came too fast");
+});

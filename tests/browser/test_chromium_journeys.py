@@ -388,8 +388,9 @@ async def test_speech_through_a_network_loss_is_reported_once_with_its_duration(
 async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any) -> None:
     # A server that sends goAway right after every setupComplete (the emulator's
     # go_away_on_connect knob). Within the handover budget a handover goes at once; beyond
-    # it the page stays until each goAway's deadline and backs off, so the connections per
-    # second stay bounded, and the conversation goes on across the handovers.
+    # it the page stays until the server closes each connection at its deadline and backs
+    # off, so the connections per second stay bounded, and a question asked during the
+    # storm is still answered (it used to leave each connection at once, forever).
     window = 3.0
     async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
         page = await connected_page(stack, context, policy={"handoverBudget": 2})
@@ -404,14 +405,40 @@ async def test_go_away_on_every_connection_is_no_hot_reconnect_loop(context: Any
         planned = [e for e in await events(page, "reconnecting") if e["planned"]]
         print(f"goAway on every connection: {made} connections in {window:g} s")
         # Without the budget: a handover as soon as each prefetched token arrives, some
-        # tens of connections a second. With it: two at once, then one per goAway deadline
-        # (timeLeft 2 s - margin 1 s) plus a growing backoff.
+        # tens of connections a second. With it: two at once, then one per server close
+        # (timeLeft 2 s) plus a growing backoff.
         assert 3 <= made <= 8, made
         assert len(go_aways) >= 3
         assert [e["delay"] for e in planned[:2]] == [0, 0]
         assert any(e["delay"] > 0 for e in planned[2:]), planned
+        assert "Ada" in (await ask(page, "what is my name?", timeout=30))["answer"]
         stack.emulator.hub.policy.update({"go_away_on_connect": None})
         assert "Ada" in (await ask(page, "what is my name?"))["answer"]
+        assert not page.errors
+
+
+async def test_go_away_at_or_under_the_margin_on_every_connection_still_answers(
+    context: Any,
+) -> None:
+    # goAway with timeLeft 1 s (= the page's goAwayMargin) on every connection. The
+    # deadline "timeLeft - margin" is now, so once the handover budget was spent the page
+    # used to leave each connection right after sending the question and never got an
+    # answer (a livelock). Past the budget it now stays until the server closes, so the
+    # question asked during the storm is answered; connections stay bounded.
+    window = 3.0
+    async with running_stack(EmulatorPolicy(generation_speed=0.0)) as stack:
+        page = await connected_page(stack, context, policy={"handoverBudget": 2})
+        assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+        await page.wait_for_function("() => window.live.lastTurnHeld")
+        stack.emulator.hub.policy.update({"go_away_on_connect": 1.0})
+        before = await page.evaluate("() => window.live.metrics.connections")
+        stack.tunnel.reset()
+        await asyncio.sleep(window)
+        assert "Ada" in (await ask(page, "what is my name?", timeout=15))["answer"]
+        made = await page.evaluate("() => window.live.metrics.connections") - before
+        assert 3 <= made <= 12, made
+        closes = [e for e in await events(page, "disconnected") if e["code"] == 1011]
+        assert closes and all(e["planned"] for e in closes), closes
         assert not page.errors
 
 

@@ -125,14 +125,14 @@ async def test_token_service_401_and_500() -> None:
         proc = await asyncio.to_thread(run_in_process, "chat", "--token-url", service.token_url)
         assert proc.returncode == 2
         assert "HTTP 401" in one_clear_sentence(proc.stderr, "tunnelproof chat: ")
-    # A service whose upstream is down answers 502: say what to check.
+    # A service whose upstream is down answers 503 upstream_unavailable: say what to check.
     async with running_token_service(settings) as service:
         proc = await asyncio.to_thread(
             run_in_process, "chat", "--token-url", service.token_url, "--bearer", DEV_BEARER_KEY
         )
         assert proc.returncode == 2
         line = one_clear_sentence(proc.stderr, "tunnelproof chat: ")
-        assert "could not mint a token upstream (HTTP 502)" in line
+        assert "could not mint a token upstream (HTTP 503)" in line
         assert "GEMINI_API_KEY" in line
 
 

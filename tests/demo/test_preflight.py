@@ -28,7 +28,7 @@ def closed_port() -> int:
 
 @pytest.mark.e2e
 async def test_real_demo_with_google_unreachable_fails_fast() -> None:
-    # Google stands at a closed loopback port: the token service's mint fails (502).
+    # Google stands at a closed loopback port: the token service's mint fails (503).
     port = closed_port()
     options = StackOptions(
         real=True,
@@ -58,6 +58,11 @@ async def test_real_demo_with_google_unreachable_fails_fast() -> None:
         ),
         (TokenUnavailable("boom", status=500), "service", "check its logs"),
         (TokenUnavailable("bad gateway", status=502), "service", "could not mint a token upstream"),
+        (
+            TokenUnavailable("down", status=503, retry_after=3, code="upstream_unavailable"),
+            "service",
+            "could not mint a token upstream (HTTP 503)",
+        ),
         (TokenUnavailable("timeout"), "google", "no token could be minted from Google"),
         (TokenConfigError("refused key"), "google", "check GEMINI_API_KEY"),
     ],

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import orjson
 from pydantic import SecretStr
+from starlette.responses import Response
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -74,8 +75,14 @@ async def relay_stack(
     settings: RelaySettings | None = None,
     *,
     tls: bool = False,
+    pages: dict[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Emulator + relay + token service (tickets) + tunnel in front of the relay."""
+    """Emulator + relay + token service (tickets) + tunnel in front of the relay.
+
+    ``pages`` (path → HTML, or JavaScript for a ``.js`` path) are served by the token
+    service itself, so a browser page is same-origin with the ticket route and the client
+    module (``/api/live/client.js``).
+    """
     material = make_tls() if tls else None
     async with EmulatorServer(policy=policy or EmulatorPolicy(**FAST_AUDIO)) as emu:
         signer = TicketSigner(SECRET)
@@ -94,10 +101,15 @@ async def relay_stack(
                     rate_limit="1000/minute",
                     auth_mode="static",
                     static_keys=[SecretStr(f"alice:{ALICE_KEY}")],
+                    # Bearer auth (no cookies): any origin is safe; pages are same-origin.
+                    allowed_origins=["*"] if pages else [],
                 ),
                 authenticator=authenticator,
             )
             app = create_app(service=service)
+            for path, html in (pages or {}).items():
+                kind = "text/javascript" if path.endswith(".js") else "text/html"
+                app.add_api_route(path, _page(html, kind), include_in_schema=False)
             async with TunnelProxy("127.0.0.1", relay.port) as tunnel:
                 scheme = "wss" if material else "ws"
                 app.include_router(
@@ -112,6 +124,13 @@ async def relay_stack(
                         signer,
                         str(material.ca_file) if material else None,
                     )
+
+
+def _page(body: str, media_type: str) -> Callable[[], Awaitable[Response]]:
+    async def serve() -> Response:
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-store"})
+
+    return serve
 
 
 async def fetch_ticket(url: str, key: str = ALICE_KEY, body: dict[str, Any] | None = None) -> str:

@@ -199,3 +199,55 @@ async def test_a_relay_killed_before_the_turns_handle_loses_no_context() -> None
         assert max_open_upstreams(emu) == 1
         conns = emu.controls.connections()
         assert len(conns) == 2 and conns[1]["resumed"] is True
+
+
+async def test_a_devices_replay_after_a_killed_owners_takeover_reaches_gemini_once() -> None:
+    # The device's link goes dark right after it says "teal" and asks for a count (it reads
+    # nothing more, so its newest handle predates both). A answers "teal" (a handle holds
+    # it), starts counting, and is killed mid-count. The device lands on B and replays both
+    # messages, as a tunnelproof client does with sends no handle of its own confirmed.
+    # B's duplicate check is shared through Redis: it drops both replays. "teal" is in the
+    # upstream handle B resumes from: it reaches Gemini once. The count is not (Google is
+    # not resumable mid-turn): B sends it again itself, its re-answer withheld.
+    async with two_relays() as (emu, a, b):
+        device = Device()
+        await device.connect(a)
+        assert "Hello" in await device.ask("Hello there.")
+        teal = "My favourite colour is teal."
+        count = "Please count to 100."  # its hidden re-answer is short
+        await device.say(teal)  # the link goes dark now: the device reads nothing more
+        for _ in range(500):  # until teal's answer is complete (bounded: 10 s)
+            session = emu.controls.session()
+            history = session["history"]
+            if len(history) >= 2 and history[-2]["text"] == teal and not session["generating"]:
+                break
+            await asyncio.sleep(0.02)
+        # the handle that holds it comes 20-70 ms later; A flushes its record, stores it
+        await asyncio.sleep(0.4)
+        started = len(emu.controls.events(kind="generation_started"))
+        await device.say(count)
+        await emu.controls.wait_for_event("generation_started", count=started + 1, timeout=10)
+        await asyncio.sleep(0.3)  # mid-count; a few flushes of the record
+        os.kill(a.pid, signal.SIGKILL)  # this process, by its pid
+        device.ws.transport.abort()  # the device's dead link (no close handshake to wait for)
+        await device.connect(b)  # with its old handle
+        await device.say(teal)  # the replay
+        await device.say(count)
+        mark = len(device.transcript)
+        await device.read()  # what A buffered: teal's answer,
+        await device.read()  # the count so far, then the cut turn's end
+        heard = "".join(device.transcript[mark:])
+        assert heard.count("teal") == 1, heard
+        numbers = [int(n) for n in NUMBER.findall(heard)]
+        assert numbers == list(range(1, len(numbers) + 1)) and 0 < len(numbers) < 100
+        # hello, teal, the count, this: each once in the context B resumed
+        assert "4 turns" in await device.ask("How many turns have I taken?")
+        await device.ws.close()
+        async with httpx.AsyncClient() as http:
+            stats = (await http.get(b.ready["stats"])).json()
+        assert stats["duplicates_dropped"] == 2, stats
+        said = [e["text"] for e in emu.controls.events(kind="user_text")]
+        assert said.count(teal) == 1, said  # never twice, on any connection
+        history = [e["text"] for e in emu.controls.history() if e["role"] == "user"]
+        assert history.count(teal) == 1 and history.count(count) == 1, history
+        assert max_open_upstreams(emu) == 1

@@ -24,9 +24,9 @@ def _answer(words: str, *, interrupted: bool = False) -> list[ev.AppEvent]:
 
 def test_a_replayed_answered_question_is_withheld_and_the_cut_one_is_answered() -> None:
     u = UnheldInput()
-    u.forwarded(_text("My name is Ada."), 1)
+    u.forwarded(_text("My name is Ada."), 1, 0)
     u.turn_ended()  # its answer reached the device
-    u.forwarded(_text("Please count to 100."), 2)  # asked before a handle held Ada
+    u.forwarded(_text("Please count to 100."), 2, 1)  # asked before a handle held Ada
     # the upstream dropped mid-count; the device got `interrupted` only (turn still open)
     u.replayed()
     assert u.hiding == 1
@@ -38,7 +38,7 @@ def test_a_replayed_answered_question_is_withheld_and_the_cut_one_is_answered() 
 
 def test_messages_a_handle_holds_are_not_replayed_so_nothing_is_withheld() -> None:
     u = UnheldInput()
-    u.forwarded(_text("My name is Ada."), 1)
+    u.forwarded(_text("My name is Ada."), 1, 0)
     u.turn_ended()
     u.held((1,))  # Delivered: a handle holds it
     u.replayed()
@@ -48,13 +48,14 @@ def test_messages_a_handle_holds_are_not_replayed_so_nothing_is_withheld() -> No
 
 def test_a_takeover_carries_the_snapshot_and_its_cut_turn_end_closes_the_last() -> None:
     old = UnheldInput()
-    old.forwarded(_text("My favourite colour is teal."), 1)
+    old.forwarded(_text("My favourite colour is teal."), 1, 0)
     old.turn_ended()
-    old.forwarded(_text("Please count to 200."), 2)  # the owner dies mid-count
+    old.forwarded(_text("Please count to 200."), 2, 1)  # the owner dies mid-count
     snapshot = orjson.loads(orjson.dumps(old.snapshot()))  # through Redis
     new = UnheldInput()
     new.carry(snapshot)
-    assert [e.message for e in new.pending_carried()] == [m for m, _ in snapshot]
+    assert [e.message for e in new.pending_carried()] == [item[0] for item in snapshot]
+    assert [e.index for e in new.pending_carried()] == [0, 1]
     new.turn_ended()  # report_cut_turn told the device the count ended
     for seq, entry in enumerate(new.pending_carried(), start=1):
         new.sent_carried(entry, seq)
@@ -69,7 +70,7 @@ def test_a_takeover_carries_the_snapshot_and_its_cut_turn_end_closes_the_last() 
 
 def test_a_fresh_session_seeded_with_what_was_sent_hides_nothing() -> None:
     u = UnheldInput()
-    u.forwarded(_text("Hello."), 1)
+    u.forwarded(_text("Hello."), 1, 0)
     u.turn_ended()
     u.context_reset()  # the session re-seeded the text as history: no replay
     u.replayed()
@@ -79,11 +80,11 @@ def test_a_fresh_session_seeded_with_what_was_sent_hides_nothing() -> None:
 def test_the_bounds_forget_the_oldest_and_count_them() -> None:
     u = UnheldInput(max_messages=3, max_bytes=10_000)
     for i in range(5):
-        u.forwarded(_text(f"m{i}"), i)
+        u.forwarded(_text(f"m{i}"), i, i)
     assert [e.seq for e in u.entries] == [2, 3, 4] and u.forgotten == 2
     big = UnheldInput(max_messages=100, max_bytes=100)
-    big.forwarded(_text("x" * 60), 1)
-    big.forwarded(_text("y" * 60), 2)
+    big.forwarded(_text("x" * 60), 1, 0)
+    big.forwarded(_text("y" * 60), 2, 1)
     assert [e.seq for e in big.entries] == [2] and big.forgotten == 1
 
 
@@ -131,9 +132,23 @@ async def test_a_new_owner_resends_carried_input_first_and_drops_the_devices_rep
     assert conv.stats.duplicates_dropped == 1
     conv.unheld.replayed()  # the upstream resumed: both carried turns were ended for the device
     assert conv.unheld.hiding == 2
-    assert conv.state()["unheld"] == [
-        [_text("teal"), 1 - 1_000_000_000],
-        [_text("count"), 1],
-        [_text("first?"), None],
+    assert conv.unheld.snapshot() == [
+        [_text("teal"), 1 - 1_000_000_000, 1],
+        [_text("count"), 1, 2],
+        [_text("first?"), None, 3],
     ]
+    # what the Redis mirror writes besides each body once: three runs, a few bytes
+    assert conv.unheld.runs() == [[1, 1, 1 - 1_000_000_000], [2, 2, 1], [3, 3, None]]
     await conv.close()
+
+
+def test_the_run_length_index_stays_one_run_while_audio_streams_in() -> None:
+    u = UnheldInput()
+    u.forwarded(_text("hello"), 1, 0)
+    u.turn_ended()
+    for i in range(1, 200):  # 8 s of 40 ms microphone chunks, no turn end yet
+        u.forwarded({"realtimeInput": {"audio": {"data": "AAAA"}}}, i + 1, i)
+    assert u.runs() == [[0, 0, 1], [1, 199, None]]
+    u.held(tuple(range(1, 101)))  # a handle held the first 100 sends
+    assert u.runs() == [[100, 199, None]]
+    assert sorted(u.bodies()) == list(range(100, 200))

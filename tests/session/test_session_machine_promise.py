@@ -336,6 +336,52 @@ def test_go_away_on_every_connection_has_a_handover_budget() -> None:
     assert h.m.metrics.connections <= 40, h.m.metrics.connections
 
 
+def test_a_server_that_closes_at_once_after_every_go_away_is_no_hot_loop() -> None:
+    """goAway with no time left and the deadline close right after it, on every connection:
+    the server's close counts against the handover budget like our own handover (it used
+    not to, so every reconnect went at once: hundreds of connections in seconds)."""
+    h = connected(policy=RetryPolicy(handover_budget=3))
+    h.handle_update("h1")
+    start = h.now
+    for _ in range(400):
+        if h.now - start > 60:
+            break
+        if h.m.phase.value == "connected":
+            h.server(goAway={"timeLeft": "0s"})
+            h.closed(1011, "Deadline expired before operation could complete.")
+        if h.m.phase.value == "waiting":
+            h.retry()
+        if h.m.phase.value == "fetching":
+            h.give_token()
+        if h.m.phase.value == "opening":
+            h.opened()
+            h.setup_complete()
+            h.handle_update("h1")
+        h.advance(0.01)
+        h.log.clear()
+    assert not h.of(ev.Failed)
+    assert h.m.metrics.connections <= 40, h.m.metrics.connections
+    assert h.now - start > 30, "the loop ran out of steps: connections came too fast"
+
+
+def test_past_the_handover_budget_the_session_stays_until_the_server_closes() -> None:
+    """goAway with timeLeft at the margin: past the budget the session no longer leaves at
+    once (it left right after flushing each question, forever) but stays for the answer."""
+    h = connected(policy=RetryPolicy(handover_budget=0), watchdogs=Watchdogs(go_away_margin=1.0))
+    h.handle_update("h1")
+    h.send(realtime_text("what did I say first?"))
+    h.server(goAway={"timeLeft": "1s"})
+    h.give_token()
+    h.advance(0.9)
+    assert not h.actions_of(CloseSocket), "left before the server's deadline"
+    said(h, "You said teal.")
+    h.server(serverContent={"turnComplete": True})
+    h.handle_update("h2")
+    assert not h.actions_of(CloseSocket) and h.of(ev.TurnComplete)
+    h.advance(5.0)  # the server never closed: the backstop hands over
+    assert h.actions_of(CloseSocket)
+
+
 # -- symptom 7: reply_lost means one thing ----------------------------------------------------
 
 

@@ -87,3 +87,25 @@ def test_an_interrupted_turn_without_output_still_consumed_its_question() -> Non
     assert t.awaiting_answer == (2,)
     t.output_arrived()
     assert t.answering == 2
+
+
+def test_a_long_audio_stream_keeps_the_record_small_and_the_answers_exact() -> None:
+    # Audio flows 50 chunks a second through an answer; the questions asked of the tracker
+    # on every frame (reply_due, owed, busy) must not scan it, and sends that nothing can
+    # ask about (no question before them) are not kept.
+    t = TurnTracker()
+    t.sent(1, expects_reply=True)
+    t.output_arrived()  # the answer to 1 streams
+    for seq in range(2, 20_002):
+        t.sent(seq, expects_reply=False)
+        assert t.owed and not t.reply_due
+    assert t.awaiting_answer == ()
+    assert len(t._unread) == 0, "audio with no question before it is not recorded"
+    t.sent(20_002, expects_reply=True)
+    t.sent(20_003, expects_reply=False)
+    assert t.reply_due and t.awaiting_answer == (20_002, 20_003)
+    t.turn_completed()
+    t.output_arrived()  # the next turn answers 20_002 and reads what came before it
+    assert t.answering == 20_002 and not t.reply_due and t.awaiting_answer == ()
+    lost = t.connection_lost()
+    assert lost.cut == 20_002 and lost.waiting == ()

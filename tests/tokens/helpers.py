@@ -131,7 +131,8 @@ async def misbehaving_upstream(mode: str) -> AsyncIterator[FakeUpstream]:
     """A fake upstream, used only where the emulator cannot misbehave this way.
 
     ``hang``: accepts ``POST /v1alpha/auth_tokens`` and never answers (until closed);
-    ``error``: answers 500 with a body that must not leak; ``garbage``: 200 with no token.
+    ``error``: answers 500 with a body that must not leak; ``refused``: 403, as Google
+    answers a key it refuses; ``garbage``: 200 with no token.
     """
     release = asyncio.Event()
 
@@ -156,6 +157,11 @@ async def misbehaving_upstream(mode: str) -> AsyncIterator[FakeUpstream]:
             message = f"UPSTREAM-SECRET-DETAIL internal (key {key})"
             return web.json_response(
                 {"error": {"code": 500, "message": message, "status": "INTERNAL"}}, status=500
+            )
+        if mode == "refused":
+            return web.json_response(
+                {"error": {"code": 403, "message": "key refused", "status": "PERMISSION_DENIED"}},
+                status=403,
             )
         return web.json_response({"unexpected": True})
 

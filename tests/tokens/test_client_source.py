@@ -86,11 +86,14 @@ async def test_rate_limit_is_token_rate_limited_with_retry_after(emu: Any) -> No
     assert 1 <= caught.value.retry_after <= 60
 
 
-async def test_upstream_failure_is_token_unavailable() -> None:
+async def test_upstream_down_is_token_unavailable_with_a_wait() -> None:
+    # The service's upstream is down: 503 + Retry-After, which the session takes as a wait.
     async with running_token_service(settings_for(closed_port_url())) as svc:
         with pytest.raises(TokenUnavailable) as caught:
             await TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001", timeout=10)()
-    assert caught.value.status == 502
+    assert caught.value.status == 503
+    assert caught.value.code == "upstream_unavailable"
+    assert caught.value.retry_after is not None and caught.value.retry_after >= 1
 
 
 async def test_service_down_is_token_offline() -> None:

@@ -45,7 +45,8 @@ async def test_key_goes_in_a_header_and_body_is_the_flat_auth_token() -> None:
         import httpx
 
         async with httpx.AsyncClient(timeout=20) as http:
-            assert (await http.post(svc.token_url, headers=ALICE)).status_code == 502
+            # a 500 upstream is a transient failure: 503 + Retry-After
+            assert (await http.post(svc.token_url, headers=ALICE)).status_code == 503
     assert len(upstream.requests) == 1
     seen = upstream.requests[0]
     assert seen["path"] == "/v1alpha/auth_tokens"

@@ -19,6 +19,12 @@ Overhead: time to first audio (text question → first audio frame) through the 
 directly, 2 trials interleaved per round; relay CPU (``/proc/<pid>/stat`` utime+stime) per
 device audio chunk sent up (40 ms, 16 kHz) plus per model audio chunk sent down (40 ms,
 24 kHz): one chunk pair.
+
+Scale-out cost: the same pairs paced at real time (250 microphone chunks of 40 ms, then a
+count-to-40 answer spoken at 1x in 40 ms chunks), through one relay process without Redis
+and one with ``--redis-url`` (a private ``redis-server``): relay CPU per chunk, and the
+Redis commands and bytes received (``INFO stats``: ``total_commands_processed``,
+``total_net_input_bytes``) per chunk, each direction.
 """
 
 from __future__ import annotations
@@ -234,6 +240,126 @@ async def _cpu_per_pair(relay_pid: int, target: _Target, chunks: int) -> dict[st
     }
 
 
+async def _redis_counters(redis: Any) -> dict[str, int]:
+    info = await redis.info("stats")
+    return {
+        "commands": int(info["total_commands_processed"]),
+        "bytes_in": int(info["total_net_input_bytes"]),
+    }
+
+
+async def _paced_pairs(
+    relay_pid: int, target: _Target, redis: Any | None, chunks: int, count_to: int
+) -> dict[str, Any]:
+    """Stream ``chunks`` device audio chunks at real time (40 ms each), then hear a
+    ``count_to`` answer spoken at real time: relay CPU (and Redis traffic) per chunk."""
+    silence = base64.b64encode(bytes(1280)).decode()  # 40 ms of 16 kHz PCM
+    chunk = orjson.dumps(
+        {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": silence}}}
+    ).decode()
+    loop = asyncio.get_running_loop()
+
+    async def counters() -> dict[str, int]:
+        # INFO itself is one command; the counters are read before and after each phase.
+        return await _redis_counters(redis) if redis is not None else {}
+
+    async with connect(
+        target.url, additional_headers=target.headers, ping_interval=None, max_size=None
+    ) as ws:
+        setup = dict(CONFIG.setup_body(), sessionResumption={})
+        await ws.send(orjson.dumps({"setup": setup}).decode())
+        await ws.recv()
+        await asyncio.sleep(0.3)  # let the conversation's first flushes settle
+        r0, c0 = await counters(), _cpu_seconds(relay_pid)
+        start = loop.time()
+        for index in range(chunks):
+            await ws.send(chunk)
+            await asyncio.sleep(max(0.0, start + (index + 1) * 0.04 - loop.time()))
+        r1, c1 = await counters(), _cpu_seconds(relay_pid)
+        down = _Device(target)
+        down_bytes = 0
+        question = {"realtimeInput": {"text": f"Please count to {count_to}."}}
+        await ws.send(orjson.dumps(question).decode())
+        async with asyncio.timeout(120):
+            async for raw in ws:
+                down._take(orjson.loads(raw))
+                down_bytes += len(raw)
+                if down.turn_complete:
+                    break
+        r2, c2 = await counters(), _cpu_seconds(relay_pid)
+    audio_down = max(1, len(down.audio_at))
+    out: dict[str, Any] = {
+        "chunks_up": chunks,
+        "audio_chunks_down": len(down.audio_at),
+        "cpu_us_per_chunk_up": (c1 - c0) / chunks * 1e6,
+        "cpu_us_per_chunk_down": (c2 - c1) / audio_down * 1e6,
+        # what the pair itself weighs on the wire (every frame of the answer counted)
+        "payload_bytes_per_pair": len(chunk) + down_bytes / audio_down,
+    }
+    out["cpu_us_per_pair"] = out["cpu_us_per_chunk_up"] + out["cpu_us_per_chunk_down"]
+    if redis is not None:
+        up_cmds = r1["commands"] - r0["commands"] - 1
+        down_cmds = r2["commands"] - r1["commands"] - 1
+        out.update(
+            redis_commands_per_chunk_up=up_cmds / chunks,
+            redis_commands_per_chunk_down=down_cmds / audio_down,
+            redis_bytes_per_chunk_up=(r1["bytes_in"] - r0["bytes_in"]) / chunks,
+            redis_bytes_per_chunk_down=(r2["bytes_in"] - r1["bytes_in"]) / audio_down,
+        )
+        out["redis_commands_per_pair"] = (
+            out["redis_commands_per_chunk_up"] + out["redis_commands_per_chunk_down"]
+        )
+        out["redis_bytes_per_pair"] = (
+            out["redis_bytes_per_chunk_up"] + out["redis_bytes_per_chunk_down"]
+        )
+    return out
+
+
+async def redis_cost(ctx: BenchContext) -> dict[str, Any]:
+    """The scale-out's cost while audio streams, paced at real time: one relay process
+    without Redis, one with ``--redis-url`` (a private ``redis-server``), same emulator."""
+    import redis.asyncio as aioredis
+
+    from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
+    from tunnelproof.testing.redis_server import RedisServer
+
+    chunks = 75 if ctx.quick else 250  # 3 s / 10 s of microphone audio
+    count_to = 12 if ctx.quick else 40  # ~3 s / ~10 s of model audio, 40 ms chunks
+    policy = EmulatorPolicy(audio_chunk_duration=0.04, seconds_per_word=0.25, generation_speed=1)
+    results: dict[str, Any] = {"chunks_up": chunks, "count_to": count_to}
+    async with EmulatorProcess(policy=policy) as emu:
+        env = {
+            "GEMINI_API_KEY": emu.api_key,
+            "TUNNELPROOF_RELAY_STATIC_KEYS": f"b:{BENCH_KEY}",
+            "TUNNELPROOF_RELAY_SECRET": "bench-relay-secret-0123456789abcdef",
+        }
+        headers = {"Authorization": f"Bearer {BENCH_KEY}"}
+        base = [sys.executable, "-m", "tunnelproof", "relay", "--upstream", emu.ws_base]
+        with RedisServer() as server:
+            client: Any = aioredis.Redis.from_url(server.url)
+            try:
+                for label, argv, redis in (
+                    ("memory", base, None),
+                    ("redis", [*base, "--redis-url", server.url], client),
+                ):
+                    ctx.log(f"[bench] relay: audio chunk pairs at real time, {label}")
+                    async with json_process(argv, env=env) as relay:
+                        target = _Target(
+                            live_url(
+                                f"ws://127.0.0.1:{relay.ready['port']}",
+                                version="v1beta",
+                                method=Method.BIDI,
+                            ),
+                            headers,
+                        )
+                        results[label] = await _paced_pairs(
+                            relay.pid, target, redis, chunks, count_to
+                        )
+            finally:
+                await client.aclose()
+    return results
+
+
 async def run(ctx: BenchContext) -> BenchResult:
     """Run the trials (see the module docstring)."""
     from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
@@ -353,4 +479,62 @@ async def run(ctx: BenchContext) -> BenchResult:
         },
         ylabel="numbers lost",
     )
+    from tunnelproof.testing.redis_server import RedisServerUnavailable
+
+    try:
+        cost = await redis_cost(ctx)
+    except RedisServerUnavailable as exc:  # the machine has no redis-server
+        result.notes.append(f"scale-out cost not measured: {exc}")
+        return result
+    result.params["redis_cost"] = {k: cost[k] for k in ("chunks_up", "count_to")}
+    add_redis_cost(result, cost, ctx)
     return result
+
+
+def add_redis_cost(result: BenchResult, cost: dict[str, Any], ctx: BenchContext) -> None:
+    """The scale-out's cost per audio chunk pair: comparisons, data and a chart."""
+    result.data["redis_cost"] = cost
+    mem, red = cost["memory"], cost["redis"]
+    result.comparisons.append(
+        Comparison(
+            "relay CPU per audio chunk pair at real time, scale-out on Redis",
+            "us",
+            red["cpu_us_per_pair"],
+            "the same relay without Redis",
+            mem["cpu_us_per_pair"],
+            note="/proc utime+stime, 10 ms ticks",
+        )
+    )
+    result.comparisons.append(
+        Comparison(
+            "Redis bytes written per audio chunk pair",
+            "B",
+            red["redis_bytes_per_pair"],
+            "the pair's own frames (the floor: input and output are both kept)",
+            red["payload_bytes_per_pair"],
+        )
+    )
+    result.comparisons.append(
+        Comparison(
+            "Redis commands per audio chunk pair",
+            "count",
+            red["redis_commands_per_pair"],
+            "no baseline (the record's own cost)",
+            None,
+            theirs_text="-",
+            note="one pipeline per 50 ms flush, only what changed",
+        )
+    )
+    charts.safe_chart(
+        result.notes,
+        result.charts,
+        charts.grouped_bars,
+        ctx.chart_path(NAME, "_redis"),
+        "Relay CPU per 40 ms audio chunk at real time",
+        ["up (microphone)", "down (model)"],
+        {
+            "relay (memory)": [mem["cpu_us_per_chunk_up"], mem["cpu_us_per_chunk_down"]],
+            "relay + Redis scale-out": [red["cpu_us_per_chunk_up"], red["cpu_us_per_chunk_down"]],
+        },
+        ylabel="CPU µs per chunk",
+    )

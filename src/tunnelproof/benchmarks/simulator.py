@@ -19,12 +19,14 @@ The world model (every number is a parameter, defaults are typical mobile values
   machine's own timeout abandoned it first). A socket that is connected when a tunnel starts
   is reported closed (``1006``) after ``detect_delay``: detecting a half-open link is
   benchmark 3's subject, here it is held equal for both policies.
-* **Server restarts** (the storm): connects are refused while the Live server is down, the
-  token service answers 502 (its upstream is down), and every connected socket is closed
-  with ``1001`` at the restart.
-* **Token service capacity**: an optional token bucket (``rate`` tokens/s, ``burst``). A
-  request that finds it empty is shed with 503 + ``Retry-After: 1`` (what the real service
-  does when its mint slots are busy).
+* **Server restarts** (the storm): connects are refused while the Live server is down,
+  the token service cannot mint (its upstream is down), and every connected socket is
+  closed with ``1001`` at the restart.
+* **Token service capacity**: an optional token bucket (``rate`` tokens/s, ``burst``). How
+  the service answers while its upstream is down or its bucket is empty is
+  :class:`StormWorld`'s ``service``: tunnelproof's (503 with a ``Retry-After`` sized by
+  the backlog, by the service's own :class:`~tunnelproof.tokens.admission.Admission`) or
+  the one before issue 15 (502, and 503 + ``Retry-After: 1``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from tunnelproof.session.events import (
 )
 from tunnelproof.session.machine import SessionMachine, SessionState
 from tunnelproof.session.policy import DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.tokens.admission import Admission, retry_after_header
 
 WALL0 = 1_800_000_000.0
 """Wall-clock time at virtual time 0 (token and handle expiry use the wall clock)."""
@@ -77,6 +80,8 @@ SYN_RETRANSMITS = (1.0, 3.0, 7.0, 15.0, 31.0, 63.0)
 """Seconds after ``connect()`` at which Linux (re)sends a SYN (initial RTO 1 s, doubling)."""
 
 OfflineMode = Literal["unreachable", "blackhole"]
+ServiceModel = Literal["queue", "fixed"]
+"""How the simulated token service answers while it cannot mint (see :class:`StormWorld`)."""
 
 _SETUP_COMPLETE = b'{"setupComplete":{}}'
 
@@ -273,7 +278,12 @@ class World:
         return True
 
     def token_decision(self, t: float) -> tuple[str, float | None]:
-        """``("ok", None)``, or ``("shed", retry_after)`` when over capacity."""
+        """``("ok", queued)`` (``queued``: seconds the request waited for its turn, or
+        ``None``); ``("shed", retry_after)`` when over capacity; or
+        ``("upstream_down", retry_after)`` while the Live server (and minting) is down
+        (``retry_after`` ``None``: a plain 502)."""
+        if not self.server_up(t):
+            return "upstream_down", None
         return "ok", None
 
     def on_restored(self, client: SimClient, t: float) -> None:
@@ -325,15 +335,16 @@ class World:
         t = self.sched.now
         client.stats.token_requests_up += 1
         self.token_arrivals.append(t)
-        if not self.server_up(t):
-            # The token service is up but its upstream (Google) is not: 502.
+        verdict, retry_after = self.token_decision(t)
+        queued = retry_after if verdict == "ok" and retry_after is not None else 0.0
+        if verdict == "upstream_down":
+            # The token service is up but its upstream (Google) is not.
             self.sched.at(
                 t + self.lat.token,
                 client.feed,
-                TokenFailed(request, TokenFailure.UNAVAILABLE, "upstream 502"),
+                TokenFailed(request, TokenFailure.UNAVAILABLE, "upstream down", retry_after),
             )
             return
-        verdict, retry_after = self.token_decision(t)
         if verdict == "shed":
             self.sched.at(
                 t + self.lat.fail,
@@ -342,7 +353,7 @@ class World:
             )
             return
         n = next(self._tokens)
-        when = t + (self.lat.token if delay else 0.0)
+        when = t + queued + (self.lat.token if delay else 0.0)
         wall = WALL0 + when
         cred = Credential(
             kind="ephemeral_token",
@@ -511,7 +522,18 @@ def simulate_tunnel(
 
 
 class StormWorld(World):
-    """N clients, one Live server that restarts at 0, one token service of bounded capacity."""
+    """N clients, one Live server that restarts at 0, one token service of bounded capacity.
+
+    The token service mints at most ``token_rate`` per second. ``service="queue"``
+    (tunnelproof's service since issue 15): a request waits its turn (FIFO, at
+    ``token_rate``) for up to ``queue_wait`` seconds, as the real service waits up to
+    ``mint_queue_timeout`` for a mint slot; one that would wait longer is shed. While the
+    upstream is down it lets one probe per 0.5 s through and answers every other request
+    503 at once. Both answers carry a ``Retry-After`` sized by the backlog
+    (:class:`~tunnelproof.tokens.admission.Admission`, whole seconds, rounded down).
+    ``service="fixed"`` (the service before issue 15): a token bucket (``burst``) that
+    sheds at once with 503 + ``Retry-After: 1``, and 502 while the upstream is down.
+    """
 
     def __init__(
         self,
@@ -520,25 +542,61 @@ class StormWorld(World):
         token_rate: float | None,
         token_burst: float | None = None,
         retry_after: float = 1.0,
+        service: ServiceModel = "queue",
+        queue_wait: float = 1.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.queue_wait = queue_wait
+        self._next_free = -math.inf  # queue model: when the service can mint the next token
         self.restart_s = restart_s
         self.token_rate = token_rate
         self.burst = token_burst if token_burst is not None else (token_rate or 0) * 0.05 + 1
         self._bucket = self.burst
         self._bucket_at = -math.inf
         self.retry_after = retry_after
+        self.service: ServiceModel = service
+        self.admission: Admission | None = None
         self.down = False
         self.served: list[float] = []
+
+    def use_capacity(self, token_rate: float | None) -> None:
+        """From now on the service mints at most ``token_rate``/s (``None``: unlimited)."""
+        self.token_rate = token_rate
+        self.burst = (token_rate or 0) * 0.05 + 1
+        self._bucket = self.burst
+        self._bucket_at = self.sched.now
+        self._next_free = self.sched.now
+        self.admission = (
+            Admission(token_rate, clock=lambda: self.sched.now)
+            if token_rate is not None and self.service == "queue"
+            else None
+        )
 
     def server_up(self, t: float) -> bool:
         return not (0.0 <= t < self.restart_s)
 
     def token_decision(self, t: float) -> tuple[str, float | None]:
+        admission = self.admission
+        if admission is not None and not admission.may_call_upstream():
+            return "shed", float(retry_after_header(admission.shed()))
+        if not self.server_up(t):
+            if admission is None:
+                return "upstream_down", None  # 502
+            admission.upstream_failed()  # this request was the probe
+            return "upstream_down", float(retry_after_header(admission.shed()))
+        if admission is not None:
+            admission.upstream_ok()
         if self.token_rate is None:
             self.served.append(t)
             return "ok", None
+        if admission is not None:
+            turn = max(self._next_free, t)
+            if turn - t > self.queue_wait:
+                return "shed", float(retry_after_header(admission.shed()))
+            self._next_free = turn + 1.0 / self.token_rate
+            self.served.append(turn)
+            return "ok", turn - t
         if self._bucket_at == -math.inf:
             self._bucket_at = t
         self._bucket = min(self.burst, self._bucket + (t - self._bucket_at) * self.token_rate)
@@ -583,6 +641,7 @@ def simulate_storm(
     horizon: float = 900.0,
     config: LiveConfig | None = None,
     progress: Callable[[str], None] | None = None,
+    service: ServiceModel = "queue",
 ) -> StormOutcome:
     """Connect ``clients`` clients, restart the server at 0, measure until all are back.
 
@@ -591,7 +650,9 @@ def simulate_storm(
     client is restored or failed, or at ``horizon``.
     """
     lat = latencies or Latencies(token=0.05, connect=0.05, setup=0.05)
-    world = StormWorld(restart_s=restart_s, token_rate=None, latencies=lat, seed=seed)
+    world = StormWorld(
+        restart_s=restart_s, token_rate=None, latencies=lat, seed=seed, service=service
+    )
     cfg = config or LiveConfig()
     warm = -max(30.0, policy.stable_after + 15.0)
     world.sched.now = warm
@@ -603,10 +664,8 @@ def simulate_storm(
     if up != clients:
         raise RuntimeError(f"only {up}/{clients} simulated clients connected during warm-up")
     # The measured phase: capacity applies, counters restart.
-    world.token_rate = token_rate
-    world.burst = (token_rate or 0) * 0.05 + 1
-    world._bucket = world.burst
-    world._bucket_at = 0.0
+    world.sched.now = 0.0
+    world.use_capacity(token_rate)
     world.restored_times.clear()
     world.failed_times.clear()
     world.token_arrivals.clear()

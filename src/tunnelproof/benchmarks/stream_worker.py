@@ -187,15 +187,16 @@ async def _raw(config: dict[str, Any], stop: asyncio.Event, counters: Counters) 
         compression=None,
         max_size=None,
     ) as ws:
-        await ws.send(orjson.dumps(setup).decode())
-        prompt = orjson.dumps(realtime_text(PROMPT)).decode()
+        # orjson's UTF-8 bytes sent as text frames (text=True): no decode + re-encode.
+        await ws.send(orjson.dumps(setup), text=True)
+        prompt = orjson.dumps(realtime_text(PROMPT))
 
         async def receive() -> None:
             async for raw in ws:
                 message = orjson.loads(raw)
                 if "setupComplete" in message:
                     counters.ready += 1
-                    await ws.send(prompt)
+                    await ws.send(prompt, text=True)
                 content = message.get("serverContent")
                 if not content:
                     continue
@@ -205,12 +206,12 @@ async def _raw(config: dict[str, Any], stop: asyncio.Event, counters: Counters) 
                         counters.received_chunks += 1
                         counters.received_bytes += len(base64.b64decode(data))
                 if content.get("turnComplete"):
-                    await ws.send(prompt)
+                    await ws.send(prompt, text=True)
 
         receiver = asyncio.create_task(receive())
         try:
             await _pace(
-                lambda: ws.send(orjson.dumps(realtime_audio(PCM_CHUNK)).decode()), stop, counters
+                lambda: ws.send(orjson.dumps(realtime_audio(PCM_CHUNK)), text=True), stop, counters
             )
         finally:
             receiver.cancel()

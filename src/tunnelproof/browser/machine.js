@@ -55,8 +55,9 @@ import { TurnTracker } from "./turns.js";
  * @property {boolean} shedIsWait a 429/503 with Retry-After is a wait, not a failure
  *   counted against the caps
  * @property {number} handoverBudget planned handovers (goAway) in a row from connections
- *   younger than stableAfter that go at once; later ones wait for the goAway deadline and
- *   then a backoff, so a server that sends goAway on every connection drives no hot loop
+ *   younger than stableAfter that go at once; later ones stay until the server closes (a
+ *   backstop at timeLeft + closeTimeout) and then wait a backoff, so a server that sends
+ *   goAway on every connection drives no hot loop, and an answer can still arrive
  */
 
 /** @type {RetryPolicy} */
@@ -96,7 +97,8 @@ export const DEFAULT_POLICY = Object.freeze({
  * @property {number} probeConnectTimeout
  * @property {number} setupTimeout
  * @property {number} replyTimeout a reply overdue this long asks the driver for a link
- *   check (action checkLink); silence alone is not evidence of a dead link
+ *   check (action checkLink); silence alone is not evidence of a dead link. Counted from
+ *   the last server message or the oldest reply owed: a new question never postpones it
  * @property {number} linkCheckTimeout no sign of life within this long of a link check is
  *   a dead link
  * @property {number} closeTimeout
@@ -447,6 +449,8 @@ export class SessionMachine {
     this.timerSerial = 0;
     /** @type {Map<string, number>} */
     this.timers = new Map();
+    /** When each timer set last is due (read only while it runs: keepSooner). @type {Map<string, number>} */
+    this.timerDue = new Map();
     this.seq = 0;
   }
 
@@ -602,11 +606,19 @@ export class SessionMachine {
     this.out.push({ type: "emit", event });
   }
 
-  /** @param {string} name @param {number} delay */
-  setTimer(name, delay) {
+  /**
+   * Start (or restart) `name` to fire `delay` s from now; with `keepSooner`, a running
+   * timer keeps its earlier deadline (Python: Timers.set_by).
+   * @param {string} name @param {number} delay @param {boolean} [keepSooner]
+   */
+  setTimer(name, delay, keepSooner = false) {
+    let at = this.now + Math.max(0, delay);
+    const due = this.timerDue.get(name);
+    if (keepSooner && this.timers.has(name) && due !== undefined) at = Math.min(at, due);
     this.timerSerial += 1;
     this.timers.set(name, this.timerSerial);
-    this.out.push({ type: "setTimer", name, serial: this.timerSerial, at: this.now + Math.max(0, delay) });
+    this.timerDue.set(name, at);
+    this.out.push({ type: "setTimer", name, serial: this.timerSerial, at });
   }
 
   /** @param {...string} names */
@@ -961,6 +973,7 @@ export class SessionMachine {
     this.connectionGone(code, reason, planned);
     const described = `closed ${code} ${reason}`.trim();
     if (planned) {
+      this.handedOver(served);
       this.handoverDone("the server ended the connection after goAway");
     } else if (v.kind === "bad_resume" && !duringSetup && culprit !== null) {
       // The handle was accepted: a 1007 now rejects the newest message written. Report
@@ -1286,7 +1299,9 @@ export class SessionMachine {
     }
     if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
     if (item.expectsReply) {
-      this.setTimer(T_REPLY, this.watchdogs.replyTimeout);
+      // Asking again never postpones a reply already owed: questions sent closer together
+      // than replyTimeout would keep a blackholed link looking alive.
+      this.setTimer(T_REPLY, this.watchdogs.replyTimeout, true);
       const text = item.turns
         .filter((t) => t.role === "user")
         .map((t) => t.text)
@@ -1382,7 +1397,14 @@ export class SessionMachine {
   /** @param {number|null} left */
   onGoAway(left) {
     this.metrics.goAways += 1;
-    const delay = left !== null ? Math.max(0, left - this.watchdogs.goAwayMargin) : 0;
+    // Budget spent: stay until the server closes, so an answer can still come; the timer
+    // is only a backstop (Python: SessionBookkeeping._on_go_away).
+    const delay =
+      this.quickHandovers < this.policy.handoverBudget
+        ? left !== null
+          ? Math.max(0, left - this.watchdogs.goAwayMargin)
+          : 0
+        : (left ?? 0) + this.watchdogs.closeTimeout;
     if (this.goAwaySeen && this.timers.has(T_GOAWAY)) return; // never moves the deadline later
     this.goAwaySeen = true;
     this.handoverPending = true;
@@ -1406,8 +1428,8 @@ export class SessionMachine {
   }
 
   maybeHandover() {
-    // Over the handover budget the session stays until the goAway deadline (its timer hands
-    // over); within it, it leaves at a turn boundary with the next token in hand, so a token
+    // Over the handover budget the session stays until the server closes (the goAway timer
+    // is a backstop); within it, it leaves at a turn boundary with the next token in hand, so a token
     // service's blip costs no gap while the deadline allows.
     if (!(this.handoverPending && this.atTurnBoundary())) return;
     if (this.timers.has(T_HANDLE_GRACE)) {
@@ -1433,8 +1455,7 @@ export class SessionMachine {
   handover(reason, why = "planned handover after goAway") {
     // A handover of a young connection counts against the budget; one that served
     // stableAfter starts the count over (Python: RetryBudget.handed_over).
-    const served = this.connectedAt !== null ? this.now - this.connectedAt : 0;
-    this.quickHandovers = served < this.policy.stableAfter ? this.quickHandovers + 1 : 0;
+    this.handedOver(this.connectedAt !== null ? this.now - this.connectedAt : 0);
     this.handoverReason = why;
     this.handoverPending = false;
     this.cancelTimer(T_GOAWAY, T_HANDLE_GRACE, T_REPLY, T_STABLE, T_LINK, T_PREFETCH);
@@ -1442,6 +1463,17 @@ export class SessionMachine {
     this.closePurpose = "handover";
     this.out.push({ type: "closeSocket", attempt: this.attemptId, code: 1000, reason });
     this.setTimer(T_CLOSE, this.watchdogs.closeTimeout);
+  }
+
+  /**
+   * A planned handover of a connection that served `served` s: a young one counts against
+   * the budget, one that served stableAfter starts the count over. A close by the server
+   * after goAway counts too, so a server that closes at once after every goAway drives no
+   * hot loop either (Python: RetryBudget.handed_over).
+   * @param {number} served
+   */
+  handedOver(served) {
+    this.quickHandovers = served < this.policy.stableAfter ? this.quickHandovers + 1 : 0;
   }
 
   /**

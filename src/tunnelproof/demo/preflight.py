@@ -75,10 +75,10 @@ async def first_credential(source: TokenSource, *, where: str, kind: SourceKind)
                 f"no token could be minted from Google ({exc}): check the network and "
                 "that GEMINI_API_KEY is valid."
             ) from None
-        if exc.status == 502:
+        if exc.status == 502 or exc.code == "upstream_unavailable":
             raise PreflightError(
-                f"{where} could not mint a token upstream (HTTP 502): check its network "
-                "and its GEMINI_API_KEY."
+                f"{where} could not mint a token upstream (HTTP {exc.status}): check its "
+                "network and its GEMINI_API_KEY."
             ) from None
         raise PreflightError(
             f"{where} failed ({exc}); check its logs (a missing GEMINI_API_KEY there answers 500)."

@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,7 @@ class ConversationStats:
     parked: int = 0
     reanswers_withheld: int = 0  # model turns re-answering what the device already had
     unheld_forgotten: int = 0  # unheld device messages evicted by the bounds (context risk)
+    input_lost_to_owner_death: int = 0  # device messages a killed owner never recorded
 
 
 @dataclass(slots=True)
@@ -110,8 +111,11 @@ class Conversation:
     _boundary: asyncio.Event = field(default_factory=asyncio.Event)
     _failure: str | None = None
     unheld: UnheldInput = field(default_factory=UnheldInput)
-    _unheld_flushed: int = -1  # unheld.version last handed to state()
-    _unheld_written: float = 0.0  # when state() last included it
+    # Scale-out: write the conversation's shared record now (RedisCoordinator.flush). Called
+    # after each device message that is not a media chunk, so a typed text, a turn or a
+    # tool response is recorded within one Redis round trip, not one flush interval.
+    record: Callable[[str], Awaitable[None]] | None = None
+    _unheld_warned_at: float = -math.inf  # the bound's warning is rate-limited
 
     def __post_init__(self) -> None:
         self.buffer = OutputBuffer(self.settings.buffer)
@@ -147,19 +151,33 @@ class Conversation:
                 self.stats.upstream_drops += 1
                 log.warning("[%s] upstream refused a carried message: %s", self.id, result.reason)
 
-    def carry(self, snapshot: list[Any]) -> None:
-        """Take over a dead owner's unheld device messages (its flushed ``unheld`` state).
+    def carry(self, snapshot: list[Any], digests: list[tuple[int, bytes]] | None = None) -> None:
+        """Take over a dead owner's unheld device messages (its flushed record) and the
+        digests of what it received (the shared duplicate check).
 
-        They are the tail of what it received (``self.received`` must be restored first), so
-        their digests also arm the duplicate check: a device replaying one of them after
-        its resume does not make it reach Gemini twice.
+        ``self.received`` must be restored first. The digests arm the duplicate check: a
+        device replaying a message the old owner received (and flushed) does not make it
+        reach Gemini twice; the unheld ones the new owner sends again itself.
         """
-        self.unheld.carry(snapshot)
-        carried = self.unheld.pending_carried()
-        first = self.received - len(carried)
-        for offset, entry in enumerate(carried):
-            digest = hashlib.blake2b(wire.encode(entry.message), digest_size=16).digest()
-            self._digests.append((first + offset, digest))
+        known = {index for index, _ in digests or []}
+        self._digests.extend(sorted(digests or []))
+        first = self.received - len(snapshot)
+        self.unheld.carry(snapshot, first_index=first)
+        for entry in self.unheld.pending_carried():
+            if entry.index not in known:  # a record without digests (older owner)
+                digest = hashlib.blake2b(wire.encode(entry.message), digest_size=16).digest()
+                self._digests.append((entry.index, digest))
+
+    def digests_after(self, index: int) -> list[tuple[int, bytes]]:
+        """``(index, digest)`` of the device messages numbered above ``index`` (still kept)."""
+        # From the newest back: a flush asks for the few since the last one, not all 4096.
+        newer: list[tuple[int, bytes]] = []
+        for item in reversed(self._digests):
+            if item[0] <= index:
+                break
+            newer.append(item)
+        newer.reverse()
+        return newer
 
     async def wait_ready(self, timeout: float) -> str | None:
         """Wait for the upstream session; ``None`` when ready, else why it is not."""
@@ -237,8 +255,9 @@ class Conversation:
         return True
 
     def state(self) -> dict[str, object]:
-        """What another relay process needs to take this conversation over."""
-        state: dict[str, object] = {
+        """What another relay process needs to take this conversation over (besides the
+        buffer, the unheld record and the digests, which the coordinator mirrors itself)."""
+        return {
             "user": self.user_id,
             "setup": self.setup,
             "last_seq": self.buffer.last_seq,
@@ -246,13 +265,6 @@ class Conversation:
             # a withheld re-answer in progress is no turn the device must be told was cut
             "generating": self.generating and self.unheld.hiding == 0,
         }
-        now = time.monotonic()
-        if self.unheld.version != self._unheld_flushed or now - self._unheld_written > 1.0:
-            # When changed (Redis keeps a field not written again), and each second in
-            # case a flush carrying the change failed.
-            self._unheld_flushed, self._unheld_written = self.unheld.version, now
-            state["unheld"] = self.unheld.snapshot()
-        return state
 
     def report_cut_turn(self) -> None:
         """Tell the device the turn in progress ended (its producer died mid-turn)."""
@@ -390,7 +402,8 @@ class Conversation:
         if self._dedup and self._is_duplicate(digest):
             self.stats.duplicates_dropped += 1
             return
-        self._digests.append((self.received, digest))
+        index = self.received
+        self._digests.append((index, digest))
         self.received += 1
         self.last_active = time.monotonic()
         if self.upstream is None:
@@ -398,16 +411,26 @@ class Conversation:
         assert self.upstream is not None
         result = await self.upstream.send_raw(message)
         if not result.dropped:
-            self.unheld.forwarded(message, result.seq)
+            self.unheld.forwarded(message, result.seq, index)
             if self.unheld.forgotten != self.stats.unheld_forgotten:
                 self.stats.unheld_forgotten = self.unheld.forgotten
-                log.warning(
-                    "[%s] unheld device input over its bound: a takeover may lose context",
-                    self.id,
-                )
+                now = time.monotonic()
+                if now - self._unheld_warned_at >= 10.0:  # not once per 20 ms audio chunk
+                    self._unheld_warned_at = now
+                    log.warning(
+                        "[%s] unheld device input over its bound (%d message(s) forgotten"
+                        " so far): a takeover may lose context",
+                        self.id,
+                        self.unheld.forgotten,
+                    )
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)
+        elif self.record is not None and not _media_only(kind, body):
+            try:
+                await self.record(self.id)
+            except Exception:  # the periodic flush writes it (a rewrite after a failure)
+                log.warning("[%s] recording a device message failed", self.id, exc_info=True)
 
     def _is_duplicate(self, digest: bytes) -> bool:
         window = self._dedup
@@ -444,3 +467,12 @@ class Conversation:
         await self.close_upstream()
         if self.on_closed is not None:
             self.on_closed(self)
+
+
+_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
+
+
+def _media_only(kind: str, body: wire.JsonDict) -> bool:
+    """A ``realtimeInput`` carrying only audio/video chunks (recorded by the periodic flush:
+    one Redis round trip per 20-40 ms chunk is what the batching avoids)."""
+    return kind == "realtimeInput" and bool(body) and set(body) <= _MEDIA_KEYS

@@ -43,7 +43,7 @@ from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
 from tunnelproof.relay.conversation import Conversation, ConversationStats
 from tunnelproof.relay.device import DeviceSocket
 from tunnelproof.relay.handles import HandleCodec, HandleInvalid, RelayHandle
-from tunnelproof.relay.scaleout import RedisCoordinator
+from tunnelproof.relay.scaleout import FlushingHandleStore, RedisCoordinator
 from tunnelproof.relay.settings import RelaySettings
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.handle_store import HandleStore
@@ -94,6 +94,10 @@ class RelayServer:
             from tunnelproof.session.stores import MemoryHandleStore
 
             handle_store = MemoryHandleStore()
+        if coordinator is not None:
+            # Flush a conversation's record before storing an upstream handle: a stored
+            # handle then never holds a device message the record lacks (scaleout).
+            handle_store = FlushingHandleStore(handle_store, coordinator)
         self.handle_store = handle_store
         self.host = host
         self.requested_port = port
@@ -365,7 +369,7 @@ class RelayServer:
         if self.coordinator is not None:
             if not await self.coordinator.try_acquire(conv.id):
                 raise wire.WireError(1011, "Internal error encountered.")
-            self.coordinator.track(conv.id, conv.buffer, conv.state)
+            self.coordinator.track(conv.id, conv)
         await conv.open_upstream()
         failure = await conv.wait_ready(self.settings.upstream_connect_timeout)
         if failure is not None:
@@ -422,9 +426,21 @@ class RelayServer:
         conv = self._make(conv_id, loaded.user_id, config, loaded.setup)
         conv.buffer.restore(loaded.frames, max(loaded.last_seq, position.seq))
         conv.received = max(loaded.received, position.received)
+        if position.received > loaded.received:
+            # The device was told the dead owner had these (a handle it sent), so the
+            # device will not replay them; the owner died before flushing them. Counted.
+            conv.stats.input_lost_to_owner_death += position.received - loaded.received
+            log.error(
+                "[%s] the previous owner died before recording %d device message(s) it had"
+                " received: they are lost",
+                conv_id,
+                position.received - loaded.received,
+            )
         self.process_takeovers += 1
-        coord.track(conv_id, conv.buffer, conv.state, stored_through=loaded.last_seq)
-        conv.carry(loaded.unheld)  # before the cut turn's end: that ends the last one's turn
+        coord.track(conv_id, conv, stored_through=loaded.last_seq)
+        # Before the cut turn's end (that ends the last one's turn); the digests make the
+        # duplicate check shared: the device's replay of what the dead owner had is dropped.
+        conv.carry(loaded.unheld, loaded.digests)
         if loaded.generating:
             log.warning("[%s] the previous owner died mid-turn: the turn is cut", conv_id)
             conv.report_cut_turn()
@@ -465,6 +481,8 @@ class RelayServer:
             handle_store=self.handle_store,
         )
         conv.on_closed = self._forget
+        if self.coordinator is not None:
+            conv.record = self.coordinator.flush
         self.conversations[conv_id] = conv
         return conv
 

@@ -53,6 +53,7 @@ class _Entry:
     message: dict[str, Any]
     size: int
     seq: int | None  # the upstream SendResult.seq; None while not sent (carried over)
+    index: int  # the device message's number in the conversation (Conversation.received)
     closed_turn: int | None = None  # the device-visible turn end that followed it
     carried: bool = False  # from a previous owner, not sent upstream by this session yet
 
@@ -73,15 +74,18 @@ class UnheldInput:
 
     # -- recording ---------------------------------------------------------------------
 
-    def forwarded(self, message: dict[str, Any], seq: int) -> None:
-        """``message`` went to the upstream session as send ``seq``."""
-        self._add(_Entry(message, len(orjson.dumps(message)), seq))
+    def forwarded(self, message: dict[str, Any], seq: int, index: int) -> None:
+        """``message`` (device message ``index``) went to the upstream session as ``seq``."""
+        self._add(_Entry(message, len(orjson.dumps(message)), seq, index))
 
-    def carry(self, snapshot: list[Any]) -> None:
-        """Messages a previous owner had not seen held (its :meth:`snapshot`)."""
-        for item in snapshot:
-            message, closed = item
-            entry = _Entry(dict(message), len(orjson.dumps(message)), None, carried=True)
+    def carry(self, snapshot: list[Any], *, first_index: int = 0) -> None:
+        """Messages a previous owner had not seen held (its :meth:`snapshot`:
+        ``[message, closed turn, index]``; items without an index are numbered from
+        ``first_index``)."""
+        for offset, item in enumerate(snapshot):
+            message, closed = item[0], item[1]
+            index = int(item[2]) if len(item) > 2 else first_index + offset
+            entry = _Entry(dict(message), len(orjson.dumps(message)), None, index, carried=True)
             if closed is not None:
                 entry.closed_turn = int(closed) - 1_000_000_000  # distinct from ours
             self._add(entry)
@@ -143,8 +147,25 @@ class UnheldInput:
         return True
 
     def snapshot(self) -> list[list[Any]]:
-        """JSON-able state for another relay process: ``[message, closed turn or None]``."""
-        return [[e.message, e.closed_turn] for e in self.entries]
+        """JSON-able state for another relay process: ``[message, closed turn, index]``."""
+        return [[e.message, e.closed_turn, e.index] for e in self.entries]
+
+    def runs(self) -> list[list[Any]]:
+        """The record without the messages, run-length encoded for the Redis mirror:
+        ``[first index, last index, closed turn]`` per run of consecutive indices with the
+        same turn end. While audio streams in (one message per 20-40 ms, no turn end) this
+        is one run whose last index grows: a few bytes per flush, not the whole record."""
+        out: list[list[Any]] = []
+        for e in self.entries:
+            if out and out[-1][1] == e.index - 1 and out[-1][2] == e.closed_turn:
+                out[-1][1] = e.index
+            else:
+                out.append([e.index, e.index, e.closed_turn])
+        return out
+
+    def bodies(self) -> dict[int, dict[str, Any]]:
+        """The recorded messages by index (the mirror writes each once)."""
+        return {e.index: e.message for e in self.entries}
 
     # -- internals ---------------------------------------------------------------------
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import random
 
 from tunnelproof.protocol.client_messages import encode_client_message
-from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.errors import ProtocolError
 from tunnelproof.protocol.server_messages import (
     GoAway,
+    InlineData,
     ServerContent,
     ServerMessage,
     SessionResumptionUpdate,
@@ -41,7 +42,6 @@ from tunnelproof.session.actions import (
 )
 from tunnelproof.session.content import content_events
 from tunnelproof.session.credential_slot import CredentialSlot
-from tunnelproof.session.events import TokenFailure
 from tunnelproof.session.handle_store import StoredSession
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, SendResult
@@ -54,36 +54,6 @@ from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
 from tunnelproof.session.turns import TurnTracker
-
-
-def unusable_credential_verdict(problem: str) -> CloseVerdict:
-    """The verdict for a credential the machine cannot even turn into an endpoint."""
-    return CloseVerdict(
-        CloseClass.FATAL_CONFIG,
-        None,
-        problem,
-        "The token source returned an unusable credential; fix it, then resume().",
-    )
-
-
-def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
-    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
-    if kind is TokenFailure.AUTH:
-        return CloseVerdict(
-            CloseClass.FATAL_AUTH,
-            None,
-            message,
-            "The token source refused to issue a token (HTTP 401/403): the user "
-            "must sign in again, then call resume().",
-        )
-    if kind is TokenFailure.CONFIG:
-        return CloseVerdict(
-            CloseClass.FATAL_CONFIG,
-            None,
-            message,
-            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
-        )
-    return None
 
 
 class SessionBookkeeping(DeliveryAccounting):
@@ -226,7 +196,10 @@ class SessionBookkeeping(DeliveryAccounting):
     def _on_go_away(self, go_away: GoAway) -> None:
         self.metrics.go_aways += 1
         left = go_away.time_left
-        delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
+        if self.retry.handovers_left:
+            delay = max(0.0, left - self.watchdogs.go_away_margin) if left is not None else 0.0
+        else:  # budget spent: stay until the server closes, so an answer can still come;
+            delay = (left or 0.0) + self.watchdogs.close_timeout  # this is only a backstop
         if self._go_away and Timer.GOAWAY in self.timers:
             return  # a repeated goAway does not move the deadline later
         self._go_away = True
@@ -238,7 +211,7 @@ class SessionBookkeeping(DeliveryAccounting):
     def _end_of_call(self) -> None:
         # Audio drops are gathered during an outage and reported when it ends; while
         # connected (or once stopped) they are reported at the end of the call.
-        if self.phase in (Phase.CONNECTED, Phase.FAILED, Phase.CLOSED):
+        if self._audio_drops.seqs and self.phase in (Phase.CONNECTED, Phase.FAILED, Phase.CLOSED):
             self._report_audio_drops()
 
     def _served(self) -> float:
@@ -370,21 +343,24 @@ class SessionBookkeeping(DeliveryAccounting):
     def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
         self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
-        self._last_written = item.seq
-        if not item.was_sent or item.seq in self._unwritten:
-            self._unwritten.discard(item.seq)
-            for turn in item.turns:
+        self._last_written = seq = item.seq
+        message = item.message  # its fields directly: this runs per 20 ms audio chunk
+        if message.turns and (not item.was_sent or seq in self._unwritten):
+            self._unwritten.discard(seq)
+            for turn in message.turns:
                 self.transcript.add(turn.role, turn.text)
-        if item.kind is MessageKind.TOOL_RESPONSE:
+        elif seq in self._unwritten:
+            self._unwritten.discard(seq)
+        if message.kind is MessageKind.TOOL_RESPONSE:
             self.tools.answered(item.tool_ids)
-        if item.expects_reply:  # asking again never postpones a reply already owed
+        if message.expects_reply:  # asking again never postpones a reply already owed
             self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout, keep_sooner=True)
             text = " ".join(t.text for t in item.turns if t.role == "user")
             if text:
                 self._question_texts[item.seq] = text
                 if len(self._question_texts) > 256:  # bounded: the oldest are long answered
                     del self._question_texts[min(self._question_texts)]
-        self.turns.sent(item.seq, expects_reply=item.expects_reply)
+        self.turns.sent(seq, expects_reply=message.expects_reply)
         # Items evicted from the replay record were delivered; they only lose their
         # replay insurance, so they are not reported as dropped.
         self.outbox.mark_sent(item)
@@ -415,6 +391,22 @@ class SessionBookkeeping(DeliveryAccounting):
                 )
             case UnknownMessage():
                 self._emit(ev.UnknownServerMessage(message.kind, message.raw))
+
+    def _on_audio(self, inline: InlineData) -> None:
+        """An audio-only frame (``audio_only_part``), handled as :meth:`_on_content` handles
+        its one-part ``serverContent`` without building it (tests hold both to the same
+        actions): the path of 50 frames a second per voice session."""
+        if not inline.is_audio:
+            return
+        try:
+            pcm = inline.decode()
+        except ProtocolError as exc:
+            self.metrics.protocol_errors += 1
+            self._emit(ev.ProtocolViolation(str(exc), exc.size))
+        else:
+            self._emit(ev.AudioChunk(pcm, inline.mime_type))
+        self.turns.output_arrived()
+        self.resumption.output_seen()
 
     def _on_content(self, content: ServerContent) -> None:
         outcome = content_events(
@@ -476,7 +468,7 @@ class SessionBookkeeping(DeliveryAccounting):
         if self.phase in (Phase.CLOSED, Phase.CLOSING):
             self.metrics.messages_dropped += 1
             return SendResult("dropped", item.seq, "the session is closed")
-        cancelled = self.tools.cancelled_among(item.tool_ids)
+        cancelled = self.tools.cancelled_among(item.tool_ids) if item.tool_ids else None
         if cancelled:
             trimmed = item.without_tool_ids(cancelled)
             if trimmed is None:

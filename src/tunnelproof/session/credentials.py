@@ -105,14 +105,25 @@ class TokenRateLimited(TokenSourceError):
 
 
 class TokenUnavailable(TokenSourceError):
-    """The token service answered with an error or timed out: retry with backoff."""
+    """The token service answered with an error or timed out: retry with backoff.
+
+    With ``retry_after`` (a 503 + ``Retry-After``: shedding, or its upstream is down) it is
+    a wait, not a failure. ``code`` is the service's machine-readable kind, if it sent one
+    (``upstream_unavailable``, ``overloaded``).
+    """
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        code: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+        self.code = code
 
 
 class TokenOffline(TokenSourceError):

@@ -10,12 +10,43 @@ a gone network, an abrupt drop, a dead link, a finished handover) into a decisio
 
 from __future__ import annotations
 
+from tunnelproof.protocol.close_codes import CloseClass, CloseVerdict
 from tunnelproof.session.actions import CheckLink
 from tunnelproof.session.bookkeeping import SessionBookkeeping
-from tunnelproof.session.events import LinkChecked
+from tunnelproof.session.events import LinkChecked, TokenFailure
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.retry_budget import GiveUp, Retry
 from tunnelproof.session.timers import Timer
+
+
+def unusable_credential_verdict(problem: str) -> CloseVerdict:
+    """The verdict for a credential the machine cannot even turn into an endpoint."""
+    return CloseVerdict(
+        CloseClass.FATAL_CONFIG,
+        None,
+        problem,
+        "The token source returned an unusable credential; fix it, then resume().",
+    )
+
+
+def token_failure_verdict(kind: TokenFailure, message: str) -> CloseVerdict | None:
+    """The fatal verdict of a token-source failure, or ``None`` when it is retried."""
+    if kind is TokenFailure.AUTH:
+        return CloseVerdict(
+            CloseClass.FATAL_AUTH,
+            None,
+            message,
+            "The token source refused to issue a token (HTTP 401/403): the user "
+            "must sign in again, then call resume().",
+        )
+    if kind is TokenFailure.CONFIG:
+        return CloseVerdict(
+            CloseClass.FATAL_CONFIG,
+            None,
+            message,
+            "The token source is misconfigured (URL, key or settings); fix it, then call resume().",
+        )
+    return None
 
 
 class FailureRouting(SessionBookkeeping):
@@ -41,8 +72,14 @@ class FailureRouting(SessionBookkeeping):
         self._connection_gone(None, reason, planned=False)
         self._after_drop(reason, served)
 
-    def _handover_done(self, reason: str) -> None:
-        """Reconnect after a handover: at once within the budget, then backed off."""
+    def _handover_done(self, reason: str, served: float | None = None) -> None:
+        """Reconnect after a handover: at once within the budget, then backed off.
+
+        ``served``: the server closed a connection that served this long after its goAway;
+        that counts against the budget like our own handover, so a server that closes at
+        once after every goAway drives no hot loop either."""
+        if served is not None:
+            self.retry.handed_over(served)
         self._retry_or_give_up(self.retry.after_handover(self.rng), reason)
 
     def _server_failure(self, reason: str, *, retry_after: float | None = None) -> None:
@@ -77,6 +114,15 @@ class FailureRouting(SessionBookkeeping):
         self._cancel_timer(Timer.LINK)
         if self.turns.owed:
             self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+
+    def _watch_reply(self) -> None:
+        """After a message: while something is owed, any message proves the link alive and
+        silence is suspicious (the reply watchdog restarts); with nothing owed it stops."""
+        if self.phase is Phase.CONNECTED:
+            if self.turns.owed:
+                self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
+            else:
+                self._cancel_timer(Timer.REPLY)
 
     def _check_link(self) -> None:
         """A reply is overdue: silence is not evidence (a model may think for minutes), so

@@ -125,7 +125,10 @@ class LiveSession:
         ssl: TLS context for ``wss://`` endpoints (e.g. trusting the emulator's test CA).
         max_frame_bytes: the largest server frame accepted.
         connect_kwargs: extra keyword arguments for ``websockets.asyncio.client.connect``
-            (e.g. ``proxy=None``). Keepalive pings stay off whatever is passed here.
+            (e.g. ``proxy=None``). Keepalive pings stay off whatever is passed here. A
+            ``create_connection`` of yours replaces the session's
+            :class:`~tunnelproof.session.sockets.DirectConnection` (frames then go through
+            ``recv()``, a little more CPU per frame).
         max_buffered_event_bytes: content events (audio, text, transcripts) the app has
             not read yet are bounded by this many bytes; beyond it the oldest are dropped
             and reported (``EventsDropped``). Lifecycle events are never dropped.

@@ -73,13 +73,14 @@ from tunnelproof.protocol.close_codes import (
 from tunnelproof.protocol.errors import ProtocolError
 from tunnelproof.protocol.server_messages import (
     GoAway,
+    InlineData,
     ServerMessage,
     SetupComplete,
-    parse_server_frame,
+    read_server_frame,
 )
 from tunnelproof.session import app_events as ev
+from tunnelproof.session import failures
 from tunnelproof.session.actions import Action, CloseSocket, DeleteHandle, OpenSocket
-from tunnelproof.session.bookkeeping import token_failure_verdict, unusable_credential_verdict
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.events import (
     CloseRequested,
@@ -127,6 +128,8 @@ class SessionMachine(FailureRouting):
         self._now, self._wall = now, wall
         self._out = []
         match event:
+            case FrameReceived():  # first: 50+ a second while audio streams
+                self._on_frame(event)
             case Started():
                 self._on_started(event)
             case TokenFetched():
@@ -137,8 +140,6 @@ class SessionMachine(FailureRouting):
                 self._on_socket_opened(event)
             case SocketOpenFailed():
                 self._on_open_failed(event)
-            case FrameReceived():
-                self._on_frame(event)
             case SocketClosed():
                 self._on_socket_closed(event)
             case LinkChecked():
@@ -244,7 +245,7 @@ class SessionMachine(FailureRouting):
                 self._prefetch_again(event.retry_after)  # the handover waits for a token
             return
         message = event.message or event.kind.value
-        verdict = token_failure_verdict(event.kind, message)
+        verdict = failures.token_failure_verdict(event.kind, message)
         if verdict is not None:
             self._fail(verdict)
         elif event.kind is TokenFailure.OFFLINE:
@@ -259,7 +260,7 @@ class SessionMachine(FailureRouting):
             endpoint = cred.endpoint()
         except ValueError as exc:
             self.credentials.discard()
-            self._fail(unusable_credential_verdict(str(exc)))
+            self._fail(failures.unusable_credential_verdict(str(exc)))
             return
         self._attempt += 1
         self._socket_live = True
@@ -346,7 +347,7 @@ class SessionMachine(FailureRouting):
         self._connection_gone(event.code, event.reason, planned=planned)
         described = f"closed {event.code} {event.reason}".strip()
         if planned:
-            self._handover_done("the server ended the connection after goAway")
+            self._handover_done("the server ended the connection after goAway", served)
         elif verdict.kind is CloseClass.BAD_RESUME and not during_setup and culprit is not None:
             # The handle was accepted: a 1007 now rejects the newest message read. Report
             # it, never replay it, resume again (each rejection counts: no loop).
@@ -408,7 +409,7 @@ class SessionMachine(FailureRouting):
         if event.attempt != self._attempt or self.phase not in (Phase.SETUP, Phase.CONNECTED):
             return
         try:
-            frame = parse_server_frame(event.data)
+            frame = read_server_frame(event.data)
         except ProtocolError as exc:
             self.metrics.protocol_errors += 1
             self._garbage_since_message = True  # not a reply, and not proof of a healthy server
@@ -416,16 +417,13 @@ class SessionMachine(FailureRouting):
             return
         self._garbage_since_message = False
         self._cancel_timer(Timer.LINK)  # a message is evidence of life
-        for message in frame.messages:
+        if isinstance(frame, InlineData):  # an audio-only frame: 50 a second, nothing built
+            self._on_audio(frame)
+        for message in () if isinstance(frame, InlineData) else frame.messages:
             if self.phase not in (Phase.SETUP, Phase.CONNECTED) or event.attempt != self._attempt:
                 return
             self._on_message(message)
-        if self.phase is Phase.CONNECTED:
-            if self.turns.owed:
-                # Something is owed: any message proves the link alive; silence does not.
-                self._set_timer(Timer.REPLY, self.watchdogs.reply_timeout)
-            else:
-                self._cancel_timer(Timer.REPLY)
+        self._watch_reply()
         self._maybe_handover()
 
     def _on_message(self, message: ServerMessage) -> None:
@@ -446,9 +444,9 @@ class SessionMachine(FailureRouting):
     # -- goAway ------------------------------------------------------------------------------
 
     def _maybe_handover(self) -> None:
-        # Over the handover budget the session stays until the goAway deadline (its timer
-        # hands over); within it, it leaves at a turn boundary with the next token in
-        # hand, so a token service's blip costs no gap while the deadline allows.
+        # Over the handover budget the session stays until the server closes (the GOAWAY
+        # timer is a backstop); within it, it leaves at a turn boundary with the next
+        # token in hand, so a token service's blip costs no gap while the deadline allows.
         if not (self._go_away and self._at_turn_boundary()):
             return
         if Timer.HANDLE_GRACE in self.timers:  # past the deadline: leave now, token or not

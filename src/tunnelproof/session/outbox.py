@@ -217,10 +217,10 @@ class Outbox:
 
     def mark_sent(self, item: Outgoing) -> list[Outgoing]:
         """Record ``item`` as sent and unconfirmed; returns items too old to keep for replay."""
-        # The constructor, not dataclasses.replace: this runs for every 20 ms audio chunk.
-        self.unconfirmed.append(
-            Outgoing(item.seq, item.message, item.wire, item.created_at, was_sent=True)
-        )
+        # Marked in place, not copied: this runs for every 20 ms audio chunk, and the item
+        # left pending (or was never queued) before it was written.
+        item.was_sent = True
+        self.unconfirmed.append(item)
         evicted: list[Outgoing] = []
         # Audio: keep only as much as the outbox could replay.
         self._unconfirmed_audio_ms += item.audio_ms

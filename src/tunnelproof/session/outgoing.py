@@ -191,12 +191,14 @@ def _one_turn(raw: Turn | Mapping[str, Any] | Any) -> Iterable[Turn]:
         yield Turn(role, "".join(texts))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outgoing:
     """One numbered message on its way: in the outbox, on the wire, or awaiting confirmation.
 
     ``wire`` is encoded once, when the app sent it. ``was_sent`` is true once some
-    connection carried it (so sending it again is a replay).
+    connection carried it (so sending it again is a replay); :meth:`Outbox.mark_sent
+    <tunnelproof.session.outbox.Outbox.mark_sent>` sets it on the item it records, which
+    the outbox owns alone (not frozen: no copy per 20 ms audio chunk). Nothing else changes.
     """
 
     seq: int

@@ -30,8 +30,9 @@ Three kinds of "try again" are *not* server failures (issue 15):
   is served in turn instead of giving up.
 * **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
   connections younger than ``stable_after``; beyond that, the session stays on the
-  connection until the goAway deadline and waits a backoff before the next one, so a
-  server that sends goAway on every connection cannot drive a hot loop.
+  connection until the server closes it (a backstop at ``timeLeft + close_timeout``), so
+  an answer can still arrive, and waits a backoff before the next one, so a server that
+  sends goAway on every connection can drive neither a hot loop nor a livelock.
 """
 
 from __future__ import annotations
@@ -80,8 +81,8 @@ class RetryPolicy:
             once (the seed's policy backs off every drop).
         immediate_window: see ``immediate_budget``.
         handover_budget: planned handovers (goAway) in a row from connections younger
-            than ``stable_after`` that go at once; later ones wait for the goAway deadline
-            and then a backoff.
+            than ``stable_after`` that go at once; later ones stay until the server closes
+            (a backstop timer at ``timeLeft + close_timeout``) and then wait a backoff.
         shed_is_wait: a 429/503 with ``Retry-After`` is a wait, not a failure (``False``
             counts it against the caps, as the seed did).
     """

@@ -155,7 +155,7 @@ class RetryBudget:
 
     @property
     def handovers_left(self) -> bool:
-        """Another handover may go at the next turn boundary (else: at the deadline)."""
+        """Another handover may go at the next turn boundary (else: the server closes)."""
         return self.quick_handovers < self.policy.handover_budget
 
     def after_handover(self, rng: random.Random) -> Retry:

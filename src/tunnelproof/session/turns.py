@@ -45,6 +45,7 @@ class TurnTracker:
     __slots__ = (
         "_answering",
         "_in_turn",
+        "_questions",
         "_unread",
         "generating",
         "interaction_in_progress",
@@ -60,6 +61,10 @@ class TurnTracker:
         """The server said ``interactionStatus: IN_PROGRESS`` and not yet ``IDLE``."""
         # Sends not yet known to be read by the server, oldest first: (seq, is_question).
         self._unread: deque[tuple[int, bool]] = deque()
+        # How many of ``_unread`` are questions: ``reply_due`` is asked on every frame, and
+        # ``_unread`` grows by one per 20 ms audio chunk through a long answer (a scan of it
+        # was 43% of a streaming client's CPU).
+        self._questions = 0
         self._answering: int | None = None  # the question the current turn answers
         self._in_turn = False  # a server turn started and its turnComplete has not come
 
@@ -68,7 +73,7 @@ class TurnTracker:
     @property
     def reply_due(self) -> bool:
         """A question was sent and its answer has not started yet."""
-        return any(question for _, question in self._unread)
+        return self._questions > 0
 
     @property
     def owed(self) -> bool:
@@ -88,6 +93,8 @@ class TurnTracker:
     def awaiting_answer(self) -> tuple[int, ...]:
         """Sends a handle issued now cannot hold: the oldest unanswered question and all
         after it (a handle comes with the turn answering an earlier question)."""
+        if not self._questions:
+            return ()
         for index, (_, question) in enumerate(self._unread):
             if question:
                 return tuple(seq for seq, _ in list(self._unread)[index:])
@@ -102,6 +109,13 @@ class TurnTracker:
 
     def sent(self, seq: int, *, expects_reply: bool) -> None:
         """Message ``seq`` went out on the live connection."""
+        if expects_reply:
+            self._questions += 1
+        elif not self._questions:
+            # With no question before it, a send is read by the next turn's start and is
+            # never among ``awaiting_answer``: nothing asks about it, so it is not kept
+            # (audio streams 50 chunks a second through a long answer).
+            return
         self._unread.append((seq, expects_reply))
 
     def output_arrived(self) -> None:
@@ -149,6 +163,7 @@ class TurnTracker:
         self._end_turn()
         self.interaction_in_progress = False
         self._unread.clear()
+        self._questions = 0
         return lost
 
     def _turn_started(self) -> None:
@@ -158,6 +173,7 @@ class TurnTracker:
         while self._unread:
             seq, question = self._unread.popleft()
             if question:
+                self._questions -= 1
                 self._answering = seq
                 return
         # No question pending (audio, proactive output): everything sent counts as read.

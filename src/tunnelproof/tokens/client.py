@@ -73,6 +73,12 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _code(response: httpx.Response) -> str | None:
+    """The service's machine-readable ``code`` (printable, bounded), if any."""
+    code = _json_object(response).get("code")
+    return code[:64] if isinstance(code, str) and code.isprintable() else None
+
+
 def _misconfigured(response: httpx.Response) -> bool:
     """The tunnelproof service's own 500 ``{"code": "misconfigured"}`` (not a transient 5xx)."""
     return bool(_json_object(response).get("code") == "misconfigured")
@@ -180,8 +186,13 @@ class TokenServiceSource:
                 f"({_detail(response) or 'it says so'}); HTTP {status}, not retried"
             )
         if status >= 500:
+            # 503 + Retry-After (shedding, or its upstream is down) is a wait for the session.
+            code = _code(response)
             raise TokenUnavailable(
-                f"token service error {status}", status=status, retry_after=retry_after
+                f"token service error {status}" + (f" ({code})" if code else ""),
+                status=status,
+                retry_after=retry_after,
+                code=code,
             )
         if status != 200:
             # 3xx/404/413/415/…: the URL or the deployment is wrong; retrying cannot help.

@@ -68,10 +68,9 @@ class ApiKeyMintingSource:
         """A fresh single-use token as a :class:`Credential`."""
         try:
             minted = await self._minter.mint()
-        except MintingOverloaded as exc:
-            raise TokenRateLimited(
-                "too many concurrent mints", retry_after=exc.retry_after
-            ) from None
+        except MintingOverloaded:
+            # Direct minting sheds nobody else's requests: the slots free within a mint.
+            raise TokenRateLimited("too many concurrent mints", retry_after=1.0) from None
         except UpstreamError as exc:
             raise _classify(exc) from None
         return Credential(

@@ -48,7 +48,7 @@ class TokenMetrics:
         )
         for kind in ("unauthenticated", "origin"):
             self.auth_failures.labels(kind)
-        for reason in ("user", "overload"):
+        for reason in ("user", "overload", "upstream_down"):
             self.rate_limited.labels(reason)
 
     def render(self) -> bytes:

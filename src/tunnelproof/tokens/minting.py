@@ -90,11 +90,24 @@ class UpstreamError(Exception):
 
 
 class MintingOverloaded(Exception):
-    """Every mint slot is busy: answer at once with 503 + ``Retry-After`` (no pile-up)."""
+    """Every mint slot stayed busy for ``queue_timeout``: answer 503 + ``Retry-After``."""
 
-    def __init__(self, retry_after: float) -> None:
+    def __init__(self) -> None:
         super().__init__("all mint slots busy")
-        self.retry_after = retry_after
+
+
+TRANSIENT_KINDS = frozenset({"connect", "timeout"})
+
+
+def upstream_is_down(exc: UpstreamError) -> bool:
+    """A transient upstream failure (unreachable, timed out, 5xx, 429): the upstream is
+    down or overloaded, and a caller should wait and retry. Anything else (a 4xx such as a
+    refused API key, an answer without a token) is a 502: waiting does not fix it."""
+    if exc.kind in TRANSIENT_KINDS:
+        return True
+    return (
+        exc.kind == "status" and exc.status is not None and (exc.status >= 500 or exc.status == 429)
+    )
 
 
 def iso_utc(moment: datetime) -> str:
@@ -126,9 +139,14 @@ class Minter:
         new_session_expire_seconds: float = 60.0,
         timeout: float = 10.0,
         max_concurrent: int = 8,
+        queue_timeout: float = 0.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """See :class:`~tunnelproof.tokens.settings.TokenServiceSettings` for the meanings."""
+        """See :class:`~tunnelproof.tokens.settings.TokenServiceSettings` for the meanings.
+
+        ``queue_timeout``: how long a request waits (FIFO) for a busy mint slot before it
+        is shed; 0 sheds at once.
+        """
         if not api_key:
             raise ValueError("api_key is empty")
         self._api_key = api_key
@@ -142,6 +160,7 @@ class Minter:
         )
         self._setup, self._mask = live_config.token_constraints()
         self._slots = asyncio.Semaphore(max_concurrent)
+        self.queue_timeout = queue_timeout
         self._clock = clock or (lambda: datetime.now(UTC))
         self._client = genai.Client(
             api_key=api_key,
@@ -166,15 +185,27 @@ class Minter:
 
     @asynccontextmanager
     async def reserved(self) -> AsyncIterator[Callable[[], Awaitable[MintedToken]]]:
-        """Hold a mint slot (or raise :class:`MintingOverloaded` at once) and yield ``mint``.
+        """Hold a mint slot and yield ``mint``; :class:`MintingOverloaded` if every slot
+        stays busy for ``queue_timeout`` (a short wait in line absorbs a burst that would
+        otherwise be shed and come back as another burst).
 
         The route reserves the slot *before* it spends the user's rate budget, so a request
         shed because every slot is busy costs the user nothing.
         """
         if self._slots.locked():
-            raise MintingOverloaded(retry_after=1.0)
-        async with self._slots:  # not locked: acquired without suspending, no race
+            if self.queue_timeout <= 0:
+                raise MintingOverloaded
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await self._slots.acquire()  # FIFO among the waiters
+            except TimeoutError:
+                raise MintingOverloaded from None
+        else:
+            await self._slots.acquire()  # not locked: acquired without suspending
+        try:
             yield self._mint
+        finally:
+            self._slots.release()
 
     async def _mint(self) -> MintedToken:
         now = self._clock()

@@ -9,10 +9,20 @@
 3. caller authentication (401 + ``WWW-Authenticate``; 503 if the IdP's keys are unreachable);
 4. API key present (500 ``Server misconfigured``, ``"code": "misconfigured"`` so clients stop
    retrying at once);
-5. a mint slot (503 + ``Retry-After`` at once when every slot is busy), reserved before
-   the rate limit so a shed request does not spend the user's budget;
-6. per-user rate limit (429 + ``Retry-After``);
-7. upstream mint (502 on failure).
+5. upstream health: while the upstream is down (after a transient failure: unreachable,
+   timed out, 5xx, 429) one request per ``upstream_probe_interval`` goes on to find out
+   whether it is back; every other one is answered 503 ``upstream_unavailable`` at once;
+6. a mint slot (a request waits up to ``mint_queue_timeout`` for a busy one, then 503
+   ``overloaded``), reserved before the rate limit so a shed request does not spend the
+   user's budget;
+7. per-user rate limit (429 + ``Retry-After``);
+8. upstream mint: a transient failure is 503 ``upstream_unavailable``, any other (a
+   refused key, an answer without a token) 502.
+
+Every 503 of steps 5, 6 and 8 carries a ``Retry-After`` sized by the backlog
+(:class:`~tunnelproof.tokens.admission.Admission`): the *n*-th caller shed is told to come
+back about ``n / admit_rate`` seconds later, so a herd returns at the rate the service
+mints, not all at once. A client treats a 503 with ``Retry-After`` as a wait.
 
 The raw path must be the route's path as is: a percent-encoded one (``/api%2Flive/token``)
 gets 404, so a proxy or firewall rule written for the path cannot be sidestepped.
@@ -34,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tunnelproof.browser.static import static_router
+from tunnelproof.tokens.admission import Admission, retry_after_header
 from tunnelproof.tokens.auth import (
     AuthenticationFailed,
     Authenticator,
@@ -41,7 +52,13 @@ from tunnelproof.tokens.auth import (
     authenticator_from_settings,
 )
 from tunnelproof.tokens.metrics import TokenMetrics
-from tunnelproof.tokens.minting import MintedToken, Minter, MintingOverloaded, UpstreamError
+from tunnelproof.tokens.minting import (
+    MintedToken,
+    Minter,
+    MintingOverloaded,
+    UpstreamError,
+    upstream_is_down,
+)
 from tunnelproof.tokens.origin import OriginPolicy
 from tunnelproof.tokens.ratelimit import RateLimiterUnavailable, UserRateLimiter
 from tunnelproof.tokens.settings import TokenServiceSettings
@@ -86,6 +103,10 @@ MISCONFIGURED_CODE = "misconfigured"
 """``code`` of the 500 the route answers while it cannot mint (no API key): a client reads
 it to stop retrying at once (a fault only the operator can fix), unlike a transient 5xx."""
 MISCONFIGURED_DETAIL = "the token service has no Gemini API key configured"
+UPSTREAM_UNAVAILABLE_CODE = "upstream_unavailable"
+"""``code`` of the 503 answered while the upstream (Google) is down: wait ``Retry-After``."""
+OVERLOADED_CODE = "overloaded"
+"""``code`` of the 503 answered when every mint slot stayed busy: wait ``Retry-After``."""
 
 
 def _error(
@@ -145,8 +166,10 @@ class TokenService:
                 new_session_expire_seconds=s.new_session_expire_seconds,
                 timeout=s.mint_timeout,
                 max_concurrent=s.max_concurrent_mints,
+                queue_timeout=s.mint_queue_timeout,
             )
         self.minter = minter
+        self.admission = Admission(s.admit_rate, probe_interval=s.upstream_probe_interval)
         self.router = self._build_router()
 
     @property
@@ -190,8 +213,12 @@ class TokenService:
                         (415, "Body is not JSON"),
                         (429, "Rate limited (Retry-After)"),
                         (500, "Server misconfigured"),
-                        (502, "Upstream failed"),
-                        (503, "Overloaded or auth keys unreachable (Retry-After)"),
+                        (502, "Upstream refused (not transient)"),
+                        (
+                            503,
+                            "Upstream down, overloaded or auth keys unreachable: wait "
+                            "Retry-After (sized by the backlog), then retry",
+                        ),
                     )
                 },
             },
@@ -255,15 +282,24 @@ class TokenService:
                 500, "Server misconfigured", code=MISCONFIGURED_CODE, detail=MISCONFIGURED_DETAIL
             )
 
+        if not self.admission.may_call_upstream():
+            # The upstream is down and this is not the probe's turn: no upstream work.
+            self.metrics.rate_limited.labels("upstream_down").inc()
+            return self._shed("Upstream unavailable, retry later", UPSTREAM_UNAVAILABLE_CODE)
         try:
             # The mint slot first: a request shed because all slots are busy must not spend
-            # the user's rate budget (they are told to retry in a second).
+            # the user's rate budget (they are told when to come back).
             async with self.minter.reserved() as mint:
                 return await self._limit_and_mint(principal.user_id, mint)
-        except MintingOverloaded as exc:
+        except MintingOverloaded:
             self.metrics.rate_limited.labels("overload").inc()
             log.warning("token request shed: all mint slots busy")
-            return _error(503, "Busy, retry shortly", _retry_after(exc.retry_after))
+            return self._shed("Busy, retry later", OVERLOADED_CODE)
+
+    def _shed(self, message: str, code: str) -> Response:
+        """503 with the caller's own slot in the backlog as ``Retry-After``."""
+        wait = self.admission.shed()
+        return _error(503, message, {"Retry-After": retry_after_header(wait)}, code=code)
 
     async def _limit_and_mint(
         self, user_id: str, mint: Callable[[], Awaitable[MintedToken]]
@@ -286,7 +322,11 @@ class TokenService:
             self.metrics.upstream_latency.observe(time.perf_counter() - started)
             self.metrics.upstream_errors.labels(exc.kind).inc()
             log.error("upstream mint failed (%s): %s", exc.kind, exc)
+            if upstream_is_down(exc):
+                self.admission.upstream_failed()
+                return self._shed("Upstream unavailable, retry later", UPSTREAM_UNAVAILABLE_CODE)
             return _error(502, "Failed to issue token")
+        self.admission.upstream_ok()
         self.metrics.upstream_latency.observe(time.perf_counter() - started)
         self.metrics.tokens_issued.inc()
         log.info("token issued to user %r (model %s)", user_id, minted.model)

@@ -64,6 +64,15 @@ class TokenServiceSettings(BaseSettings):
     new_session_expire_seconds: float = Field(default=60.0, gt=0, lt=20 * 3600)
     mint_timeout: float = Field(default=10.0, gt=0)
     max_concurrent_mints: int = Field(default=8, ge=1)
+    mint_queue_timeout: float = Field(default=1.0, ge=0)
+    """Seconds a request waits in line for a busy mint slot before it is shed (503)."""
+    admit_rate: float = Field(default=400.0, gt=0)
+    """Tokens/s one process mints at most (``tunnelproof bench token_service`` measures
+    it). Shed callers are told to come back at this rate: the *n*-th one shed gets
+    ``Retry-After`` ≈ n / admit_rate, so a herd returns at about this rate."""
+    upstream_probe_interval: float = Field(default=0.5, gt=0)
+    """While the upstream is down, one request per this many seconds goes upstream to
+    find out whether it is back; every other one is answered 503 at once."""
 
     # -- the route -------------------------------------------------------------------
     path: str = DEFAULT_PATH

@@ -18,7 +18,7 @@ from tunnelproof.emulator import EmulatorPolicy
 from tunnelproof.session import app_events as ev
 
 from .impolite_helpers import wait_transcript
-from .session_e2e_helpers import FAST_WATCHDOGS, check_context, live_stack
+from .session_e2e_helpers import FAST_WATCHDOGS, FIRST, ask_spoken, check_context, live_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -64,10 +64,11 @@ async def test_message_rejected_by_the_server_after_a_resume_is_reported_not_a_r
 
 
 async def test_go_away_right_after_every_setup_has_a_handover_budget() -> None:
-    """Symptom 9 with ``go_away_on_connect``: goAway with 1 s left on every connection.
-    No hot loop of connections and token fetches. (With ``timeLeft`` at or under
-    ``go_away_margin`` the client leaves each connection at once, so nothing is answered
-    here; ``test_impolite_server`` checks answers with 1 s of use per connection.)"""
+    """Symptom 9 with ``go_away_on_connect``: goAway with 1 s left (not above
+    ``go_away_margin``) on every connection. No hot loop of connections and token fetches,
+    and the conversation is still answered: once the handover budget is spent the client
+    stays on each connection until the server closes it, so an answer that fits in the
+    second the server grants arrives (before, it left each connection at once, forever)."""
     policy = EmulatorPolicy(generation_speed=0, go_away_on_connect=1.0)
     async with live_stack(policy, seed=3, seeded=False) as s:
         await s.rec.wait(ev.Connected)
@@ -76,3 +77,10 @@ async def test_go_away_right_after_every_setup_has_a_handover_budget() -> None:
         assert connections <= 10, f"{connections} connections in 3 s"
         assert s.mint.calls <= 11
         assert not s.rec.of(ev.Failed)
+        assert "teal" in await ask_spoken(s.rec, FIRST, timeout=30)
+        await check_context(s.rec)
+        assert not s.rec.of(ev.Failed)
+        # Past the budget the client waited for the server's deadline close (1011) instead
+        # of leaving with a 1000 of its own the moment the goAway came.
+        server_closes = [e for e in s.rec.of(ev.Disconnected) if e.code == 1011 and e.planned]
+        assert server_closes, [(e.code, e.reason) for e in s.rec.of(ev.Disconnected)]
