@@ -2,12 +2,11 @@
 // handshake failures, the send-stall watchdog, token-getter errors, handle storage.
 // Real Chromium runs the same driver in test_chromium_*.py; this pins the details.
 
-import { test } from "node:test";
+import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { LiveSession, TokenError } from "../../src/tunnelproof/browser/client.js";
 
 class FakeSocket {
-  static all = [];
   constructor(url) {
     this.url = url;
     this.readyState = 0;
@@ -15,14 +14,17 @@ class FakeSocket {
     this.bufferedAmount = 0;
     this.binaryType = "blob";
     this.closedWith = null;
-    FakeSocket.all.push(this);
   }
   send(text) {
     this.sent.push(text);
   }
   close(code, reason) {
+    if (this.readyState >= 2) return;
     this.closedWith = { code, reason };
     this.readyState = 2;
+    // As a browser does: the close event follows, asynchronously. (Without it the driver's
+    // timers for this socket ran on until the machine's close timeout, keeping node alive.)
+    setTimeout(() => this.drop(code ?? 1005, reason ?? ""), 0);
   }
   open() {
     this.readyState = 1;
@@ -62,16 +64,24 @@ const credential = () => ({
 });
 
 function session(options = {}) {
-  FakeSocket.all = [];
+  // Each session has its own socket list, so sessions in concurrently running tests
+  // (the real-time watchdog tests below) never see each other's sockets.
+  const sockets = [];
+  class Socket extends FakeSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
   const log = [];
   const live = new LiveSession({
     getToken: async () => credential(),
-    WebSocket: /** @type {any} */ (FakeSocket),
+    WebSocket: /** @type {any} */ (Socket),
     storage: new MemoryStorage(),
     ...options,
   });
   live.on("*", (e) => log.push(e));
-  return { live, log, socket: () => FakeSocket.all.at(-1) };
+  return { live, log, socket: () => sockets.at(-1) };
 }
 
 async function connect(s) {
@@ -115,32 +125,6 @@ test("a socket that closes before opening is the network: probe, no backoff", as
   const rec = s.log.find((e) => e.type === "reconnecting");
   assert.equal(rec.kind, "offline");
   assert.ok(rec.delay < 1);
-  s.live.close();
-});
-
-test("a send buffer that stops draining is a dead link even with nothing owed", async () => {
-  const s = session({ watchdogs: { sendStallTimeout: 1 } });
-  await connect(s);
-  s.live.sendAudio(new Int16Array(1600)); // 100 ms of the user talking: no reply is due
-  s.socket().bufferedAmount = 5000; // ...and the kernel stops taking bytes
-  await tick(1800);
-  const rec = s.log.find((e) => e.type === "reconnecting");
-  assert.ok(rec, "no dead link found");
-  assert.match(rec.reason, /send buffer/);
-  assert.equal(rec.kind, "offline");
-  assert.equal(s.live.metrics.deadLinksDetected, 1);
-  s.live.close();
-});
-
-test("a draining send buffer is no alarm", async () => {
-  const s = session({ watchdogs: { sendStallTimeout: 1 } });
-  await connect(s);
-  for (let i = 0; i < 4; i++) {
-    s.live.sendAudio(new Int16Array(1600));
-    s.socket().bufferedAmount = 2000 - i * 400; // backlog, but shrinking
-    await tick(400);
-  }
-  assert.equal(s.log.filter((e) => e.type === "reconnecting").length, 0);
   s.live.close();
 });
 
@@ -198,35 +182,66 @@ test("send results: queued while connecting, then flushed after setupComplete", 
   s.live.close();
 });
 
-test("an overdue reply asks for a link check; a draining send buffer answers it alive", async () => {
-  const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.8, sendStallTimeout: 30 } });
-  await connect(s);
-  try {
-    s.live.sendText("think hard about this");
-    s.socket().bufferedAmount = 3000; // a backlog when the check starts
-    await tick(600);
-    assert.equal(s.live.metrics.linkChecks, 1);
-    s.socket().bufferedAmount = 1000; // the kernel takes bytes: the link is alive
-    await tick(900); // without that evidence the link would have counted dead at ~1.1 s
-    assert.equal(s.log.filter((e) => e.type === "reconnecting").length, 0);
-    assert.equal(s.live.metrics.deadLinksDetected, 0);
-    assert.ok(s.live.metrics.linkChecks >= 2, "the reply watchdog was not re-armed after the check");
-  } finally {
-    s.live.close(); // also when an assertion fails: no timers left to keep node alive
-  }
-});
+// These wait out real-time watchdogs (the driver polls on 250/500 ms intervals), so they
+// run concurrently: the file takes as long as the longest of them, not their sum. Each has
+// its own session and sockets.
+describe("real-time watchdogs", { concurrency: true }, () => {
+  test("a send buffer that stops draining is a dead link even with nothing owed", async () => {
+    const s = session({ watchdogs: { sendStallTimeout: 1 } });
+    await connect(s);
+    s.live.sendAudio(new Int16Array(1600)); // 100 ms of the user talking: no reply is due
+    s.socket().bufferedAmount = 5000; // ...and the kernel stops taking bytes
+    await tick(1800);
+    const rec = s.log.find((e) => e.type === "reconnecting");
+    assert.ok(rec, "no dead link found");
+    assert.match(rec.reason, /send buffer/);
+    assert.equal(rec.kind, "offline");
+    assert.equal(s.live.metrics.deadLinksDetected, 1);
+    s.live.close();
+  });
 
-test("no sign of life within the link-check timeout is a dead link: reconnect at once", async () => {
-  const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.5, sendStallTimeout: 30 } });
-  await connect(s);
-  s.live.sendText("are you there?");
-  s.socket().bufferedAmount = 3000; // stuck: nothing drains, no frame arrives
-  await tick(1100);
-  const rec = s.log.find((e) => e.type === "reconnecting");
-  assert.ok(rec, "no dead link found");
-  assert.match(rec.reason, /no sign of life/);
-  assert.equal(rec.kind, "offline");
-  assert.equal(rec.delay, 0);
-  assert.equal(s.live.metrics.deadLinksDetected, 1);
-  s.live.close();
+  test("a draining send buffer is no alarm", async () => {
+    const s = session({ watchdogs: { sendStallTimeout: 1 } });
+    await connect(s);
+    for (let i = 0; i < 4; i++) {
+      s.live.sendAudio(new Int16Array(1600));
+      s.socket().bufferedAmount = 2000 - i * 400; // backlog, but shrinking
+      await tick(400);
+    }
+    assert.equal(s.log.filter((e) => e.type === "reconnecting").length, 0);
+    s.live.close();
+  });
+
+  test("an overdue reply asks for a link check; a draining send buffer answers it alive", async () => {
+    const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.8, sendStallTimeout: 30 } });
+    await connect(s);
+    try {
+      s.live.sendText("think hard about this");
+      s.socket().bufferedAmount = 3000; // a backlog when the check starts
+      await tick(600);
+      assert.equal(s.live.metrics.linkChecks, 1);
+      s.socket().bufferedAmount = 1000; // the kernel takes bytes: the link is alive
+      await tick(900); // without that evidence the link would have counted dead at ~1.1 s
+      assert.equal(s.log.filter((e) => e.type === "reconnecting").length, 0);
+      assert.equal(s.live.metrics.deadLinksDetected, 0);
+      assert.ok(s.live.metrics.linkChecks >= 2, "the reply watchdog was not re-armed after the check");
+    } finally {
+      s.live.close(); // also when an assertion fails: no timers left to keep node alive
+    }
+  });
+
+  test("no sign of life within the link-check timeout is a dead link: reconnect at once", async () => {
+    const s = session({ watchdogs: { replyTimeout: 0.3, linkCheckTimeout: 0.5, sendStallTimeout: 30 } });
+    await connect(s);
+    s.live.sendText("are you there?");
+    s.socket().bufferedAmount = 3000; // stuck: nothing drains, no frame arrives
+    await tick(1100);
+    const rec = s.log.find((e) => e.type === "reconnecting");
+    assert.ok(rec, "no dead link found");
+    assert.match(rec.reason, /no sign of life/);
+    assert.equal(rec.kind, "offline");
+    assert.equal(rec.delay, 0);
+    assert.equal(s.live.metrics.deadLinksDetected, 1);
+    s.live.close();
+  });
 });

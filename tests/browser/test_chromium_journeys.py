@@ -129,18 +129,24 @@ async def test_a_resume_refused_while_the_old_socket_is_half_open_is_waited_out(
     # blackhole that socket is half-open at the server until it has been silent for
     # resume_takeover_idle and misses a ping. The client keeps its handle and retries
     # through the refusals: the question typed in the tunnel is answered, with context.
-    policy = EmulatorPolicy(generation_speed=0.0, resume_takeover_idle=8.0)
+    policy = EmulatorPolicy(generation_speed=0.0, resume_takeover_idle=6.0)
     async with running_stack(policy) as stack:
-        # The overdue reply and its link check must end inside the 5 s blackhole (2 + 1 s),
-        # so the page reconnects while the server still holds the old socket.
-        watchdogs = {**FAST_WATCHDOGS, "replyTimeout": 2, "linkCheckTimeout": 1}
+        # The overdue reply and its link check must end inside the 4 s blackhole (1.5 + 1 s),
+        # so the page reconnects while the server still holds the old socket; a 1 s probe
+        # timeout brings its first resume in well before the 6 s takeover.
+        watchdogs = {
+            **FAST_WATCHDOGS,
+            "replyTimeout": 1.5,
+            "linkCheckTimeout": 1,
+            "probeConnectTimeout": 1,
+        }
         page = await connected_page(stack, context, watchdogs=watchdogs)
         assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
         await page.wait_for_function("() => window.live.lastTurnHeld")
         stack.tunnel.blackhole()
         await asyncio.sleep(0.5)
         pending = asyncio.ensure_future(ask(page, "what is my name?", timeout=40))
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(3.5)
         # The lost bytes are not answered with a reset: the server keeps the old socket.
         stack.tunnel.restore(reset_damaged=False)
         reply = await pending

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -17,16 +18,17 @@ from tunnelproof.emulator import EmulatorPolicy
 from tunnelproof.session import app_events as ev
 
 from .impolite_helpers import wait_transcript
-from .session_e2e_helpers import FIRST, ask_spoken, check_context, live_stack
+from .session_e2e_helpers import FAST_WATCHDOGS, FIRST, ask_spoken, check_context, live_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 async def test_a_model_that_thinks_longer_than_the_reply_watchdog_is_not_a_dead_link() -> None:
-    """Symptom 3: extended thinking. The model is silent 5.5 s before answering (reply_timeout
-    is 4 s, so the link is checked once) on a healthy link: no reconnect, the question is sent once and answered."""
-    async with live_stack(seed=1) as s:
-        s.emu.controls.update_policy(think_delay=5.5)
+    """Symptom 3: extended thinking. The model is silent 2.5 s before answering (reply_timeout
+    is 1.5 s, so the link is checked once) on a healthy link: no reconnect, the question is sent once and answered."""
+    watchdogs = replace(FAST_WATCHDOGS, reply_timeout=1.5, link_check_timeout=1.0)
+    async with live_stack(seed=1, watchdogs=watchdogs) as s:
+        s.emu.controls.update_policy(think_delay=2.5)
         mark = s.rec.mark()
         assert (await s.session.send_text("Tell me a story.")).sent
         await wait_transcript(s.rec, "Once upon a time", since=mark, timeout=30)

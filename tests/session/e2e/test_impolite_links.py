@@ -15,7 +15,7 @@ import pytest
 
 from tunnelproof.emulator import EmulatorPolicy, encode_speech, silence
 from tunnelproof.protocol.config import FunctionDeclaration
-from tunnelproof.session import LiveSession
+from tunnelproof.session import LiveSession, OutboxLimits
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import TokenSource
 from tunnelproof.session.policy import Watchdogs
@@ -23,18 +23,24 @@ from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
 
 from .impolite_helpers import CHUNK, CHUNK_MS, SlowTokenService
-from .session_e2e_helpers import AUDIO_CONFIG, Stack, check_context, live_stack
+from .session_e2e_helpers import (
+    AUDIO_CONFIG,
+    FAST_WATCHDOGS,
+    Stack,
+    check_context,
+    live_stack,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 SLOW_BACKEND_WATCHDOGS = Watchdogs(
-    token_timeout=4.0, connect_timeout=4.0, probe_connect_timeout=2.0, reply_timeout=4.0
+    token_timeout=3.0, connect_timeout=4.0, probe_connect_timeout=1.0, reply_timeout=4.0
 )
 
 
 async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> None:
-    """Symptom 2: the backend takes 2.5 s per token (scaled: the probe timeout here is 2 s,
+    """Symptom 2: the backend takes 1.5 s per token (scaled: the probe timeout here is 1 s,
     the default 3 s). While offline every fetch was cancelled after the probe timeout,
     forever. The session must come back, and the backend must not mint tokens nobody uses."""
     parts: dict[str, object] = {}
@@ -55,12 +61,12 @@ async def test_slow_token_service_after_a_tunnel_brings_the_session_back() -> No
         http_tunnel = parts["http_tunnel"]
         assert isinstance(service, SlowTokenService)
         assert isinstance(http_tunnel, TunnelProxy)
-        service.delay = 2.5  # a loaded backend
+        service.delay = 1.5  # a loaded backend: slower than the probe timeout
         mark = s.rec.mark()
         s.tunnel.offline()
         http_tunnel.blackhole()  # the phone is in the tunnel: no backend either
         await s.rec.wait(ev.Disconnected, since=mark, timeout=10)
-        await asyncio.sleep(4.5)
+        await asyncio.sleep(3.0)
         s.tunnel.restore()
         http_tunnel.restore()
         await s.rec.wait(ev.Resumed, since=mark, timeout=30)
@@ -79,11 +85,13 @@ LOOKUP = FunctionDeclaration(name="look_up_the_time", description="Slow lookup."
 
 
 async def test_model_silent_for_longer_than_the_reply_watchdog_is_not_a_dead_link() -> None:
-    """Symptom 3: the model is silent for 5.5 s (a slow tool call; reply_timeout is 4 s) on a
-    healthy link. No false dead-link alarm, no reconnect, the question is sent once."""
+    """Symptom 3: the model is silent for 2.5 s (a slow tool call; reply_timeout is 1.5 s) on
+    a healthy link. No false dead-link alarm, no reconnect, the question is sent once."""
     config = replace(AUDIO_CONFIG, tools=(LOOKUP,))
-    async with live_stack(EmulatorPolicy(generation_speed=4.0), config=config, seed=2) as s:
-        s.emu.controls.update_policy(tool_call_delay=22.0)  # 5.5 s at generation_speed 4
+    watchdogs = replace(FAST_WATCHDOGS, reply_timeout=1.5, link_check_timeout=1.0)
+    policy = EmulatorPolicy(generation_speed=4.0)
+    async with live_stack(policy, config=config, watchdogs=watchdogs, seed=2) as s:
+        s.emu.controls.update_policy(tool_call_delay=10.0)  # 2.5 s at generation_speed 4
         mark = s.rec.mark()
         assert (await s.session.send_text("Please look up the time.")).sent
         call = await s.rec.wait(ev.ToolCallRequested, since=mark, timeout=20)
@@ -111,23 +119,26 @@ async def _stream(session: LiveSession, pcm: bytes, seqs: list[int], stop: async
 
 
 async def test_every_audio_millisecond_sent_into_a_dead_link_is_accounted_for() -> None:
-    """Symptom 4: speech streamed through a 7 s tunnel. Every chunk ends delivered (a
-    ``Delivered`` event) or reported dropped, and the outage is reported once, not once per
-    20 ms chunk."""
-    async with live_stack(tunnel=True, seed=3, seeded=False) as s:
+    """Symptom 4: speech streamed through a 3.5 s tunnel, more than the 1.5 s of audio the
+    outbox may hold. Every chunk ends delivered (a ``Delivered`` event) or reported
+    dropped, and the outage is reported once, not once per 20 ms chunk."""
+    # The outbox bounds are scaled down with the tunnel (defaults: 5 s of audio, 5 s TTL):
+    # the outage still overflows them, so chunks are dropped and must be reported.
+    limits = OutboxLimits(max_audio_ms=1_500.0, audio_ttl=1.5)
+    async with live_stack(tunnel=True, seed=3, seeded=False, limits=limits) as s:
         session, rec = s.session, s.rec
         await rec.wait(ev.Connected)
         seqs: list[int] = []
         stop = asyncio.Event()
         speech = b"".join(
-            encode_speech(f"sentence number {n} about teal") + silence(0.8) for n in range(5)
+            encode_speech(f"sentence number {n} about teal") + silence(0.5) for n in range(3)
         )
         streamer = asyncio.create_task(_stream(session, speech, seqs, stop))
         try:
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(1.0)
             mark = rec.mark()
             s.tunnel.blackhole()
-            await asyncio.sleep(7.0)
+            await asyncio.sleep(3.5)
             s.tunnel.restore()
             await rec.wait(
                 lambda e: isinstance(e, ev.Resumed | ev.Connected), since=mark, timeout=20
@@ -139,6 +150,7 @@ async def test_every_audio_millisecond_sent_into_a_dead_link_is_accounted_for() 
         outage_drops = [
             e for e in rec.log[mark:] if isinstance(e, ev.SendDropped) and e.kind == "audio"
         ]
+        assert outage_drops, "the outage overflowed no bound: nothing here was tested"
         assert len(outage_drops) <= 2, f"{len(outage_drops)} SendDropped for one outage"
         mark_end = rec.mark()
         await session.send_text("How many turns have I taken?")
