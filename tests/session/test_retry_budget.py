@@ -99,3 +99,57 @@ def test_attempts_are_numbered_per_outage() -> None:
     assert budget.next_attempt == 3
     budget.connected()
     assert budget.next_attempt == 1
+
+
+class _Highest(random.Random):
+    """Full jitter at its worst: every draw is the top of its range (deterministic)."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_a_flapping_link_never_escalates_past_drop_max_delay_nor_gives_up() -> None:
+    """Issue 13 symptom 8 / issue 15: a link reset as soon as each connection is set up.
+    Beyond the immediate budget the quick drops back off, but under ``drop_max_delay``
+    (2 s), and never against the per-outage cap, so the session is back within 2 s of the
+    link settling. Before: the ceiling escalated to 30 s and the 13th drop gave up."""
+    policy = RetryPolicy()
+    budget = RetryBudget(policy)
+    rng = _Highest()
+    delays = []
+    now = 0.0
+    for _ in range(20):
+        decision = budget.after_drop("reset", served=0.01, now=now, rng=rng)
+        assert isinstance(decision, Retry), decision
+        delays.append(decision.delay)
+        budget.attempt_started()
+        budget.connected()
+        now += decision.delay + 0.05
+    assert delays[: policy.immediate_budget] == [0.0] * policy.immediate_budget
+    assert delays[policy.immediate_budget : policy.immediate_budget + 3] == [0.5, 1.0, 2.0]
+    assert max(delays) == 2.0  # the worst draw: the ceiling stops at drop_max_delay
+
+
+def test_quick_drops_forever_still_end_at_the_session_cap() -> None:
+    """A server that accepts setup and drops every connection: no hot loop (each attempt
+    beyond the budget waits under 2 s) and a bounded number of tokens (the session cap)."""
+    budget = RetryBudget(RetryPolicy(max_attempts_per_session=10))
+    rng = random.Random(3)
+    outcomes: list[Retry | GiveUp] = []
+    for n in range(40):
+        outcomes.append(budget.after_drop("reset", served=0.0, now=float(n), rng=rng))
+        if isinstance(outcomes[-1], GiveUp):
+            break
+    assert isinstance(outcomes[-1], GiveUp) and "this session" in outcomes[-1].reason
+    assert len(outcomes) == RetryPolicy().immediate_budget + 11
+
+
+def test_the_seed_policy_backs_quick_drops_off_like_server_errors() -> None:
+    budget = RetryBudget(SEED_POLICY)
+    rng = random.Random(0)
+    delays = []
+    for n in range(4):
+        decision = budget.after_drop("reset", served=0.0, now=float(n), rng=rng)
+        assert isinstance(decision, Retry)
+        delays.append(decision.delay)
+    assert [int(d) for d in delays] == [1, 2, 4, 8]  # 1 s · 2ⁿ + uniform(0, 0.5 s)

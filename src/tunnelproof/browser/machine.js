@@ -52,6 +52,10 @@ import { TurnTracker } from "./turns.js";
  * @property {number} immediateBudget quick drops (sooner than healthyAfter) retried at once
  *   per immediateWindow seconds; beyond it they back off like server errors
  * @property {number} immediateWindow see immediateBudget
+ * @property {number|null} dropMaxDelay the largest backoff ceiling (full jitter) for quick
+ *   drops beyond the budget, counted against maxAttemptsPerSession only: each dropped
+ *   connection completed setup, so a flapping link must not escalate to maxDelay (null:
+ *   back them off like server errors)
  * @property {boolean} shedIsWait a 429/503 with Retry-After is a wait, not a failure
  *   counted against the caps
  * @property {number} handoverBudget planned handovers (goAway) in a row from connections
@@ -79,6 +83,7 @@ export const DEFAULT_POLICY = Object.freeze({
   healthyAfter: 0.25,
   immediateBudget: 5,
   immediateWindow: 60,
+  dropMaxDelay: 2,
   shedIsWait: true,
   handoverBudget: 3,
 });
@@ -1589,7 +1594,7 @@ export class SessionMachine {
     const p = this.policy;
     while (this.quickDrops.length && this.quickDrops[0] <= this.now - p.immediateWindow) this.quickDrops.shift();
     if (!(served >= p.healthyAfter || this.quickDrops.length < p.immediateBudget)) {
-      this.serverFailure(reason);
+      this.afterQuickDrop(reason);
       return;
     }
     if (served < p.healthyAfter) this.quickDrops.push(this.now);
@@ -1599,6 +1604,31 @@ export class SessionMachine {
     this.phase = "waiting";
     this.emit({ type: "reconnecting", delay: 0, attempt: this.outageAttempts + 1, reason, kind: "offline", planned: false });
     this.startAttempt();
+  }
+
+  /**
+   * A quick drop beyond the budget: full jitter under dropMaxDelay, against the session cap
+   * only, so a session is back within a second or two once a flapping link settles.
+   * @param {string} reason
+   */
+  afterQuickDrop(reason) {
+    const p = this.policy;
+    if (p.dropMaxDelay === null || p.dropMaxDelay === undefined) {
+      this.serverFailure(reason);
+      return;
+    }
+    this.metrics.serverFailures += 1;
+    this.lastFailureOffline = false;
+    this.sessionFailures += 1;
+    const sessionCap = p.maxAttemptsPerSession;
+    if (sessionCap !== null && this.sessionFailures > sessionCap) {
+      this.giveUp(`gave up after ${sessionCap} failed attempts this session (${reason})`);
+      return;
+    }
+    const failures = this.outageFailures;
+    this.outageFailures = failures + 1;
+    const ceiling = Math.min(p.dropMaxDelay, p.baseDelay * p.multiplier ** Math.min(failures, 60));
+    this.scheduleRetry(this.random() * ceiling, "server", reason);
   }
 
   /** A watchdog found the link dead: abort it and reconnect as after a drop. @param {string} reason */

@@ -22,9 +22,12 @@ Three kinds of "try again" are *not* server failures (issue 15):
   once and the drop does not escalate the next one. A connection dropped sooner than
   ``healthy_after`` after its setup looks like a server that accepts and then fails:
   such quick drops go at once only within a budget (``immediate_budget`` per
-  ``immediate_window``) and back off like server errors beyond it, so a crash-looping
-  server never meets a hot loop. (A link that flaps is bounded by itself: each
-  connection served ``healthy_after`` seconds.)
+  ``immediate_window``) and back off with full jitter beyond it, so a crash-looping
+  server never meets a hot loop. That backoff's ceiling stops at ``drop_max_delay``
+  (2 s), not ``max_delay``: each dropped connection completed its setup, so the server
+  answers and a link that flaps (reset each time it comes back) is as likely; once it
+  settles the session must be back within a second or two, not after a 30 s ceiling
+  escalated during the flapping. Such drops count against the per-session cap only.
 * **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
   wait is honoured (plus a little jitter) and does not count against the caps, so a herd
   is served in turn instead of giving up.
@@ -80,6 +83,10 @@ class RetryPolicy:
             beyond it they back off like server errors. ``0`` retries no quick drop at
             once (the seed's policy backs off every drop).
         immediate_window: see ``immediate_budget``.
+        drop_max_delay: the largest backoff ceiling for quick drops beyond the budget
+            (full jitter, so one attempt per ``drop_max_delay / 2`` s on average, counted
+            against ``max_attempts_per_session`` only). ``None`` backs them off like
+            server errors (``max_delay`` and both caps; the seed's policy).
         handover_budget: planned handovers (goAway) in a row from connections younger
             than ``stable_after`` that go at once; later ones stay until the server closes
             (a backstop timer at ``timeLeft + close_timeout``) and then wait a backoff.
@@ -103,6 +110,7 @@ class RetryPolicy:
     healthy_after: float = 0.25
     immediate_budget: int = 5
     immediate_window: float = 60.0
+    drop_max_delay: float | None = 2.0
     handover_budget: int = 3
     shed_is_wait: bool = True
 
@@ -117,6 +125,8 @@ class RetryPolicy:
             raise ValueError("healthy_after must be >= 0 and immediate_window > 0")
         if self.immediate_budget < 0 or self.handover_budget < 0:
             raise ValueError("budgets must be >= 0")
+        if self.drop_max_delay is not None and self.drop_max_delay <= 0:
+            raise ValueError("drop_max_delay must be positive (or None)")
 
     def offline_delay(self, rng: random.Random) -> float:
         """Delay before the next probe while the network is gone."""
@@ -177,6 +187,7 @@ SEED_POLICY = RetryPolicy(
     reset_on_open=True,
     probe_offline=False,
     immediate_budget=0,
+    drop_max_delay=None,
     shed_is_wait=False,
 )
 """The seed's policy: ``1 s · 2ⁿ + uniform(0, 0.5 s)``, six tries, then give up for good.

@@ -123,19 +123,41 @@ class RetryBudget:
         """An abrupt drop of a connection that served ``served`` s: at once, or back off.
 
         The server did nothing wrong: the first attempt goes at once and the drop does not
-        escalate the next one. A quick drop (a server that accepts and fails?) goes at once
-        only within ``immediate_budget`` per ``immediate_window``.
+        escalate the next one. A quick drop (a server that accepts and fails, or a link
+        that flaps) goes at once only within ``immediate_budget`` per ``immediate_window``;
+        beyond it, see :meth:`_after_quick_drop`.
         """
         policy = self.policy
         while self._quick_drops and self._quick_drops[0] <= now - policy.immediate_window:
             self._quick_drops.popleft()
         if not policy.drop_is_immediate(served, len(self._quick_drops)):
-            return self.after_server_failure(reason, rng)
+            return self._after_quick_drop(reason, rng)
         if served < policy.healthy_after:
             self._quick_drops.append(now)
         self.outage_failures = 0  # a lost connection, not a failing server
         self.last_failure_offline = False
         return Retry(0.0, offline=True)
+
+    def _after_quick_drop(self, reason: str, rng: random.Random) -> Retry | GiveUp:
+        """A quick drop beyond the budget: full jitter under ``drop_max_delay``.
+
+        The connection completed setup, so the next attempt may well succeed: a ceiling
+        escalated to 30 s would keep a session away for up to 30 s after a flapping link
+        settles. The session cap still bounds a server that accepts and drops forever.
+        """
+        ceiling = self.policy.drop_max_delay
+        if ceiling is None:
+            return self.after_server_failure(reason, rng)
+        self.last_failure_offline = False
+        self.session_failures += 1
+        session_cap = self.policy.max_attempts_per_session
+        if session_cap is not None and self.session_failures > session_cap:
+            return GiveUp(f"gave up after {session_cap} failed attempts this session ({reason})")
+        failures = self.outage_failures
+        self.outage_failures = failures + 1
+        policy = self.policy
+        escalated = policy.base_delay * policy.multiplier ** min(failures, 60)
+        return Retry(rng.uniform(0.0, min(ceiling, escalated)), offline=False)
 
     def after_shed(self, retry_after: float, rng: random.Random) -> Retry:
         """A 429/503 with ``Retry-After``: a wait that does not count against the caps."""

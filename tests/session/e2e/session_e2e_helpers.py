@@ -34,7 +34,7 @@ from tunnelproof.session import app_events as ev
 from tunnelproof.session.answers import AnswerCollector
 from tunnelproof.session.credentials import Credential, TokenSource
 from tunnelproof.session.live_session import LiveSession
-from tunnelproof.session.policy import Watchdogs
+from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.tunnel import TunnelProxy
 
 _T = TypeVar("_T")
@@ -379,6 +379,7 @@ async def live_stack(
     seed: int = 0,
     host: str = "127.0.0.1",
     seeded: bool = True,
+    retry: RetryPolicy | None = None,
     **session_kwargs: Any,
 ) -> AsyncIterator[Stack]:
     """Emulator (+ tunnel proxy) + token source + ``LiveSession`` + :class:`LiveRecorder`.
@@ -387,6 +388,7 @@ async def live_stack(
     by default tokens are minted from the emulator, pointed through the tunnel when there
     is one. ``seeded``: wait for ``Connected``, tell the model :data:`FIRST` (checked by
     :func:`check_context`) and wait for the handle holding it (``stack.handle``).
+    ``retry`` is the session's :class:`RetryPolicy` (``policy`` is the emulator's).
     Everything is closed in reverse order, the session first.
     """
     async with AsyncExitStack() as exits:
@@ -414,6 +416,7 @@ async def live_stack(
                 token_source,
                 watchdogs=watchdogs,
                 rng=random.Random(seed),
+                policy=retry,
                 **session_kwargs,
             )
         )
