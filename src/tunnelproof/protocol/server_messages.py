@@ -232,17 +232,7 @@ def audio_only_part(raw: JsonDict) -> InlineData | None:
     if type(parts) is not list or len(parts) != 1:
         return None
     part = parts[0]
-    if type(part) is not dict or len(part) != 1:
-        return None
-    inline = part.get("inlineData")
-    if (
-        type(inline) is dict
-        and inline.keys() == _INLINE_KEYS
-        and type(mime := inline["mimeType"]) is str
-        and type(data := inline["data"]) is str
-    ):
-        return InlineData(mime, data)
-    return None
+    return _plain_inline(part) if type(part) is dict else None
 
 
 def read_server_frame(data: bytes | bytearray | memoryview | str) -> ServerFrame | InlineData:
@@ -351,19 +341,28 @@ def _parse_transcription(obj: Mapping[str, Any], name: str) -> Transcription | N
 _INLINE_KEYS = frozenset({"mimeType", "data"})
 
 
+def _plain_inline(part: JsonDict) -> InlineData | None:
+    """The part's inline data when the part is exactly one camelCase ``inlineData`` with
+    string ``mimeType`` and ``data`` (what the general path reads the same way), else None."""
+    if len(part) != 1:
+        return None
+    inline = part.get("inlineData")
+    if (
+        type(inline) is dict
+        and inline.keys() == _INLINE_KEYS
+        and type(mime := inline["mimeType"]) is str
+        and type(data := inline["data"]) is str
+    ):
+        return InlineData(mime, data)
+    return None
+
+
 def _parse_part(value: Any) -> Part:
     part = _obj(value, "modelTurn.parts[]")
     # Fast path for the frame that is 95% of a voice session: one camelCase inlineData
     # part. Same result as the general path below, without a dozen absent-field lookups.
-    if len(part) == 1:
-        inline_raw = part.get("inlineData")
-        if (
-            type(inline_raw) is dict
-            and inline_raw.keys() == _INLINE_KEYS
-            and type(mime := inline_raw["mimeType"]) is str
-            and type(data := inline_raw["data"]) is str
-        ):
-            return Part(None, InlineData(mime, data), False, part)
+    if (plain := _plain_inline(part)) is not None:
+        return Part(None, plain, False, part)
     inline: InlineData | None = None
     inline_raw = get_field(part, "inlineData")
     if inline_raw is not None:
