@@ -14,6 +14,16 @@ import time
 import httpx
 
 
+def _interrupt(proc: subprocess.Popen[str]) -> None:
+    """Ctrl-C the command as a person would; kill it only if it ignores that for 15 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
 def test_demo_browser_command_serves_the_page() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from tunnelproof.cli import main; main()", "demo", "--browser"],
@@ -46,12 +56,7 @@ def test_demo_browser_command_serves_the_page() -> None:
         ok = httpx.post(url + "demo/tunnel", json={"action": "restore"}, timeout=5)
         assert ok.json() == {"action": "restore", "blackholed": False}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        _interrupt(proc)
     assert proc.returncode in (0, 130), proc.returncode
 
 
@@ -79,12 +84,7 @@ def test_serve_demo_announces_a_ready_line_and_serves_the_page() -> None:
         anonymous = httpx.post(ready["tokenUrl"], timeout=5)
         assert anonymous.status_code == 401  # the page's bearer is per run, not open
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        _interrupt(proc)
     assert proc.returncode in (0, 130), proc.returncode
 
 

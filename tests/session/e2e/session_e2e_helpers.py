@@ -169,6 +169,14 @@ class StubTokenService:
             await self._runner.cleanup()
 
 
+def _matcher(predicate: Callable[[ev.AppEvent], bool] | type[Any]) -> Callable[[ev.AppEvent], bool]:
+    """What ``wait`` looks for: an event class (any instance of it) or a predicate."""
+    if isinstance(predicate, type):
+        kind = predicate
+        return lambda event: isinstance(event, kind)
+    return predicate
+
+
 class Recorder:
     """Pulls events from a session into ``log``; ``wait`` returns the first match."""
 
@@ -188,12 +196,7 @@ class Recorder:
         since: int | None = None,
         timeout: float = 20.0,
     ) -> ev.AppEvent:
-        test: Callable[[ev.AppEvent], bool]
-        if isinstance(predicate, type):
-            kind = predicate
-            test = lambda e: isinstance(e, kind)  # noqa: E731
-        else:
-            test = predicate
+        test = _matcher(predicate)
         start = self._cursor if since is None else since
         for index in range(start, len(self.log)):
             if test(self.log[index]):
@@ -273,11 +276,7 @@ class LiveRecorder(Recorder):
         since: int | None = None,
         timeout: float = 20.0,
     ) -> ev.AppEvent:
-        if isinstance(predicate, type):
-            kind = predicate
-            test: Callable[[ev.AppEvent], bool] = lambda e: isinstance(e, kind)  # noqa: E731
-        else:
-            test = predicate
+        test = _matcher(predicate)
         index = self._cursor if since is None else since
         async with asyncio.timeout(timeout):
             while True:
