@@ -59,3 +59,49 @@ def test_demo_nan_speed_from_the_real_entry_point() -> None:
     proc = run_cli("demo", "--speed", "nan", timeout=30)
     assert proc.returncode == 2, proc.stderr
     assert "--speed" in one_clear_sentence(proc.stderr, "tunnelproof demo: ")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--upstream", "127.0.0.1:99999"], "port from 1 to 65535"),
+        (["--upstream", "127.0.0.1:0"], "port from 1 to 65535"),
+        (["--upstream", "127.0.0.1:1", "--schedule", "nan:blackhole"], "AT_S must be"),
+        (["--upstream", "127.0.0.1:1", "--schedule", "-1:blackhole"], "AT_S must be"),
+    ],
+)
+def test_tunnel_bad_values_are_usage_errors(args: list[str], says: str) -> None:
+    # A port out of range and a nan/negative schedule time were accepted (the nan step
+    # ran at once); typer's usage error names the option now.
+    proc = run_in_process("tunnel", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and says in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--listen", "256.0.0.1:0"], "cannot listen on 256.0.0.1:0"),
+        (["--control", "256.0.0.1:0"], "cannot listen on 256.0.0.1:0 (--control)"),
+    ],
+)
+def test_tunnel_unbindable_address_is_one_sentence(args: list[str], says: str) -> None:
+    proc = run_in_process("tunnel", "--upstream", "127.0.0.1:1", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert says in one_clear_sentence(proc.stderr, "tunnelproof tunnel: ")
+    assert proc.stdout == ""  # no ready line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "99999"], "--port must be between 0 and 65535"),
+        (["--host", "256.1.1.1"], "cannot listen on 256.1.1.1:0"),
+    ],
+)
+def test_relay_bad_address_is_one_sentence(args: list[str], says: str) -> None:
+    proc = run_in_process(
+        "relay", *args, GEMINI_API_KEY="k", TUNNELPROOF_RELAY_STATIC_KEYS="alice:dev-key"
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert says in one_clear_sentence(proc.stderr, "tunnelproof relay: ")
