@@ -25,7 +25,7 @@ from typing import Any
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
 from tunnelproof.protocol.client_frames import requested_modality
-from tunnelproof.protocol.close_codes import model_not_found_reason
+from tunnelproof.protocol.close_codes import REASON_NOT_IMPLEMENTED, model_not_found_reason
 from tunnelproof.protocol.errors import CloseRefusal, invalid
 from tunnelproof.protocol.models import (
     EMULATOR_TEXT_MODEL,
@@ -94,6 +94,8 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
     supported = response_modalities(model)
     if modality not in supported:
         raise CloseRefusal(policy.modality_close_code, modality_reason(model, modality, supported))
+    if unsupported_feature(model, setup):
+        raise CloseRefusal(policy.feature_close_code, REASON_NOT_IMPLEMENTED)
     realtime = setup.get("realtimeInputConfig") or {}
     if not isinstance(realtime, Mapping):
         raise invalid()
@@ -116,6 +118,29 @@ def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolic
         manual_activity=bool(aad.get("disabled", False)),
         silence_ms=silence_ms,
     )
+
+
+# Reference section 6, from the model pages: gemini-3.8-live has proactive audio always on
+# ("proactive_audio: false returns an error") and no affective dialog; 3.1 has neither.
+_PROACTIVE_ALWAYS = frozenset({"gemini-3.8-live", "gemini-3.8-live-extended-thinking"})
+_NO_PROACTIVE = frozenset({"gemini-3.1-flash-live-preview"})
+_NO_AFFECTIVE = _PROACTIVE_ALWAYS | _NO_PROACTIVE
+
+
+def unsupported_feature(model: str, setup: Mapping[str, Any]) -> bool:
+    """Does the camelCase ``setup`` ask ``model`` for a feature it does not have?
+
+    Only an explicit value counts: leaving a field out is always fine.
+    """
+    proactivity = setup.get("proactivity")
+    proactive = proactivity.get("proactiveAudio") if isinstance(proactivity, Mapping) else None
+    generation = setup.get("generationConfig")
+    affective = generation.get("enableAffectiveDialog") if isinstance(generation, Mapping) else None
+    if model in _PROACTIVE_ALWAYS and proactive is False:
+        return True
+    if model in _NO_PROACTIVE and proactive is True:
+        return True
+    return model in _NO_AFFECTIVE and affective is True
 
 
 def modality_reason(model: str, asked: str, supported: frozenset[str]) -> str:

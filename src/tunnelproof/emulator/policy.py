@@ -143,6 +143,11 @@ class EmulatorPolicy:
     """Close code for a setup asking a modality the model cannot answer in (TEXT on the
     audio-only Live models); the reason names the model and its modality."""
 
+    feature_close_code: int = 1008
+    """Close code for a setup asking a feature the model does not have (proactive audio
+    switched off on gemini-3.8-live, affective dialog on 3.8 or 3.1, proactive audio on
+    3.1); the reason is Google's recorded "Operation is not implemented, ..." text."""
+
     # -- audio input (automatic activity detection) ------------------------------------
     vad_energy_threshold: float = 500.0
     """RMS (s16 units) above which an input chunk counts as speech."""
