@@ -203,6 +203,26 @@ def decode_bytes(data: str) -> bytes:
         raise invalid() from None
 
 
+def audio_rate(mime: str, default: int = 16_000) -> int:
+    """The sample rate of ``realtimeInput.audio``'s MIME type; 1007 when it is not audio.
+
+    ``audio/pcm;rate=N``: ``N`` must be a positive integer (Google resamples by it); a
+    ``rate`` of ``nan``, ``abc`` or ``0``, or a type that is not ``audio/...``, is a
+    malformed argument (assumption 20). No ``rate``: ``default``.
+    """
+    kind, *params = mime.split(";")
+    if mime and not kind.strip().lower().startswith("audio/"):
+        raise invalid()
+    for part in params:
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "rate":
+            value = value.strip()
+            if not value.isdigit() or int(value) <= 0:
+                raise invalid()
+            return int(value)
+    return default
+
+
 def pcm_rate(mime: str, default: int = 16_000) -> int:
     """The ``rate=`` of an ``audio/pcm;rate=N`` MIME type."""
     for part in mime.split(";")[1:]:

@@ -13,6 +13,7 @@ encoded text frame, when the app sent it, whether some connection already carrie
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -72,8 +73,10 @@ class ClientMessage:
     @classmethod
     def audio(cls, pcm: bytes, *, rate: int = cm.INPUT_AUDIO_RATE) -> ClientMessage:
         """``realtimeInput.audio``: 16-bit little-endian mono PCM at ``rate`` Hz."""
+        if type(rate) is not int:  # the common case costs one type check per chunk
+            rate = _integral_rate(rate)
         if rate <= 0:
-            raise ValueError(f"audio rate must be positive, got {rate}")
+            raise ValueError(f"audio rate must be a positive integer (Hz), got {rate!r}")
         body = cm.realtime_audio(pcm, rate=rate)
         return cls(MessageKind.AUDIO, body, len(pcm) / (2 * rate) * 1000.0)  # per 20 ms chunk
 
@@ -247,3 +250,15 @@ class Outgoing:
         if trimmed is self.message:
             return self
         return replace(self, message=trimmed, wire=cm.encode_client_message(trimmed.body))
+
+
+def _integral_rate(rate: object) -> int:
+    """``rate`` as an int (numpy integers too); ``ValueError`` for anything else.
+
+    nan/inf/16000.5/True went out as ``audio/pcm;rate=nan``, which the server refuses
+    (1007, fatal for the session), and a nan duration defeated the outbox's audio bound:
+    refused here, at the app's call.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        raise ValueError(f"audio rate must be a positive integer (Hz), got {rate!r}")
+    return int(rate)
