@@ -84,3 +84,42 @@ def test_read_kernel_link_on_a_live_loopback_connection() -> None:
         for s in (client, peer, server):
             s.close()
     assert read_kernel_link(None) is None
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["token_timeout", "connect_timeout", "setup_timeout", "reply_timeout", "close_timeout"],
+)
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_watchdogs_refuse_a_timeout_that_fires_at_once_or_never(field: str, value: float) -> None:
+    # Watchdogs(token_timeout=0) or (setup_timeout=nan) made a session that never
+    # connected and said nothing (the app's own timeout was the only way out).
+    with pytest.raises(ValueError, match=field):
+        Watchdogs(**{field: value})  # type: ignore[arg-type]
+
+
+def test_watchdog_margins_may_be_zero_but_not_negative() -> None:
+    assert Watchdogs(go_away_margin=0.0, handover_handle_grace=0.0, stale_socket_wait=0.0)
+    with pytest.raises(ValueError, match="go_away_margin"):
+        Watchdogs(go_away_margin=-1.0)
+    with pytest.raises(ValueError, match="keepalive_count"):
+        Watchdogs(keepalive_count=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"base_delay": float("nan")}, "base_delay must be a finite number"),
+        ({"max_delay": float("inf")}, "max_delay must be a finite number"),
+        ({"jitter": "none"}, "jitter must be 'full' or 'additive'"),
+        ({"max_attempts_per_outage": 0}, "max_attempts_per_outage must be >= 1"),
+        ({"max_attempts_per_session": -1}, "max_attempts_per_session must be >= 1"),
+        ({"stable_after": -1.0}, "stable_after must be >= 0"),
+        ({"max_offline_seconds": -5.0}, "max_offline_seconds must be positive"),
+    ],
+)
+def test_retry_policy_refuses_values_it_cannot_run_with(
+    changes: dict[str, object], says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        RetryPolicy(**changes)  # type: ignore[arg-type]
