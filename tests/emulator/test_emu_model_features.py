@@ -127,3 +127,41 @@ async def test_live_session_fails_once_with_advice_instead_of_retrying(
     assert failed.verdict.kind is CloseClass.FATAL_CONFIG
     assert "proactivity" in failed.verdict.advice
     assert session.metrics.connect_attempts == 1
+
+
+# -- generationConfig names are checked like the setup's ----------------------------------
+
+
+@pytest.mark.parametrize("name", ["responseModality", "response_modality", "temprature"])
+async def test_an_unknown_generation_config_name_is_1007(
+    emulator: EmulatorServer, name: str
+) -> None:
+    # A typo passed the emulator (only the setup's top level was checked) and Google's
+    # proto-JSON parser refuses it.
+    body = setup()["setup"]
+    body["generationConfig"][name] = ["AUDIO"]
+    code, reason = await refused_with(key_url(emulator), {"setup": body})
+    assert code == 1007
+    assert reason == f"Unknown name \"{name}\" at 'setup.generation_config': Cannot find field."
+
+
+async def test_every_generation_config_name_google_genai_sends_is_accepted(
+    emulator: EmulatorServer,
+) -> None:
+    body = setup()["setup"]
+    body["generationConfig"].update(
+        {
+            "temperature": 0.5,
+            "top_p": 0.9,  # snake_case is accepted at every level
+            "topK": 3,
+            "maxOutputTokens": 50,
+            "seed": 4,
+            "mediaResolution": "MEDIA_RESOLUTION_LOW",
+            "speechConfig": {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "Kore"}}},
+            "thinkingConfig": {"thinkingBudget": 100},
+        }
+    )
+    ws, _ = await start(emulator, **{k: v for k, v in body.items() if k != "model"})
+    text, _, _ = await ask(ws, "hello")
+    assert text == 'You said: "hello".'
+    await ws.close()

@@ -25,7 +25,11 @@ from typing import Any
 from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.protocol.casing import camelize_keys, get_field, to_camel
 from tunnelproof.protocol.client_frames import requested_modality
-from tunnelproof.protocol.close_codes import REASON_NOT_IMPLEMENTED, model_not_found_reason
+from tunnelproof.protocol.close_codes import (
+    REASON_NOT_IMPLEMENTED,
+    model_not_found_reason,
+    truncate_reason,
+)
 from tunnelproof.protocol.errors import CloseRefusal, invalid
 from tunnelproof.protocol.models import (
     EMULATOR_TEXT_MODEL,
@@ -72,11 +76,58 @@ class SetupInfo:
     silence_ms: int | None
 
 
+# GenerationConfig's fields (the v1beta/v1alpha proto plus what google-genai 3.6 sends in a
+# Live setup). A proto-JSON parser refuses any other name at any level; the emulator checks
+# this level too, where a typo (``responseModality``) would otherwise pass locally and be
+# refused by Google.
+GENERATION_FIELDS = frozenset(
+    {
+        "candidateCount",
+        "stopSequences",
+        "maxOutputTokens",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+        "enableEnhancedCivicAnswers",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "responseModalities",
+        "speechConfig",
+        "thinkingConfig",
+        "imageConfig",
+        "mediaResolution",
+        "enableAffectiveDialog",
+        "audioTimestamp",
+        "routingConfig",
+        "modelSelectionConfig",
+        "translationConfig",
+    }
+)
+
+
 def check_setup_fields(raw: Mapping[str, Any]) -> JsonDict:
-    """camelCase copy of a setup whose top-level names are all known (else 1007)."""
+    """camelCase copy of a setup whose top-level and ``generationConfig`` names are known.
+
+    Otherwise 1007 with the proto parser's ``Unknown name "x" at 'setup...'`` text.
+    """
     for key in raw:
         if to_camel(key) not in SETUP_FIELDS:
             raise invalid(f"Unknown name \"{key}\" at 'setup': Cannot find field.")
+    generation = get_field(raw, "generationConfig")
+    if isinstance(generation, Mapping):
+        for key in generation:
+            if to_camel(key) not in GENERATION_FIELDS:
+                raise invalid(
+                    truncate_reason(
+                        f"Unknown name \"{key}\" at 'setup.generation_config': Cannot find field."
+                    )
+                )
     setup: JsonDict = camelize_keys(dict(raw))
     return setup
 
