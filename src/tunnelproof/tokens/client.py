@@ -92,6 +92,10 @@ def _detail(response: httpx.Response) -> str | None:
     return None
 
 
+# A header value httpx can send: visible ASCII, spaces and tabs inside (RFC 9110 field-value).
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
+
+
 class TokenServiceSource:
     """Fetch a fresh ephemeral token from a tunnelproof token service on every call.
 
@@ -147,6 +151,17 @@ class TokenServiceSource:
             headers["Authorization"] = value
         elif value is not None:
             headers.update(value)
+        for name, text in headers.items():
+            if not _HEADER_VALUE.fullmatch(text):
+                # httpx refused it deep in the connection (LocalProtocolError, whose text
+                # carries the secret), which read as "service unavailable" and was retried
+                # for minutes; a key read from a file with its newline is the usual cause.
+                # The value is never put in the message.
+                raise TokenConfigError(
+                    f"the {name} header from get_credential is not a valid HTTP header value "
+                    "(a newline, control or non-ASCII character, e.g. a key read from a file "
+                    "with its trailing newline); strip it"
+                )
         return headers
 
     async def __call__(self) -> Credential:
