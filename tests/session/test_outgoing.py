@@ -91,3 +91,25 @@ def test_an_integral_audio_rate_of_any_integer_type_is_taken() -> None:
     message = ClientMessage.audio(b"\0\0" * 320, rate=numpy.int64(8000))
     assert message.audio_ms == pytest.approx(40.0)
     assert message.body["realtimeInput"]["audio"]["mimeType"] == "audio/pcm;rate=8000"
+
+
+@pytest.mark.parametrize("body", [{}, {"text": "a", "audioStreamEnd": True}])
+def test_a_raw_realtime_input_with_not_exactly_one_field_is_refused(
+    body: dict[str, object],
+) -> None:
+    # Sent as is, the server closed 1007 and the whole session failed.
+    with pytest.raises(ValueError, match="realtimeInput holds exactly one field"):
+        ClientMessage.from_dict({"realtimeInput": body})
+
+
+@pytest.mark.parametrize("text", [None, b"hi", 5])
+def test_text_that_is_not_a_str_is_refused(text: object) -> None:
+    with pytest.raises(TypeError, match="text must be a str"):
+        ClientMessage.text(text)  # type: ignore[arg-type]
+
+
+def test_a_raw_audio_message_with_rate_zero_is_a_value_error() -> None:
+    # It was a ZeroDivisionError out of send_raw (the duration divides by the rate).
+    audio = {"mimeType": "audio/pcm;rate=0", "data": "AAAA"}
+    with pytest.raises(ValueError, match="rate must be a positive integer"):
+        ClientMessage.from_dict({"realtimeInput": {"audio": audio}})

@@ -54,9 +54,14 @@ def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
     malformed frames as Google does.
     """
     try:
-        return decode_client_frame(data)
+        kind, body = decode_client_frame(data)
     except CloseRefusal as exc:
         raise WireError(exc.code, exc.reason) from None
+    if kind == "realtimeInput" and len(body) != 1:
+        # Google's rule (one field per realtimeInput); the upstream session refuses it too
+        # (ValueError from send_raw), so answer the device as Google would.
+        raise invalid()
+    return kind, body
 
 
 def setup_handle(setup: Mapping[str, Any]) -> str | None:

@@ -63,6 +63,9 @@ class ClientMessage:
     @classmethod
     def text(cls, text: str) -> ClientMessage:
         """``realtimeInput.text``: the model answers it as a turn."""
+        if not isinstance(text, str):
+            # None went out as {"text": null}: the server closes 1007 and the session fails.
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         return cls(
             MessageKind.TEXT,
             cm.realtime_text(text),
@@ -123,6 +126,13 @@ class ClientMessage:
         if kind_name == "setup":
             raise ValueError("setup is sent by the session itself; do not send it")
         if kind_name == "realtimeInput":
+            if len(body) != 1:
+                # Google: exactly one field per realtimeInput; anything else is a 1007 close
+                # that fails the whole session, so refuse it here, at the app's call.
+                raise ValueError(
+                    "realtimeInput holds exactly one field (audio, video, text, "
+                    f"audioStreamEnd, activityStart or activityEnd), got {list(body)}"
+                )
             return _read_realtime(msg, body)
         if kind_name == "clientContent":
             turns = tuple(t for raw in get_field(body, "turns") or [] for t in _one_turn(raw))
@@ -163,6 +173,8 @@ def _read_realtime(msg: JsonDict, body: Mapping[str, Any]) -> ClientMessage:
         data = str(get_field(audio, "data") or "")
         match = _RATE.search(str(get_field(audio, "mimeType") or ""))
         rate = int(match.group(1)) if match else cm.INPUT_AUDIO_RATE
+        if rate <= 0:  # was a ZeroDivisionError out of send_raw
+            raise ValueError(f"audio rate must be a positive integer (Hz), got {rate}")
         nbytes = len(data) * 3 // 4 - (len(data) - len(data.rstrip("=")))
         return ClientMessage(MessageKind.AUDIO, msg, audio_ms=nbytes / (2 * rate) * 1000.0)
     text = get_field(body, "text")
