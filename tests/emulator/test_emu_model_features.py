@@ -165,3 +165,48 @@ async def test_every_generation_config_name_google_genai_sends_is_accepted(
     text, _, _ = await ask(ws, "hello")
     assert text == 'You said: "hello".'
     await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        (
+            {"sessionResumption": {"transparent": True}},  # Vertex only
+            "Unknown name \"transparent\" at 'setup.session_resumption': Cannot find field.",
+        ),
+        (
+            {"realtimeInputConfig": {"automaticActivityDetection": {"disabeld": True}}},
+            'Unknown name "disabeld" at '
+            "'setup.realtime_input_config.automatic_activity_detection': Cannot find field.",
+        ),
+        (
+            {"contextWindowCompression": {"slidingWindow": {"targetTokens": "abc"}}},
+            "Invalid value at 'setup.context_window_compression.sliding_window.target_tokens'"
+            " (TYPE_INT64), 'abc'",
+        ),
+    ],
+)
+async def test_nested_setup_names_and_int64_values_are_checked(
+    emulator: EmulatorServer, extra: dict[str, Any], reason: str
+) -> None:
+    # All three were accepted (setupComplete) and are refused by Google's proto parser.
+    body = setup()["setup"]
+    body.update(extra)
+    assert await refused_with(key_url(emulator), {"setup": body}) == (1007, reason)
+
+
+async def test_the_setup_google_genai_sends_for_resumption_and_compression_is_accepted(
+    emulator: EmulatorServer,
+) -> None:
+    # Reference section 3.1: snake_case inside realtimeInputConfig/contextWindowCompression.
+    ws, _ = await start(
+        emulator,
+        realtimeInputConfig={"automatic_activity_detection": {"disabled": False}},
+        contextWindowCompression={
+            "trigger_tokens": 25600,
+            "sliding_window": {"target_tokens": 12800},
+        },
+    )
+    text, _, _ = await ask(ws, "hello")
+    assert text == 'You said: "hello".'
+    await ws.close()

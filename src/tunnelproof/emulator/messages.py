@@ -119,17 +119,83 @@ def check_setup_fields(raw: Mapping[str, Any]) -> JsonDict:
     for key in raw:
         if to_camel(key) not in SETUP_FIELDS:
             raise invalid(f"Unknown name \"{key}\" at 'setup': Cannot find field.")
-    generation = get_field(raw, "generationConfig")
-    if isinstance(generation, Mapping):
-        for key in generation:
-            if to_camel(key) not in GENERATION_FIELDS:
-                raise invalid(
-                    truncate_reason(
-                        f"Unknown name \"{key}\" at 'setup.generation_config': Cannot find field."
-                    )
-                )
+    for path, allowed in _NESTED_FIELDS:
+        _check_names(raw, path, allowed)
+    _check_int64(raw, ("contextWindowCompression", "triggerTokens"))
+    _check_int64(raw, ("contextWindowCompression", "slidingWindow", "targetTokens"))
     setup: JsonDict = camelize_keys(dict(raw))
     return setup
+
+
+# Nested messages whose names are checked like the setup's (proto v1beta; ``transparent``
+# exists only on Vertex, and both SDKs refuse it in Gemini API mode).
+_NESTED_FIELDS: tuple[tuple[tuple[str, ...], frozenset[str]], ...] = (
+    (("generationConfig",), GENERATION_FIELDS),
+    (("sessionResumption",), frozenset({"handle"})),
+    (
+        ("realtimeInputConfig",),
+        frozenset(
+            {
+                "automaticActivityDetection",
+                "activityHandling",
+                "turnCoverage",
+                "interimTranscriptTimestampEnabled",
+            }
+        ),
+    ),
+    (
+        ("realtimeInputConfig", "automaticActivityDetection"),
+        frozenset(
+            {
+                "disabled",
+                "startOfSpeechSensitivity",
+                "endOfSpeechSensitivity",
+                "prefixPaddingMs",
+                "silenceDurationMs",
+            }
+        ),
+    ),
+    (("contextWindowCompression",), frozenset({"triggerTokens", "slidingWindow"})),
+    (("contextWindowCompression", "slidingWindow"), frozenset({"targetTokens"})),
+)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _at(raw: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = raw
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = get_field(node, name)
+    return node
+
+
+def _check_names(raw: Mapping[str, Any], path: tuple[str, ...], allowed: frozenset[str]) -> None:
+    node = _at(raw, path)
+    if not isinstance(node, Mapping):
+        return
+    where = ".".join(["setup", *(_snake(p) for p in path)])
+    for key in node:
+        if to_camel(key) not in allowed:
+            raise invalid(
+                truncate_reason(f"Unknown name \"{key}\" at '{where}': Cannot find field.")
+            )
+
+
+def _check_int64(raw: Mapping[str, Any], path: tuple[str, ...]) -> None:
+    # proto-JSON int64: a JSON integer or a string of digits (reference section 3).
+    value = _at(raw, path)
+    if value is None:
+        return
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.strip().isdigit()
+    )
+    if not ok:
+        where = ".".join(["setup", *(_snake(p) for p in path)])
+        raise invalid(truncate_reason(f"Invalid value at '{where}' (TYPE_INT64), {value!r}"))
 
 
 def validate_setup(setup: Mapping[str, Any], version: str, policy: EmulatorPolicy) -> SetupInfo:
