@@ -100,9 +100,7 @@ def test_a_spoken_question_is_restored_from_its_input_transcription() -> None:
     assert h.of(ev.Delivered) == [ev.Delivered(seqs)]  # every chunk, through the restore
 
 
-def test_speech_without_input_transcription_restores_the_answer_and_says_what_is_missing() -> (
-    None
-):
+def test_speech_without_input_transcription_restores_the_answer_and_says_what_is_missing() -> None:
     h = connected(LiveConfig(model="gemini-3.8-live", input_audio_transcription=False))
     chunks = [h.send(realtime_audio(PCM)) for _ in range(3)]
     answer(h, "It is noon.")
