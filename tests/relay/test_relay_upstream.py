@@ -92,9 +92,7 @@ async def test_an_upstream_drop_mid_answer_is_invisible_but_for_the_cut_turn() -
         assert len(stack.emu.controls.connections()) >= 3  # drop + handover upstream
 
 
-async def test_a_drop_before_the_turns_handle_restores_the_turn_upstream_not_its_question() -> (
-    None
-):
+async def test_a_drop_before_the_turns_handle_restores_the_turn_upstream_not_its_question() -> None:
     from tunnelproof.emulator import EmulatorPolicy
     from tunnelproof.relay import RelaySettings
 
