@@ -126,7 +126,9 @@ class TurnRestore:
             # Everything before the oldest send no turn has read was read by this turn.
             first = self._turns.unheld_from
             upto = first - 1 if first is not None else last_written
-            heard, said, calls = self._heard.take(), self._said.take(), self._tools.since_handle
+            seen = {c for t in self._done for c in t.calls}
+            calls = tuple(c for c in self._tools.since_handle if c not in seen)
+            heard, said = self._heard.take(), self._said.take()
             self._done.append(_Completed(upto, heard, said, calls, self._cut))
             self._cut = False
             del self._done[:-MAX_TURNS]
