@@ -256,3 +256,18 @@ def test_a_handle_after_the_turn_leaves_nothing_to_restore() -> None:
     assert h.setup_handle() == "h1"
     assert h.frames()[1:] == []
     assert h.of(ev.TurnsRestored) == []
+
+
+def test_an_open_tool_call_from_before_the_restored_turn_is_still_cancelled() -> None:
+    # Found by the stateful model: only calls the restored sends answer are settled; a call
+    # still open (made before, never answered) is not in the resumed state and is cancelled.
+    h = connected()
+    h.server(toolCall={"functionCalls": [{"id": "c1", "name": "lights", "args": {}}]})
+    h.send(realtime_text("hello"))
+    answer(h, "Hi.")
+    h.clear()
+    assert drop_and_resume(h) == [history(("user", "hello"), ("model", "Hi."))]
+    (rewound,) = h.of(ev.Rewound)
+    assert rewound.cancelled_tool_call_ids == ("c1",)
+    late = h.send(tool_response([FunctionResponse("c1", "lights", {"ok": True})]))
+    assert late.dropped  # never sent into a session that never saw the call

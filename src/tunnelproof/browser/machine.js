@@ -405,7 +405,7 @@ export class SessionMachine {
     /** Which server turn answers which client message (FIFO; turns.js). */
     this.turns = new TurnTracker();
     /** Turns completed since the newest handle: restored as history after a drop (restore.js). */
-    this.restore = new TurnRestore(this.turns, () => [...this.callsSinceHandle], {
+    this.restore = new TurnRestore(this.turns, {
       audio: (config.modality ?? "AUDIO") === "AUDIO",
       enabled: config.sessionResumption !== false,
     });

@@ -23,7 +23,7 @@ import { makeOutgoing } from "./outbox.js";
 /** @typedef {import("./turns.js").TurnTracker} TurnTracker */
 /** @typedef {Extract<import("./protocol.js").ServerMessage, {kind: "serverContent"}>} ServerContent */
 /** @typedef {{type: "turnsRestored", turns: number, seqs: number[], missing: string[], reasked: boolean}} TurnsRestored */
-/** @typedef {{upto: number|null, heard: string, said: string, calls: string[], cut: boolean}} Completed */
+/** @typedef {{upto: number|null, heard: string, said: string, cut: boolean}} Completed */
 
 /** Completed turns kept while no handle comes (Python: restore.MAX_TURNS). */
 export const MAX_TURNS = 32;
@@ -60,13 +60,11 @@ class Said {
 export class TurnRestore {
   /**
    * @param {TurnTracker} turns
-   * @param {() => string[]} callsSinceHandle tool calls made after the newest handle
    * @param {{audio: boolean, enabled: boolean}} options audio: the output transcription is
    *   the model's words; enabled: session resumption is on (else a drop starts afresh)
    */
-  constructor(turns, callsSinceHandle, options) {
+  constructor(turns, options) {
     this.turns = turns;
-    this.callsSinceHandle = callsSinceHandle;
     this.audio = options.audio;
     this.enabled = options.enabled;
     /** @type {Completed[]} */
@@ -97,9 +95,7 @@ export class TurnRestore {
       // Everything before the oldest send no turn has read was read by this turn.
       const first = this.turns.unheldFrom;
       const upto = first !== null ? first - 1 : lastWritten;
-      const seen = new Set(this.done.flatMap((t) => t.calls));
-      const calls = this.callsSinceHandle().filter((c) => !seen.has(c));
-      this.done.push({ upto, heard: this.heard.take(), said: this.said.take(), calls, cut: this.cut });
+      this.done.push({ upto, heard: this.heard.take(), said: this.said.take(), cut: this.cut });
       this.cut = false;
       if (this.done.length > MAX_TURNS) this.done.splice(0, this.done.length - MAX_TURNS);
     }
@@ -130,8 +126,9 @@ export class TurnRestore {
 
   /**
    * The link dropped: restore the turns the newest handle lacks, in `outbox`. Returns the
-   * event for the app (null when no completed turn is unheld) and the tool calls of the
-   * restored turns (answered and settled: not to be cancelled). Must run before the
+   * event for the app (null when no completed turn is unheld) and the tool calls the
+   * restored sends answer (settled: not to be cancelled; a call still open, or answered by
+   * a send that is replayed, is cancelled as before). Must run before the
    * outbox's unconfirmed sends are put back for replay. Only when the next connection
    * resumes (`willResume`): a fresh session is re-seeded from the transcript instead.
    * @param {Outbox} outbox @param {number} now @param {boolean} willResume
@@ -168,7 +165,7 @@ export class TurnRestore {
       seqs.filter((s) => s !== restore.seq),
     );
     if (this.covers.size > MAX_COVERS) this.covers.delete(Math.min(...this.covers.keys()));
-    const calls = new Set(done.flatMap((t) => t.calls));
+    const calls = new Set(read.flatMap((i) => i.toolIds));
     return [{ type: "turnsRestored", turns: done.length, seqs, missing, reasked: false }, calls];
   }
 }
@@ -198,7 +195,8 @@ function history(done, read) {
     if (mine.some((i) => i.kind === "realtime" && isVideo(i))) missing.push("video (only text is restored)");
     if (turn.said) say("model", turn.said);
     else if (!turn.cut) missing.push("the model's answer (no text: turn on output transcription)"); // a turn cut before any word said nothing
-    if (turn.calls.length) missing.push(`tool calls ${turn.calls.join(", ")} (only the answer's text is restored)`);
+    const calls = mine.flatMap((i) => i.toolIds);
+    if (calls.length) missing.push(`tool calls ${calls.join(", ")} (only the answer's text is restored)`);
   }
   return [turns, [...new Set(missing)]];
 }

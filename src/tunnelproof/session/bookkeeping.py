@@ -88,7 +88,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self.turns = TurnTracker()
         self.tools = ToolCalls()
         self.resumption = ResumptionState()
-        self.restore = TurnRestore(self.turns, self.tools, config)  # turns a drop unholds
+        self.restore = TurnRestore(self.turns, config)  # turns a drop would take (restore.py)
         self.timers = Timers()
         # The phase and the few facts about the current socket that a phase cannot hold.
         self.phase = Phase.IDLE  # changed only by SessionMachine (machine.py)

@@ -12,7 +12,7 @@ which the server appends to the history without answering (the reference's own
 
 :class:`TurnRestore` records, from the server content, each turn completed since the
 newest resumable handle: the newest send it read, what the user said in it, what the model
-said, its tool calls. When the link drops, :meth:`TurnRestore.connection_lost` takes the
+said. When the link drops, :meth:`TurnRestore.connection_lost` takes the
 sends those turns read out of the replay record and puts one restore message in their
 place, numbered with the newest of them; the others are *covered* by it (they end
 ``Delivered`` with it, or ``SendDropped`` with it: :meth:`TurnRestore.covered`).
@@ -37,7 +37,6 @@ from tunnelproof.session import app_events as ev
 from tunnelproof.session.outbox import Outbox
 from tunnelproof.session.outgoing import ClientMessage, MessageKind, Outgoing
 from tunnelproof.session.resumption import ResumptionState
-from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.turns import TurnTracker
 
 MAX_TURNS = 32
@@ -55,7 +54,6 @@ class _Completed:
     upto: int | None
     heard: str
     said: str
-    calls: tuple[str, ...]
     cut: bool  # ended by ``interrupted``: an answer cut before any word says nothing
 
 
@@ -88,13 +86,11 @@ class TurnRestore:
         "_enabled",
         "_heard",
         "_said",
-        "_tools",
         "_turns",
     )
 
-    def __init__(self, turns: TurnTracker, tools: ToolCalls, config: LiveConfig) -> None:
+    def __init__(self, turns: TurnTracker, config: LiveConfig) -> None:
         self._turns = turns
-        self._tools = tools
         self._audio = config.modality == "AUDIO"  # the output transcription is its words
         self._enabled = config.session_resumption  # without it a drop starts a fresh session
         self._done: list[_Completed] = []
@@ -126,10 +122,8 @@ class TurnRestore:
             # Everything before the oldest send no turn has read was read by this turn.
             first = self._turns.unheld_from
             upto = first - 1 if first is not None else last_written
-            seen = {c for t in self._done for c in t.calls}
-            calls = tuple(c for c in self._tools.since_handle if c not in seen)
             heard, said = self._heard.take(), self._said.take()
-            self._done.append(_Completed(upto, heard, said, calls, self._cut))
+            self._done.append(_Completed(upto, heard, said, self._cut))
             self._cut = False
             del self._done[:-MAX_TURNS]
 
@@ -149,7 +143,8 @@ class TurnRestore:
         """The link dropped: restore the turns the newest handle lacks, in ``outbox``.
 
         Returns the event for the app (``None`` when no completed turn is unheld) and the
-        tool calls of the restored turns (answered and settled: not to be cancelled). Must
+        tool calls the restored sends answer (settled: not to be cancelled; a call still
+        open, or answered by a send that is replayed, is cancelled as before). Must
         run before the outbox's unconfirmed sends are put back for replay. Only for a
         resume: a fresh session is re-seeded from the transcript, which holds these turns.
         """
@@ -178,7 +173,7 @@ class TurnRestore:
         self._covers[restore.seq] = tuple(s for s in seqs if s != restore.seq)
         if len(self._covers) > MAX_COVERS:
             del self._covers[min(self._covers)]
-        calls = frozenset(c for t in done for c in t.calls)
+        calls = frozenset(c for i in read for c in i.tool_ids)
         return ev.TurnsRestored(len(done), tuple(seqs), tuple(missing)), calls
 
 
@@ -210,9 +205,9 @@ def _history(done: list[_Completed], read: list[Outgoing]) -> tuple[list[Turn], 
             say("model", turn.said)
         elif not turn.cut:  # a turn cut before any word said nothing; this one said it aloud
             missing.append("the model's answer (no text: turn on output transcription)")
-        if turn.calls:
-            ids = ", ".join(turn.calls)
-            missing.append(f"tool calls {ids} (only the answer's text is restored)")
+        calls = [c for i in mine for c in i.tool_ids]
+        if calls:
+            missing.append(f"tool calls {', '.join(calls)} (only the answer's text is restored)")
     return turns, list(dict.fromkeys(missing))
 
 
