@@ -76,11 +76,6 @@ export class TurnRestore {
     this.covers = new Map();
   }
 
-  /** Completed turns a resume from the newest handle would lack. */
-  get pending() {
-    return this.done.length;
-  }
-
   /**
    * A serverContent was handled (after the turn tracker saw it).
    * @param {ServerContent} content @param {number|null} lastWritten

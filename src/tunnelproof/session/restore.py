@@ -99,11 +99,6 @@ class TurnRestore:
         self._cut = False
         self._covers: dict[int, tuple[int, ...]] = {}
 
-    @property
-    def pending(self) -> int:
-        """Completed turns a resume from the newest handle would lack."""
-        return len(self._done)
-
     # -- what happened -------------------------------------------------------------------
 
     def content(self, content: ServerContent, last_written: int | None) -> None:
