@@ -23,6 +23,7 @@ from tunnelproof.protocol.client_messages import (
 )
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.session import app_events as ev
+from tunnelproof.session.actions import CloseSocket
 
 from .session_harness import Harness
 
@@ -271,3 +272,24 @@ def test_an_open_tool_call_from_before_the_restored_turn_is_still_cancelled() ->
     assert rewound.cancelled_tool_call_ids == ("c1",)
     late = h.send(tool_response([FunctionResponse("c1", "lights", {"ok": True})]))
     assert late.dropped  # never sent into a session that never saw the call
+
+
+def test_a_go_away_deadline_before_the_turns_handle_restores_the_turn_on_the_handover() -> None:
+    # The goAway deadline comes right after a turn; its handle does not come within the
+    # grace either: the handover leaves without it, and the turn is restored, not re-asked.
+    h = connected()
+    q = h.send(realtime_text("hello"))
+    answer(h, "Hi.")
+    h.server(goAway={"timeLeft": "0s"})
+    h.fire("goaway")
+    h.fire("handle_grace")  # no handle came: hand over now
+    assert h.actions_of(CloseSocket)[-1].reason == "goAway handover"
+    h.clear()
+    h.closed(1000)
+    if h.pending_request() is not None:
+        h.give_token()
+    h.opened()
+    h.setup_complete()
+    assert h.setup_handle() == "h0"
+    assert h.frames()[1:] == [history(("user", "hello"), ("model", "Hi."))]
+    assert h.of(ev.TurnsRestored) == [ev.TurnsRestored(1, (q.seq,), ())]
