@@ -8,8 +8,9 @@ Run it with ``python -m tunnelproof.testing.chaos`` (``make chaos``), or from Py
 
 See :mod:`~tunnelproof.testing.chaos.runner` for the stack, ``schedule`` for the fault
 plans, ``links`` for each session's network path (a proxy, through a network namespace
-for kernel blackholes), ``driver`` for one session's conversation and ``faults`` for how
-it injects its faults, ``accounting`` for how delivery is judged against the server, and
+for kernel blackholes), ``driver`` for one session's conversation, ``faults`` for how
+it injects its faults and ``record`` for what it did and was told, ``accounting`` for how
+delivery is judged against the server, and
 ``ledger``/``audit`` for the "unaccounted" audit of every send and the tool's side effects.
 """
 

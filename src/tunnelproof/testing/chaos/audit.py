@@ -16,8 +16,9 @@ from tunnelproof.testing.chaos.accounting import (
     tool_response_count,
     user_texts,
 )
-from tunnelproof.testing.chaos.driver import CHAOS_POLICY, SessionRecord
+from tunnelproof.testing.chaos.driver import CHAOS_POLICY
 from tunnelproof.testing.chaos.ledger import SendAudit, SentItem, ToolEffects
+from tunnelproof.testing.chaos.record import SessionRecord
 
 
 def goaway_loop_bound(seconds: float, handover_budget: int) -> int:

@@ -9,7 +9,8 @@ assistant what was said first: the answer proves whether the context survived.
 
 Every text carries a unique marker (``[c7-3]``) so the emulator's history can be searched
 for it afterwards; everything the session was told (send results, ``SendDropped``,
-``Rewound``, ...) is kept in a :class:`SessionRecord` for that check.
+``Rewound``, ...) is kept in its
+:class:`~tunnelproof.testing.chaos.record.SessionRecord` for that check.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
@@ -32,12 +31,12 @@ from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.machine import SessionState
-from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import OutboxLimits, SendResult
 from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
 from tunnelproof.testing.chaos.faults import FaultInjection, gate_faults
-from tunnelproof.testing.chaos.ledger import SentItem, ToolEffects
+from tunnelproof.testing.chaos.ledger import SentItem
+from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import Fault, Step
 from tunnelproof.testing.chaos.stack import FaultStack
 from tunnelproof.testing.netns import NetnsTunnel
@@ -78,51 +77,6 @@ BURST_AFTER = 4  # burst texts sent after the question, beyond the bound: refuse
 
 AUDIO_CHUNK_MS = 40
 ANSWER_TIMEOUT = 30.0  # a turn through a blackhole, a restart and a backoff still fits
-
-
-@dataclass(slots=True)
-class SessionRecord:
-    """What one chaos session did and was told."""
-
-    index: int
-    first_text: str
-    final_tag: str
-    expected_answer: str
-    final_answer: str | None = None
-    texts: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker -> (seq, status)
-    tool_answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (seq, status)
-    dropped_seqs: set[int] = field(default_factory=set)
-    sends: dict[int, SentItem] = field(default_factory=dict)  # seq -> what the app sent
-    delivered_seqs: set[int] = field(default_factory=set)  # named by Delivered events
-    delivered_twice: int = 0  # seqs a Delivered event named again
-    tool_effects: ToolEffects = field(default_factory=ToolEffects)
-    goaway_loops: list[tuple[float, int]] = field(default_factory=list)  # (seconds, connects)
-    slow_model_turns: list[tuple[float, float, int]] = field(default_factory=list)
-    """(wall start, wall end, disconnects seen) of each thinking-model turn."""
-    latency_ms: float = 0.0
-    kernel_path: bool = False
-    duration_s: float = 0.0
-    step_seconds: list[tuple[str, float]] = field(default_factory=list)  # (fault, seconds)
-    audio_ms_sent: float = 0.0
-    faults: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    turn_timeouts: int = 0
-    timeouts_by_turn: Counter[str] = field(default_factory=Counter)
-    replies_lost_to_reset: int = 0
-    audio_drop_reports: int = 0
-    spoken_turns_cut_by_audio_drops: int = 0
-    timeout_notes: list[str] = field(default_factory=list)
-    cut_notes: list[str] = field(default_factory=list)
-    recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    metrics: SessionMetrics | None = None
-    errors: list[str] = field(default_factory=list)
-    finished: bool = False
-
-    @property
-    def context_survived(self) -> bool:
-        """The assistant quoted the first thing said, word for word."""
-        return self.final_answer == self.expected_answer
 
 
 class ChaosSession(FaultInjection):

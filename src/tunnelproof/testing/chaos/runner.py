@@ -59,10 +59,10 @@ from tunnelproof.testing.chaos.driver import (
     CHAOS_LIMITS,
     CHAOS_WATCHDOGS,
     ChaosSession,
-    SessionRecord,
 )
 from tunnelproof.testing.chaos.gate import TokenGate
 from tunnelproof.testing.chaos.links import Links
+from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import (
     PER_SESSION_FAULTS,
     Fault,
