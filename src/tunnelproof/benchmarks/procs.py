@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunnelproof.ready_line import next_json_line
+
 
 @dataclass(slots=True)
 class Proc:
@@ -67,18 +69,14 @@ async def json_process(
     try:
         assert process.stdout is not None
         async with asyncio.timeout(startup_timeout):
-            while True:
-                line = await process.stdout.readline()
-                if not line:
-                    await process.wait()
-                    raise RuntimeError(
-                        f"{argv[:4]} exited ({process.returncode}) before it was ready: "
-                        + " | ".join(proc.stderr_tail[-8:])
-                    )
-                text = line.decode("utf-8", errors="replace").strip()
-                if text.startswith("{"):
-                    proc.ready = json.loads(text)
-                    break
+            ready = await next_json_line(process.stdout)
+            if ready is None:
+                await process.wait()
+                raise RuntimeError(
+                    f"{argv[:4]} exited ({process.returncode}) before it was ready: "
+                    + " | ".join(proc.stderr_tail[-8:])
+                )
+            proc.ready = ready
         drain_out = asyncio.create_task(_drain(process.stdout, []))
         yield proc
     finally:

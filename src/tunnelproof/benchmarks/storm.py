@@ -43,6 +43,7 @@ from typing import Any
 from tunnelproof.benchmarks import charts
 from tunnelproof.benchmarks.harness import BenchContext, BenchResult, Comparison, method_text
 from tunnelproof.benchmarks.simulator import ServiceModel, StormOutcome, simulate_storm
+from tunnelproof.ready_line import next_json_line
 from tunnelproof.session.policy import DEFAULT_POLICY, SEED_POLICY, RetryPolicy
 
 NAME = "storm"
@@ -320,17 +321,11 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
 
 async def _json_line(stream: Any, timeout: float) -> dict[str, Any]:
     """The next stdout line that is a JSON object (bounded by ``timeout``)."""
-    import json
-
     async with asyncio.timeout(timeout):
-        while True:
-            line = await stream.readline()
-            if not line:
-                raise RuntimeError("the storm worker exited early")
-            text = line.decode().strip()
-            if text.startswith("{"):
-                doc: dict[str, Any] = json.loads(text)
-                return doc
+        doc = await next_json_line(stream)
+    if doc is None:
+        raise RuntimeError("the storm worker exited early")
+    return doc
 
 
 def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float) -> dict[str, Any]:
