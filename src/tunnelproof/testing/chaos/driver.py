@@ -372,12 +372,8 @@ class ChaosSession(FaultInjection):
         session = self.session
         assert session is not None
         result = await session.send_text(text)
-        self.record.texts[tag] = (result.seq, result.status)
-        self.record.sends[result.seq] = SentItem("text", tag)
-        if result.dropped:
-            self.record.dropped_seqs.add(result.seq)
-            return None
-        return result
+        self.record.note_send(result, SentItem("text", tag))
+        return None if result.dropped else result
 
     async def _say(self, text: str, tag: str) -> None:
         await self._ask(text, tag, None)
@@ -415,9 +411,7 @@ class ChaosSession(FaultInjection):
             chunk = pcm[offset : offset + step]
             result = await session.send_audio(chunk)
             self.record.audio_ms_sent += len(chunk) / 32.0
-            self.record.sends[result.seq] = SentItem("audio", tag, len(chunk) / 32.0)
-            if result.dropped:
-                self.record.dropped_seqs.add(result.seq)
+            self.record.note_send(result, SentItem("audio", tag, len(chunk) / 32.0))
             if offset == 0 and after_send is not None:
                 self._spawn(after_send())
             await asyncio.sleep(0.004)  # interleave with the other sessions
@@ -552,10 +546,7 @@ class ChaosSession(FaultInjection):
             result = await session.send_tool_response(
                 [FunctionResponse(call_id, TOOL_NAME, {"result": answer})]
             )
-            self.record.tool_answers[call_id] = (result.seq, result.status)
-            self.record.sends[result.seq] = SentItem("tool", call_id)
-            if result.dropped:
-                self.record.dropped_seqs.add(result.seq)
+            self.record.note_send(result, SentItem("tool", call_id))
 
     async def _resume_later(self, session: LiveSession) -> None:
         await asyncio.sleep(0.5)

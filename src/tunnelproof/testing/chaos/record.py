@@ -12,6 +12,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from tunnelproof.session.metrics import SessionMetrics
+from tunnelproof.session.outbox import SendResult
 from tunnelproof.testing.chaos.ledger import SentItem, ToolEffects
 
 
@@ -24,10 +25,8 @@ class SessionRecord:
     final_tag: str
     expected_answer: str
     final_answer: str | None = None
-    texts: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker -> (seq, status)
-    tool_answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (seq, status)
-    dropped_seqs: set[int] = field(default_factory=set)
     sends: dict[int, SentItem] = field(default_factory=dict)  # seq -> what the app sent
+    dropped_seqs: set[int] = field(default_factory=set)  # refused at once or SendDropped
     delivered_seqs: set[int] = field(default_factory=set)  # named by Delivered events
     delivered_twice: int = 0  # seqs a Delivered event named again
     tool_effects: ToolEffects = field(default_factory=ToolEffects)
@@ -53,6 +52,12 @@ class SessionRecord:
     metrics: SessionMetrics | None = None
     errors: list[str] = field(default_factory=list)
     finished: bool = False
+
+    def note_send(self, result: SendResult, item: SentItem) -> None:
+        """One app send and its immediate result (a refusal is a report of a drop)."""
+        self.sends[result.seq] = item
+        if result.dropped:
+            self.dropped_seqs.add(result.seq)
 
     @property
     def context_survived(self) -> bool:

@@ -44,16 +44,10 @@ from pydantic import SecretStr
 from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
 from tunnelproof.protocol.types import JsonDict
 from tunnelproof.testing.chaos.accounting import (
-    Tally,
-    count_marker,
-    final_session,
     max_overlap,
-    sessions_of,
     spans_from_events,
-    tool_response_count,
-    user_texts,
 )
-from tunnelproof.testing.chaos.audit import impolite_report
+from tunnelproof.testing.chaos.audit import impolite_report, judge_sends
 from tunnelproof.testing.chaos.driver import (
     CHAOS_CONFIG,
     CHAOS_LIMITS,
@@ -605,8 +599,8 @@ def build_report(
     duration: float,
 ) -> JsonDict:
     """Check every record against the emulator's view; the soak's JSON result."""
-    texts = Tally()
-    tools = Tally()
+    audit = judge_sends(records, sessions_data)
+    texts, tools = audit.kinds["text"].copies, audit.kinds["tool"].copies
     faults: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     events: Counter[str] = Counter()
@@ -643,20 +637,6 @@ def build_report(
             survived += 1
         else:
             context_failures.append(f"session {rec.index}: {rec.final_answer!r}")
-        mine = sessions_of(sessions_data, rec.index)
-        final = final_session(mine, rec.final_tag)
-        final_texts = user_texts(final.get("history") or []) if final is not None else []
-        for tag, (seq, status) in rec.texts.items():
-            dropped = status == "dropped" or seq in rec.dropped_seqs
-            texts.judge(f"session {rec.index} text {tag}", count_marker(final_texts, tag), dropped)
-        for call_id, (seq, status) in rec.tool_answers.items():
-            dropped = status == "dropped" or seq in rec.dropped_seqs
-            anywhere = tool_response_count(mine, call_id)
-            if dropped and final is not None:
-                # An answer that reached a server session the conversation then left (a
-                # fresh-session fallback) is lost to the conversation: "dropped" is right.
-                anywhere = tool_response_count([final], call_id)
-            tools.judge(f"session {rec.index} tool answer {call_id}", anywhere, dropped)
         audio_sent += rec.audio_ms_sent
         if rec.metrics is not None:
             m = rec.metrics
@@ -706,7 +686,7 @@ def build_report(
         "outbox_within_bounds": observed.outbox_violations == 0,
         "no_token_used_after_its_handshake": reused_after_handshake == 0,
     }
-    impolite, impolite_invariants = impolite_report(records, sessions_data, observed.restarts)
+    impolite, impolite_invariants = impolite_report(records, audit, observed.restarts)
     invariants.update(impolite_invariants)
     sorted_gaps = sorted(gaps)
     report: JsonDict = {
