@@ -88,6 +88,31 @@ async def json_process(
                     await task
 
 
+def serve_argv(emu: Any, auth: Sequence[str], *, rate_limit: str) -> list[str]:
+    """``python -m tunnelproof serve`` on a free port, minting from the emulator ``emu``.
+
+    ``auth`` is the ``--auth-mode`` and its options; quiet (warnings only) so the
+    benchmark's own output stays readable.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "tunnelproof",
+        "serve",
+        "--port",
+        "0",
+        "--upstream",
+        emu.http_base,
+        "--ws-base",
+        emu.ws_base,
+        *auth,
+        "--rate-limit",
+        rate_limit,
+        "--log-level",
+        "warning",
+    ]
+
+
 async def stop_process(process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:
     """SIGTERM ``process`` (this one pid), SIGKILL it after ``timeout`` seconds."""
     if process.returncode is not None:

@@ -241,7 +241,7 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
     import os
     import sys
 
-    from tunnelproof.benchmarks.procs import json_process, stop_process
+    from tunnelproof.benchmarks.procs import json_process, serve_argv, stop_process
     from tunnelproof.emulator import DEFAULT_API_KEY, EmulatorProcess
 
     n = 30 if ctx.quick else REAL_SESSIONS
@@ -250,26 +250,8 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
     result.params.update({"real_sessions": n, "real_max_wait_s": max_wait})
     out: dict[str, Any] = {}
     async with EmulatorProcess(persist_sessions=True) as emu:
-        serve = [
-            sys.executable,
-            "-m",
-            "tunnelproof",
-            "serve",
-            "--port",
-            "0",
-            "--upstream",
-            emu.http_base,
-            "--ws-base",
-            emu.ws_base,
-            "--auth-mode",
-            "static",
-            "--static-key",
-            f"bench:{bearer_key}",
-            "--rate-limit",
-            "1000000/minute",
-            "--log-level",
-            "warning",
-        ]
+        auth = ["--auth-mode", "static", "--static-key", f"bench:{bearer_key}"]
+        serve = serve_argv(emu, auth, rate_limit="1000000/minute")
         env = {"TUNNELPROOF_API_KEY": DEFAULT_API_KEY}
         async with json_process(serve, env=env) as svc:
             for pname in POLICIES:
