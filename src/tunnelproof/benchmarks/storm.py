@@ -164,14 +164,11 @@ async def run(ctx: BenchContext) -> BenchResult:
         )
     label = f"{clients:,} clients (virtual clock, {capacity:.0f} tokens/s)"
     result.comparisons += [
-        Comparison(
-            metric=f"{label}: time to 99% restored",
-            unit="s",
-            ours=ours["t99_s"],
-            ours_text=_time_text(ours["t99_s"], ours),
-            against="seed policy",
-            theirs=seed["t99_s"],
-            theirs_text=_time_text(seed["t99_s"], seed),
+        _restored_vs_seed(
+            label,
+            "t99_s",
+            ours,
+            seed,
             ratio_text=(
                 ("n/a: neither got there" if ours["t99_s"] is None else "∞ (seed never got there)")
                 if seed["t99_s"] is None
@@ -344,30 +341,34 @@ def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float
     }
 
 
+_RESTORED = {"t99_s": "99%", "t100_s": "100%"}
+
+
+def _restored_vs_seed(
+    label: str, key: str, ours: dict[str, Any], seed: dict[str, Any], **extra: Any
+) -> Comparison:
+    """``label``: time to 99% (``key`` ``t99_s``) or 100% (``t100_s``) restored, ours
+    against the seed policy; ``extra`` are more fields of the comparison."""
+    return Comparison(
+        metric=f"{label}: time to {_RESTORED[key]} restored",
+        unit="s",
+        ours=ours[key],
+        ours_text=_time_text(ours[key], ours),
+        against="seed policy",
+        theirs=seed[key],
+        theirs_text=_time_text(seed[key], seed),
+        **extra,
+    )
+
+
 def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:
     ours, seed = real.get("tunnelproof"), real.get("seed")
     if ours is None or seed is None:
         return []
     label = f"{ours['clients']} real sessions"
     return [
-        Comparison(
-            metric=f"{label}: time to 99% restored",
-            unit="s",
-            ours=ours["t99_s"],
-            ours_text=_time_text(ours["t99_s"], ours),
-            against="seed policy",
-            theirs=seed["t99_s"],
-            theirs_text=_time_text(seed["t99_s"], seed),
-        ),
-        Comparison(
-            metric=f"{label}: time to 100% restored",
-            unit="s",
-            ours=ours["t100_s"],
-            ours_text=_time_text(ours["t100_s"], ours),
-            against="seed policy",
-            theirs=seed["t100_s"],
-            theirs_text=_time_text(seed["t100_s"], seed),
-        ),
+        _restored_vs_seed(label, "t99_s", ours, seed),
+        _restored_vs_seed(label, "t100_s", ours, seed),
         Comparison(
             metric=f"{label}: peak token requests/s",
             unit="req/s",
