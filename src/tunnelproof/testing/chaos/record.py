@@ -2,7 +2,7 @@
 
 :class:`~tunnelproof.testing.chaos.driver.ChaosSession` (the conversation) and
 :class:`~tunnelproof.testing.chaos.faults.FaultInjection` (its faults) write it; the
-report (:mod:`~tunnelproof.testing.chaos.runner`, :mod:`~tunnelproof.testing.chaos.audit`)
+report (:mod:`~tunnelproof.testing.chaos.verdict`, :mod:`~tunnelproof.testing.chaos.audit`)
 checks it against the emulator's own view afterwards.
 """
 
