@@ -21,7 +21,6 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 from starlette.requests import Request
@@ -30,6 +29,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from tunnelproof.browser import MODULE_DIR
 from tunnelproof.browser.static import client_url
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.testing.app_server import serving
 from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.app import create_app
 from tunnelproof.tokens.router import TokenService
@@ -110,23 +110,8 @@ async def browser_demo(
             service = TokenService(settings)
             app = create_app(service=service)
             add_demo_routes(app, tunnel=tunnel, emulator=emu, page=demo_page(bearer, settings.path))
-            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-            server = uvicorn.Server(config)
-            task = asyncio.create_task(server.serve())
-            try:
-                async with asyncio.timeout(20):
-                    while not server.started:
-                        if task.done():
-                            task.result()
-                            raise RuntimeError("the demo server stopped during start-up")
-                        await asyncio.sleep(0.02)
-                bound = server.servers[0].sockets[0].getsockname()[1]
-                url = f"http://{host}:{bound}"
+            async with serving(app, host=host, port=port) as url:
                 yield BrowserDemo(url=url + "/", token_url=url + settings.path)
-            finally:
-                server.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=10)
         finally:
             await tunnel.stop()
 
