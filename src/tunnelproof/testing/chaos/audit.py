@@ -18,7 +18,7 @@ from tunnelproof.testing.chaos.accounting import (
     tool_response_count,
     user_texts,
 )
-from tunnelproof.testing.chaos.driver import CHAOS_POLICY
+from tunnelproof.testing.chaos.config import CHAOS_POLICY
 from tunnelproof.testing.chaos.ledger import SendAudit, SentItem, ToolEffects
 from tunnelproof.testing.chaos.record import SessionRecord
 

@@ -1,10 +1,42 @@
-"""How big and how long a chaos soak is: :class:`ChaosConfig`. Pure data."""
+"""How a chaos soak is set up: how big and how long (:class:`ChaosConfig`), and what its
+sessions run with (``CHAOS_*``: config, watchdogs, retry policy, outbox bounds). Pure data."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
+from tunnelproof.session.outbox import OutboxLimits
+from tunnelproof.session.policy import RetryPolicy, Watchdogs
 from tunnelproof.testing.chaos.schedule import PER_SESSION_FAULTS, Fault
+
+TOOL_NAME = "check_the_weather"
+CHAOS_CONFIG = LiveConfig(tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),))
+"""What every chaos session runs (and what the token service locks its tokens to): the
+default model and the default AUDIO answers, as with Google; the answer checks read the
+output transcript."""
+
+CHAOS_WATCHDOGS = Watchdogs(
+    setup_timeout=6.0,
+    reply_timeout=6.0,
+    close_timeout=1.0,
+    go_away_margin=0.5,
+)
+"""The default watchdogs, with the setup and reply watchdogs shortened so a blackhole is
+found in soak time. Token and connect budgets stay at their defaults: under a herd on a
+loaded two-core box, shorter ones turn slowness into a storm of abandoned attempts."""
+
+CHAOS_POLICY = RetryPolicy(
+    max_delay=5.0,
+    max_attempts_per_outage=40,
+    max_attempts_per_session=None,
+    stable_after=5.0,
+)
+"""The default policy with shorter backoff ceilings (the soak has no time for 30 s waits)."""
+
+CHAOS_LIMITS = OutboxLimits(max_messages=16)
+"""The default outbox bounds, but 16 queued messages instead of 256: the token-stall steps
+send a burst while reconnecting, so the soak reaches the bound and checks it holds."""
 
 
 @dataclass(slots=True)

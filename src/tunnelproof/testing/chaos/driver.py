@@ -26,14 +26,20 @@ from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.protocol.client_messages import FunctionResponse
-from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.machine import SessionState
-from tunnelproof.session.outbox import OutboxLimits, SendResult
-from tunnelproof.session.policy import RetryPolicy, Watchdogs
+from tunnelproof.session.outbox import SendResult
+from tunnelproof.session.policy import Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
+from tunnelproof.testing.chaos.config import (
+    CHAOS_CONFIG,
+    CHAOS_LIMITS,
+    CHAOS_POLICY,
+    CHAOS_WATCHDOGS,
+    TOOL_NAME,
+)
 from tunnelproof.testing.chaos.faults import FaultInjection, gate_faults
 from tunnelproof.testing.chaos.ledger import SentItem
 from tunnelproof.testing.chaos.record import SessionRecord
@@ -44,34 +50,6 @@ from tunnelproof.testing.tunnel import TunnelProxy
 from tunnelproof.tokens.client import TokenServiceSource
 
 log = logging.getLogger("tunnelproof.chaos")
-
-TOOL_NAME = "check_the_weather"
-CHAOS_CONFIG = LiveConfig(tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),))
-"""What every chaos session runs (and what the token service locks its tokens to): the
-default model and the default AUDIO answers, as with Google; the answer checks read the
-output transcript."""
-
-CHAOS_WATCHDOGS = Watchdogs(
-    setup_timeout=6.0,
-    reply_timeout=6.0,
-    close_timeout=1.0,
-    go_away_margin=0.5,
-)
-"""The default watchdogs, with the setup and reply watchdogs shortened so a blackhole is
-found in soak time. Token and connect budgets stay at their defaults: under a herd on a
-loaded two-core box, shorter ones turn slowness into a storm of abandoned attempts."""
-
-CHAOS_POLICY = RetryPolicy(
-    max_delay=5.0,
-    max_attempts_per_outage=40,
-    max_attempts_per_session=None,
-    stable_after=5.0,
-)
-"""The default policy with shorter backoff ceilings (the soak has no time for 30 s waits)."""
-
-CHAOS_LIMITS = OutboxLimits(max_messages=16)
-"""The default outbox bounds, but 16 queued messages instead of 256: the token-stall steps
-send a burst while reconnecting, so the soak reaches the bound and checks it holds."""
 
 BURST_AFTER = 4  # burst texts sent after the question, beyond the bound: refused
 

@@ -38,12 +38,8 @@ from pydantic import SecretStr
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
 from tunnelproof.protocol.types import JsonDict
-from tunnelproof.testing.chaos.config import ChaosConfig
-from tunnelproof.testing.chaos.driver import (
-    CHAOS_CONFIG,
-    CHAOS_WATCHDOGS,
-    ChaosSession,
-)
+from tunnelproof.testing.chaos.config import CHAOS_CONFIG, CHAOS_WATCHDOGS, ChaosConfig
+from tunnelproof.testing.chaos.driver import ChaosSession
 from tunnelproof.testing.chaos.gate import TokenGate
 from tunnelproof.testing.chaos.links import Links
 from tunnelproof.testing.chaos.observed import Observed, peak_rss_kb, rss_kb

@@ -16,8 +16,7 @@ from collections import Counter
 from tunnelproof.protocol.types import JsonDict
 from tunnelproof.testing.chaos.accounting import max_overlap, spans_from_events
 from tunnelproof.testing.chaos.audit import impolite_report, judge_sends
-from tunnelproof.testing.chaos.config import ChaosConfig, planned_sessions
-from tunnelproof.testing.chaos.driver import CHAOS_LIMITS
+from tunnelproof.testing.chaos.config import CHAOS_LIMITS, ChaosConfig, planned_sessions
 from tunnelproof.testing.chaos.observed import Observed, peak_rss_kb
 from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import Fault
