@@ -156,12 +156,15 @@ async def test_audio_streaming_past_the_unheld_bound_is_counted_and_warned_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     conv = _owner_conversation()
+    conv.unheld.max_bytes = 200_000  # the bound in bytes (2 MB by default: ~47 s of speech)
     await conv.open_upstream()
-    chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAA"}}
+    # 40 ms of 16 kHz s16le audio as base64
+    chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "A" * 1708}}
     with caplog.at_level("WARNING", logger="tunnelproof.relay"):
-        for _ in range(300):  # 12 s of 40 ms chunks and no handle: over the 256 bound
+        for _ in range(300):  # 12 s of 40 ms chunks and no handle: over the byte bound
             await conv.from_device("realtimeInput", chunk)
-    assert conv.stats.unheld_forgotten == 300 - 256
+    assert 0 < conv.stats.unheld_forgotten == conv.unheld.forgotten < 300
+    assert conv.unheld.size_bytes <= 200_000 and conv.unheld.records == 1
     warned = [r for r in caplog.records if "over its bound" in r.getMessage()]
     assert len(warned) == 1, len(warned)  # not one line per chunk
     await conv.close()

@@ -415,6 +415,14 @@ export class SessionMachine {
     /** Model text of the answer a lost connection cut. */
     this.cutPartial = "";
     /**
+     * A relay keeps the model's turn going through our drop (its setupComplete says so):
+     * the rewound of a drop from such a connection waits for the resume, which says whether
+     * anything was lost; emitted then only if it was (or if the session ends first).
+     */
+    this.serverKeepsTurns = false;
+    /** @type {AppEvent|null} */
+    this.heldRewind = null;
+    /**
      * Re-asked questions taken out of the transcript for a fresh session: written back when
      * asked again (a replay, which is otherwise never written twice). @type {Set<number>}
      */
@@ -1086,8 +1094,12 @@ export class SessionMachine {
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
     if (partialText || lost.owed || toolIds.length) {
       const reasked = owed.some((seq) => unconfirmed.has(seq));
-      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked });
+      /** @type {AppEvent} */
+      const rewound = { type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked };
+      if (wasConnected && this.serverKeepsTurns && !toolIds.length) this.heldRewind = rewound;
+      else this.emit(rewound);
     }
+    if (wasConnected) this.serverKeepsTurns = false;
     this.callsSinceHandle = [];
     // Audio sent beyond the replay window with no confirmation since: the link died with
     // it, and nothing can replay it. Reported, never silently lost.
@@ -1216,7 +1228,7 @@ export class SessionMachine {
   onMessage(message) {
     switch (message.kind) {
       case "setupComplete":
-        if (this.phase === "setup") this.onSetupComplete();
+        if (this.phase === "setup") this.onSetupComplete(message.keepsTurns, message.resumedIntact);
         break;
       case "serverContent":
         this.onContent(message);
@@ -1266,7 +1278,13 @@ export class SessionMachine {
     }
   }
 
-  onSetupComplete() {
+  /** @param {boolean} keepsTurns @param {boolean} resumedIntact */
+  onSetupComplete(keepsTurns, resumedIntact) {
+    // A held rewound: an intact resume continues the turn (nothing was rewound); any other
+    // setupComplete means the cut stands, said before resumed/contextReset.
+    if (!(this.resuming && resumedIntact)) this.releaseHeldRewind();
+    this.heldRewind = null;
+    this.serverKeepsTurns = keepsTurns;
     this.cancelTimer(T_SETUP);
     this.phase = "connected";
     this.connectedAt = this.now;
@@ -1707,8 +1725,16 @@ export class SessionMachine {
     }
     if (this.connectedAt !== null) this.connectionGone(v.code, v.reason, false);
     this.phase = "failed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "failed", verdict: v, advice: v.advice });
+  }
+
+  /** Emit a held rewound: the resume was not intact, or the session ends. */
+  releaseHeldRewind() {
+    const held = this.heldRewind;
+    this.heldRewind = null;
+    if (held !== null) this.emit(held);
   }
 
   // -- timers ----------------------------------------------------------------------------------
@@ -1855,6 +1881,7 @@ export class SessionMachine {
   finishClose() {
     this.cancelTimer(...this.timers.keys());
     this.phase = "closed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "closed" });
   }

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.relay_setup import relay_note
 from tunnelproof.relay import wire
 from tunnelproof.relay.buffer import OutputBuffer
 from tunnelproof.relay.handles import HandleCodec, RelayHandle
@@ -70,6 +71,7 @@ class ConversationStats:
     takeovers: int = 0
     replayed_frames: int = 0
     lost_to_bounds: int = 0  # frames a returning device needed but the buffer had evicted
+    resumes_not_intact: int = 0  # resumes told output they missed was lost (resumedIntact)
     duplicates_dropped: int = 0
     upstream_drops: int = 0  # client messages the upstream session refused
     upstream_opens: int = 0
@@ -134,6 +136,7 @@ class Conversation:
             conversation_id=self.id,
             handle_store=self.handle_store,
             watchdogs=self.settings.upstream_watchdogs,
+            limits=self.settings.upstream_outbox,
         )
         self.upstream = session
         self.stats.upstream_opens += 1
@@ -315,8 +318,11 @@ class Conversation:
     ) -> None:
         """Attach ``device``: queue what it missed after ``position``, then go live.
 
-        Call after ``setupComplete`` was queued on the device. Synchronous on purpose: no
-        upstream frame can slip in between the replay and the live stream.
+        Queues ``setupComplete`` first, with the relay's note (:mod:`~tunnelproof.protocol.
+        relay_setup`): the device's turn goes on through its drop, and whether this resume
+        replays everything it missed (``resumedIntact``), so a tunnelproof client reports a
+        cut answer (``Rewound``) only when one is lost. Synchronous on purpose: no upstream
+        frame can slip in between the replay and the live stream.
         """
         self.last_active = time.monotonic()
         if self._grace is not None:
@@ -330,14 +336,17 @@ class Conversation:
         self.device_wants_handles = wants_handles
         self.stats.device_attaches += 1
         start = 0 if position is None else position.seq
+        replay = self.buffer.since(start)
+        intact = None if position is None else not replay.missing
+        device.push(wire.encode({"setupComplete": relay_note(resumed_intact=intact)}))
         if position is not None:
             self.stats.device_resumes += 1
             self._arm_dedup(position.received)
         if wants_handles:
             device.push(self._handle_frame(start))
-        replay = self.buffer.since(start)
         if replay.missing:
             self.stats.lost_to_bounds += replay.missing
+            self.stats.resumes_not_intact += 1
             log.warning(
                 "[%s] %d message(s) the device missed were evicted by the buffer bounds",
                 self.id,
@@ -426,7 +435,7 @@ class Conversation:
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)
-        elif self.record is not None and not _media_only(kind, body):
+        elif self.record is not None and not wire.media_only(message):
             try:
                 await self.record(self.id)
             except Exception:  # the periodic flush writes it (a rewrite after a failure)
@@ -467,12 +476,3 @@ class Conversation:
         await self.close_upstream()
         if self.on_closed is not None:
             self.on_closed(self)
-
-
-_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
-
-
-def _media_only(kind: str, body: wire.JsonDict) -> bool:
-    """A ``realtimeInput`` carrying only audio/video chunks (recorded by the periodic flush:
-    one Redis round trip per 20-40 ms chunk is what the batching avoids)."""
-    return kind == "realtimeInput" and bool(body) and set(body) <= _MEDIA_KEYS

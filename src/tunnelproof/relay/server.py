@@ -318,12 +318,10 @@ class RelayServer:
                 if identity.conversation is not None:
                     raise wire.invalid()  # a resume ticket used for a new conversation
                 conv = await self._new_conversation(setup, identity)
-                device.push(wire.encode(wire.SETUP_COMPLETE))
                 conv.attach(device, position=None, wants_handles=wants)
                 return conv
             position = self._position(raw_handle, identity)
             conv = await self._resumable(position, setup)
-            device.push(wire.encode(wire.SETUP_COMPLETE))
             conv.attach(device, position=position, wants_handles=wants)
             if conv.upstream is None:
                 await conv.open_upstream()

@@ -13,6 +13,7 @@ from tunnelproof.session.actions import Action, Emit
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox
 from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.rewind_hold import RewindHold
 from tunnelproof.session.transcript import Transcript
 from tunnelproof.session.turns import TurnTracker
 
@@ -29,6 +30,7 @@ class DeliveryAccounting:
     _question_texts: dict[int, str]
     _audio_drops: AudioDropLedger
     _unwritten: set[int]
+    _rewind_hold: RewindHold
 
     def _emit(self, event: ev.AppEvent) -> None:
         self._out.append(Emit(event))
@@ -63,6 +65,11 @@ class DeliveryAccounting:
         if taken is not None:
             seqs, ms, reason = taken
             self._emit(ev.SendDropped(seqs, "audio", reason, ms))
+
+    def _report_at_end(self) -> None:
+        """The session failed or closed: a held ``Rewound`` and the audio drops, now."""
+        self._rewind_hold.release()
+        self._report_audio_drops()
 
     def _settle_at_close(self) -> None:
         """The app closes the session: every send still unconfirmed gets its verdict.

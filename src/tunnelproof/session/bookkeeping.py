@@ -51,6 +51,7 @@ from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
+from tunnelproof.session.rewind_hold import RewindHold
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
@@ -110,6 +111,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
+        self._rewind_hold = RewindHold(self._emit)  # a relay keeps turns: Rewound may wait
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -156,13 +158,14 @@ class SessionBookkeeping(DeliveryAccounting):
         if request is not None:
             self._out.append(CancelTokenFetch(request))
 
-    def _connection_ready(self) -> None:
+    def _connection_ready(self, setup_complete: JsonDict) -> None:
         """``setupComplete``: count it, re-seed a fresh session, flush, and say so."""
         self._session_ready = True
         self._connected_at = self._now
         self._last_written = None
         self.resumption.ready()
         resuming = self.resumption.resuming
+        self._rewind_hold.setup_complete(setup_complete, resuming=resuming)
         first = not self._ever_connected
         self._ever_connected = True
         self.metrics.connections += 1
@@ -275,9 +278,11 @@ class SessionBookkeeping(DeliveryAccounting):
         reply_lost = bool(lost_questions)
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
+        rewound: ev.Rewound | None = None
         if partial_text or lost.owed or tool_ids:
             reasked = any(seq in unconfirmed for seq in owed)
-            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked))
+            rewound = ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked)
+        self._rewind_hold.connection_lost(rewound)  # reported now, or held for the resume
         self.tools.connection_settled()
         # Audio sent beyond the replay window with no confirmation since: the link died
         # with it, and nothing can replay it. Reported, never silently lost.
