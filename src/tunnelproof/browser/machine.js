@@ -276,6 +276,9 @@ export class SessionMetrics {
   }
 }
 
+/** A tunnelproof relay's device handles, and the mark on a replayed frame (protocol/relay_setup.py). */
+const RELAY_HANDLE_PREFIX = "rh1.";
+const REPLAY_MARK = '{"tunnelproofReplay":true,';
 const T_TOKEN = "token";
 const T_CONNECT = "connect";
 const T_SETUP = "setup";
@@ -420,6 +423,8 @@ export class SessionMachine {
      * anything was lost; emitted then only if it was (or if the session ends first).
      */
     this.serverKeepsTurns = false;
+    /** This connection's setup declared replay marks (it resumed from a relay handle). */
+    this.markingReplays = false;
     /** @type {AppEvent|null} */
     this.heldRewind = null;
     /**
@@ -915,6 +920,11 @@ export class SessionMachine {
     Object.assign(body, c.setup ?? {});
     if (handle !== null) body.sessionResumption = { handle };
     else if (c.sessionResumption !== false) body.sessionResumption = {};
+    // Resuming from a tunnelproof relay's handle: declare that this connection's replays
+    // are marked, so the relay never drops a message sent again on purpose as a duplicate
+    // (protocol/relay_setup.py). Google never sees it (its handles are not the relay's).
+    this.markingReplays = handle !== null && handle.startsWith(RELAY_HANDLE_PREFIX);
+    if (this.markingReplays) body.tunnelproofRelay = { marksReplays: true };
     return { setup: body };
   }
 
@@ -1344,14 +1354,14 @@ export class SessionMachine {
         this.metrics.messagesReplayed += 1;
         this.metrics.audioMsReplayed += item.audioMs;
       }
-      this.write(item);
+      this.write(item, item.wasSent);
     }
     return replayed;
   }
 
-  /** Send `item` on the live connection and record it. @param {Outgoing} item */
-  write(item) {
-    this.sendWire(item.wire);
+  /** Send `item` on the live connection and record it. @param {Outgoing} item @param {boolean} [replay] */
+  write(item, replay = false) {
+    this.sendWire(replay && this.markingReplays ? REPLAY_MARK + item.wire.slice(1) : item.wire);
     this.lastWritten = item;
     if (!item.wasSent || this.unwritten.has(item.seq)) {
       this.unwritten.delete(item.seq);

@@ -9,6 +9,19 @@ missed, so through it the answer goes on. It says so in its ``setupComplete``::
     {"setupComplete": {"tunnelproofRelay": {"keepsTurns": true,
                                             "resumedIntact": true}}}         (a resume)
 
+And a tunnelproof client tells the relay which of its messages are replays, so a message
+the user sends again on purpose (the same bytes: "yes" twice) is never taken for one. A
+setup that resumes from a relay handle (``rh1.``) declares it::
+
+    {"setup": {..., "sessionResumption": {"handle": "rh1...."},
+               "tunnelproofRelay": {"marksReplays": true}}}
+
+and on that connection every message the client sends again (its outbox's replay after a
+resume) starts ``{"tunnelproofReplay":true,`` (the relay strips it). Only marked messages
+can be dropped as duplicates; an unmarked one is new. A client that declares nothing
+(google-genai, the seed's) gets the relay's rule by content (``docs/relay.md``). Only a
+relay handle carries the declaration: Google never sees either field.
+
 ``keepsTurns``: a drop of this connection does not cut the model's turn; the resume will
 say whether the device lost anything. ``resumedIntact``: everything the device missed since
 its handle follows, in order (the relay's buffer bounds evicted none of it). A client
@@ -26,6 +39,9 @@ from typing import Any
 from tunnelproof.protocol.casing import get_field
 
 FIELD = "tunnelproofRelay"
+RELAY_HANDLE_PREFIX = "rh1."  # the relay's device handles (tunnelproof.relay.handles)
+REPLAY_MARK = '{"tunnelproofReplay":true,'
+_MARK_BYTES = REPLAY_MARK.encode()
 
 
 def relay_note(*, resumed_intact: bool | None) -> dict[str, Any]:
@@ -44,3 +60,39 @@ def read_relay_note(setup_complete: Mapping[str, Any]) -> tuple[bool, bool]:
     if not isinstance(note, Mapping):
         return False, False
     return get_field(note, "keepsTurns") is True, get_field(note, "resumedIntact") is True
+
+
+def declare_replay_marks(setup_message: dict[str, Any]) -> bool:
+    """Add the declaration to a client's ``{"setup": ...}`` when it resumes from a relay
+    handle (a new body: the caller's may be shared); ``True`` when added: mark this
+    connection's replays."""
+    body = setup_message.get("setup")
+    resumption = get_field(body, "sessionResumption") if isinstance(body, dict) else None
+    handle = get_field(resumption, "handle") if isinstance(resumption, Mapping) else None
+    if not (isinstance(handle, str) and handle.startswith(RELAY_HANDLE_PREFIX)):
+        return False
+    assert isinstance(body, dict)
+    setup_message["setup"] = {**body, FIELD: {"marksReplays": True}}
+    return True
+
+
+def declares_replay_marks(setup: Mapping[str, Any]) -> bool:
+    """Whether a device's ``setup`` body declares that it marks its replays."""
+    note = get_field(setup, FIELD)
+    return isinstance(note, Mapping) and get_field(note, "marksReplays") is True
+
+
+def mark_replay(frame: str) -> str:
+    """A client frame (compact JSON of one message) marked as a replay."""
+    return REPLAY_MARK + frame[1:]
+
+
+def split_replay_mark(data: bytes | str) -> tuple[bool, bytes | str]:
+    """``(marked, frame without the mark)`` of a device frame."""
+    if isinstance(data, bytes):
+        if data.startswith(_MARK_BYTES):
+            return True, b"{" + data[len(_MARK_BYTES) :]
+        return False, data
+    if data.startswith(REPLAY_MARK):
+        return True, "{" + data[len(REPLAY_MARK) :]
+    return False, data

@@ -16,8 +16,12 @@ after the newest handle it received. The handle says how many client messages th
 had then (``received``); the relay keeps digests of the messages it received after that,
 and drops a replayed message whose digest matches the next of those (greedy, in order:
 the replay is the tail of what it sent). The first message that matches none ends the
-check and is forwarded. Known limit: a device that deliberately re-sends byte-identical
-content right after a resume has that message dropped as a duplicate.
+check and is forwarded. A tunnelproof client marks its replays (it declares so in its
+setup, :mod:`tunnelproof.protocol.relay_setup`): from such a device only a marked message
+is checked, and an unmarked one is new (it ends the check), so content the user sends
+again on purpose is never dropped. A device that marks nothing (google-genai, the seed's
+client) gets the rule by content alone: byte-identical content it sends right after a
+resume, while the check is armed, is taken for a replay and dropped.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class ConversationStats:
     lost_to_bounds: int = 0  # frames a returning device needed but the buffer had evicted
     resumes_not_intact: int = 0  # resumes told output they missed was lost (resumedIntact)
     duplicates_dropped: int = 0
+    resends_kept: int = 0  # unmarked re-sends of identical content, kept (marking devices)
     upstream_drops: int = 0  # client messages the upstream session refused
     upstream_opens: int = 0
     parked: int = 0
@@ -98,6 +103,7 @@ class Conversation:
     upstream: LiveSession | None = None
     device: DeviceSink | None = None
     device_wants_handles: bool = True
+    device_marks_replays: bool = False  # only its marked messages can be replays
     received: int = 0
     setup: wire.JsonDict = field(default_factory=dict)  # the device's setup (for handover)
     generating: bool = False  # a model turn is in progress upstream
@@ -314,7 +320,12 @@ class Conversation:
     # -- devices ----------------------------------------------------------------------
 
     def attach(
-        self, device: DeviceSink, *, position: RelayHandle | None, wants_handles: bool
+        self,
+        device: DeviceSink,
+        *,
+        position: RelayHandle | None,
+        wants_handles: bool,
+        marks_replays: bool = False,
     ) -> None:
         """Attach ``device``: queue what it missed after ``position``, then go live.
 
@@ -334,6 +345,7 @@ class Conversation:
             old.kick(1000, "replaced by a newer connection of this device")
         self.device = device
         self.device_wants_handles = wants_handles
+        self.device_marks_replays = marks_replays
         self.stats.device_attaches += 1
         start = 0 if position is None else position.seq
         replay = self.buffer.since(start)
@@ -404,13 +416,23 @@ class Conversation:
     def _arm_dedup(self, received_at_handle: int) -> None:
         self._dedup = deque(d for i, d in self._digests if i >= received_at_handle)
 
-    async def from_device(self, kind: str, body: wire.JsonDict) -> None:
-        """One client message from the attached device, forwarded upstream once."""
+    async def from_device(self, kind: str, body: wire.JsonDict, *, replay: bool = False) -> None:
+        """One client message from the attached device, forwarded upstream once.
+
+        ``replay``: the device marked it as sent again (:mod:`~tunnelproof.protocol.
+        relay_setup`); from a device that marks its replays, an unmarked message is new.
+        """
         message = wire.client_message(kind, body)
         digest = hashlib.blake2b(wire.encode(message), digest_size=16).digest()
-        if self._dedup and self._is_duplicate(digest):
-            self.stats.duplicates_dropped += 1
-            return
+        if self._dedup:
+            if replay or not self.device_marks_replays:
+                if self._is_duplicate(digest):
+                    self.stats.duplicates_dropped += 1
+                    return
+            else:  # the device's replay is over: this one is new, even if identical
+                if digest in self._dedup:
+                    self.stats.resends_kept += 1
+                self._dedup.clear()
         index = self.received
         self._digests.append((index, digest))
         self.received += 1

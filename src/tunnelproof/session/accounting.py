@@ -13,7 +13,7 @@ from tunnelproof.session.actions import Action, Emit
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox
 from tunnelproof.session.outgoing import MessageKind, Outgoing
-from tunnelproof.session.rewind_hold import RewindHold
+from tunnelproof.session.relay_link import RelayLink
 from tunnelproof.session.transcript import Transcript
 from tunnelproof.session.turns import TurnTracker
 
@@ -30,7 +30,7 @@ class DeliveryAccounting:
     _question_texts: dict[int, str]
     _audio_drops: AudioDropLedger
     _unwritten: set[int]
-    _rewind_hold: RewindHold
+    _relay: RelayLink
 
     def _emit(self, event: ev.AppEvent) -> None:
         self._out.append(Emit(event))
@@ -68,7 +68,7 @@ class DeliveryAccounting:
 
     def _report_at_end(self) -> None:
         """The session failed or closed: a held ``Rewound`` and the audio drops, now."""
-        self._rewind_hold.release()
+        self._relay.release()
         self._report_audio_drops()
 
     def _settle_at_close(self) -> None:

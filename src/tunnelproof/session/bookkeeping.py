@@ -49,9 +49,9 @@ from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, Se
 from tunnelproof.session.outgoing import MessageKind, Outgoing
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.relay_link import RelayLink
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
-from tunnelproof.session.rewind_hold import RewindHold
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
@@ -111,7 +111,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
-        self._rewind_hold = RewindHold(self._emit)  # a relay keeps turns: Rewound may wait
+        self._relay = RelayLink(self._emit)  # a tunnelproof relay is the server (or not)
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -165,7 +165,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._last_written = None
         self.resumption.ready()
         resuming = self.resumption.resuming
-        self._rewind_hold.setup_complete(setup_complete, resuming=resuming)
+        self._relay.setup_complete(setup_complete, resuming=resuming)
         first = not self._ever_connected
         self._ever_connected = True
         self.metrics.connections += 1
@@ -282,7 +282,7 @@ class SessionBookkeeping(DeliveryAccounting):
         if partial_text or lost.owed or tool_ids:
             reasked = any(seq in unconfirmed for seq in owed)
             rewound = ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked)
-        self._rewind_hold.connection_lost(rewound)  # reported now, or held for the resume
+        self._relay.connection_lost(rewound)  # reported now, or held for the resume
         self.tools.connection_settled()
         # Audio sent beyond the replay window with no confirmation since: the link died
         # with it, and nothing can replay it. Reported, never silently lost.
@@ -343,12 +343,13 @@ class SessionBookkeeping(DeliveryAccounting):
                 replayed += 1
                 self.metrics.messages_replayed += 1
                 self.metrics.audio_ms_replayed += item.audio_ms
-            self._write(item)
+            self._write(item, replay=item.was_sent)
         return replayed
 
-    def _write(self, item: Outgoing) -> None:
+    def _write(self, item: Outgoing, replay: bool = False) -> None:
         """Send ``item`` on the live connection and record it."""
-        self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
+        wire = self._relay.replay_frame(item.wire) if replay else item.wire  # encoded at send
+        self._out.append(SendFrame(self._attempt, wire))
         self._last_written = seq = item.seq
         message = item.message  # its fields directly: this runs per 20 ms audio chunk
         if message.turns and (not item.was_sent or seq in self._unwritten):
