@@ -1,9 +1,10 @@
-"""A message the user sends again on purpose is not a replay.
+"""Replays are dropped exactly; a message the user sends again on purpose is not a replay.
 
-The relay drops a device's replay of what it already received (the duplicate check). A
-tunnelproof client marks its replays (``protocol.relay_setup``), so the relay drops only
-marked messages: the same bytes sent again on purpose ("yes" twice) reach Gemini. A client
-that marks nothing gets the rule by content, as before (documented in ``docs/relay.md``).
+The relay drops a device's replay of what it already received (``relay.dedup``). A
+tunnelproof client names each message it sends to a relay (``protocol.relay_setup``), so the
+relay knows a replay by its name: the same bytes sent again on purpose ("yes" twice) reach
+Gemini, and a replayed question the relay already had does not, wherever it falls. A client
+that names nothing gets the rule by content, as before (documented in ``docs/relay.md``).
 Real processes over loopback: emulator, relay, ticket route, tunnel proxy.
 """
 
@@ -16,10 +17,12 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from tunnelproof.emulator import EmulatorPolicy
 from tunnelproof.session import LiveSession
+from tunnelproof.session import app_events as ev
 from tunnelproof.session.stores import MemoryHandleStore
 
-from .relay_helpers import AUDIO_CONFIG, Stack, fetch_ticket, relay_stack
+from .relay_helpers import AUDIO_CONFIG, FAST_AUDIO, NUMBER, Stack, fetch_ticket, relay_stack
 from .test_relay_clients import WATCHDOGS, _answer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -43,7 +46,8 @@ async def _until_said(stack: Stack, text: str, times: int, timeout: float) -> in
 async def test_our_client_saying_yes_again_after_a_resume_reaches_gemini() -> None:
     # The app restarts after "yes" reached the relay but before any handle counted it (no
     # answer is due, so no frame follows). The new session resumes from the stored relay
-    # handle with nothing to replay; the user says "yes" again, on purpose.
+    # handle with nothing to replay; the user says "yes" again, on purpose. By content it
+    # is the message after the handle: the old rule dropped it.
     store = MemoryHandleStore()
     async with relay_stack() as stack:
         async with LiveSession(
@@ -72,7 +76,7 @@ async def test_our_client_saying_yes_again_after_a_resume_reaches_gemini() -> No
             assert await _until_said(stack, "yes", 2, timeout=5) == 2
         stats = stack.relay.stats()
         assert stats["device_resumes"] == 1, stats
-        assert stats["duplicates_dropped"] == 0 and stats["resends_kept"] == 1, stats
+        assert stats["duplicates_dropped"] == 0, stats
         assert len(stack.emu.controls.connections()) == 1  # one Gemini session throughout
 
 
@@ -106,4 +110,42 @@ async def test_a_client_that_marks_nothing_keeps_the_content_rule() -> None:
             await asyncio.sleep(0.5)
         assert _said(stack, "yes") == 1
         stats = stack.relay.stats()
-        assert stats["duplicates_dropped"] == 1 and stats["resends_kept"] == 0, stats
+        assert stats["duplicates_dropped"] == 1, stats
+
+
+async def test_a_question_awaiting_its_answer_replayed_after_a_drop_reaches_gemini_once() -> None:
+    # A follow-up typed mid-count interrupts it; the model thinks 1 s before answering.
+    # Frames (with handles counting the follow-up) reach the device meanwhile, but no
+    # answer: the client still owes it one and replays it after a drop in that second.
+    # The relay's handle counted it, so by content (a window armed from that count) the
+    # replay reached Gemini again; by name it is known.
+    policy = EmulatorPolicy(**FAST_AUDIO, think_delay=1.0)
+    follow_up = "What is the capital of France?"
+    async with relay_stack(policy) as stack:
+        async with LiveSession(
+            AUDIO_CONFIG, stack.tickets(), watchdogs=WATCHDOGS, rng=random.Random(23)
+        ) as session:
+            await session.send_text("Please count to 300.")
+            heard: list[str] = []
+            seen: list[ev.AppEvent] = []
+            asked = False
+            async with asyncio.timeout(30):
+                async for event in session.events():
+                    seen.append(event)
+                    if isinstance(event, ev.OutputTranscript):
+                        heard.append(event.text)
+                        if not asked and len(NUMBER.findall("".join(heard))) >= 30:
+                            asked = True
+                            await session.send_text(follow_up)
+                            await asyncio.sleep(0.4)  # the interruption reached us
+                            stack.tunnel.blackhole(drop=True)
+                            asyncio.get_running_loop().call_later(2.0, stack.tunnel.restore)
+                    elif isinstance(event, ev.TurnComplete) and any(
+                        isinstance(e, ev.Resumed) for e in seen
+                    ):
+                        break
+        assert any(isinstance(e, ev.Resumed) for e in seen), "the device did reconnect"
+        said = [e["text"] for e in stack.emu.controls.events(kind="user_text")]
+        assert said.count(follow_up) == 1, said
+        stats = stack.relay.stats()
+        assert stats["duplicates_dropped"] >= 1 and stats["device_resumes"] == 1, stats

@@ -276,9 +276,8 @@ export class SessionMetrics {
   }
 }
 
-/** A tunnelproof relay's device handles, and the mark on a replayed frame (protocol/relay_setup.py). */
-const RELAY_HANDLE_PREFIX = "rh1.";
-const REPLAY_MARK = '{"tunnelproofReplay":true,';
+/** How a message sent to a tunnelproof relay starts: its name (protocol/relay_setup.py). */
+const NAME_PREFIX = '{"tunnelproofName":"';
 const T_TOKEN = "token";
 const T_CONNECT = "connect";
 const T_SETUP = "setup";
@@ -423,8 +422,8 @@ export class SessionMachine {
      * anything was lost; emitted then only if it was (or if the session ends first).
      */
     this.serverKeepsTurns = false;
-    /** This connection's setup declared replay marks (it resumed from a relay handle). */
-    this.markingReplays = false;
+    /** Names this client's messages to a relay (drawn on the first relay connection). */
+    this.instanceName = "";
     /** @type {AppEvent|null} */
     this.heldRewind = null;
     /**
@@ -920,11 +919,6 @@ export class SessionMachine {
     Object.assign(body, c.setup ?? {});
     if (handle !== null) body.sessionResumption = { handle };
     else if (c.sessionResumption !== false) body.sessionResumption = {};
-    // Resuming from a tunnelproof relay's handle: declare that this connection's replays
-    // are marked, so the relay never drops a message sent again on purpose as a duplicate
-    // (protocol/relay_setup.py). Google never sees it (its handles are not the relay's).
-    this.markingReplays = handle !== null && handle.startsWith(RELAY_HANDLE_PREFIX);
-    if (this.markingReplays) body.tunnelproofRelay = { marksReplays: true };
     return { setup: body };
   }
 
@@ -1295,6 +1289,9 @@ export class SessionMachine {
     if (!(this.resuming && resumedIntact)) this.releaseHeldRewind();
     this.heldRewind = null;
     this.serverKeepsTurns = keepsTurns;
+    if (keepsTurns && !this.instanceName) {
+      this.instanceName = Math.floor(this.random() * 2 ** 32).toString(16).padStart(8, "0");
+    }
     this.cancelTimer(T_SETUP);
     this.phase = "connected";
     this.connectedAt = this.now;
@@ -1354,14 +1351,17 @@ export class SessionMachine {
         this.metrics.messagesReplayed += 1;
         this.metrics.audioMsReplayed += item.audioMs;
       }
-      this.write(item, item.wasSent);
+      this.write(item);
     }
     return replayed;
   }
 
-  /** Send `item` on the live connection and record it. @param {Outgoing} item @param {boolean} [replay] */
-  write(item, replay = false) {
-    this.sendWire(replay && this.markingReplays ? REPLAY_MARK + item.wire.slice(1) : item.wire);
+  /** Send `item` on the live connection and record it. @param {Outgoing} item */
+  write(item) {
+    // To a tunnelproof relay each message goes out named (a replay keeps its name), so the
+    // relay drops exactly the replays of what it has (protocol/relay_setup.py).
+    const named = this.serverKeepsTurns;
+    this.sendWire(named ? `${NAME_PREFIX}${this.instanceName}:${item.seq}",${item.wire.slice(1)}` : item.wire);
     this.lastWritten = item;
     if (!item.wasSent || this.unwritten.has(item.seq)) {
       this.unwritten.delete(item.seq);

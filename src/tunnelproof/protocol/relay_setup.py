@@ -9,18 +9,17 @@ missed, so through it the answer goes on. It says so in its ``setupComplete``::
     {"setupComplete": {"tunnelproofRelay": {"keepsTurns": true,
                                             "resumedIntact": true}}}         (a resume)
 
-And a tunnelproof client tells the relay which of its messages are replays, so a message
-the user sends again on purpose (the same bytes: "yes" twice) is never taken for one. A
-setup that resumes from a relay handle (``rh1.``) declares it::
+And a tunnelproof client names each message it sends on a connection whose
+``setupComplete`` carried the note, so the relay recognises a replay exactly (the same
+name) and never takes a message the user sends again on purpose (the same bytes: "yes"
+twice, a new name) for one. The name is ``<client instance>:<seq>`` (the instance is random
+per client session, so a restarted client names afresh), put first in the frame::
 
-    {"setup": {..., "sessionResumption": {"handle": "rh1...."},
-               "tunnelproofRelay": {"marksReplays": true}}}
+    {"tunnelproofName":"3f9a02c1:17","realtimeInput":{...}}
 
-and on that connection every message the client sends again (its outbox's replay after a
-resume) starts ``{"tunnelproofReplay":true,`` (the relay strips it). Only marked messages
-can be dropped as duplicates; an unmarked one is new. A client that declares nothing
-(google-genai, the seed's) gets the relay's rule by content (``docs/relay.md``). Only a
-relay handle carries the declaration: Google never sees either field.
+The relay strips it before anything else reads the frame; Google never sees it (a client
+names messages only after a relay's note). A client that names nothing (google-genai, the
+seed's) gets the relay's rule by content (``tunnelproof.relay.dedup``).
 
 ``keepsTurns``: a drop of this connection does not cut the model's turn; the resume will
 say whether the device lost anything. ``resumedIntact``: everything the device missed since
@@ -39,9 +38,9 @@ from typing import Any
 from tunnelproof.protocol.casing import get_field
 
 FIELD = "tunnelproofRelay"
-RELAY_HANDLE_PREFIX = "rh1."  # the relay's device handles (tunnelproof.relay.handles)
-REPLAY_MARK = '{"tunnelproofReplay":true,'
-_MARK_BYTES = REPLAY_MARK.encode()
+NAME_PREFIX = '{"tunnelproofName":"'
+_NAME_BYTES = NAME_PREFIX.encode()
+MAX_NAME = 64
 
 
 def relay_note(*, resumed_intact: bool | None) -> dict[str, Any]:
@@ -62,37 +61,24 @@ def read_relay_note(setup_complete: Mapping[str, Any]) -> tuple[bool, bool]:
     return get_field(note, "keepsTurns") is True, get_field(note, "resumedIntact") is True
 
 
-def declare_replay_marks(setup_message: dict[str, Any]) -> bool:
-    """Add the declaration to a client's ``{"setup": ...}`` when it resumes from a relay
-    handle (a new body: the caller's may be shared); ``True`` when added: mark this
-    connection's replays."""
-    body = setup_message.get("setup")
-    resumption = get_field(body, "sessionResumption") if isinstance(body, dict) else None
-    handle = get_field(resumption, "handle") if isinstance(resumption, Mapping) else None
-    if not (isinstance(handle, str) and handle.startswith(RELAY_HANDLE_PREFIX)):
-        return False
-    assert isinstance(body, dict)
-    setup_message["setup"] = {**body, FIELD: {"marksReplays": True}}
-    return True
+def named(frame: str, name: str) -> str:
+    """A client frame (compact JSON of one message) carrying the client's ``name``."""
+    return f'{NAME_PREFIX}{name}",{frame[1:]}'
 
 
-def declares_replay_marks(setup: Mapping[str, Any]) -> bool:
-    """Whether a device's ``setup`` body declares that it marks its replays."""
-    note = get_field(setup, FIELD)
-    return isinstance(note, Mapping) and get_field(note, "marksReplays") is True
-
-
-def mark_replay(frame: str) -> str:
-    """A client frame (compact JSON of one message) marked as a replay."""
-    return REPLAY_MARK + frame[1:]
-
-
-def split_replay_mark(data: bytes | str) -> tuple[bool, bytes | str]:
-    """``(marked, frame without the mark)`` of a device frame."""
+def split_name(data: bytes | str) -> tuple[str | None, bytes | str]:
+    """``(name, frame without it)`` of a device frame; ``(None, data)`` when unnamed (or
+    when the name is malformed: the frame is then refused as Google refuses bad JSON)."""
     if isinstance(data, bytes):
-        if data.startswith(_MARK_BYTES):
-            return True, b"{" + data[len(_MARK_BYTES) :]
-        return False, data
-    if data.startswith(REPLAY_MARK):
-        return True, "{" + data[len(REPLAY_MARK) :]
-    return False, data
+        if not data.startswith(_NAME_BYTES):
+            return None, data
+        end = data.find(b'",', len(_NAME_BYTES), len(_NAME_BYTES) + MAX_NAME + 1)
+        if end < 0:
+            return None, data
+        return data[len(_NAME_BYTES) : end].decode("ascii", "replace"), b"{" + data[end + 2 :]
+    if not data.startswith(NAME_PREFIX):
+        return None, data
+    end = data.find('",', len(NAME_PREFIX), len(NAME_PREFIX) + MAX_NAME + 1)
+    if end < 0:
+        return None, data
+    return data[len(NAME_PREFIX) : end], "{" + data[end + 2 :]

@@ -20,9 +20,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from tunnelproof.protocol.relay_setup import RELAY_HANDLE_PREFIX
-
-HANDLE_PREFIX = RELAY_HANDLE_PREFIX  # clients recognise it (protocol.relay_setup)
+HANDLE_PREFIX = "rh1."
 _B64 = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -38,7 +38,7 @@ from aiohttp import WSMsgType, web
 
 from tunnelproof.protocol.casing import camelize_keys
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, REASON_RESOURCE_EXHAUSTED
-from tunnelproof.protocol.relay_setup import declares_replay_marks, split_replay_mark
+from tunnelproof.protocol.relay_setup import split_name
 from tunnelproof.relay import wire
 from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
 from tunnelproof.relay.conversation import Conversation, ConversationStats
@@ -315,16 +315,15 @@ class RelayServer:
                 raise wire.invalid()
             raw_handle = wire.setup_handle(setup)
             wants = wire.wants_handles(setup)
-            marks = declares_replay_marks(setup)  # the device marks its replays
             if raw_handle is None:
                 if identity.conversation is not None:
                     raise wire.invalid()  # a resume ticket used for a new conversation
                 conv = await self._new_conversation(setup, identity)
-                conv.attach(device, position=None, wants_handles=wants, marks_replays=marks)
+                conv.attach(device, position=None, wants_handles=wants)
                 return conv
             position = self._position(raw_handle, identity)
             conv = await self._resumable(position, setup)
-            conv.attach(device, position=position, wants_handles=wants, marks_replays=marks)
+            conv.attach(device, position=position, wants_handles=wants)
             if conv.upstream is None:
                 await conv.open_upstream()
             elif conv.upstream.state == "failed":
@@ -506,7 +505,7 @@ class RelayServer:
                 return
             if conv.device is not device:
                 return  # replaced by a newer connection
-            replay, data = split_replay_mark(msg.data)
+            name, data = split_name(msg.data)  # a tunnelproof client names its messages
             try:
                 kind, body = wire.parse_device_frame(data)
                 if kind == "setup":
@@ -514,7 +513,7 @@ class RelayServer:
             except wire.WireError as exc:
                 device.kick(exc.code, exc.reason)
                 return
-            await conv.from_device(kind, body, replay=replay)
+            await conv.from_device(kind, body, name=name)
 
 
 def _loopback(request: web.Request) -> bool:

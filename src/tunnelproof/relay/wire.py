@@ -26,13 +26,11 @@ from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.config import LiveConfig
 from tunnelproof.protocol.errors import CloseRefusal
 from tunnelproof.protocol.models import bare_model_id
-from tunnelproof.protocol.relay_setup import FIELD
 from tunnelproof.protocol.types import JsonDict as JsonDict  # relay modules use wire.JsonDict
 from tunnelproof.session import app_events as ev
 
-# Setup fields the relay consumes itself instead of passing upstream (Google would refuse
-# the tunnelproof client's declaration, protocol.relay_setup).
-_RELAY_SETUP_FIELDS = frozenset({"model", "generationConfig", "sessionResumption", FIELD})
+# Setup fields the relay consumes itself instead of passing upstream.
+_RELAY_SETUP_FIELDS = frozenset({"model", "generationConfig", "sessionResumption"})
 
 
 class WireError(Exception):

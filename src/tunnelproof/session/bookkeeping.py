@@ -111,7 +111,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
-        self._relay = RelayLink(self._emit)  # a tunnelproof relay is the server (or not)
+        self._relay = RelayLink(self._emit, self.rng)  # is the server a tunnelproof relay?
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -343,12 +343,12 @@ class SessionBookkeeping(DeliveryAccounting):
                 replayed += 1
                 self.metrics.messages_replayed += 1
                 self.metrics.audio_ms_replayed += item.audio_ms
-            self._write(item, replay=item.was_sent)
+            self._write(item)
         return replayed
 
-    def _write(self, item: Outgoing, replay: bool = False) -> None:
+    def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
-        wire = self._relay.replay_frame(item.wire) if replay else item.wire  # encoded at send
+        wire = self._relay.frame(item.wire, item.seq) if self._relay.keeps_turns else item.wire
         self._out.append(SendFrame(self._attempt, wire))
         self._last_written = seq = item.seq
         message = item.message  # its fields directly: this runs per 20 ms audio chunk

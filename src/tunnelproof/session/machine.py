@@ -286,7 +286,7 @@ class SessionMachine(FailureRouting):
         self.resumption.setup_sent(handle)
         if self.resumption.resuming:
             self.metrics.resumes_attempted += 1
-        self._send_frame(self._relay.setup(self.config.to_setup(handle)))
+        self._send_frame(self.config.to_setup(handle))
         self._set_timer(Timer.SETUP, self.watchdogs.setup_timeout)
 
     def _on_open_failed(self, event: SocketOpenFailed) -> None:

@@ -10,18 +10,20 @@ Both rules come from :mod:`tunnelproof.protocol.relay_setup`; with Google nothin
   is held: dropped by an intact resume (the answer goes on, nothing was rewound),
   reported by any other ``setupComplete`` (before ``Resumed`` / ``ContextReset``) or when
   the session ends. A drop that cancels tool calls is reported at once, as from Google.
-* **Replays are marked.** A setup resuming from a relay handle declares that the client
-  marks its replays; on that connection the outbox's replay is marked, so the relay drops
-  only marked messages as duplicates and never a message the user sends again on purpose.
+* **Messages are named.** On a connection whose ``setupComplete`` carried the note, each
+  message goes out named ``<instance>:<seq>`` (a replay keeps its name), so the relay drops
+  exactly the replays of what it has, and never a message the user sends again on purpose.
+  The instance is drawn from the machine's random source on the first relay connection.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tunnelproof.protocol.relay_setup import declare_replay_marks, mark_replay, read_relay_note
+from tunnelproof.protocol.relay_setup import named, read_relay_note
 from tunnelproof.session import app_events as ev
 
 
@@ -30,18 +32,14 @@ class RelayLink:
     """This connection's relay facts, and the ``Rewound`` held meanwhile."""
 
     emit: Callable[[ev.AppEvent], None]
-    keeps_turns: bool = False
-    marking: bool = False  # this connection's setup declared replay marks
+    rng: random.Random
+    keeps_turns: bool = False  # this connection's server is a tunnelproof relay
     held: ev.Rewound | None = None
+    instance: str = ""  # names this client's messages (drawn on the first relay)
 
-    def setup(self, message: dict[str, Any]) -> dict[str, Any]:
-        """The ``setup`` message to send (declaring replay marks on a relay resume)."""
-        self.marking = declare_replay_marks(message)
-        return message
-
-    def replay_frame(self, frame: str) -> str:
-        """A frame the outbox sends again after a resume (marked on a relay)."""
-        return mark_replay(frame) if self.marking else frame
+    def frame(self, wire: str, seq: int) -> str:
+        """The frame to send for message ``seq`` to a relay: named (a replay keeps it)."""
+        return named(wire, f"{self.instance}:{seq}")
 
     def connection_lost(self, rewound: ev.Rewound | None) -> None:
         """The connection is gone: report ``rewound`` now, or hold it for the resume."""
@@ -56,6 +54,8 @@ class RelayLink:
         continues the turn."""
         keeps, intact = read_relay_note(body)
         held, self.held, self.keeps_turns = self.held, None, keeps
+        if keeps and not self.instance:
+            self.instance = f"{self.rng.getrandbits(32):08x}"
         if held is not None and not (resuming and intact):
             self.emit(held)
 
