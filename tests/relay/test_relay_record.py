@@ -121,6 +121,47 @@ async def test_a_new_owner_counts_the_input_a_killed_owner_never_recorded() -> N
             await dead.redis.aclose()  # type: ignore[attr-defined]
 
 
+async def test_a_new_owner_knows_a_named_replay_from_the_shared_record() -> None:
+    # A tunnelproof client names its messages: the names' digests are the shared record, so
+    # the heir drops the device's replay of "yes" (even one its handle already counted)
+    # and forwards the same bytes under a new name.
+    async with redis_url() as url:
+        dead = RedisCoordinator(url, lease=0.3)
+        heir = RedisCoordinator(url, lease=0.3)
+        relay = RelayServer(
+            ApiKeySource("unused", ws_base="ws://127.0.0.1:9"),
+            DeviceAuthenticator(
+                signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "alice"})
+            ),
+            settings=RelaySettings(secret=SECRET),
+            coordinator=heir,
+        )
+        try:
+            conv = _owner_conversation()
+            assert await dead.try_acquire("c1")
+            dead.track("c1", conv)
+            await conv.open_upstream()
+            await conv.from_device("realtimeInput", _text("hello"), name="d1:1")
+            await conv.from_device("realtimeInput", _text("yes"), name="d1:2")
+            conv.unheld.held((1, 2))  # a handle holds both
+            await dead.flush("c1")
+            taken = await relay._take_over(RelayHandle("c1", "alice", 0, 2))
+            taken.session_factory = _FakeUpstream
+            await taken.open_upstream()
+            await taken.from_device("realtimeInput", _text("yes"), name="d1:2")  # a replay
+            await taken.from_device("realtimeInput", _text("yes"), name="d1:3")  # said again
+            upstream = taken.upstream
+            assert isinstance(upstream, _FakeUpstream)
+            assert [m["realtimeInput"]["text"] for m in upstream.sent] == ["yes"]
+            assert taken.stats.duplicates_dropped == 1 and taken.received == 3
+            await taken.close()
+            await asyncio.gather(*relay._background)
+            await conv.close()
+        finally:
+            await relay.shutdown()
+            await dead.redis.aclose()  # type: ignore[attr-defined]
+
+
 async def test_a_flush_writes_only_what_changed_and_nothing_when_idle() -> None:
     async with redis_url() as url:
         coord = RedisCoordinator(url)
