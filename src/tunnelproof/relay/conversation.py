@@ -298,11 +298,7 @@ class Conversation:
     # -- devices ----------------------------------------------------------------------
 
     def attach(
-        self,
-        device: DeviceSink,
-        *,
-        position: RelayHandle | None,
-        wants_handles: bool,
+        self, device: DeviceSink, *, position: RelayHandle | None, wants_handles: bool
     ) -> None:
         """Attach ``device``: queue what it missed after ``position``, then go live.
 
