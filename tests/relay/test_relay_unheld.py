@@ -212,3 +212,29 @@ def test_the_run_length_index_stays_one_run_while_audio_streams_in() -> None:
     u.held(tuple(range(1, 101)))  # a handle held the first 100 sends
     assert u.runs() == [[100, 199, None]]
     assert sorted(u.bodies()) == list(range(100, 200))
+
+
+def test_the_runs_and_indices_kept_up_to_date_match_a_recount() -> None:
+    # The mirror reads them every flush; they are kept incrementally (no pass over up to
+    # 4096 entries): after any mix of additions, evictions, holds and turn ends they must
+    # equal what a recount from the entries gives.
+    import random
+
+    rng = random.Random(7)
+    u = UnheldInput(max_records=5, max_entries=50)
+    seq = 0
+    for step in range(2000):
+        roll = rng.random()
+        if roll < 0.6:
+            seq += 1
+            u.forwarded(_chunk() if rng.random() < 0.7 else _text("x"), seq, seq)
+        elif roll < 0.7:
+            u.turn_ended()
+        elif roll < 0.8 and u.entries:
+            u.held(tuple(e.seq for e in u.entries[: rng.randint(1, 3)] if e.seq is not None))
+        kept = u.runs()
+        u._runs = None  # recount
+        assert u.runs() == kept, step
+        assert u.indices == {e.index for e in u.entries}, step
+        newest = [(e.index, e.message) for e in u.entries if e.index > seq - 2]
+        assert u.messages_after(seq - 2) == newest, step

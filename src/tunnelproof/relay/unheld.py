@@ -98,6 +98,10 @@ class UnheldInput:
     version: int = 0  # bumps on every change (the Redis mirror writes only changes)
     _bytes: int = 0
     _records: int = 0
+    # Kept up to date as entries come and go, so a flush costs what changed, not the whole
+    # record (up to 4096 entries while long speech streams with no handle).
+    _indices: set[int] = field(default_factory=set)
+    _runs: list[list[Any]] | None = field(default_factory=list)  # None: recompute
 
     # -- recording ---------------------------------------------------------------------
 
@@ -139,6 +143,7 @@ class UnheldInput:
             if entry.closed_turn is None:
                 entry.closed_turn = self.turn_ends
                 self.version += 1
+                self._runs = None
         self._records = _count_records(self.entries)
 
     def held(self, seqs: tuple[int, ...]) -> None:
@@ -186,17 +191,31 @@ class UnheldInput:
         ``[first index, last index, closed turn]`` per run of consecutive indices with the
         same turn end. While audio streams in (one message per 20-40 ms, no turn end) this
         is one run whose last index grows: a few bytes per flush, not the whole record."""
-        out: list[list[Any]] = []
-        for e in self.entries:
-            if out and out[-1][1] == e.index - 1 and out[-1][2] == e.closed_turn:
-                out[-1][1] = e.index
-            else:
-                out.append([e.index, e.index, e.closed_turn])
-        return out
+        if self._runs is None:
+            self._runs = []
+            for e in self.entries:
+                self._extend_runs(e)
+        return [list(run) for run in self._runs]
 
     def bodies(self) -> dict[int, dict[str, Any]]:
         """The recorded messages by index (the mirror writes each once)."""
         return {e.index: e.message for e in self.entries}
+
+    def messages_after(self, index: int) -> list[tuple[int, dict[str, Any]]]:
+        """``(index, message)`` of the entries numbered above ``index`` (the mirror's new
+        bodies: entries are kept in index order, so only the newest are looked at)."""
+        newer: list[tuple[int, dict[str, Any]]] = []
+        for e in reversed(self.entries):
+            if e.index <= index:
+                break
+            newer.append((e.index, e.message))
+        newer.reverse()
+        return newer
+
+    @property
+    def indices(self) -> set[int]:
+        """The indices held (read only: the mirror's deletions are its set minus these)."""
+        return self._indices
 
     # -- internals ---------------------------------------------------------------------
 
@@ -215,6 +234,9 @@ class UnheldInput:
             self._records += 1
         self.entries.append(entry)
         self._bytes += entry.size
+        self._indices.add(entry.index)
+        if self._runs is not None:
+            self._extend_runs(entry)
         self.version += 1
         while self.entries and (
             self._records > self.max_records
@@ -223,6 +245,13 @@ class UnheldInput:
         ):
             gone = self.entries.pop(0)
             self._bytes -= gone.size
+            self._indices.discard(gone.index)
+            if self._runs is not None:  # the first run loses its first index
+                first = self._runs[0]
+                if first[0] == first[1]:
+                    self._runs.pop(0)
+                else:
+                    first[0] += 1
             self.forgotten += 1
             if not (self.entries and _continues(gone, self.entries[0])):
                 self._records -= 1  # the record's last entry went
@@ -233,4 +262,14 @@ class UnheldInput:
             self.entries = kept
             self._bytes = sum(e.size for e in kept)
             self._records = _count_records(kept)
+            self._indices = {e.index for e in kept}
+            self._runs = None
             self.version += 1
+
+    def _extend_runs(self, e: _Entry) -> None:
+        runs = self._runs
+        assert runs is not None
+        if runs and runs[-1][1] == e.index - 1 and runs[-1][2] == e.closed_turn:
+            runs[-1][1] = e.index
+        else:
+            runs.append([e.index, e.index, e.closed_turn])
