@@ -1,4 +1,5 @@
-"""The relay's note in ``setupComplete``: whether a dropped device's turn goes on.
+"""The relay's note in ``setupComplete`` (a dropped device's turn goes on), and the names
+tunnelproof clients give the messages they send to a relay.
 
 Google never continues a generation cut by a dropped connection, so a client that loses
 its socket mid-answer reports the answer cut (``Rewound``) at once. The tunnelproof relay
@@ -9,7 +10,15 @@ missed, so through it the answer goes on. It says so in its ``setupComplete``::
     {"setupComplete": {"tunnelproofRelay": {"keepsTurns": true,
                                             "resumedIntact": true}}}         (a resume)
 
-And a tunnelproof client names each message it sends on a connection whose
+``keepsTurns``: a drop of this connection does not cut the model's turn; the resume will
+say whether the device lost anything. ``resumedIntact``: everything the device missed since
+its handle follows, in order (the relay's buffer bounds evicted none of it). A client
+holds the ``Rewound`` of a drop from a ``keepsTurns`` connection until the next
+``setupComplete``, and reports it only if that one is not an intact resume. Google sends
+neither field, so a client talking to Google is unchanged. Other clients (google-genai)
+drop the unknown field.
+
+A tunnelproof client also names each message it sends on a connection whose
 ``setupComplete`` carried the note, so the relay recognises a replay exactly (the same
 name) and never takes a message the user sends again on purpose (the same bytes: "yes"
 twice, a new name) for one. The name is ``<client instance>:<seq>`` (the instance is random
@@ -20,14 +29,6 @@ per client session, so a restarted client names afresh), put first in the frame:
 The relay strips it before anything else reads the frame; Google never sees it (a client
 names messages only after a relay's note). A client that names nothing (google-genai, the
 seed's) gets the relay's rule by content (``tunnelproof.relay.dedup``).
-
-``keepsTurns``: a drop of this connection does not cut the model's turn; the resume will
-say whether the device lost anything. ``resumedIntact``: everything the device missed since
-its handle follows, in order (the relay's buffer bounds evicted none of it). A client
-holds the ``Rewound`` of a drop from a ``keepsTurns`` connection until the next
-``setupComplete``, and reports it only if that one is not an intact resume. Google sends
-neither field, so a client talking to Google is unchanged. Other clients (google-genai)
-drop the unknown field.
 """
 
 from __future__ import annotations
