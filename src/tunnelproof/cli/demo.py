@@ -145,7 +145,7 @@ def register(app: typer.Typer) -> None:
                 print_json(error_document(SPEED_PROBLEM, 2))
             raise _fail(SPEED_PROBLEM)
         if browser:
-            from tunnelproof.browser.demo import run_browser_demo_command
+            from tunnelproof.demo.browser import run_browser_demo_command
 
             raise typer.Exit(code=run_browser_demo_command(speed))
         from tunnelproof.demo import DemoError, DemoOptions, run_demo
