@@ -260,7 +260,7 @@ def test_outbox_bounds_text_by_count_and_bytes() -> None:
     h2 = Harness(limits=OutboxLimits(max_messages=100, max_bytes=100))
     h2.start()
     assert h2.send(realtime_text("x" * 50)).queued
-    big = h2.send(realtime_text("y" * 80))
+    big = h2.send(realtime_text("y" * 40))
     assert big.dropped and big.reason == "outbox full"
 
 

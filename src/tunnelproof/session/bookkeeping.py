@@ -52,6 +52,7 @@ from tunnelproof.session.relay_link import RelayLink
 from tunnelproof.session.restore import TurnRestore
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
+from tunnelproof.session.screening import screen
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import DEFAULT_MAX_BYTES, DEFAULT_MAX_TURNS, Transcript
@@ -476,18 +477,11 @@ class SessionBookkeeping(DeliveryAccounting):
         if self.phase in (Phase.CLOSED, Phase.CLOSING):
             self.metrics.messages_dropped += 1
             return SendResult("dropped", item.seq, "the session is closed")
-        cancelled = self.tools.cancelled_among(item.tool_ids) if item.tool_ids else None
-        if cancelled:
-            trimmed = item.without_tool_ids(cancelled)
-            if trimmed is None:
-                self.metrics.messages_dropped += 1
-                return SendResult(
-                    "dropped",
-                    item.seq,
-                    "the tool call was cancelled by a reconnect (the resumed session "
-                    f"never saw {', '.join(sorted(cancelled))})",
-                )
-            item = trimmed
+        item, refused = screen(item, self.tools, self.outbox)  # too large, no open call
+        if refused is not None:
+            self.metrics.messages_dropped += 1
+            self.metrics.audio_ms_dropped += item.audio_ms
+            return SendResult("dropped", item.seq, refused)
         if self.phase is Phase.CONNECTED and not self.outbox.pending:
             self._write(item)
             return SendResult("sent", item.seq)

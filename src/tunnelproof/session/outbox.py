@@ -31,6 +31,7 @@ Two records make that possible without keeping every payload:
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -68,6 +69,11 @@ class SendResult:
         return self.status == "dropped"
 
 
+# The largest client frame known to be accepted: the emulator's (Google's own limit is not
+# documented; docs/emulator.md). A single message must fit the outbox, so max_bytes <= this.
+MAX_CLIENT_FRAME_BYTES = 32 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxLimits:
     """Bounds of the outbox.
@@ -78,7 +84,11 @@ class OutboxLimits:
         audio_ttl: audio older than this (seconds since the app sent it) is dropped
             instead of sent.
         max_messages: queued non-audio messages; a send beyond it is refused.
-        max_bytes: queued non-audio bytes; a send beyond it is refused.
+        max_bytes: queued non-audio bytes; a send beyond it is refused, and a single
+            message larger than it is refused in every phase (it could never be queued or
+            replayed). At most :data:`MAX_CLIENT_FRAME_BYTES`.
+
+    Every bound must be positive (numbers finite, counts integers): ``ValueError`` else.
         max_unconfirmed_messages: sent-but-unconfirmed non-audio messages kept for replay.
     """
 
@@ -87,6 +97,23 @@ class OutboxLimits:
     max_messages: int = 256
     max_bytes: int = 1 << 20
     max_unconfirmed_messages: int = 512
+
+    def __post_init__(self) -> None:
+        # A zero, negative or nan bound refused every send (nan compares false, so a nan
+        # bound let the queue grow without limit): refused here, where it was written.
+        for name in ("max_audio_ms", "audio_ttl"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"OutboxLimits.{name} must be a positive number, got {value!r}")
+        for name in ("max_messages", "max_bytes", "max_unconfirmed_messages"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"OutboxLimits.{name} must be an integer >= 1, got {value!r}")
+        if self.max_bytes > MAX_CLIENT_FRAME_BYTES:
+            raise ValueError(
+                f"OutboxLimits.max_bytes must be <= {MAX_CLIENT_FRAME_BYTES} (the largest "
+                f"client frame the server is known to accept), got {self.max_bytes!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
