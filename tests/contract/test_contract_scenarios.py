@@ -219,9 +219,9 @@ class Runner:
             elif isinstance(a, act.CancelTimer):
                 self.timers.pop(a.name, None)
 
-    def step(self, step: dict[str, Any]) -> tuple[list[act.Action], str | None]:
+    def step(self, step: dict[str, Any]) -> tuple[list[act.Action], dict[str, Any] | None]:
         m = self.machine
-        result: str | None = None
+        result: dict[str, Any] | None = None
         if "start" in step:
             stored = step["start"].get("stored")
             event: Any = Started(
@@ -274,7 +274,7 @@ class Runner:
         elif "send" in step:
             res, actions = m.send(step["send"], now=self.now, wall=self.wall)
             self._track(actions)
-            return actions, res.status
+            return actions, {"status": res.status, "reason": res.reason}
         elif "linkChecked" in step:
             c = step["linkChecked"]
             event = LinkChecked(self.attempt, c["alive"], c.get("detail", ""))
@@ -306,8 +306,11 @@ def test_contract_scenario(scenario: dict[str, Any]) -> None:
             position += 1
         for pattern in step.get("absent", []):
             assert not any(matches(pattern, a) for a in got), f"unexpected {pattern} at {where}"
-        if "result" in step:
-            assert result == step["result"], where
+        if "result" in step:  # a status, or a pattern over {status, reason}
+            expected = step["result"]
+            if isinstance(expected, str):
+                expected = {"status": expected}
+            assert result is not None and matches(expected, result), f"result {result} at {where}"
         if "state" in step:
             assert runner.machine.state.value == step["state"], where
         if "handle" in step:

@@ -19,7 +19,10 @@ import {
   Outbox,
   Transcript,
   makeOutgoing,
+  oversized,
   sendResult,
+  settleToolCalls,
+  toolAnswerRefusal,
   withoutToolIds,
 } from "./outbox.js";
 import { TurnRestore } from "./restore.js";
@@ -450,6 +453,8 @@ export class SessionMachine {
     this.callsSinceHandle = [];
     /** @type {Set<string>} */
     this.cancelledToolIds = new Set();
+    /** Closed call id -> why, for the refusal of a late answer (Python: ToolCalls._settled). @type {Map<string, string>} */
+    this.settledToolCalls = new Map();
     /** Calls cancelled by the last reconnect; the next tool call re-issues them. @type {string[]} */
     this.reissuePending = [];
     /** Open call id -> the question it answers (Python: ToolCalls._question). @type {Map<string, number|null>} */
@@ -1278,6 +1283,7 @@ export class SessionMachine {
       }
       case "toolCallCancellation":
         for (const id of message.ids) this.openToolCalls.delete(id);
+        settleToolCalls(this.settledToolCalls, message.ids, "the server withdrew it with toolCallCancellation");
         this.emit({ type: "toolCallCancelled", ids: message.ids });
         break;
       case "goAway":
@@ -1382,7 +1388,10 @@ export class SessionMachine {
       this.unwritten.delete(item.seq);
       for (const t of item.turns) this.transcript.add(t.role, t.text);
     }
-    if (item.kind === "tool_response") for (const id of item.toolIds) this.openToolCalls.delete(id);
+    if (item.kind === "tool_response") {
+      for (const id of item.toolIds) this.openToolCalls.delete(id);
+      settleToolCalls(this.settledToolCalls, item.toolIds, "it was answered already");
+    }
     if (item.expectsReply) {
       // Asking again never postpones a reply already owed: questions sent closer together
       // than replyTimeout would keep a blackholed link looking alive.
@@ -1945,6 +1954,17 @@ export class SessionMachine {
     if (this.phase === "closed" || (this.phase === "closing" && this.closePurpose === "user")) {
       this.metrics.messagesDropped += 1;
       return sendResult("dropped", item.seq, "the session is closed");
+    }
+    // Refused at the call (Python: screening.screen): larger than the outbox, or an answer
+    // to no open tool call (Google closes 1007 on it, failing the session).
+    const queued = new Set(this.outbox.pending.flatMap((i) => (i.kind === "tool_response" ? i.toolIds : [])));
+    const refused =
+      oversized(item, this.outbox.limits) ??
+      (item.kind === "tool_response" ? toolAnswerRefusal(item, this.openToolCalls, this.cancelledToolIds, this.settledToolCalls, queued) : null);
+    if (refused !== null) {
+      this.metrics.messagesDropped += 1;
+      if (item.kind === "audio") this.metrics.audioMsDropped += item.audioMs;
+      return sendResult("dropped", item.seq, refused);
     }
     if (item.kind === "tool_response") {
       const cancelled = new Set(item.toolIds.filter((i) => this.cancelledToolIds.has(i)));

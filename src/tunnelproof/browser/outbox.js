@@ -56,6 +56,82 @@ export const DEFAULT_LIMITS = Object.freeze({
   maxUnconfirmedMessages: 512,
 });
 
+/** The largest client frame known to be accepted (the emulator's; Python: MAX_CLIENT_FRAME_BYTES). */
+export const MAX_CLIENT_FRAME_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Throw a RangeError for a bound that is zero, negative, not finite or (counts) not an
+ * integer, or a `maxBytes` above MAX_CLIENT_FRAME_BYTES (Python: OutboxLimits.__post_init__).
+ * A zero bound refused every send; a NaN one compared false and let the queue grow unbounded.
+ * @param {OutboxLimits} limits
+ */
+export function checkLimits(limits) {
+  for (const name of /** @type {const} */ (["maxAudioMs", "audioTtl"])) {
+    const value = limits[name];
+    if (typeof value !== "number" || !Number.isFinite(value) || value <= 0) {
+      throw new RangeError(`OutboxLimits.${name} must be a positive number, got ${value}`);
+    }
+  }
+  for (const name of /** @type {const} */ (["maxMessages", "maxBytes", "maxUnconfirmedMessages"])) {
+    const value = limits[name];
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`OutboxLimits.${name} must be an integer >= 1, got ${value}`);
+  }
+  if (limits.maxBytes > MAX_CLIENT_FRAME_BYTES) {
+    throw new RangeError(
+      `OutboxLimits.maxBytes must be <= ${MAX_CLIENT_FRAME_BYTES} (the largest client frame the server is known to accept), got ${limits.maxBytes}`,
+    );
+  }
+}
+
+/**
+ * Why `item` alone exceeds the outbox's bounds, or null: it could never be queued or kept
+ * for replay, so it is refused in every phase (Python: screening.oversized).
+ * @param {Outgoing} item @param {OutboxLimits} limits @returns {string|null}
+ */
+export function oversized(item, limits) {
+  if (item.kind === "audio") {
+    if (item.audioMs <= limits.maxAudioMs) return null;
+    return `audio chunk of ${Math.round(item.audioMs)} ms is longer than the outbox holds (max_audio_ms=${limits.maxAudioMs}); send shorter chunks`;
+  }
+  if (item.wire.length <= limits.maxBytes) return null;
+  return `message of ${item.wire.length} bytes is larger than the outbox holds (max_bytes=${limits.maxBytes}): it could never be queued or replayed`;
+}
+
+/**
+ * Why an answer to `item.toolIds` must not go out, or null (Python: ToolCalls.refusal).
+ * Google closes 1007 on a toolResponse for an id with no open call (never made, answered
+ * already, withdrawn), failing the session. Ids a reconnect cancelled pass here: the
+ * caller strips them. `queued`: ids answered by a message still in the outbox.
+ * @param {Outgoing} item @param {Set<string>} open @param {Set<string>} cancelled
+ * @param {Map<string, string>} settled closed id -> why @param {Set<string>} queued
+ * @returns {string|null}
+ */
+export function toolAnswerRefusal(item, open, cancelled, settled, queued) {
+  const body = item.message[Object.keys(item.message)[0]];
+  const responses = getField(body, "functionResponses");
+  const count = Array.isArray(responses) ? responses.length : 0;
+  if (!item.toolIds.length || item.toolIds.length !== count) {
+    return "a toolResponse answers one or more tool calls, each by its toolCall's id";
+  }
+  const seen = new Set();
+  for (const id of item.toolIds) {
+    if (seen.has(id)) return `it answers tool call '${id}' twice`;
+    seen.add(id);
+    if (queued.has(id)) return `tool call '${id}' is answered already (by a queued message)`;
+    if (!open.has(id) && !cancelled.has(id)) return `no open tool call '${id}': ${settled.get(id) ?? "the model never made it"}`;
+  }
+  return null;
+}
+
+/**
+ * Remember why these calls closed (for the refusal reason); the first reason stands. Bounded.
+ * @param {Map<string, string>} settled @param {Iterable<string>} ids @param {string} why
+ */
+export function settleToolCalls(settled, ids, why) {
+  for (const id of ids) if (!settled.has(id)) settled.set(id, why);
+  if (settled.size > 4096) for (const old of [...settled.keys()].slice(0, -2048)) settled.delete(old);
+}
+
 /** @param {SendResult["status"]} status @param {number} seq @param {string|null} [reason] @returns {SendResult} */
 export function sendResult(status, seq, reason = null) {
   return { status, seq, reason };
@@ -199,6 +275,7 @@ export class AudioDropLedger {
 export class Outbox {
   /** @param {OutboxLimits} [limits] */
   constructor(limits = DEFAULT_LIMITS) {
+    checkLimits(limits);
     this.limits = limits;
     /** @type {Outgoing[]} */
     this.pending = [];
