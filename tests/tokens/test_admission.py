@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tunnelproof.tokens.admission import (
+    OVERLOAD_MIN_WAIT,
     Admission,
+    overload_wait,
     retry_after_header,
     retry_after_headers,
     retry_after_ms_header,
@@ -138,3 +140,17 @@ def test_both_headers_carry_the_same_wait() -> None:
 def test_nonsense_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Admission(**kwargs)
+
+
+def test_a_caller_shed_by_a_full_line_waits_for_the_line() -> None:
+    # The virtual queue knows only the callers it shed; a full line of mint slots is work
+    # it cannot size, so such a caller comes back no sooner than 1 s, or the line's length
+    # at the rate (a caller told "3 ms" would only join the same line again).
+    assert overload_wait(0, 400.0) == OVERLOAD_MIN_WAIT == 1.0
+    assert overload_wait(1200, 400.0) == pytest.approx(3.0)
+    clock = Clock()
+    admission = Admission(400.0, clock=clock)
+    assert admission.shed(overload_wait(0, 400.0)) == pytest.approx(1.0025)
+    assert admission.shed() == pytest.approx(1.005)  # the others queue behind it
+    clock.now += 10.0
+    assert admission.shed(overload_wait(2000, 400.0)) == pytest.approx(5.0025)

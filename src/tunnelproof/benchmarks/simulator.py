@@ -71,7 +71,7 @@ from tunnelproof.session.events import (
 )
 from tunnelproof.session.machine import SessionMachine, SessionState
 from tunnelproof.session.policy import DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
-from tunnelproof.tokens.admission import Admission, retry_after_ms_header
+from tunnelproof.tokens.admission import Admission, overload_wait, retry_after_ms_header
 
 WALL0 = 1_800_000_000.0
 """Wall-clock time at virtual time 0 (token and handle expiry use the wall clock)."""
@@ -594,7 +594,10 @@ class StormWorld(World):
         if admission is not None:
             turn = max(self._next_free, t)
             if turn - t > self.queue_wait:
-                return "shed", _client_wait(admission.shed())
+                # As the route sheds a caller whose wait for a mint slot timed out: not
+                # before the line ahead has drained (overload_wait).
+                line = int((turn - t) * self.token_rate)
+                return "shed", _client_wait(admission.shed(overload_wait(line, self.token_rate)))
             self._next_free = turn + 1.0 / self.token_rate
             self.served.append(turn)
             return "ok", turn - t

@@ -124,14 +124,16 @@ class Admission:
 
     # -- the queue --------------------------------------------------------------------------
 
-    def shed(self) -> float:
+    def shed(self, not_before: float = 0.0) -> float:
         """Take the next slot for one shed caller; the seconds until it (> 0).
 
-        While the upstream is down the slot is after its next probe and at least
-        ``first_wait`` after it went down. Never more than ``max_wait`` away.
+        The slot is at least ``not_before`` seconds away (a backlog the queue does not
+        know of: see :func:`overload_wait`). While the upstream is down it is after its
+        next probe and at least ``first_wait`` after it went down. Never more than
+        ``max_wait`` away.
         """
         now = self._clock()
-        start = max(self._tail, now)
+        start = max(self._tail, now + not_before)
         if self._down_since is not None:
             start = max(start, self._next_probe, self._down_since + self.first_wait)
         slot = min(start + 1.0 / self.rate, now + self.max_wait)
@@ -146,6 +148,24 @@ class Admission:
 
 
 _EPSILON = 1e-6  # float noise (a slot 1.0000000002 s away is 1 s away, not 2)
+
+OVERLOAD_MIN_WAIT = 1.0
+"""The shortest wait handed to a caller shed because every mint slot stayed busy (s)."""
+
+
+def overload_wait(waiting: int, rate: float) -> float:
+    """How far away the slot of a caller shed because every mint slot stayed busy must be
+    at least: the line still waiting for a slot, at ``rate``, and never under
+    ``OVERLOAD_MIN_WAIT``.
+
+    The virtual queue only knows the callers it shed; this one was shed because the service
+    is behind by work it cannot size (its line, its real rate, which a busy CPU puts below
+    ``admit_rate``). Sent back sooner, such callers return into the same line and are shed
+    again: measured with 500 sessions on a starved CPU, callers told "3 ms" (an empty
+    queue) came back ten times a second and kept the service overloaded for half a minute.
+    """
+    return max(OVERLOAD_MIN_WAIT, waiting / rate)
+
 
 RETRY_AFTER_MS = "retry-after-ms"
 """The sub-second companion of ``Retry-After`` (milliseconds; not in an RFC: the convention

@@ -49,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tunnelproof.browser.static import static_router
-from tunnelproof.tokens.admission import Admission, retry_after_headers
+from tunnelproof.tokens.admission import Admission, overload_wait, retry_after_headers
 from tunnelproof.tokens.auth import (
     AuthenticationFailed,
     Authenticator,
@@ -306,15 +306,16 @@ class TokenService:
         except MintingOverloaded:
             self.metrics.rate_limited.labels("overload").inc()
             log.warning("token request shed: all mint slots busy")
-            return self._shed("Busy, retry later", OVERLOADED_CODE)
+            not_before = overload_wait(self.minter.waiting, self.admission.rate)
+            return self._shed("Busy, retry later", OVERLOADED_CODE, not_before)
 
     def _shed_upstream_down(self) -> Response:
         self.metrics.rate_limited.labels("upstream_down").inc()
         return self._shed("Upstream unavailable, retry later", UPSTREAM_UNAVAILABLE_CODE)
 
-    def _shed(self, message: str, code: str) -> Response:
+    def _shed(self, message: str, code: str, not_before: float = 0.0) -> Response:
         """503 with the caller's own slot in the backlog (``Retry-After``, ``retry-after-ms``)."""
-        wait = self.admission.shed()
+        wait = self.admission.shed(not_before)
         return _error(503, message, retry_after_headers(wait), code=code)
 
     async def _limit_and_mint(
