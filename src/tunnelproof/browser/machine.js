@@ -22,6 +22,7 @@ import {
   sendResult,
   withoutToolIds,
 } from "./outbox.js";
+import { TurnRestore } from "./restore.js";
 import { TurnTracker } from "./turns.js";
 
 /** @typedef {import("./protocol.js").Json} Json */
@@ -202,6 +203,7 @@ export function offlineTokenTimeout(watchdogs, lastFetch, timeoutsInRow) {
  *   | {type: "reconnecting", delay: number, attempt: number, reason: string, kind: "offline"|"server", planned: boolean}
  *   | {type: "disconnected", code: number|null, reason: string, planned: boolean}
  *   | {type: "rewound", partialText: string, replyLost: boolean, cancelledToolCallIds: string[], unanswered: string[], reasked: boolean}
+ *   | {type: "turnsRestored", turns: number, seqs: number[], missing: string[], reasked: boolean}
  *   | {type: "contextReset", reason: string, seededTurns: number}
  *   | {type: "goAway", timeLeft: number|null, handoverBy: number}
  *   | {type: "failed", verdict: CloseVerdict, advice: string}
@@ -276,6 +278,8 @@ export class SessionMetrics {
   }
 }
 
+/** How a message sent to a tunnelproof relay starts: its name (protocol/relay_setup.py). */
+const NAME_PREFIX = '{"tunnelproofName":"';
 const T_TOKEN = "token";
 const T_CONNECT = "connect";
 const T_SETUP = "setup";
@@ -402,6 +406,11 @@ export class SessionMachine {
 
     /** Which server turn answers which client message (FIFO; turns.js). */
     this.turns = new TurnTracker();
+    /** Turns completed since the newest handle: restored as history after a drop (restore.js). */
+    this.restore = new TurnRestore(this.turns, {
+      audio: (config.modality ?? "AUDIO") === "AUDIO",
+      enabled: config.sessionResumption !== false,
+    });
     /** @type {Outgoing|null} the newest message written on this connection (a 1007 rejects it) */
     this.lastWritten = null;
     /** Question texts by seq, kept until answered: told to the app if an answer is lost. @type {Map<number, string>} */
@@ -414,6 +423,16 @@ export class SessionMachine {
     this.reask = new Set();
     /** Model text of the answer a lost connection cut. */
     this.cutPartial = "";
+    /**
+     * A relay keeps the model's turn going through our drop (its setupComplete says so):
+     * the rewound of a drop from such a connection waits for the resume, which says whether
+     * anything was lost; emitted then only if it was (or if the session ends first).
+     */
+    this.serverKeepsTurns = false;
+    /** Names this client's messages to a relay (drawn on the first relay connection). */
+    this.instanceName = "";
+    /** @type {AppEvent|null} */
+    this.heldRewind = null;
     /**
      * Re-asked questions taken out of the transcript for a fresh session: written back when
      * asked again (a replay, which is otherwise never written twice). @type {Set<number>}
@@ -676,7 +695,9 @@ export class SessionMachine {
         // then hold a message the app was told is lost (and may resend).
         for (const t of item.turns) this.transcript.forget(t.role, t.text);
       }
-      this.emit({ type: "sendDropped", seqs: [item.seq], kind: item.kind, reason, audioMs: 0 });
+      // A restore message goes with the sends it covers (restore.js).
+      const seqs = [item.seq, ...this.restore.covered([item.seq])];
+      this.emit({ type: "sendDropped", seqs, kind: item.kind, reason, audioMs: 0 });
     }
   }
 
@@ -705,6 +726,7 @@ export class SessionMachine {
     const awaiting = new Set(this.turns.awaitingAnswer);
     const unread = this.outbox.unconfirmed.filter((i) => awaiting.has(i.seq));
     const read = this.outbox.unconfirmed.filter((i) => !awaiting.has(i.seq)).map((i) => i.seq);
+    read.push(...this.restore.covered(read));
     const earlier = this.outbox.takeUnverified().map((a) => a.seq);
     if (read.length || earlier.length) this.emit({ type: "delivered", seqs: [...earlier, ...read].sort((a, b) => a - b) });
     this.outbox.removeWhere((i) => awaiting.has(i.seq) && i.wasSent);
@@ -723,6 +745,7 @@ export class SessionMachine {
     const first = this.turns.unheldFrom;
     const keep = first === null ? 0 : this.outbox.unconfirmed.filter((i) => i.seq >= first).length;
     const confirmed = this.outbox.confirm(keep).map((i) => i.seq);
+    confirmed.push(...this.restore.covered(confirmed)); // the sends a restore message stands for
     // Audio that left the replay window earlier was sent before these: held too, unless no
     // turn has consumed it yet.
     const earlier = this.outbox.takeUnverified(first).map((a) => a.seq);
@@ -1060,7 +1083,10 @@ export class SessionMachine {
     }
     const partialText = this.transcript.partialModelText;
     const lost = this.turns.connectionLost();
-    const toolIds = [...this.callsSinceHandle];
+    // Completed turns the handle lacks go back as history, not questions (restore.js).
+    const willResume = this.handleValue !== null && !this.seedState;
+    const [restored, kept] = this.restore.connectionLost(this.outbox, this.now, willResume);
+    const toolIds = this.callsSinceHandle.filter((id) => !kept.has(id));
     this.transcript.commitModel();
     this.lastWritten = null;
     // Which owed questions the session asks again itself: those the server's state may
@@ -1083,11 +1109,16 @@ export class SessionMachine {
       if (text !== undefined) unanswered.push(text);
     }
     const replyLost = lostQuestions.length > 0;
+    if (restored !== null) this.emit(restored);
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
     if (partialText || lost.owed || toolIds.length) {
       const reasked = owed.some((seq) => unconfirmed.has(seq));
-      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked });
+      /** @type {AppEvent} */
+      const rewound = { type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked };
+      if (wasConnected && this.serverKeepsTurns && !toolIds.length) this.heldRewind = rewound;
+      else this.emit(rewound);
     }
+    if (wasConnected) this.serverKeepsTurns = false;
     this.callsSinceHandle = [];
     // Audio sent beyond the replay window with no confirmation since: the link died with
     // it, and nothing can replay it. Reported, never silently lost.
@@ -1216,7 +1247,7 @@ export class SessionMachine {
   onMessage(message) {
     switch (message.kind) {
       case "setupComplete":
-        if (this.phase === "setup") this.onSetupComplete();
+        if (this.phase === "setup") this.onSetupComplete(message.keepsTurns, message.resumedIntact);
         break;
       case "serverContent":
         this.onContent(message);
@@ -1266,7 +1297,16 @@ export class SessionMachine {
     }
   }
 
-  onSetupComplete() {
+  /** @param {boolean} keepsTurns @param {boolean} resumedIntact */
+  onSetupComplete(keepsTurns, resumedIntact) {
+    // A held rewound: an intact resume continues the turn (nothing was rewound); any other
+    // setupComplete means the cut stands, said before resumed/contextReset.
+    if (!(this.resuming && resumedIntact)) this.releaseHeldRewind();
+    this.heldRewind = null;
+    this.serverKeepsTurns = keepsTurns;
+    if (keepsTurns && !this.instanceName) {
+      this.instanceName = Math.floor(this.random() * 2 ** 32).toString(16).padStart(8, "0");
+    }
     this.cancelTimer(T_SETUP);
     this.phase = "connected";
     this.connectedAt = this.now;
@@ -1333,7 +1373,10 @@ export class SessionMachine {
 
   /** Send `item` on the live connection and record it. @param {Outgoing} item */
   write(item) {
-    this.sendWire(item.wire);
+    // To a tunnelproof relay each message goes out named (a replay keeps its name), so the
+    // relay drops exactly the replays of what it has (protocol/relay_setup.py).
+    const named = this.serverKeepsTurns;
+    this.sendWire(named ? `${NAME_PREFIX}${this.instanceName}:${item.seq}",${item.wire.slice(1)}` : item.wire);
     this.lastWritten = item;
     if (!item.wasSent || this.unwritten.has(item.seq)) {
       this.unwritten.delete(item.seq);
@@ -1418,6 +1461,7 @@ export class SessionMachine {
       this.transcript.commitModel();
       this.emit({ type: "turnComplete", reason: content.turnCompleteReason });
     }
+    this.restore.content(content, this.lastWritten === null ? null : this.lastWritten.seq);
   }
 
   /** @param {boolean} resumable @param {string|null} newHandle */
@@ -1430,6 +1474,7 @@ export class SessionMachine {
     this.handleCurrent = true;
     if (this.seedState === "read") this.seedState = "";
     this.callsSinceHandle = [];
+    this.restore.handleIssued();
     this.confirmDelivery();
     this.saveHandle();
   }
@@ -1707,8 +1752,16 @@ export class SessionMachine {
     }
     if (this.connectedAt !== null) this.connectionGone(v.code, v.reason, false);
     this.phase = "failed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "failed", verdict: v, advice: v.advice });
+  }
+
+  /** Emit a held rewound: the resume was not intact, or the session ends. */
+  releaseHeldRewind() {
+    const held = this.heldRewind;
+    this.heldRewind = null;
+    if (held !== null) this.emit(held);
   }
 
   // -- timers ----------------------------------------------------------------------------------
@@ -1855,6 +1908,7 @@ export class SessionMachine {
   finishClose() {
     this.cancelTimer(...this.timers.keys());
     this.phase = "closed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "closed" });
   }

@@ -105,12 +105,24 @@ def client_message(kind: str, body: JsonDict) -> JsonDict:
     return {kind: body}
 
 
-SETUP_COMPLETE: JsonDict = {"setupComplete": {}}
-
-
 def resumption_update(handle: str) -> JsonDict:
     """A resumable ``sessionResumptionUpdate`` carrying a relay handle."""
     return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+
+
+_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
+
+
+def media_only(message: Mapping[str, Any]) -> bool:
+    """A client message that is a ``realtimeInput`` carrying only audio/video chunks (the
+    relay records those by the periodic flush, and keeps contiguous ones as one record)."""
+    body = message.get("realtimeInput")
+    return (
+        len(message) == 1
+        and isinstance(body, Mapping)
+        and bool(body)
+        and body.keys() <= _MEDIA_KEYS
+    )
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

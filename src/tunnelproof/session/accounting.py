@@ -13,6 +13,9 @@ from tunnelproof.session.actions import Action, Emit
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox
 from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.relay_link import RelayLink
+from tunnelproof.session.restore import TurnRestore
+from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import Transcript
 from tunnelproof.session.turns import TurnTracker
 
@@ -24,11 +27,14 @@ class DeliveryAccounting:
     transcript: Transcript
     metrics: SessionMetrics
     turns: TurnTracker
+    tools: ToolCalls
+    restore: TurnRestore
     _out: list[Action]
     _session_ready: bool
     _question_texts: dict[int, str]
     _audio_drops: AudioDropLedger
     _unwritten: set[int]
+    _relay: RelayLink
 
     def _emit(self, event: ev.AppEvent) -> None:
         self._out.append(Emit(event))
@@ -55,7 +61,9 @@ class DeliveryAccounting:
                 # it would then hold a message the app was told is lost (and may resend).
                 for turn in item.turns:
                     self.transcript.forget(turn.role, turn.text)
-            self._emit(ev.SendDropped((item.seq,), item.kind.value, reason))
+            # A restore message goes with the sends it covers (restore.py).
+            seqs = (item.seq, *self.restore.covered((item.seq,)))
+            self._emit(ev.SendDropped(seqs, item.kind.value, reason))
 
     def _report_audio_drops(self) -> None:
         """Emit the audio dropped since the last report as one ``SendDropped``."""
@@ -63,6 +71,11 @@ class DeliveryAccounting:
         if taken is not None:
             seqs, ms, reason = taken
             self._emit(ev.SendDropped(seqs, "audio", reason, ms))
+
+    def _report_at_end(self) -> None:
+        """The session failed or closed: a held ``Rewound`` and the audio drops, now."""
+        self._relay.release()
+        self._report_audio_drops()
 
     def _settle_at_close(self) -> None:
         """The app closes the session: every send still unconfirmed gets its verdict.
@@ -76,6 +89,7 @@ class DeliveryAccounting:
         awaiting = set(self.turns.awaiting_answer)
         unread = [i for i in self.outbox.unconfirmed if i.seq in awaiting]
         read = [i.seq for i in self.outbox.unconfirmed if i.seq not in awaiting]
+        read += self.restore.covered(read)
         earlier = [a.seq for a in self.outbox.take_unverified()]
         if read or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *read]))))
@@ -98,11 +112,19 @@ class DeliveryAccounting:
         first = self.turns.unheld_from
         keep = 0 if first is None else sum(1 for i in self.outbox.unconfirmed if i.seq >= first)
         confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
+        confirmed += self.restore.covered(confirmed)  # the sends a restore message stands for
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
         earlier = [a.seq for a in self.outbox.take_unverified(before=first)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
+
+    def _cancel_tool_calls(self, ids: set[str]) -> None:
+        self.tools.cancel(ids)
+        self._report_dropped(
+            self.outbox.drop_tool_answers(ids),
+            "answers a tool call the resumed session never saw",
+        )
 
     def _reject_message(self, seq: int, described: str) -> None:
         """The server rejected message ``seq`` (closed 1007 after it): report, never replay."""

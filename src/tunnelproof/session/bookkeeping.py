@@ -1,13 +1,12 @@
 """The machine's data and bookkeeping: everything that does not change its phase.
 
-:class:`SessionBookkeeping` is the base of
-:class:`~tunnelproof.session.machine.SessionMachine` (as h11's ``Connection`` keeps the
-fields that do not affect transitions apart from ``_state.py``). It holds the helpers that
-own data (outbox, transcript, turn tracker, tool calls, resumption state, credential slot,
-retry budget, timers), collects the actions of the call in progress, and does the work that
-follows a decision without making one: writing and replaying sends, translating server
-content, confirming delivery, settling a lost connection. Every phase change is in
-``machine.py``.
+:class:`SessionBookkeeping` is the base of :class:`~tunnelproof.session.machine.SessionMachine`
+(as h11's ``Connection`` keeps the fields that do not affect transitions apart from
+``_state.py``). It holds the helpers that own data (outbox, transcript, turns, tool calls,
+resumption state, credential slot, retry budget, timers, relay link), collects the actions
+of the call in progress, and does the work that follows a decision without making one:
+writing and replaying sends, translating server content, confirming delivery, settling a
+lost connection. Every phase change is in ``machine.py``.
 """
 
 from __future__ import annotations
@@ -49,6 +48,8 @@ from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, Se
 from tunnelproof.session.outgoing import MessageKind, Outgoing
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.relay_link import RelayLink
+from tunnelproof.session.restore import TurnRestore
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
@@ -87,6 +88,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self.turns = TurnTracker()
         self.tools = ToolCalls()
         self.resumption = ResumptionState()
+        self.restore = TurnRestore(self.turns, config)  # turns a drop would take (restore.py)
         self.timers = Timers()
         # The phase and the few facts about the current socket that a phase cannot hold.
         self.phase = Phase.IDLE  # changed only by SessionMachine (machine.py)
@@ -110,6 +112,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
+        self._relay = RelayLink(self._emit, self.rng)  # is the server a tunnelproof relay?
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -156,13 +159,14 @@ class SessionBookkeeping(DeliveryAccounting):
         if request is not None:
             self._out.append(CancelTokenFetch(request))
 
-    def _connection_ready(self) -> None:
+    def _connection_ready(self, setup_complete: JsonDict) -> None:
         """``setupComplete``: count it, re-seed a fresh session, flush, and say so."""
         self._session_ready = True
         self._connected_at = self._now
         self._last_written = None
         self.resumption.ready()
         resuming = self.resumption.resuming
+        self._relay.setup_complete(setup_complete, resuming=resuming)
         first = not self._ever_connected
         self._ever_connected = True
         self.metrics.connections += 1
@@ -257,7 +261,9 @@ class SessionBookkeeping(DeliveryAccounting):
         self._garbage_since_message = False
         partial_text = self.transcript.partial_model_text
         lost = self.turns.connection_lost()
-        tool_ids = self.tools.since_handle
+        # Completed turns the handle lacks go back as history, not questions (restore.py).
+        restored, kept = self.restore.connection_lost(self.outbox, self._now, self.resumption)
+        tool_ids = tuple(i for i in self.tools.since_handle if i not in kept)
         self.transcript.commit_model()
         # Which owed questions the session asks again itself: those the server's state may
         # lack (unconfirmed, so replayed). A confirmed one is in the state without its
@@ -273,11 +279,15 @@ class SessionBookkeeping(DeliveryAccounting):
             self._question_texts[seq] for seq in lost_questions if seq in self._question_texts
         )
         reply_lost = bool(lost_questions)
+        if restored is not None:
+            self._emit(restored)
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
+        rewound: ev.Rewound | None = None
         if partial_text or lost.owed or tool_ids:
             reasked = any(seq in unconfirmed for seq in owed)
-            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked))
+            rewound = ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked)
+        self._relay.connection_lost(rewound)  # reported now, or held for the resume
         self.tools.connection_settled()
         # Audio sent beyond the replay window with no confirmation since: the link died
         # with it, and nothing can replay it. Reported, never silently lost.
@@ -297,13 +307,6 @@ class SessionBookkeeping(DeliveryAccounting):
         )
         if self.resumption.link_lost():
             self._out.append(DeleteHandle())
-
-    def _cancel_tool_calls(self, ids: set[str]) -> None:
-        self.tools.cancel(ids)
-        self._report_dropped(
-            self.outbox.drop_tool_answers(ids),
-            "answers a tool call the resumed session never saw",
-        )
 
     def _prepare_fresh_session(self) -> None:
         """The next attempt starts a new server session: settle what the old one held."""
@@ -343,7 +346,8 @@ class SessionBookkeeping(DeliveryAccounting):
 
     def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
-        self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
+        wire = self._relay.frame(item.wire, item.seq) if self._relay.keeps_turns else item.wire
+        self._out.append(SendFrame(self._attempt, wire))
         self._last_written = seq = item.seq
         message = item.message  # its fields directly: this runs per 20 ms audio chunk
         if message.turns and (not item.was_sent or seq in self._unwritten):
@@ -441,11 +445,13 @@ class SessionBookkeeping(DeliveryAccounting):
             self._cancel_timer(Timer.REPLY)
             self.transcript.commit_model()
             self._emit(ev.TurnComplete(content.turn_complete_reason))
+        self.restore.content(content, self._last_written)
 
     def _on_resumption_update(self, update: SessionResumptionUpdate) -> None:
         if not self.resumption.issued(update.new_handle, resumable=update.resumable):
             return
         self.tools.handle_issued()
+        self.restore.handle_issued()
         self._confirm_delivery()
         self._save_handle()
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable
@@ -28,8 +27,8 @@ if TYPE_CHECKING:
     from tunnelproof.tokens.settings import TokenServiceSettings
 
 # The plugin loads in every pytest run of a project that installs tunnelproof: the token
-# service (FastAPI, uvicorn, google-genai: over a second of CPU) is imported when a test
-# first starts one, not at plugin load.
+# service (FastAPI, uvicorn via app_server, google-genai: over a second of CPU) is imported
+# when a test first starts one, not at plugin load.
 
 __all__ = [
     "DEV_BEARER_KEY",
@@ -77,29 +76,14 @@ async def running_token_service(
 
     Pass ``app`` (with ``service``'s router mounted in it) to serve your own app instead.
     """
-    import uvicorn
-
+    from tunnelproof.testing.app_server import serving
     from tunnelproof.tokens.app import create_app
     from tunnelproof.tokens.router import TokenService
 
     service = service or TokenService(settings)
     app = app or create_app(service=service)
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(startup_timeout):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn exited during start-up")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningTokenService(f"http://{host}:{port}", app, service)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=10)
+    async with serving(app, host=host, startup_timeout=startup_timeout) as url:
+        yield RunningTokenService(url, app, service)
 
 
 TokenServiceFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningTokenService]]
