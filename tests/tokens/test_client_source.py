@@ -245,3 +245,32 @@ async def test_a_session_with_such_a_credential_fails_once_with_the_reason(emu: 
     assert isinstance(events[-1], Failed), events
     assert "not a valid HTTP header value" in events[-1].verdict.reason
     assert session.metrics.connect_attempts <= 1
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, TokenUnavailable), (429, TokenRateLimited)])
+async def test_a_shed_answer_is_read_to_the_millisecond(
+    status: int, error: type[TokenUnavailable] | type[TokenRateLimited]
+) -> None:
+    # The service's own slot for this caller: retry-after-ms before the whole seconds.
+    def shed(request: httpx.Request) -> httpx.Response:
+        headers = {"Retry-After": "1", "retry-after-ms": "312"}
+        return httpx.Response(status, headers=headers, json={"code": "upstream_unavailable"})
+
+    source = TokenServiceSource(
+        "http://tokens.test/api/live/token", transport=httpx.MockTransport(shed)
+    )
+    with pytest.raises(error) as caught:
+        await source()
+    assert caught.value.retry_after == pytest.approx(0.312)
+
+
+async def test_a_shed_answer_without_a_sane_ms_hint_keeps_retry_after() -> None:
+    def shed(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "2", "retry-after-ms": "9e9"})
+
+    source = TokenServiceSource(
+        "http://tokens.test/api/live/token", transport=httpx.MockTransport(shed)
+    )
+    with pytest.raises(TokenUnavailable) as caught:
+        await source()
+    assert caught.value.retry_after == 2.0

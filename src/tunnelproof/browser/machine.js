@@ -68,6 +68,12 @@ import { TurnTracker } from "./turns.js";
  *   goAway on every connection drives no hot loop, and an answer can still arrive
  */
 
+/** The shortest wait after a shed answer (s), whatever the server asked (session/policy.py). */
+export const SHED_MIN_DELAY = 0.1;
+/** Jitter on a precise (sub-second) shed wait: this fraction of it, within [SHED_MIN_JITTER, baseDelay]. */
+export const SHED_JITTER_FRACTION = 0.1;
+export const SHED_MIN_JITTER = 0.02;
+
 /** @type {RetryPolicy} */
 export const DEFAULT_POLICY = Object.freeze({
   offlineInterval: 0.75,
@@ -866,7 +872,7 @@ export class SessionMachine {
       // still has its token in hand (the goAway deadline hands over regardless).
       if (this.phase === "connected" && this.handoverPending) {
         const wait = event.retryAfter ?? 0;
-        this.setTimer(T_PREFETCH, wait > 0 ? wait + this.random() * this.policy.baseDelay : Math.min(1, this.random() * this.policy.baseDelay));
+        this.setTimer(T_PREFETCH, wait > 0 ? this.shedDelay(wait) : Math.min(1, this.random() * this.policy.baseDelay));
       }
       return;
     }
@@ -1600,6 +1606,21 @@ export class SessionMachine {
     return delay;
   }
 
+  /**
+   * The wait after a shed answer (429/503 with Retry-After): what the server asked, never
+   * less than SHED_MIN_DELAY, plus jitter. A whole number of seconds (Retry-After) is coarse:
+   * the slot is somewhere in the second after it, so up to baseDelay of jitter. A fractional
+   * one (retry-after-ms) is this client's own slot: a tenth of it (20 ms to baseDelay).
+   * @param {number} retryAfter
+   */
+  shedDelay(retryAfter) {
+    const wait = Math.max(SHED_MIN_DELAY, retryAfter);
+    const spread = Number.isInteger(retryAfter)
+      ? this.policy.baseDelay
+      : Math.min(this.policy.baseDelay, Math.max(SHED_MIN_JITTER, SHED_JITTER_FRACTION * wait));
+    return wait + this.random() * spread;
+  }
+
   /** Reconnect with no backoff (an expected close, a fresh-session fallback). @param {string} reason */
   reconnectNow(reason) {
     this.phase = "waiting";
@@ -1616,7 +1637,7 @@ export class SessionMachine {
       // so a herd is served in turn instead of giving up.
       this.metrics.shedWaits += 1;
       this.lastFailureOffline = false;
-      this.scheduleRetry(retryAfter + this.random() * this.policy.baseDelay, "server", reason);
+      this.scheduleRetry(this.shedDelay(retryAfter), "server", reason);
       return;
     }
     this.metrics.serverFailures += 1;

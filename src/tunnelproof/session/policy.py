@@ -30,7 +30,10 @@ Three kinds of "try again" are *not* server failures (issue 15):
   escalated during the flapping. Such drops count against the per-session cap only.
 * **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
   wait is honoured (plus a little jitter) and does not count against the caps, so a herd
-  is served in turn instead of giving up.
+  is served in turn instead of giving up. A sub-second wait (``retry-after-ms``) is the
+  server's own slot for this client: the jitter is a tenth of it, not half a second, and
+  no wait is shorter than ``SHED_MIN_DELAY`` (so a server that keeps answering "1 ms"
+  cannot drive a hot loop: at most ten attempts a second, each one a served HTTP answer).
 * **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
   connections younger than ``stable_after``; beyond that, the session stays on the
   connection until the server closes it (a backstop at ``timeLeft + close_timeout``), so
@@ -48,6 +51,13 @@ from typing import Literal
 from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
 
 JitterMode = Literal["full", "additive"]
+
+SHED_MIN_DELAY = 0.1
+"""The shortest wait after a shed answer (seconds), whatever the server asked for."""
+SHED_JITTER_FRACTION = 0.1
+"""Jitter on a precise (sub-second) wait: ``uniform(0, fraction × wait)``, at least
+``SHED_MIN_JITTER`` and at most ``base_delay``."""
+SHED_MIN_JITTER = 0.02
 
 
 _WATCHDOG_POSITIVE = (
@@ -191,11 +201,21 @@ class RetryPolicy:
     def shed_delay(self, retry_after: float, rng: random.Random) -> float:
         """Delay after a shed answer (429/503 with ``Retry-After``): a wait, not a failure.
 
-        The server said when it can take us; the jitter on top (up to ``base_delay``)
-        keeps a herd from returning on one tick. The server spreads the herd itself by
-        answering each client its own ``Retry-After``.
+        The server said when it can take us; the jitter on top keeps a herd from returning
+        on one tick. A whole number of seconds (``Retry-After``) is coarse: the client's
+        real slot may be anywhere in the second after it, so the jitter is up to
+        ``base_delay``. A fractional one (``retry-after-ms``) is the client's own slot
+        (tunnelproof's service spreads the herd itself, one slot per client): the jitter
+        is ``SHED_JITTER_FRACTION`` of it (between ``SHED_MIN_JITTER`` and ``base_delay``),
+        enough to part clients given the same slot by two instances behind one balancer.
+        Never less than ``SHED_MIN_DELAY``.
         """
-        return max(0.0, retry_after) + rng.uniform(0.0, self.base_delay)
+        wait = max(SHED_MIN_DELAY, retry_after)
+        if float(retry_after).is_integer():
+            spread = self.base_delay
+        else:
+            spread = min(self.base_delay, max(SHED_MIN_JITTER, SHED_JITTER_FRACTION * wait))
+        return wait + rng.uniform(0.0, spread)
 
     def drop_is_immediate(self, served: float, recent_quick: int) -> bool:
         """Whether the first attempt after an abrupt drop goes at once.

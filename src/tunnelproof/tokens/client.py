@@ -3,7 +3,9 @@
 Each call POSTs to the service with the user's own credential and returns a fresh
 :class:`~tunnelproof.session.credentials.Credential`. Failures become the typed errors the
 reconnecting client classifies: 401/403 fatal, the service's own 500 "misconfigured"
-fatal, 429 wait, other 5xx/timeouts retry, network gone probe.
+fatal, 429 wait, other 5xx/timeouts retry, network gone probe. The wait of a 429/503 is
+``retry-after-ms`` when the service sent a sane one, else ``Retry-After``
+(:mod:`tunnelproof.session.retry_after`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -29,6 +30,9 @@ from tunnelproof.session.credentials import (
     TokenRateLimited,
     TokenUnavailable,
 )
+from tunnelproof.session.retry_after import parse_retry_after, retry_after_from
+
+__all__ = ["GetCredential", "TokenServiceSource", "UserCredential", "parse_retry_after"]
 
 UserCredential = str | Mapping[str, str] | None
 """What ``get_credential`` returns: the ``Authorization`` header value (``"Bearer …"``), a
@@ -40,23 +44,6 @@ _WS_URL = re.compile(
     r"^(?P<base>wss?://[^/?#]+(?:/[^?#]*?)?)/+ws/google\.ai\.generativelanguage\."
     r"(?P<version>v1|v1alpha|v1beta)\.GenerativeService\.BidiGenerateContentConstrained$"
 )
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    reference = now or datetime.now(when.tzinfo)
-    return max(0.0, (when - reference).total_seconds())
 
 
 def _timestamp(value: Any) -> float:
@@ -188,7 +175,8 @@ class TokenServiceSource:
 
     def _credential(self, response: httpx.Response) -> Credential:
         status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        # retry-after-ms (the service's own slot, to the millisecond) before Retry-After.
+        retry_after = retry_after_from(response.headers)
         if status in (401, 403):
             raise TokenAuthError(f"token service refused the user ({status})", status=status)
         if status == 429:
