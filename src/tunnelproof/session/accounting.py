@@ -96,8 +96,9 @@ class DeliveryAccounting:
         has consumed is not held either (an unfinished utterance is not in the state).
         """
         first = self.turns.unheld_from
-        keep = 0 if first is None else sum(1 for i in self.outbox.unconfirmed if i.seq >= first)
-        confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
+        sent = self.outbox.unconfirmed.seqs
+        keep = 0 if first is None else sum(1 for seq in sent if seq >= first)
+        confirmed = self.outbox.confirm(keep_last=keep)
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
         earlier = [a.seq for a in self.outbox.take_unverified(before=first)]

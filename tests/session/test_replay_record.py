@@ -1,0 +1,177 @@
+"""The compact replay record (issue 15): audio chunks kept as plain values, same semantics.
+
+The outbox keeps what was sent since the newest resumable handle for replay. Audio is kept
+as (seq, wire text, duration, creation time) in deques, not as objects the garbage
+collector tracks; these tests hold it to the behaviour of the object record it replaced:
+the same wire text replayed in order, the same time to live, the same eviction and the
+same accounting of durations.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tunnelproof.protocol.client_messages import FunctionResponse
+from tunnelproof.session.outbox import Outbox, OutboxLimits
+from tunnelproof.session.outgoing import ClientMessage, MessageKind, Outgoing
+
+PCM_MS = {20: b"\x01\x00" * 320, 30: b"\x02\x00" * 480, 100: b"\x03\x00" * 1600}
+
+
+def audio(seq: int, ms: int = 20, at: float = 0.0) -> Outgoing:
+    return Outgoing.of(seq, ClientMessage.audio(PCM_MS[ms]), at)
+
+
+def text(seq: int, at: float = 0.0) -> Outgoing:
+    return Outgoing.of(seq, ClientMessage.text(f"question {seq}"), at)
+
+
+def test_a_replay_after_a_drop_sends_the_same_items_and_wire_text_in_order() -> None:
+    box = Outbox()
+    sent = [
+        audio(1, at=1.0),
+        text(2, at=1.1),
+        audio(3, 30, at=1.2),
+        audio(4, 100, at=1.3),
+        Outgoing.of(5, ClientMessage.tool_response([FunctionResponse("t1", "f", {"ok": 1})]), 1.4),
+        audio(6, at=1.5),
+    ]
+    for item in sent:
+        box.mark_sent(item)
+    later = text(7, at=1.6)
+    box.enqueue(later, 1.6)
+    assert box.requeue_unconfirmed(2.0) == []
+    # Equal as dataclasses: seq, kind, body, duration, wire, creation time, was_sent.
+    assert list(box.pending) == [*sent, later]
+    assert [i.wire for i in box.pending] == [i.wire for i in [*sent, later]]
+    assert [i.was_sent for i in box.pending] == [True] * 6 + [False]
+    assert not box.unconfirmed and box.unconfirmed.audio_ms == 0.0
+    assert box.within_bounds()
+
+
+def test_audio_in_the_record_past_its_time_to_live_is_dropped_at_replay_text_stays() -> None:
+    box = Outbox(OutboxLimits(audio_ttl=5.0))
+    for item in (audio(1, at=0.0), text(2, at=0.0), audio(3, 30, at=0.5), audio(4, at=3.0)):
+        box.mark_sent(item)
+    dropped = box.requeue_unconfirmed(5.6)
+    assert [(i.seq, i.kind, i.audio_ms) for i in dropped] == [
+        (1, MessageKind.AUDIO, 20.0),
+        (3, MessageKind.AUDIO, 30.0),
+    ]
+    assert [i.seq for i in box.pending] == [2, 4]
+    assert box.within_bounds()
+
+
+def test_removal_and_trimmed_tool_answers_keep_the_order_and_the_audio_total() -> None:
+    box = Outbox()
+    box.mark_sent(audio(1))
+    two_answers = [FunctionResponse("a", "f", {}), FunctionResponse("b", "f", {})]
+    box.mark_sent(Outgoing.of(2, ClientMessage.tool_response(two_answers), 0.0))
+    box.mark_sent(audio(3, 100))
+    box.mark_sent(text(4))
+    assert box.drop_tool_answers({"a"}) == []
+    assert [i.seq for i in box.unconfirmed] == [1, 2, 3, 4]
+    (trimmed,) = [i for i in box.unconfirmed if i.seq == 2]
+    assert trimmed.tool_ids == ("b",) and trimmed.was_sent and '"a"' not in trimmed.wire
+    removed = box.remove_where(lambda i: i.seq in (1, 4))
+    assert [i.seq for i in removed] == [1, 4]
+    assert [i.seq for i in box.unconfirmed] == [2, 3]
+    assert box.unconfirmed.audio_ms == 100.0
+    assert box.within_bounds()
+
+
+def test_streamed_audio_in_the_record_holds_no_object_the_collector_tracks() -> None:
+    """The point of the compact record: 1,000 chunks kept for replay add (almost) nothing
+    to what a full collection walks. The object record added five per chunk."""
+    box = Outbox(OutboxLimits(max_audio_ms=60_000.0, max_unconfirmed_messages=2_000))
+    gc.collect()
+    before = len(gc.get_objects())
+    for seq in range(1, 1001):
+        box.mark_sent(audio(seq))
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert len(box.unconfirmed) == 1000
+    assert grown < 100, grown
+
+
+# -- a list model of the record the compact one replaced ------------------------------------
+
+
+class ListModel:
+    """The object record's rules, written plainly over a list (the reference)."""
+
+    def __init__(self, limits: OutboxLimits) -> None:
+        self.limits = limits
+        self.unconfirmed: list[tuple[int, bool, float]] = []  # (seq, is_audio, ms)
+        self.unverified: list[tuple[int, float]] = []
+
+    def total(self) -> float:
+        return sum(ms for _, _, ms in self.unconfirmed)
+
+    def mark_sent(self, seq: int, is_audio: bool, ms: float) -> list[int]:
+        self.unconfirmed.append((seq, is_audio, ms))
+        evicted: list[int] = []
+        while self.total() > self.limits.max_audio_ms + 1e-6:
+            index = next(i for i, e in enumerate(self.unconfirmed) if e[1])
+            old_seq, _, old_ms = self.unconfirmed.pop(index)
+            evicted.append(old_seq)
+            self.unverified.append((old_seq, old_ms))
+        while len(self.unconfirmed) > self.limits.max_unconfirmed_messages:
+            old_seq, old_audio, old_ms = self.unconfirmed.pop(0)
+            evicted.append(old_seq)
+            if old_audio:
+                self.unverified.append((old_seq, old_ms))
+        return evicted
+
+    def confirm(self, keep_last: int) -> list[int]:
+        cut = max(0, len(self.unconfirmed) - keep_last)
+        taken, self.unconfirmed = self.unconfirmed[:cut], self.unconfirmed[cut:]
+        return [seq for seq, _, _ in taken]
+
+    def take_unverified(self, before: int | None) -> list[tuple[int, float]]:
+        cut = len(self.unverified)
+        if before is not None:
+            cut = next((i for i, (s, _) in enumerate(self.unverified) if s >= before), cut)
+        taken, self.unverified = self.unverified[:cut], self.unverified[cut:]
+        return taken
+
+
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("audio"), st.sampled_from([20, 30, 100])),
+        st.tuples(st.just("text"), st.just(0)),
+        st.tuples(st.just("confirm"), st.integers(0, 4)),
+        st.tuples(st.just("unverified"), st.integers(-1, 40)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(OPS, st.sampled_from([60.0, 150.0, 400.0]), st.integers(2, 8))
+def test_eviction_confirmation_and_durations_match_the_list_model(
+    ops: list[tuple[str, int]], max_audio_ms: float, max_messages: int
+) -> None:
+    limits = OutboxLimits(max_audio_ms=max_audio_ms, max_unconfirmed_messages=max_messages)
+    box, model = Outbox(limits), ListModel(limits)
+    seq = 0
+    for op, arg in ops:
+        if op in ("audio", "text"):
+            seq += 1
+            item = audio(seq, arg) if op == "audio" else text(seq)
+            assert box.mark_sent(item) == model.mark_sent(seq, op == "audio", float(arg))
+        elif op == "confirm":
+            assert box.confirm(keep_last=arg) == model.confirm(arg)
+        else:
+            before = None if arg < 0 else arg
+            taken = [(a.seq, a.audio_ms) for a in box.take_unverified(before=before)]
+            assert taken == model.take_unverified(before)
+        assert [(i.seq, i.kind is MessageKind.AUDIO, i.audio_ms) for i in box.unconfirmed] == (
+            model.unconfirmed
+        )
+        assert [(a.seq, a.audio_ms) for a in box.unverified] == model.unverified
+        assert box.unconfirmed.audio_ms == model.total()
+        assert box.within_bounds()
