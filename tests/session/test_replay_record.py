@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import gc
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tunnelproof.protocol import client_messages as cm
 from tunnelproof.protocol.client_messages import FunctionResponse
 from tunnelproof.session.outbox import Outbox, OutboxLimits
 from tunnelproof.session.outgoing import ClientMessage, MessageKind, Outgoing
 
-PCM_MS = {20: b"\x01\x00" * 320, 30: b"\x02\x00" * 480, 100: b"\x03\x00" * 1600}
-
 
 def audio(seq: int, ms: int = 20, at: float = 0.0) -> Outgoing:
-    return Outgoing.of(seq, ClientMessage.audio(PCM_MS[ms]), at)
+    """``ms`` of 16 kHz PCM whose samples say ``seq``: every chunk's wire text differs."""
+    return Outgoing.of(seq, ClientMessage.audio(bytes([seq % 251, seq // 251]) * 16 * ms), at)
 
 
 def text(seq: int, at: float = 0.0) -> Outgoing:
@@ -83,6 +84,39 @@ def test_removal_and_trimmed_tool_answers_keep_the_order_and_the_audio_total() -
     assert box.within_bounds()
 
 
+def test_remove_where_among_seqs_considers_only_those_in_both_queues() -> None:
+    box = Outbox()
+    for item in (audio(1), text(2), audio(3), text(4)):
+        box.mark_sent(item)
+    box.enqueue(text(5), 0.0)
+    box.enqueue(audio(6), 0.0)
+    seen: list[int] = []
+
+    def predicate(item: Outgoing) -> bool:
+        seen.append(item.seq)
+        return item.seq != 4
+
+    removed = box.remove_where(predicate, among={3, 4, 6})
+    assert seen == [3, 4, 6], "only the items among the seqs are looked at"
+    assert [(i.seq, i.was_sent) for i in removed] == [(3, True), (6, False)]
+    assert [i.seq for i in box.unconfirmed] == [1, 2, 4]
+    assert [i.seq for i in box.pending] == [5]
+    assert box.unconfirmed.audio_ms == 20.0
+    # The record's parallel entries stay aligned: a replay sends each item's own text.
+    originals = {1: audio(1), 2: text(2), 4: text(4)}
+    assert box.requeue_unconfirmed(0.0) == []
+    assert [(i.seq, i.wire) for i in box.pending][:3] == [(s, originals[s].wire) for s in (1, 2, 4)]
+
+
+def test_only_a_non_audio_entry_can_be_replaced_by_its_trimmed_copy() -> None:
+    box = Outbox()
+    box.mark_sent(audio(1))
+    with pytest.raises(ValueError, match="no non-audio entry 1"):
+        box.unconfirmed.set_other(text(1))
+    with pytest.raises(ValueError, match="no non-audio entry 2"):
+        box.unconfirmed.set_other(text(2))
+
+
 def test_streamed_audio_in_the_record_holds_no_object_the_collector_tracks() -> None:
     """The point of the compact record: 1,000 chunks kept for replay add (almost) nothing
     to what a full collection walks. The object record added five per chunk."""
@@ -105,22 +139,23 @@ class ListModel:
 
     def __init__(self, limits: OutboxLimits) -> None:
         self.limits = limits
-        self.unconfirmed: list[tuple[int, bool, float]] = []  # (seq, is_audio, ms)
+        # (seq, is_audio, ms, tool ids it answers)
+        self.unconfirmed: list[tuple[int, bool, float, tuple[str, ...]]] = []
         self.unverified: list[tuple[int, float]] = []
 
     def total(self) -> float:
-        return sum(ms for _, _, ms in self.unconfirmed)
+        return sum(e[2] for e in self.unconfirmed)
 
-    def mark_sent(self, seq: int, is_audio: bool, ms: float) -> list[int]:
-        self.unconfirmed.append((seq, is_audio, ms))
+    def mark_sent(self, seq: int, is_audio: bool, ms: float, ids: tuple[str, ...]) -> list[int]:
+        self.unconfirmed.append((seq, is_audio, ms, ids))
         evicted: list[int] = []
         while self.total() > self.limits.max_audio_ms + 1e-6:
             index = next(i for i, e in enumerate(self.unconfirmed) if e[1])
-            old_seq, _, old_ms = self.unconfirmed.pop(index)
+            old_seq, _, old_ms, _ = self.unconfirmed.pop(index)
             evicted.append(old_seq)
             self.unverified.append((old_seq, old_ms))
         while len(self.unconfirmed) > self.limits.max_unconfirmed_messages:
-            old_seq, old_audio, old_ms = self.unconfirmed.pop(0)
+            old_seq, old_audio, old_ms, _ = self.unconfirmed.pop(0)
             evicted.append(old_seq)
             if old_audio:
                 self.unverified.append((old_seq, old_ms))
@@ -129,7 +164,7 @@ class ListModel:
     def confirm(self, keep_last: int) -> list[int]:
         cut = max(0, len(self.unconfirmed) - keep_last)
         taken, self.unconfirmed = self.unconfirmed[:cut], self.unconfirmed[cut:]
-        return [seq for seq, _, _ in taken]
+        return [e[0] for e in taken]
 
     def take_unverified(self, before: int | None) -> list[tuple[int, float]]:
         cut = len(self.unverified)
@@ -138,40 +173,84 @@ class ListModel:
         taken, self.unverified = self.unverified[:cut], self.unverified[cut:]
         return taken
 
+    def remove(self, among: set[int]) -> list[int]:
+        removed = [e[0] for e in self.unconfirmed if e[0] in among]
+        self.unconfirmed = [e for e in self.unconfirmed if e[0] not in among]
+        return removed
+
+    def drop_tool_answers(self, ids: set[str]) -> list[int]:
+        dropped: list[int] = []
+        kept = []
+        for seq, is_audio, ms, answers in self.unconfirmed:
+            left = tuple(i for i in answers if i not in ids)
+            if answers and not left:
+                dropped.append(seq)
+            else:
+                kept.append((seq, is_audio, ms, left))
+        self.unconfirmed = kept
+        return dropped
+
 
 OPS = st.lists(
     st.one_of(
         st.tuples(st.just("audio"), st.sampled_from([20, 30, 100])),
         st.tuples(st.just("text"), st.just(0)),
+        st.tuples(st.just("tool"), st.integers(1, 3)),
         st.tuples(st.just("confirm"), st.integers(0, 4)),
         st.tuples(st.just("unverified"), st.integers(-1, 40)),
+        st.tuples(st.just("remove"), st.integers(0, 40)),
+        st.tuples(st.just("drop_tool"), st.integers(1, 3)),
     ),
     max_size=60,
 )
+TOOL_IDS = {1: ("a",), 2: ("a", "b"), 3: ("b",)}
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(OPS, st.sampled_from([60.0, 150.0, 400.0]), st.integers(2, 8))
-def test_eviction_confirmation_and_durations_match_the_list_model(
+def test_the_record_matches_a_list_model_of_the_object_record(
     ops: list[tuple[str, int]], max_audio_ms: float, max_messages: int
 ) -> None:
+    """Eviction, confirmation, unverified durations, removal and trimmed tool answers."""
     limits = OutboxLimits(max_audio_ms=max_audio_ms, max_unconfirmed_messages=max_messages)
     box, model = Outbox(limits), ListModel(limits)
     seq = 0
     for op, arg in ops:
-        if op in ("audio", "text"):
+        if op in ("audio", "text", "tool"):
             seq += 1
-            item = audio(seq, arg) if op == "audio" else text(seq)
-            assert box.mark_sent(item) == model.mark_sent(seq, op == "audio", float(arg))
+            ids: tuple[str, ...] = TOOL_IDS[arg] if op == "tool" else ()
+            if op == "audio":
+                item = audio(seq, arg)
+            elif op == "text":
+                item = text(seq)
+            else:
+                answers = [FunctionResponse(i, "f", {"n": seq}) for i in ids]
+                item = Outgoing.of(seq, ClientMessage.tool_response(answers), 0.0)
+            ms = float(arg) if op == "audio" else 0.0
+            assert box.mark_sent(item) == model.mark_sent(seq, op == "audio", ms, ids)
         elif op == "confirm":
             assert box.confirm(keep_last=arg) == model.confirm(arg)
-        else:
+        elif op == "unverified":
             before = None if arg < 0 else arg
             taken = [(a.seq, a.audio_ms) for a in box.take_unverified(before=before)]
             assert taken == model.take_unverified(before)
-        assert [(i.seq, i.kind is MessageKind.AUDIO, i.audio_ms) for i in box.unconfirmed] == (
-            model.unconfirmed
-        )
+        elif op == "remove":
+            among = {arg, arg + 1, arg + 3}
+            removed = [i.seq for i in box.remove_where(lambda i: i.was_sent, among=among)]
+            assert removed == model.remove(among)
+        else:
+            drop = set(TOOL_IDS[arg])
+            assert [i.seq for i in box.drop_tool_answers(drop)] == model.drop_tool_answers(drop)
+        held = [
+            (i.seq, i.kind is MessageKind.AUDIO, i.audio_ms, i.tool_ids) for i in box.unconfirmed
+        ]
+        assert held == model.unconfirmed
         assert [(a.seq, a.audio_ms) for a in box.unverified] == model.unverified
         assert box.unconfirmed.audio_ms == model.total()
         assert box.within_bounds()
+    # Whatever happened, a replay sends each held item's own wire text, in order.
+    held_wires = [i.wire for i in box.unconfirmed]
+    box.requeue_unconfirmed(0.0)
+    assert [i.wire for i in box.pending] == held_wires
+    for item in box.pending:
+        assert item.wire == cm.encode_client_message(item.message.body)

@@ -74,12 +74,12 @@ class DeliveryAccounting:
         if not self._session_ready:
             return  # nothing unconfirmed: a lost connection put it all back in pending
         awaiting = set(self.turns.awaiting_answer)
-        unread = [i for i in self.outbox.unconfirmed if i.seq in awaiting]
-        read = [i.seq for i in self.outbox.unconfirmed if i.seq not in awaiting]
+        unread = self.outbox.unconfirmed.select(awaiting)  # by seq: audio is rebuilt
+        read = [seq for seq in self.outbox.unconfirmed.seqs if seq not in awaiting]
         earlier = [a.seq for a in self.outbox.take_unverified()]
         if read or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *read]))))
-        self.outbox.remove_where(lambda i: i.seq in awaiting and i.was_sent)
+        self.outbox.remove_where(lambda i: i.was_sent, among=awaiting)
         self._report_dropped(unread, "the session was closed before the server answered it")
 
     def _forget_questions_up_to(self, seq: int) -> None:
@@ -107,5 +107,5 @@ class DeliveryAccounting:
 
     def _reject_message(self, seq: int, described: str) -> None:
         """The server rejected message ``seq`` (closed 1007 after it): report, never replay."""
-        rejected = self.outbox.remove_where(lambda i: i.seq == seq)
+        rejected = self.outbox.remove_where(lambda i: True, among=(seq,))
         self._report_dropped(rejected, f"the server rejected it ({described})")

@@ -34,7 +34,7 @@ Two records make that possible without keeping every payload:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -304,30 +304,43 @@ class Outbox:
                     break
         return dropped
 
-    def remove_where(self, predicate: Callable[[Outgoing], bool]) -> list[Outgoing]:
-        """Remove and return queued or unconfirmed items for which ``predicate(item)``."""
-        sent = list(self.unconfirmed)
-        removed = [i for i in (*sent, *self.pending) if predicate(i)]
+    def remove_where(
+        self, predicate: Callable[[Outgoing], bool], *, among: Container[int] | None = None
+    ) -> list[Outgoing]:
+        """Remove and return unconfirmed or queued items for which ``predicate(item)``
+        (unconfirmed first, each oldest first); with ``among``, only items whose ``seq``
+        is in it are considered (the replay record then rebuilds only those)."""
+        record = self.unconfirmed
+        sent = list(record) if among is None else record.select(among)
+        queued = self.pending if among is None else [i for i in self.pending if i.seq in among]
+        removed = [i for i in (*sent, *queued) if predicate(i)]
         if removed:
-            gone = {id(i) for i in removed}
-            self.pending = deque(i for i in self.pending if id(i) not in gone)
-            self.unconfirmed.replace([i for i in sent if id(i) not in gone])
+            gone = {i.seq for i in removed}  # a seq is unique across both queues
+            self.pending = deque(i for i in self.pending if i.seq not in gone)
+            record.discard(gone)
         return removed
 
     def drop_tool_answers(self, ids: set[str]) -> list[Outgoing]:
         """Strip answers to ``ids`` (tool calls the next server state never saw)."""
         dropped: list[Outgoing] = []
-        kept: list[list[Outgoing]] = []
-        for queue in (list(self.pending), list(self.unconfirmed)):
-            kept.append([])
-            for item in queue:
-                trimmed = item.without_tool_ids(ids)
-                if trimmed is None:
-                    dropped.append(item)
-                else:
-                    kept[-1].append(trimmed)
-        self.pending = deque(kept[0])
-        self.unconfirmed.replace(kept[1])
+        kept: deque[Outgoing] = deque()
+        for item in self.pending:
+            trimmed = item.without_tool_ids(ids)
+            if trimmed is None:
+                dropped.append(item)
+            else:
+                kept.append(trimmed)
+        self.pending = kept
+        record = self.unconfirmed
+        gone: set[int] = set()
+        for item in record.others():  # audio answers no tool call
+            trimmed = item.without_tool_ids(ids)
+            if trimmed is None:
+                dropped.append(item)
+                gone.add(item.seq)
+            elif trimmed is not item:
+                record.set_other(trimmed)
+        record.discard(gone)
         return dropped
 
     def clear(self) -> list[Outgoing]:

@@ -21,7 +21,7 @@ that was sent); only the rare paths (a drop, a close, a rejected message) iterat
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 
 import orjson
 
@@ -31,9 +31,10 @@ from tunnelproof.session.outgoing import ClientMessage, MessageKind, Outgoing
 class ReplayRecord:
     """Sent, unconfirmed messages, oldest first (see the module docstring).
 
-    Every entry has a ``seq``, ``wire`` text, audio duration (0 for non-audio) and creation
-    time at the same index of four deques; a non-audio entry also has its ``Outgoing`` in
-    ``_others`` under its ``seq`` (sequence numbers are unique).
+    Every entry has a ``seq``, audio duration (0 for non-audio), creation time and, for
+    audio, its ``wire`` text at the same index of four deques; a non-audio entry has its
+    ``Outgoing`` (wire text included) in ``_others`` under its ``seq`` (sequence numbers are
+    unique) and an empty string in the ``wire`` deque.
     """
 
     __slots__ = ("_created", "_ms", "_others", "_seqs", "_wires", "audio_ms")
@@ -82,6 +83,15 @@ class ReplayRecord:
                 return index
         return None
 
+    def select(self, seqs: Container[int]) -> list[Outgoing]:
+        """The entries numbered in ``seqs`` as ``Outgoing`` items, oldest first (only those
+        are rebuilt)."""
+        return [self._item(i) for i, seq in enumerate(self._seqs) if seq in seqs]
+
+    def others(self) -> list[Outgoing]:
+        """The non-audio entries, oldest first."""
+        return list(self._others.values())  # appended in send order, like the deques
+
     def _item(self, index: int) -> Outgoing:
         seq = self._seqs[index]
         other = self._others.get(seq)
@@ -98,10 +108,12 @@ class ReplayRecord:
         message = item.message
         ms = message.audio_ms
         self._seqs.append(item.seq)
-        self._wires.append(item.wire)
         self._ms.append(ms)
         self._created.append(item.created_at)
-        if message.kind is not MessageKind.AUDIO:
+        if message.kind is MessageKind.AUDIO:
+            self._wires.append(item.wire)
+        else:
+            self._wires.append("")
             self._others[item.seq] = item
         self.audio_ms += ms
 
@@ -136,12 +148,30 @@ class ReplayRecord:
         self.clear()
         return items
 
-    def replace(self, items: list[Outgoing]) -> None:
-        """Hold exactly ``items`` (sent ones, oldest first) instead."""
-        self.clear()
-        for item in items:
-            self.append(item)
+    def discard(self, seqs: Container[int]) -> None:
+        """Remove the entries numbered in ``seqs`` (none is rebuilt)."""
+        rows = [
+            row
+            for row in zip(self._seqs, self._wires, self._ms, self._created, strict=True)
+            if row[0] not in seqs
+        ]
+        if len(rows) == len(self._seqs):
+            return
+        others = self._others
+        kept = {row[0] for row in rows}
+        self._others = {seq: item for seq, item in others.items() if seq in kept}
+        self._seqs = deque(row[0] for row in rows)
+        self._wires = deque(row[1] for row in rows)
+        self._ms = deque(row[2] for row in rows)
+        self._created = deque(row[3] for row in rows)
         self.recount()
+
+    def set_other(self, item: Outgoing) -> None:
+        """Put ``item`` in place of the non-audio entry with its ``seq`` (a trimmed copy:
+        the same message minus some tool answers)."""
+        if item.seq not in self._others or item.kind is MessageKind.AUDIO:
+            raise ValueError(f"no non-audio entry {item.seq} to replace")
+        self._others[item.seq] = item
 
     def clear(self) -> None:
         """Forget every entry."""
