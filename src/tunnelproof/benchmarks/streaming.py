@@ -27,7 +27,10 @@ busy machine), the largest all three were measured at. Only equal counts compare
 cost falls as the loop's fixed cost is shared), and only keeping-up clients compare fairly:
 one that falls behind reads its backlog in batches and pays less per frame. The real-time count
 also measures the CPU share the scheduler gave the process; the CPU-time capacity does not,
-so both are reported. The emulator's CPU is sampled too so a saturated server is visible.
+so both are reported. The emulator's CPU is sampled too so a saturated server is visible,
+and so are the client's garbage-collector pauses in each window (``gc.callbacks``; one full
+collection longer than a chunk period fails a step at any CPU load) and its GC-tracked
+objects. Every client runs with the interpreter's default collector settings.
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ async def run(ctx: BenchContext) -> BenchResult:
                     f" (stopped at {last.get('sessions')}, p99 lag"
                     f" {1000 * (last.get('send_lag_p99_s') or 0):.0f} ms,"
                     f" audio {last.get('audio_back_vs_realtime', 0):.2f},"
-                    f" server {last.get('server_cores_used') or 0:.2f} cores)"
+                    f" server {last.get('server_cores_used') or 0:.2f} cores,"
+                    f" longest GC pause {last.get('gc_max_pause_ms') or 0:.0f} ms)"
                 )
                 if raw["errors"]:
                     result.notes.append(f"round {r + 1} {client}: errors {raw['errors']}")
