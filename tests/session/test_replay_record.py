@@ -108,6 +108,36 @@ def test_remove_where_among_seqs_considers_only_those_in_both_queues() -> None:
     assert [(i.seq, i.wire) for i in box.pending][:3] == [(s, originals[s].wire) for s in (1, 2, 4)]
 
 
+def test_the_record_gives_the_same_object_for_an_entry_every_time() -> None:
+    """As the deque of items it replaced: a caller may pick items in one pass and remove
+    them by identity in another."""
+    box = Outbox()
+    for item in (audio(1), text(2), audio(3), audio(4)):
+        box.mark_sent(item)
+    first = list(box.unconfirmed)
+    assert [id(i) for i in box.unconfirmed] == [id(i) for i in first]
+    taken = {id(first[0]), id(first[2])}
+    removed = box.remove_where(lambda i: id(i) in taken)
+    assert [i.seq for i in removed] == [1, 3]
+    assert [i.seq for i in box.unconfirmed] == [2, 4]
+    box.mark_sent(audio(5))
+    box.confirm(keep_last=1)
+    assert [i.seq for i in box.unconfirmed] == [5]
+
+
+def test_an_item_put_in_front_is_the_oldest_and_counts() -> None:
+    box = Outbox()
+    box.mark_sent(audio(5))
+    box.mark_sent(text(6))
+    front = Outgoing.of(4, ClientMessage.content([{"role": "user", "parts": [{"text": "x"}]}]), 0.0)
+    box.unconfirmed.appendleft(front)
+    box.unconfirmed.appendleft(audio(3, 30))
+    assert [i.seq for i in box.unconfirmed] == [3, 4, 5, 6]
+    assert [i.seq for i in box.unconfirmed.others()] == [4, 6]
+    assert box.unconfirmed.audio_ms == 50.0 and box.within_bounds()
+    assert box.confirm(keep_last=2) == [3, 4]
+
+
 def test_only_a_non_audio_entry_can_be_replaced_by_its_trimmed_copy() -> None:
     box = Outbox()
     box.mark_sent(audio(1))

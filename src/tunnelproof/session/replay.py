@@ -37,7 +37,7 @@ class ReplayRecord:
     unique) and an empty string in the ``wire`` deque.
     """
 
-    __slots__ = ("_created", "_ms", "_others", "_seqs", "_wires", "audio_ms")
+    __slots__ = ("_built", "_created", "_ms", "_others", "_seqs", "_wires", "audio_ms")
 
     def __init__(self) -> None:
         self._seqs: deque[int] = deque()
@@ -45,6 +45,10 @@ class ReplayRecord:
         self._ms: deque[float] = deque()
         self._created: deque[float] = deque()
         self._others: dict[int, Outgoing] = {}
+        # Audio entries rebuilt as Outgoing by a rare path, kept while they are held: the
+        # record gives the same object for an entry every time (as a deque of items did),
+        # so a caller may compare identities across two iterations.
+        self._built: dict[int, Outgoing] = {}
         self.audio_ms = 0.0
         """Total duration of the audio held (a running total: kept per 20 ms chunk)."""
 
@@ -90,16 +94,19 @@ class ReplayRecord:
 
     def others(self) -> list[Outgoing]:
         """The non-audio entries, oldest first."""
-        return list(self._others.values())  # appended in send order, like the deques
+        others = self._others
+        return [others[seq] for seq in self._seqs if seq in others]
 
     def _item(self, index: int) -> Outgoing:
         seq = self._seqs[index]
-        other = self._others.get(seq)
-        if other is not None:
-            return other
-        wire = self._wires[index]
-        message = ClientMessage(MessageKind.AUDIO, orjson.loads(wire), self._ms[index])
-        return Outgoing(seq, message, wire, self._created[index], was_sent=True)
+        item = self._others.get(seq) or self._built.get(seq)
+        if item is None:
+            wire = self._wires[index]
+            message = ClientMessage(MessageKind.AUDIO, orjson.loads(wire), self._ms[index])
+            item = self._built[seq] = Outgoing(
+                seq, message, wire, self._created[index], was_sent=True
+            )
+        return item
 
     # -- changing --------------------------------------------------------------------------
 
@@ -117,6 +124,20 @@ class ReplayRecord:
             self._others[item.seq] = item
         self.audio_ms += ms
 
+    def appendleft(self, item: Outgoing) -> None:
+        """Record ``item`` (sent, or standing for sent ones) as the oldest entry."""
+        ms = item.message.audio_ms
+        self._seqs.appendleft(item.seq)
+        self._ms.appendleft(ms)
+        self._created.appendleft(item.created_at)
+        if item.kind is MessageKind.AUDIO:
+            self._wires.appendleft(item.wire)
+            self._built[item.seq] = item
+        else:
+            self._wires.appendleft("")
+            self._others[item.seq] = item
+        self.audio_ms += ms
+
     def popleft(self) -> tuple[int, float, bool]:
         """Remove the oldest entry: ``(seq, audio_ms, is_audio)``, without building it."""
         seq = self._seqs.popleft()
@@ -124,6 +145,8 @@ class ReplayRecord:
         ms = self._ms.popleft()
         self._created.popleft()
         self.audio_ms -= ms
+        if self._built:
+            self._built.pop(seq, None)
         return seq, ms, self._others.pop(seq, None) is None
 
     def delete(self, index: int) -> tuple[int, float, bool]:
@@ -132,6 +155,7 @@ class ReplayRecord:
         ms = self._ms[index]
         del self._seqs[index], self._wires[index], self._ms[index], self._created[index]
         self.audio_ms -= ms
+        self._built.pop(seq, None)
         return seq, ms, self._others.pop(seq, None) is None
 
     def pop_older(self, keep_last: int) -> list[int]:
@@ -160,6 +184,7 @@ class ReplayRecord:
         others = self._others
         kept = {row[0] for row in rows}
         self._others = {seq: item for seq, item in others.items() if seq in kept}
+        self._built = {seq: item for seq, item in self._built.items() if seq in kept}
         self._seqs = deque(row[0] for row in rows)
         self._wires = deque(row[1] for row in rows)
         self._ms = deque(row[2] for row in rows)
@@ -180,6 +205,7 @@ class ReplayRecord:
         self._ms.clear()
         self._created.clear()
         self._others.clear()
+        self._built.clear()
         self.audio_ms = 0.0
 
     def recount(self) -> None:
