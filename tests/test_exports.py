@@ -80,6 +80,7 @@ EXPECTED = [
     "ToolCallRequested",
     "Turn",
     "TurnComplete",
+    "TurnsRestored",
     "UnknownServerMessage",
     "Usage",
     "Watchdogs",

@@ -83,6 +83,7 @@ _PARTS: dict[str, tuple[str, ...]] = {
         "ToolCallCancelled",
         "ToolCallRequested",
         "TurnComplete",
+        "TurnsRestored",
         "UnknownServerMessage",
         "Usage",
     ),
@@ -157,6 +158,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; ``X as X`` marks each as r
     from tunnelproof.session.app_events import ToolCallCancelled as ToolCallCancelled
     from tunnelproof.session.app_events import ToolCallRequested as ToolCallRequested
     from tunnelproof.session.app_events import TurnComplete as TurnComplete
+    from tunnelproof.session.app_events import TurnsRestored as TurnsRestored
     from tunnelproof.session.app_events import UnknownServerMessage as UnknownServerMessage
     from tunnelproof.session.app_events import Usage as Usage
     from tunnelproof.session.credentials import Credential as Credential

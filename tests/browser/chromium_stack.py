@@ -104,7 +104,7 @@ window.ask = (text, timeoutMs = 20000) => new Promise((resolve, reject) => {
   offs.push(live.on("text", (e) => { answer += e.text; }));
   offs.push(live.on("rewound", () => { answer = ""; }));
   // Like Python's ask(): after turnComplete wait (at most 0.5 s) for the handle that holds
-  // the turn; Google sends it some 20-70 ms later, and a drop before it replays the question.
+  // the turn; Google sends it some 20-70 ms later (a drop before it restores the turn).
   offs.push(live.on("turnComplete", () => finish(() => {
     const until = performance.now() + 500;
     const held = () => (live.lastTurnHeld || performance.now() >= until ? resolve({ result, answer }) : setTimeout(held, 10));

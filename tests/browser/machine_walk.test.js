@@ -42,7 +42,7 @@ const SENDS = [
   { clientContent: { turns: [{ role: "user", parts: [{ text: "x" }] }], turnComplete: true } },
 ];
 
-const reached = { connections: 0, reconnects: 0, resumes: 0, handovers: 0, failed: 0 };
+const reached = { connections: 0, reconnects: 0, resumes: 0, handovers: 0, failed: 0, restores: 0 };
 
 for (let seed = 1; seed <= 40; seed++) {
   test(`random walk ${seed}`, () => {
@@ -66,6 +66,7 @@ for (let seed = 1; seed <= 40; seed++) {
           live.add(a.attempt);
           attempts.push(a.attempt);
         } else if (a.type === "abortSocket") live.delete(a.attempt);
+        else if (a.type === "emit" && a.event.type === "turnsRestored") reached.restores += 1;
       }
       assert.ok(live.size <= 1, `two sockets live: ${[...live]}`);
     };
@@ -134,4 +135,5 @@ test("the walks reached the interesting states", () => {
   assert.ok(reached.connections >= 40, JSON.stringify(reached));
   assert.ok(reached.resumes >= 10, JSON.stringify(reached));
   assert.ok(reached.handovers >= 1, JSON.stringify(reached));
+  assert.ok(reached.restores >= 1, JSON.stringify(reached)); // drops between turnComplete and its handle
 });

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tunnelproof.browser.demo import browser_demo
+from tunnelproof.demo.browser import browser_demo
 
 from .chromium_stack import CHROMIUM_ARGS, chromium_path
 

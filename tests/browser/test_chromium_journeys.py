@@ -188,6 +188,30 @@ async def test_a_real_network_loss_with_the_token_route_unreachable_is_survived(
     assert "Ada" in (await ask(page, "what is my name?"))["answer"]
 
 
+async def test_a_reset_just_as_the_answer_ends_restores_the_turn_and_repeats_nothing(
+    context: Any,
+) -> None:
+    # The tunnel starts just as the answer ends: after turnComplete, before the handle that
+    # holds the turn (Google: 20-70 ms later; widened to 5 s here so the reset surely falls
+    # in it). The page restores the turn as history (restore.js): the model answers once.
+    answer = "Nice to meet you, Ada."
+    async with running_stack(EmulatorPolicy(generation_speed=0.0, handle_delay=5.0)) as stack:
+        page = await connected_page(stack, context)
+        assert "Ada" in (await ask(page, "my name is Ada"))["answer"]
+        assert not await page.evaluate("() => window.live.lastTurnHeld")
+        stack.tunnel.reset()  # RST both ways, before the turn's handle
+        await wait_event(page, "resumed")
+        await stack.emulator.controls.wait_for_event("client_content", timeout=10)
+        (restored,) = await events(page, "turnsRestored")
+        assert restored["turns"] == 1 and restored["missing"] == [] and not restored["reasked"]
+        assert await events(page, "rewound") == []
+        assert "Ada" in (await ask(page, "what is my name?"))["answer"]
+        said = [e["text"] for e in stack.emulator.controls.events(kind="turn_complete")]
+        assert said.count(answer) == 1, said  # never told twice
+        delivered = {s for e in await events(page, "delivered") for s in e["seqs"]}
+        assert set(restored["seqs"]) <= delivered
+
+
 async def test_go_away_is_a_planned_handover_with_context(stack: Stack, context: Any) -> None:
     page = await connected_page(stack, context)
     assert "Ada" in (await ask(page, "my name is Ada"))["answer"]

@@ -57,6 +57,7 @@ EVENT_TYPES = {
     ev.Reconnecting: "reconnecting",
     ev.Disconnected: "disconnected",
     ev.Rewound: "rewound",
+    ev.TurnsRestored: "turnsRestored",
     ev.ContextReset: "contextReset",
     ev.GoAwayReceived: "goAway",
     ev.Failed: "failed",

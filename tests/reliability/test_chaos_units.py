@@ -157,7 +157,7 @@ def test_every_send_is_delivered_reported_or_unaccounted() -> None:
         8: SentItem("audio", "[c1-4]", 40.0),  # both: a contradiction
     }
     audit = SendAudit()
-    audit.judge(1, sends, {1, 5, 8}, {4, 6, 8}, lambda item: item.what == "[c1-2]")
+    audit.judge(1, sends, {1, 5, 8}, {4, 6, 8}, lambda item, _r: int(item.what == "[c1-2]"))
     assert audit.unaccounted() == {"texts": 1, "tool_responses": 0, "audio_ms": 20}
     text, tool, audio = (audit.kinds[k] for k in ("text", "tool", "audio"))
     assert (text.delivered_confirmed, text.delivered_by_server_evidence) == (1, 1)
@@ -166,8 +166,77 @@ def test_every_send_is_delivered_reported_or_unaccounted() -> None:
     assert audit.contradictions() == 1
     assert "neither delivered nor reported" in text.samples[0]
     clean = SendAudit()
-    clean.judge(2, {1: SentItem("text", "x")}, {1}, set(), lambda _item: False)
+    clean.judge(2, {1: SentItem("text", "x")}, {1}, set(), lambda _item, _r: 0)
     assert clean.unaccounted() == {"texts": 0, "tool_responses": 0, "audio_ms": 0}
+
+
+def test_one_pass_judges_the_clients_verdict_and_the_servers_copies() -> None:
+    from tunnelproof.testing.chaos.ledger import SendAudit, SentItem
+
+    sends = {
+        1: SentItem("text", "[c1-1]"),  # confirmed, one copy
+        2: SentItem("text", "[c1-2]"),  # confirmed, but the server holds two copies
+        3: SentItem("tool", "call-a"),  # reported dropped, not held
+        4: SentItem("tool", "call-b"),  # reported dropped, yet the server holds it
+        5: SentItem("audio", "[c1-3]", 40.0),  # audio: no copies of its own to count
+    }
+    held = {"[c1-1]": 1, "[c1-2]": 2, "call-b": 1}
+    asked: list[tuple[str, bool]] = []
+
+    def copies(item: SentItem, reported: bool) -> int:
+        asked.append((item.what, reported))
+        return held.get(item.what, 0)
+
+    audit = SendAudit()
+    audit.judge(1, sends, {1, 2, 5}, {3, 4}, copies)
+    text, tool, audio = (audit.kinds[k] for k in ("text", "tool", "audio"))
+    assert asked == [(s.what, seq in {3, 4}) for seq, s in sends.items()]
+    assert (text.delivered_confirmed, text.unaccounted) == (2, 0)
+    assert (text.copies.sent, text.copies.delivered_exactly_once, text.copies.duplicated) == (
+        2,
+        1,
+        1,
+    )
+    assert text.copies.problems == ["session 1 text [c1-2] delivered 2 times"]
+    assert (tool.reported_dropped, tool.copies.reported_dropped) == (2, 2)
+    assert tool.copies.dropped_but_delivered == 1
+    assert tool.copies.problems == ["session 1 tool answer call-b reported dropped but delivered"]
+    assert not text.copies.ok and not tool.copies.ok
+    assert audio.copies.sent == 0 and audio.delivered_confirmed == 1
+
+
+def test_judge_sends_reads_a_dropped_tool_answer_in_the_final_session_only() -> None:
+    from tunnelproof.testing.chaos.audit import judge_sends
+    from tunnelproof.testing.chaos.ledger import SentItem
+    from tunnelproof.testing.chaos.record import SessionRecord
+
+    def user(text: str) -> dict[str, object]:
+        return {"role": "user", "text": text, "source": "realtimeText"}
+
+    def tool(call_id: str) -> dict[str, object]:
+        return {"role": "user", "text": "", "source": "toolResponse", "data": {"id": call_id}}
+
+    # A fresh-session fallback: the answers reached the old session, the conversation left it.
+    old = {"created_at": 1.0, "history": [user(f"{marker(1, 0)} hi"), tool("x"), tool("y")]}
+    new = {
+        "created_at": 2.0,
+        "history": [user(f"{marker(1, 0)} hi"), user(f"{marker(1, 'final')} ?")],
+    }
+    rec = SessionRecord(1, f"{marker(1, 0)} hi", marker(1, "final"), expected_answer="")
+    rec.sends = {
+        1: SentItem("text", marker(1, 0)),
+        2: SentItem("tool", "x"),
+        3: SentItem("tool", "y"),
+    }
+    rec.delivered_seqs, rec.dropped_seqs = {1}, {2}
+    audit = judge_sends([rec], [new, old])
+    text, answers = audit.kinds["text"], audit.kinds["tool"]
+    assert (text.copies.delivered_exactly_once, text.delivered_confirmed) == (1, 1)
+    # x: reported dropped, not in the final session: the report was right.
+    # y: not reported, held by a session of the conversation: delivered, by the server's word.
+    assert (answers.copies.reported_dropped, answers.copies.delivered_exactly_once) == (1, 1)
+    assert answers.copies.ok and answers.copies.dropped_but_delivered == 0
+    assert (answers.reported_dropped, answers.delivered_by_server_evidence) == (1, 1)
 
 
 def test_a_tool_runs_once_per_request_unless_re_issued_without_the_flag() -> None:

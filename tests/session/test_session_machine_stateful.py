@@ -12,6 +12,8 @@ handle. Invariants checked after every step:
 * no user text twice in a server state; no tool answer into a state without its call;
 * a send reported ``Delivered`` is in the state of the handle that confirmed it, is
   confirmed once, and is never also reported dropped;
+* a question whose answer the client got complete is never asked again, on any connection
+  (a drop before the turn's handle restores the turn as history: nothing is told twice);
 * at the end, once the session is healthy again, every user text is in the server's state
   exactly once or was reported dropped.
 """
@@ -26,6 +28,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
+    initialize,
     invariant,
     precondition,
     rule,
@@ -57,6 +60,10 @@ class ServerState:
     # answers questions in the order it read them (FIFO), one turn each.
     owed: int = 0
     in_turn: bool = False
+    # The questions read and not answered, oldest first (None: no text, a tool response),
+    # and the one the running turn answers.
+    queue: list[str | None] = field(default_factory=list)
+    answering: str | None = None
 
     def copy(self) -> ServerState:
         return ServerState(list(self.texts), set(self.calls))
@@ -65,6 +72,7 @@ class ServerState:
         if not self.in_turn:
             self.owed = max(0, self.owed - 1)
             self.in_turn = True
+            self.answering = self.queue.pop(0) if self.queue else None
 
 
 class SessionModel(RuleBasedStateMachine):
@@ -85,6 +93,7 @@ class SessionModel(RuleBasedStateMachine):
         self.closed_by_app = False
         self.delivered: set[int] = set()
         self.deliveries_checked = 0
+        self.answered: set[str] = set()  # questions whose complete answer the client got
 
     # -- the server model ---------------------------------------------------------------
 
@@ -108,19 +117,26 @@ class SessionModel(RuleBasedStateMachine):
                 continue
             state = self.conns[action.attempt]
             if "clientContent" in msg:
+                users = []
                 for turn in msg["clientContent"]["turns"]:
                     text = turn["parts"][0]["text"]
                     if turn["role"] == "user" and text.startswith("u"):
                         state.texts.append(text)
+                        users.append(text)
                 if msg["clientContent"].get("turnComplete"):
-                    state.owed += 1
+                    self.asked(state, users[-1] if users else None)
             elif "realtimeInput" in msg and "text" in msg["realtimeInput"]:
                 state.texts.append(msg["realtimeInput"]["text"])
-                state.owed += 1
+                self.asked(state, msg["realtimeInput"]["text"])
             elif "toolResponse" in msg:
                 for response in msg["toolResponse"]["functionResponses"]:
                     assert response["id"] in state.calls, "answer into a session without the call"
-                state.owed += 1
+                self.asked(state, None)
+
+    def asked(self, state: ServerState, question: str | None) -> None:
+        assert question not in self.answered, f"{question} was answered, and asked again"
+        state.owed += 1
+        state.queue.append(question)
 
     def conn(self) -> ServerState:
         return self.conns[self.h.attempt]
@@ -229,13 +245,27 @@ class SessionModel(RuleBasedStateMachine):
     @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
     @rule(complete=st.booleans())
     def model_speaks(self, complete: bool) -> None:
-        self.conn().turn_starts()
+        state = self.conn()
+        state.turn_starts()
         if complete:
-            self.conn().in_turn = False
+            state.in_turn = False
         self.h.server(
             serverContent={"modelTurn": {"parts": [{"text": "m"}]}, "turnComplete": complete}
         )
+        if complete and state.answering is not None:
+            self.answered.add(state.answering)  # the client saw this answer complete
+            state.answering = None
         self.step()
+
+    @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
+    @rule()
+    def the_tunnel_starts_as_the_answer_ends(self) -> None:
+        # The app asks, a complete answer comes, and the link is gone before the handle
+        # that holds it (Google sends it 20-70 ms after turnComplete): the window a
+        # hostile tester aims for.
+        self.app_sends_text()
+        self.model_speaks(True)
+        self.server_closes(1006)
 
     @precondition(lambda self: self.live() and self.h.m.phase is Phase.CONNECTED)
     @rule()
@@ -371,3 +401,46 @@ SessionModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestSessionModel = SessionModel.TestCase
+
+
+class TurnWindowModel(SessionModel):
+    """The same model and invariants, aimed at the window between ``turnComplete`` and its
+    handle: connected with a handle from the start, and a link that comes back whole, so
+    drops right after an answer are followed by resumes (a plain walk rarely gets there)."""
+
+    @initialize()
+    def connected_with_a_handle(self) -> None:
+        self.link_comes_back()
+        self.handle_update(True)
+
+    @precondition(
+        lambda self: self.h.m.phase in (Phase.WAITING, Phase.FETCHING, Phase.OPENING, Phase.SETUP)
+    )
+    @rule()
+    def link_comes_back(self) -> None:
+        h = self.h
+        for _ in range(50):  # bounded: a few timers at most
+            phase = h.m.phase
+            if phase is Phase.FETCHING:
+                if h.pending_request() is None:
+                    h.advance(0.1)
+                else:
+                    h.give_token()
+            elif phase is Phase.OPENING:
+                h.opened()
+            elif phase is Phase.SETUP:
+                h.setup_complete()
+            elif phase is Phase.WAITING:
+                h.retry()
+            else:
+                break
+            self.step()
+
+
+TurnWindowModel.TestCase.settings = settings(
+    max_examples=120,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestTurnWindowModel = TurnWindowModel.TestCase

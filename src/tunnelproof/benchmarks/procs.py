@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunnelproof.ready_line import next_json_line
+
 
 @dataclass(slots=True)
 class Proc:
@@ -67,18 +69,14 @@ async def json_process(
     try:
         assert process.stdout is not None
         async with asyncio.timeout(startup_timeout):
-            while True:
-                line = await process.stdout.readline()
-                if not line:
-                    await process.wait()
-                    raise RuntimeError(
-                        f"{argv[:4]} exited ({process.returncode}) before it was ready: "
-                        + " | ".join(proc.stderr_tail[-8:])
-                    )
-                text = line.decode("utf-8", errors="replace").strip()
-                if text.startswith("{"):
-                    proc.ready = json.loads(text)
-                    break
+            ready = await next_json_line(process.stdout)
+            if ready is None:
+                await process.wait()
+                raise RuntimeError(
+                    f"{argv[:4]} exited ({process.returncode}) before it was ready: "
+                    + " | ".join(proc.stderr_tail[-8:])
+                )
+            proc.ready = ready
         drain_out = asyncio.create_task(_drain(process.stdout, []))
         yield proc
     finally:
@@ -88,6 +86,31 @@ async def json_process(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+def serve_argv(emu: Any, auth: Sequence[str], *, rate_limit: str) -> list[str]:
+    """``python -m tunnelproof serve`` on a free port, minting from the emulator ``emu``.
+
+    ``auth`` is the ``--auth-mode`` and its options; quiet (warnings only) so the
+    benchmark's own output stays readable.
+    """
+    return [
+        sys.executable,
+        "-m",
+        "tunnelproof",
+        "serve",
+        "--port",
+        "0",
+        "--upstream",
+        emu.http_base,
+        "--ws-base",
+        emu.ws_base,
+        *auth,
+        "--rate-limit",
+        rate_limit,
+        "--log-level",
+        "warning",
+    ]
 
 
 async def stop_process(process: asyncio.subprocess.Process, timeout: float = 10.0) -> None:

@@ -31,15 +31,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tunnelproof.benchmarks import charts
@@ -62,6 +64,17 @@ CONFIG = LiveConfig(
     model="gemini-3.8-live", response_modalities=("AUDIO",), output_audio_transcription=True
 )
 _NUMBER = re.compile(r"\d+")
+SILENT_CHUNK = orjson.dumps(
+    {
+        "realtimeInput": {
+            "audio": {
+                "mimeType": "audio/pcm;rate=16000",
+                "data": base64.b64encode(bytes(1280)).decode(),  # 40 ms of 16 kHz PCM
+            }
+        }
+    }
+).decode()
+"""One device audio chunk (40 ms of silence), as both CPU measurements stream it."""
 
 
 @dataclass
@@ -179,11 +192,20 @@ async def _tunnel_trial(target: _Target, tunnel: Any, seconds: float, count: int
     }
 
 
-async def _ttfa(target: _Target) -> float:
-    async with connect(target.url, additional_headers=target.headers, ping_interval=None) as ws:
+@contextlib.asynccontextmanager
+async def _set_up(target: _Target) -> AsyncIterator[ClientConnection]:
+    """A fresh Live session through ``target``: connected, set up, ``setupComplete`` read."""
+    async with connect(
+        target.url, additional_headers=target.headers, ping_interval=None, max_size=None
+    ) as ws:
         setup = dict(CONFIG.setup_body(), sessionResumption={})
         await ws.send(orjson.dumps({"setup": setup}).decode())
         await ws.recv()
+        yield ws
+
+
+async def _ttfa(target: _Target) -> float:
+    async with _set_up(target) as ws:
         started = time.perf_counter()
         await ws.send(orjson.dumps({"realtimeInput": {"text": "Hello."}}).decode())
         first: float | None = None
@@ -200,19 +222,10 @@ async def _ttfa(target: _Target) -> float:
 
 
 async def _cpu_per_pair(relay_pid: int, target: _Target, chunks: int) -> dict[str, float]:
-    silence = base64.b64encode(bytes(1280)).decode()  # 40 ms of 16 kHz PCM
-    chunk = orjson.dumps(
-        {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": silence}}}
-    ).decode()
-    async with connect(
-        target.url, additional_headers=target.headers, ping_interval=None, max_size=None
-    ) as ws:
-        setup = dict(CONFIG.setup_body(), sessionResumption={})
-        await ws.send(orjson.dumps({"setup": setup}).decode())
-        await ws.recv()
+    async with _set_up(target) as ws:
         up_start = _cpu_seconds(relay_pid)
         for _ in range(chunks):
-            await ws.send(chunk)
+            await ws.send(SILENT_CHUNK)
         # A question after the audio: its answer proves every chunk went through.
         down = _Device(target)
         await ws.send(orjson.dumps({"realtimeInput": {"text": "Please count to 300."}}).decode())
@@ -253,27 +266,18 @@ async def _paced_pairs(
 ) -> dict[str, Any]:
     """Stream ``chunks`` device audio chunks at real time (40 ms each), then hear a
     ``count_to`` answer spoken at real time: relay CPU (and Redis traffic) per chunk."""
-    silence = base64.b64encode(bytes(1280)).decode()  # 40 ms of 16 kHz PCM
-    chunk = orjson.dumps(
-        {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": silence}}}
-    ).decode()
     loop = asyncio.get_running_loop()
 
     async def counters() -> dict[str, int]:
         # INFO itself is one command; the counters are read before and after each phase.
         return await _redis_counters(redis) if redis is not None else {}
 
-    async with connect(
-        target.url, additional_headers=target.headers, ping_interval=None, max_size=None
-    ) as ws:
-        setup = dict(CONFIG.setup_body(), sessionResumption={})
-        await ws.send(orjson.dumps({"setup": setup}).decode())
-        await ws.recv()
+    async with _set_up(target) as ws:
         await asyncio.sleep(0.3)  # let the conversation's first flushes settle
         r0, c0 = await counters(), _cpu_seconds(relay_pid)
         start = loop.time()
         for index in range(chunks):
-            await ws.send(chunk)
+            await ws.send(SILENT_CHUNK)
             await asyncio.sleep(max(0.0, start + (index + 1) * 0.04 - loop.time()))
         r1, c1 = await counters(), _cpu_seconds(relay_pid)
         down = _Device(target)
@@ -294,7 +298,7 @@ async def _paced_pairs(
         "cpu_us_per_chunk_up": (c1 - c0) / chunks * 1e6,
         "cpu_us_per_chunk_down": (c2 - c1) / audio_down * 1e6,
         # what the pair itself weighs on the wire (every frame of the answer counted)
-        "payload_bytes_per_pair": len(chunk) + down_bytes / audio_down,
+        "payload_bytes_per_pair": len(SILENT_CHUNK) + down_bytes / audio_down,
     }
     out["cpu_us_per_pair"] = out["cpu_us_per_chunk_up"] + out["cpu_us_per_chunk_down"]
     if redis is not None:

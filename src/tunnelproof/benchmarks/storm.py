@@ -43,6 +43,7 @@ from typing import Any
 from tunnelproof.benchmarks import charts
 from tunnelproof.benchmarks.harness import BenchContext, BenchResult, Comparison, method_text
 from tunnelproof.benchmarks.simulator import ServiceModel, StormOutcome, simulate_storm
+from tunnelproof.ready_line import next_json_line
 from tunnelproof.session.policy import DEFAULT_POLICY, SEED_POLICY, RetryPolicy
 
 NAME = "storm"
@@ -163,14 +164,11 @@ async def run(ctx: BenchContext) -> BenchResult:
         )
     label = f"{clients:,} clients (virtual clock, {capacity:.0f} tokens/s)"
     result.comparisons += [
-        Comparison(
-            metric=f"{label}: time to 99% restored",
-            unit="s",
-            ours=ours["t99_s"],
-            ours_text=_time_text(ours["t99_s"], ours),
-            against="seed policy",
-            theirs=seed["t99_s"],
-            theirs_text=_time_text(seed["t99_s"], seed),
+        _restored_vs_seed(
+            label,
+            "t99_s",
+            ours,
+            seed,
             ratio_text=(
                 ("n/a: neither got there" if ours["t99_s"] is None else "∞ (seed never got there)")
                 if seed["t99_s"] is None
@@ -240,7 +238,7 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
     import os
     import sys
 
-    from tunnelproof.benchmarks.procs import json_process, stop_process
+    from tunnelproof.benchmarks.procs import json_process, serve_argv, stop_process
     from tunnelproof.emulator import DEFAULT_API_KEY, EmulatorProcess
 
     n = 30 if ctx.quick else REAL_SESSIONS
@@ -249,26 +247,8 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
     result.params.update({"real_sessions": n, "real_max_wait_s": max_wait})
     out: dict[str, Any] = {}
     async with EmulatorProcess(persist_sessions=True) as emu:
-        serve = [
-            sys.executable,
-            "-m",
-            "tunnelproof",
-            "serve",
-            "--port",
-            "0",
-            "--upstream",
-            emu.http_base,
-            "--ws-base",
-            emu.ws_base,
-            "--auth-mode",
-            "static",
-            "--static-key",
-            f"bench:{bearer_key}",
-            "--rate-limit",
-            "1000000/minute",
-            "--log-level",
-            "warning",
-        ]
+        auth = ["--auth-mode", "static", "--static-key", f"bench:{bearer_key}"]
+        serve = serve_argv(emu, auth, rate_limit="1000000/minute")
         env = {"TUNNELPROOF_API_KEY": DEFAULT_API_KEY}
         async with json_process(serve, env=env) as svc:
             for pname in POLICIES:
@@ -320,17 +300,11 @@ async def _real(ctx: BenchContext, result: BenchResult) -> dict[str, Any] | None
 
 async def _json_line(stream: Any, timeout: float) -> dict[str, Any]:
     """The next stdout line that is a JSON object (bounded by ``timeout``)."""
-    import json
-
     async with asyncio.timeout(timeout):
-        while True:
-            line = await stream.readline()
-            if not line:
-                raise RuntimeError("the storm worker exited early")
-            text = line.decode().strip()
-            if text.startswith("{"):
-                doc: dict[str, Any] = json.loads(text)
-                return doc
+        doc = await next_json_line(stream)
+    if doc is None:
+        raise RuntimeError("the storm worker exited early")
+    return doc
 
 
 def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float) -> dict[str, Any]:
@@ -367,30 +341,34 @@ def _real_outcome(final: dict[str, Any], ready: dict[str, Any], restart_s: float
     }
 
 
+_RESTORED = {"t99_s": "99%", "t100_s": "100%"}
+
+
+def _restored_vs_seed(
+    label: str, key: str, ours: dict[str, Any], seed: dict[str, Any], **extra: Any
+) -> Comparison:
+    """``label``: time to 99% (``key`` ``t99_s``) or 100% (``t100_s``) restored, ours
+    against the seed policy; ``extra`` are more fields of the comparison."""
+    return Comparison(
+        metric=f"{label}: time to {_RESTORED[key]} restored",
+        unit="s",
+        ours=ours[key],
+        ours_text=_time_text(ours[key], ours),
+        against="seed policy",
+        theirs=seed[key],
+        theirs_text=_time_text(seed[key], seed),
+        **extra,
+    )
+
+
 def _real_comparisons(real: dict[str, Any]) -> list[Comparison]:
     ours, seed = real.get("tunnelproof"), real.get("seed")
     if ours is None or seed is None:
         return []
     label = f"{ours['clients']} real sessions"
     return [
-        Comparison(
-            metric=f"{label}: time to 99% restored",
-            unit="s",
-            ours=ours["t99_s"],
-            ours_text=_time_text(ours["t99_s"], ours),
-            against="seed policy",
-            theirs=seed["t99_s"],
-            theirs_text=_time_text(seed["t99_s"], seed),
-        ),
-        Comparison(
-            metric=f"{label}: time to 100% restored",
-            unit="s",
-            ours=ours["t100_s"],
-            ours_text=_time_text(ours["t100_s"], ours),
-            against="seed policy",
-            theirs=seed["t100_s"],
-            theirs_text=_time_text(seed["t100_s"], seed),
-        ),
+        _restored_vs_seed(label, "t99_s", ours, seed),
+        _restored_vs_seed(label, "t100_s", ours, seed),
         Comparison(
             metric=f"{label}: peak token requests/s",
             unit="req/s",

@@ -50,7 +50,7 @@ from typing import Any
 
 from tunnelproof.benchmarks import charts
 from tunnelproof.benchmarks.harness import BenchContext, BenchResult, Comparison, method_text
-from tunnelproof.benchmarks.procs import json_process, run_json_worker
+from tunnelproof.benchmarks.procs import json_process, run_json_worker, serve_argv
 
 NAME = "token_service"
 TITLE = "Token service: requests/s and latency"
@@ -123,30 +123,8 @@ async def serve_jwks(jwks: Jwks) -> AsyncIterator[str]:
 
 
 def _serve_argv(emu: Any, jwks_url: str, rate_limit: str, redis_url: str | None) -> list[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "tunnelproof",
-        "serve",
-        "--port",
-        "0",
-        "--upstream",
-        emu.http_base,
-        "--ws-base",
-        emu.ws_base,
-        "--auth-mode",
-        "jwks",
-        "--jwks-url",
-        jwks_url,
-        "--issuer",
-        ISSUER,
-        "--audience",
-        AUDIENCE,
-        "--rate-limit",
-        rate_limit,
-        "--log-level",
-        "warning",
-    ]
+    auth = ["--auth-mode", "jwks", "--jwks-url", jwks_url, "--issuer", ISSUER]
+    argv = serve_argv(emu, [*auth, "--audience", AUDIENCE], rate_limit=rate_limit)
     if redis_url:
         argv += ["--redis-url", redis_url]
     return argv

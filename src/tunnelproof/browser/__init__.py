@@ -1,8 +1,9 @@
 """The browser client: a dependency-free ES module shipped as package data.
 
 The JavaScript files next to this module (``client.js``, ``machine.js``, ``outbox.js``,
-``turns.js``, ``protocol.js``, ``audio.js``) are the browser half of tunnelproof: the same client
-contract as :class:`tunnelproof.session.LiveSession`, for pages. The token service serves
+``turns.js``, ``restore.js``, ``protocol.js``, ``audio.js``) are the browser half of
+tunnelproof: the same client contract as :class:`tunnelproof.session.LiveSession`, for
+pages. The token service serves
 them (see :mod:`tunnelproof.browser.static`); this module only says where they are and
 which version they are.
 """
@@ -17,7 +18,15 @@ from pathlib import Path
 MODULE_DIR = Path(__file__).resolve().parent
 """The folder holding the ES module files."""
 
-MODULE_FILES = ("client.js", "machine.js", "outbox.js", "turns.js", "protocol.js", "audio.js")
+MODULE_FILES = (
+    "client.js",
+    "machine.js",
+    "outbox.js",
+    "turns.js",
+    "restore.js",
+    "protocol.js",
+    "audio.js",
+)
 """The files a page may load; ``client.js`` is the entry point, the rest are its imports."""
 
 

@@ -22,6 +22,7 @@ import {
   sendResult,
   withoutToolIds,
 } from "./outbox.js";
+import { TurnRestore } from "./restore.js";
 import { TurnTracker } from "./turns.js";
 
 /** @typedef {import("./protocol.js").Json} Json */
@@ -202,6 +203,7 @@ export function offlineTokenTimeout(watchdogs, lastFetch, timeoutsInRow) {
  *   | {type: "reconnecting", delay: number, attempt: number, reason: string, kind: "offline"|"server", planned: boolean}
  *   | {type: "disconnected", code: number|null, reason: string, planned: boolean}
  *   | {type: "rewound", partialText: string, replyLost: boolean, cancelledToolCallIds: string[], unanswered: string[], reasked: boolean}
+ *   | {type: "turnsRestored", turns: number, seqs: number[], missing: string[], reasked: boolean}
  *   | {type: "contextReset", reason: string, seededTurns: number}
  *   | {type: "goAway", timeLeft: number|null, handoverBy: number}
  *   | {type: "failed", verdict: CloseVerdict, advice: string}
@@ -402,6 +404,11 @@ export class SessionMachine {
 
     /** Which server turn answers which client message (FIFO; turns.js). */
     this.turns = new TurnTracker();
+    /** Turns completed since the newest handle: restored as history after a drop (restore.js). */
+    this.restore = new TurnRestore(this.turns, {
+      audio: (config.modality ?? "AUDIO") === "AUDIO",
+      enabled: config.sessionResumption !== false,
+    });
     /** @type {Outgoing|null} the newest message written on this connection (a 1007 rejects it) */
     this.lastWritten = null;
     /** Question texts by seq, kept until answered: told to the app if an answer is lost. @type {Map<number, string>} */
@@ -676,7 +683,9 @@ export class SessionMachine {
         // then hold a message the app was told is lost (and may resend).
         for (const t of item.turns) this.transcript.forget(t.role, t.text);
       }
-      this.emit({ type: "sendDropped", seqs: [item.seq], kind: item.kind, reason, audioMs: 0 });
+      // A restore message goes with the sends it covers (restore.js).
+      const seqs = [item.seq, ...this.restore.covered([item.seq])];
+      this.emit({ type: "sendDropped", seqs, kind: item.kind, reason, audioMs: 0 });
     }
   }
 
@@ -705,6 +714,7 @@ export class SessionMachine {
     const awaiting = new Set(this.turns.awaitingAnswer);
     const unread = this.outbox.unconfirmed.filter((i) => awaiting.has(i.seq));
     const read = this.outbox.unconfirmed.filter((i) => !awaiting.has(i.seq)).map((i) => i.seq);
+    read.push(...this.restore.covered(read));
     const earlier = this.outbox.takeUnverified().map((a) => a.seq);
     if (read.length || earlier.length) this.emit({ type: "delivered", seqs: [...earlier, ...read].sort((a, b) => a - b) });
     this.outbox.removeWhere((i) => awaiting.has(i.seq) && i.wasSent);
@@ -723,6 +733,7 @@ export class SessionMachine {
     const first = this.turns.unheldFrom;
     const keep = first === null ? 0 : this.outbox.unconfirmed.filter((i) => i.seq >= first).length;
     const confirmed = this.outbox.confirm(keep).map((i) => i.seq);
+    confirmed.push(...this.restore.covered(confirmed)); // the sends a restore message stands for
     // Audio that left the replay window earlier was sent before these: held too, unless no
     // turn has consumed it yet.
     const earlier = this.outbox.takeUnverified(first).map((a) => a.seq);
@@ -1060,7 +1071,10 @@ export class SessionMachine {
     }
     const partialText = this.transcript.partialModelText;
     const lost = this.turns.connectionLost();
-    const toolIds = [...this.callsSinceHandle];
+    // Completed turns the handle lacks go back as history, not questions (restore.js).
+    const willResume = this.handleValue !== null && !this.seedState;
+    const [restored, kept] = this.restore.connectionLost(this.outbox, this.now, willResume);
+    const toolIds = this.callsSinceHandle.filter((id) => !kept.has(id));
     this.transcript.commitModel();
     this.lastWritten = null;
     // Which owed questions the session asks again itself: those the server's state may
@@ -1083,6 +1097,7 @@ export class SessionMachine {
       if (text !== undefined) unanswered.push(text);
     }
     const replyLost = lostQuestions.length > 0;
+    if (restored !== null) this.emit(restored);
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
     if (partialText || lost.owed || toolIds.length) {
       const reasked = owed.some((seq) => unconfirmed.has(seq));
@@ -1418,6 +1433,7 @@ export class SessionMachine {
       this.transcript.commitModel();
       this.emit({ type: "turnComplete", reason: content.turnCompleteReason });
     }
+    this.restore.content(content, this.lastWritten === null ? null : this.lastWritten.seq);
   }
 
   /** @param {boolean} resumable @param {string|null} newHandle */
@@ -1430,6 +1446,7 @@ export class SessionMachine {
     this.handleCurrent = true;
     if (this.seedState === "read") this.seedState = "";
     this.callsSinceHandle = [];
+    this.restore.handleIssued();
     this.confirmDelivery();
     this.saveHandle();
   }

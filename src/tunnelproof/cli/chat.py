@@ -504,6 +504,7 @@ class Chat:
             SendDropped,
             TextDelta,
             TurnComplete,
+            TurnsRestored,
         )
 
         say = self.screen.say
@@ -533,6 +534,10 @@ class Chat:
                     if partial:
                         say(f"· the answer was cut off: {partial.strip()!r}")
                     self.answer = ""
+                case TurnsRestored(turns=turns, missing=missing, reasked=reasked):
+                    what = "asked again (no text of it is known)" if reasked else "restored"
+                    lacks = f"; not restored: {'; '.join(missing)}" if missing else ""
+                    say(f"· {turns} finished turn(s) lost with the link: {what}{lacks}")
                 case ConfigMismatch() as mismatch:
                     say(f"· config mismatch: {mismatch.advice}")
                 case ContextReset(reason=reason, seeded_turns=turns):

@@ -135,7 +135,7 @@ def register(app: typer.Typer) -> None:
         """Show a Live conversation surviving tunnels, a handover, a crash and a cut answer."""
         route_logs(log_file)
         if browser:
-            from tunnelproof.browser.demo import run_browser_demo_command
+            from tunnelproof.demo.browser import run_browser_demo_command
 
             raise typer.Exit(code=run_browser_demo_command(speed))
         from tunnelproof.demo import DemoError, DemoOptions, run_demo

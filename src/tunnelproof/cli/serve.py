@@ -91,7 +91,7 @@ def _serve_demo(host: str | None, port: int | None, ignored: dict[str, Any]) -> 
             err=True,
         )
         return 2
-    from tunnelproof.browser.demo import run_browser_demo_command
+    from tunnelproof.demo.browser import run_browser_demo_command
 
     return run_browser_demo_command(host=bind, port=port or 0, ready_line=True)
 

@@ -10,6 +10,8 @@ Modules, one concern each:
 * :mod:`~tunnelproof.demo.view` — the live rich view and the summary;
 * :mod:`~tunnelproof.demo.verdict` — did the promise hold;
 * :mod:`~tunnelproof.demo.app` — ``run_demo`` ties them together.
+* :mod:`~tunnelproof.demo.browser` — the same journey as a page (``--browser``,
+  ``serve --demo``): emulator, tunnel and token service in one process.
 
 The names below are imported on first use: importing a submodule (``demo.preflight`` for the
 chat) must not start the emulator's and the token service's imports.

@@ -17,13 +17,14 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from tunnelproof.ready_line import next_json_line
 
 _CHILDREN: set[int] = set()
 
@@ -111,21 +112,15 @@ class ReadyLineProcess:
         self._drain = asyncio.create_task(self._drain_stderr(self._proc.stderr))
         try:
             async with asyncio.timeout(self.ready_timeout):
-                while True:
-                    line = await self._proc.stdout.readline()
-                    if not line:
-                        await self._proc.wait()
-                        raise ChildStartError(
-                            f"the {self.name} exited during start-up "
-                            f"(code {self._proc.returncode}): {self._last_error()}"
-                        )
-                    text = line.decode("utf-8", "replace").strip()
-                    if text.startswith("{"):
-                        with contextlib.suppress(ValueError):
-                            data = json.loads(text)
-                            if isinstance(data, dict):
-                                self.ready = data
-                                return data
+                data = await next_json_line(self._proc.stdout)
+                if data is None:
+                    await self._proc.wait()
+                    raise ChildStartError(
+                        f"the {self.name} exited during start-up "
+                        f"(code {self._proc.returncode}): {self._last_error()}"
+                    )
+                self.ready = data
+                return data
         except TimeoutError:
             raise ChildStartError(
                 f"the {self.name} did not become ready within {self.ready_timeout:g} s"

@@ -37,6 +37,7 @@ from tunnelproof.session import (
     SendDropped,
     TextDelta,
     TurnComplete,
+    TurnsRestored,
 )
 from tunnelproof.session.app_events import AppEvent
 
@@ -191,6 +192,9 @@ class JourneyRunner:
                     st.note("the reply due was lost with the link: ask again")
                 self._answer = ""
                 self._answer_words = 0
+            case TurnsRestored(turns=turns, reasked=reasked):
+                how = "asked again (no text known)" if reasked else "restored, not asked again"
+                st.note(f"{turns} finished turn(s) lost with the link: {how}")
             case ConfigMismatch() as mismatch:
                 st.config_mismatches.append(mismatch.advice)
                 st.note(f"config mismatch: {mismatch.advice}", "red")

@@ -36,6 +36,7 @@ from tunnelproof.emulator.policy import EmulatorPolicy
 from tunnelproof.emulator.server import DEFAULT_API_KEY
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT
 from tunnelproof.protocol.types import JsonDict
+from tunnelproof.ready_line import next_json_line
 
 
 class EmulatorProcessError(RuntimeError):
@@ -273,18 +274,13 @@ class EmulatorProcess:
         assert proc.stdout is not None
         try:
             async with asyncio.timeout(self.startup_timeout):
-                while True:
-                    line = await proc.stdout.readline()
-                    if not line:
-                        await proc.wait()
-                        raise EmulatorProcessError(
-                            f"emulator exited with {proc.returncode} before it was ready: "
-                            + "".join(self.stderr_lines[-20:])
-                        )
-                    text = line.decode("utf-8", errors="replace").strip()
-                    if text.startswith("{"):
-                        info = json.loads(text)
-                        break
+                info = await next_json_line(proc.stdout)
+                if info is None:
+                    await proc.wait()
+                    raise EmulatorProcessError(
+                        f"emulator exited with {proc.returncode} before it was ready: "
+                        + "".join(self.stderr_lines[-20:])
+                    )
         except TimeoutError:
             await self.kill()
             raise EmulatorProcessError("emulator did not print its ready line in time") from None

@@ -203,6 +203,8 @@ class Conversation:
                 log.error("[%s] %s", self.id, self._failure)
                 self._end_device(1011, "Internal error encountered.")
                 continue
+            elif isinstance(event, ev.TurnsRestored) and not event.reasked:
+                self.unheld.restored(event.seqs)
             elif isinstance(event, ev.Delivered):
                 self.unheld.held(event.seqs)
             elif isinstance(event, ev.SendDropped):

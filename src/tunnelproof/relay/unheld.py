@@ -5,8 +5,10 @@ Google's resumable handle that holds a turn comes 20-70 ms after ``turnComplete`
 one until that turn completes. A resume from the older handle therefore lacks questions
 the device already got (complete) answers to:
 
-* the upstream :class:`~tunnelproof.session.LiveSession` replays them itself after an
-  upstream drop (its outbox: ``unconfirmed`` messages), and the model answers them again;
+* the upstream :class:`~tunnelproof.session.LiveSession` restores the turns it got
+  complete as history after an upstream drop (``TurnsRestored``: nothing is answered again)
+  and replays the rest (its outbox: ``unconfirmed`` messages); only when it knows nothing
+  of a turn as text (``TurnsRestored.reasked``) does the model answer it again;
 * a relay process that takes a conversation over from a dead owner has only what the old
   owner flushed to Redis: :meth:`UnheldInput.snapshot` is part of that state, and the new
   owner sends the messages again after resuming (:meth:`UnheldInput.carry`).
@@ -56,6 +58,7 @@ class _Entry:
     index: int  # the device message's number in the conversation (Conversation.received)
     closed_turn: int | None = None  # the device-visible turn end that followed it
     carried: bool = False  # from a previous owner, not sent upstream by this session yet
+    restored: bool = False  # the upstream restored its answered turn as history (no re-answer)
 
 
 @dataclass(slots=True)
@@ -122,9 +125,18 @@ class UnheldInput:
         self._remove(lambda e: not e.carried)
         self.hiding = 0
 
+    def restored(self, seqs: tuple[int, ...]) -> None:
+        """The upstream put the turns that answered these sends back as history
+        (``TurnsRestored``): it will not answer them again, so nothing is to be hidden."""
+        wanted = set(seqs)
+        for entry in self.entries:
+            if entry.seq in wanted:
+                entry.restored = True
+
     def replayed(self) -> None:
         """The upstream (re)started and (re)sent the recorded messages: hide re-answers."""
-        self.hiding = len({e.closed_turn for e in self.entries if e.closed_turn is not None})
+        ends = {e.closed_turn for e in self.entries if e.closed_turn is not None and not e.restored}
+        self.hiding = len(ends)
         for entry in self.entries:
             entry.carried = False
         self.version += 1

@@ -52,6 +52,7 @@ from tunnelproof.session.app_events import (
     ToolCallCancelled,
     ToolCallRequested,
     TurnComplete,
+    TurnsRestored,
     UnknownServerMessage,
     Usage,
 )
@@ -134,6 +135,7 @@ __all__ = [
     "ToolCallRequested",
     "ToolCallsPending",
     "TurnComplete",
+    "TurnsRestored",
     "UnknownServerMessage",
     "Usage",
     "Watchdogs",

@@ -13,6 +13,8 @@ from tunnelproof.session.actions import Action, Emit
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox
 from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.restore import TurnRestore
+from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import Transcript
 from tunnelproof.session.turns import TurnTracker
 
@@ -24,6 +26,8 @@ class DeliveryAccounting:
     transcript: Transcript
     metrics: SessionMetrics
     turns: TurnTracker
+    tools: ToolCalls
+    restore: TurnRestore
     _out: list[Action]
     _session_ready: bool
     _question_texts: dict[int, str]
@@ -55,7 +59,9 @@ class DeliveryAccounting:
                 # it would then hold a message the app was told is lost (and may resend).
                 for turn in item.turns:
                     self.transcript.forget(turn.role, turn.text)
-            self._emit(ev.SendDropped((item.seq,), item.kind.value, reason))
+            # A restore message goes with the sends it covers (restore.py).
+            seqs = (item.seq, *self.restore.covered((item.seq,)))
+            self._emit(ev.SendDropped(seqs, item.kind.value, reason))
 
     def _report_audio_drops(self) -> None:
         """Emit the audio dropped since the last report as one ``SendDropped``."""
@@ -76,6 +82,7 @@ class DeliveryAccounting:
         awaiting = set(self.turns.awaiting_answer)
         unread = self.outbox.unconfirmed.select(awaiting)  # by seq: audio is rebuilt
         read = [seq for seq in self.outbox.unconfirmed.seqs if seq not in awaiting]
+        read += self.restore.covered(read)
         earlier = [a.seq for a in self.outbox.take_unverified()]
         if read or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *read]))))
@@ -99,11 +106,19 @@ class DeliveryAccounting:
         sent = self.outbox.unconfirmed.seqs
         keep = 0 if first is None else sum(1 for seq in sent if seq >= first)
         confirmed = self.outbox.confirm(keep_last=keep)
+        confirmed += self.restore.covered(confirmed)  # the sends a restore message stands for
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
         earlier = [a.seq for a in self.outbox.take_unverified(before=first)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
+
+    def _cancel_tool_calls(self, ids: set[str]) -> None:
+        self.tools.cancel(ids)
+        self._report_dropped(
+            self.outbox.drop_tool_answers(ids),
+            "answers a tool call the resumed session never saw",
+        )
 
     def _reject_message(self, seq: int, described: str) -> None:
         """The server rejected message ``seq`` (closed 1007 after it): report, never replay."""

@@ -3,7 +3,8 @@
 Two families share one stream, in the order things happened:
 
 * **lifecycle**: :class:`Connected`, :class:`Resumed`, :class:`Reconnecting`,
-  :class:`Disconnected`, :class:`Rewound`, :class:`ContextReset`, :class:`GoAwayReceived`,
+  :class:`Disconnected`, :class:`Rewound`, :class:`TurnsRestored`, :class:`ContextReset`,
+  :class:`GoAwayReceived`,
   :class:`Failed`, :class:`SendDropped`, :class:`Delivered`, :class:`EventsDropped`,
   :class:`Closed`, :class:`ProtocolViolation`, :class:`ConfigMismatch`;
 * **server content**: :class:`TextDelta`, :class:`AudioChunk`, :class:`InputTranscript`,
@@ -98,6 +99,31 @@ class Rewound:
     unanswered: tuple[str, ...] = ()
     reasked: bool = False
     """The session asks a cut-off question again itself: its whole answer follows."""
+
+
+@dataclass(frozen=True, slots=True)
+class TurnsRestored:
+    """The link dropped after turns the app got complete and before the handle that holds
+    them (Google sends it some 20-70 ms after ``turnComplete``), so the resumed server
+    state lacks them. The session puts them back as history instead of asking again:
+    **nothing is answered twice**; there is nothing to redo or discard.
+
+    * ``turns``: the completed turns restored (the question's text, or the transcription
+      of the user's speech, and the model's answer: its text or output transcription),
+      sent to the resumed session as ``clientContent`` with ``turnComplete: false``;
+    * ``seqs``: the sends those turns read: not replayed; they end ``Delivered`` once a
+      handle holds the restored history (or ``SendDropped`` if it cannot be sent);
+    * ``missing``: what could not be restored, in words (speech with no input
+      transcription, an answer with no text, the structure of tool calls): empty when
+      the restore is faithful;
+    * ``reasked``: nothing of the turns is known as text (no transcriptions), so their
+      sends are replayed and the model answers them again, as before this restore existed.
+    """
+
+    turns: int
+    seqs: tuple[int, ...]
+    missing: tuple[str, ...] = ()
+    reasked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +339,7 @@ AppEvent = (
     | Reconnecting
     | Disconnected
     | Rewound
+    | TurnsRestored
     | ContextReset
     | GoAwayReceived
     | Failed

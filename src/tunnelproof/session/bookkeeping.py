@@ -49,6 +49,7 @@ from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, Se
 from tunnelproof.session.outgoing import MessageKind, Outgoing
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.restore import TurnRestore
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
 from tunnelproof.session.timers import CONNECTION_TIMERS, Timer, Timers
@@ -87,6 +88,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self.turns = TurnTracker()
         self.tools = ToolCalls()
         self.resumption = ResumptionState()
+        self.restore = TurnRestore(self.turns, config)  # turns a drop would take (restore.py)
         self.timers = Timers()
         # The phase and the few facts about the current socket that a phase cannot hold.
         self.phase = Phase.IDLE  # changed only by SessionMachine (machine.py)
@@ -257,7 +259,9 @@ class SessionBookkeeping(DeliveryAccounting):
         self._garbage_since_message = False
         partial_text = self.transcript.partial_model_text
         lost = self.turns.connection_lost()
-        tool_ids = self.tools.since_handle
+        # Completed turns the handle lacks go back as history, not questions (restore.py).
+        restored, kept = self.restore.connection_lost(self.outbox, self._now, self.resumption)
+        tool_ids = tuple(i for i in self.tools.since_handle if i not in kept)
         self.transcript.commit_model()
         # Which owed questions the session asks again itself: those the server's state may
         # lack (unconfirmed, so replayed). A confirmed one is in the state without its
@@ -273,6 +277,8 @@ class SessionBookkeeping(DeliveryAccounting):
             self._question_texts[seq] for seq in lost_questions if seq in self._question_texts
         )
         reply_lost = bool(lost_questions)
+        if restored is not None:
+            self._emit(restored)
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
         if partial_text or lost.owed or tool_ids:
@@ -297,13 +303,6 @@ class SessionBookkeeping(DeliveryAccounting):
         )
         if self.resumption.link_lost():
             self._out.append(DeleteHandle())
-
-    def _cancel_tool_calls(self, ids: set[str]) -> None:
-        self.tools.cancel(ids)
-        self._report_dropped(
-            self.outbox.drop_tool_answers(ids),
-            "answers a tool call the resumed session never saw",
-        )
 
     def _prepare_fresh_session(self) -> None:
         """The next attempt starts a new server session: settle what the old one held."""
@@ -441,11 +440,13 @@ class SessionBookkeeping(DeliveryAccounting):
             self._cancel_timer(Timer.REPLY)
             self.transcript.commit_model()
             self._emit(ev.TurnComplete(content.turn_complete_reason))
+        self.restore.content(content, self._last_written)
 
     def _on_resumption_update(self, update: SessionResumptionUpdate) -> None:
         if not self.resumption.issued(update.new_handle, resumable=update.resumable):
             return
         self.tools.handle_issued()
+        self.restore.handle_issued()
         self._confirm_delivery()
         self._save_handle()
 

@@ -269,8 +269,10 @@ class LiveSession:
         """True once a resumable handle arrived after the last ``TurnComplete``.
 
         Google sends the handle that holds a turn some 20-70 ms after ``turnComplete``; a
-        drop before it resumes from the older state and replays the turn's question.
-        Recorded when the machine emits ``TurnComplete``, not when the app reads it.
+        drop before it resumes from the older state, into which the session restores the
+        turn as history (``TurnsRestored``; only with no text of it known is its question
+        asked again). Recorded when the machine emits ``TurnComplete``, not when the app
+        reads it.
         """
         handle = self._machine.resumption_handle
         return handle is not None and handle != self._handle_at_turn_end

@@ -72,6 +72,11 @@ class ResumptionState:
         """The next setup has no handle but must take over an earlier session's context."""
         return self.handle is None and self.had_session
 
+    @property
+    def will_resume(self) -> bool:
+        """A reconnect now would resume (a handle, and no re-seed the server may not hold)."""
+        return self.handle is not None and self.seed is Seed.NONE
+
     # -- what happened -----------------------------------------------------------------------
 
     def restored(self, stored: StoredSession, *, valid: bool) -> None:

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from tunnelproof.testing.app_server import serving
 from tunnelproof.testing.async_fixtures import async_fixture
 from tunnelproof.tokens.app import create_app
 from tunnelproof.tokens.router import TokenService
@@ -75,22 +74,8 @@ async def running_token_service(
     """
     service = service or TokenService(settings)
     app = app or create_app(service=service)
-    config = uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    try:
-        async with asyncio.timeout(startup_timeout):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("uvicorn exited during start-up")
-                await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        yield RunningTokenService(f"http://{host}:{port}", app, service)
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, timeout=10)
+    async with serving(app, host=host, startup_timeout=startup_timeout) as url:
+        yield RunningTokenService(url, app, service)
 
 
 TokenServiceFactory = Callable[..., contextlib.AbstractAsyncContextManager[RunningTokenService]]

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from tunnelproof.testing.chaos.config import ChaosConfig
 from tunnelproof.testing.chaos.report import chart, render
-from tunnelproof.testing.chaos.runner import ChaosConfig, run_chaos
+from tunnelproof.testing.chaos.runner import run_chaos
 from tunnelproof.testing.chaos.schedule import IMPOLITE_FAULTS
 
 

@@ -65,16 +65,6 @@ class Tally:
             self.lost_silently += 1
             self._problem(f"{what} lost without a report")
 
-    def merge(self, other: Tally) -> None:
-        """Add ``other``'s counts (problems are kept up to 50)."""
-        self.sent += other.sent
-        self.delivered_exactly_once += other.delivered_exactly_once
-        self.reported_dropped += other.reported_dropped
-        self.duplicated += other.duplicated
-        self.lost_silently += other.lost_silently
-        self.dropped_but_delivered += other.dropped_but_delivered
-        self.problems.extend(other.problems[: max(0, 50 - len(self.problems))])
-
     @property
     def ok(self) -> bool:
         """Every message delivered exactly once or reported dropped (and not delivered)."""

@@ -1,7 +1,9 @@
-"""The impolite part of the soak's report: unaccounted sends, tool effects, goAway loops,
-thinking models. Pure: records and the emulator's data in, JSON and invariants out.
+"""The soak's audit of every send, and the impolite part of its report. Pure: records and
+the emulator's data in, JSON and invariants out.
 
-See :mod:`~tunnelproof.testing.chaos.ledger` for how a send is judged.
+:func:`judge_sends` judges each send once, both ways (see
+:mod:`~tunnelproof.testing.chaos.ledger`); :func:`impolite_report` adds tool effects, goAway
+loops and thinking models to the unaccounted sends.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from tunnelproof.testing.chaos.accounting import (
     tool_response_count,
     user_texts,
 )
-from tunnelproof.testing.chaos.driver import CHAOS_POLICY, SessionRecord
+from tunnelproof.testing.chaos.config import CHAOS_POLICY
 from tunnelproof.testing.chaos.ledger import SendAudit, SentItem, ToolEffects
+from tunnelproof.testing.chaos.record import SessionRecord
 
 
 def goaway_loop_bound(seconds: float, handover_budget: int) -> int:
@@ -29,13 +32,51 @@ def goaway_loop_bound(seconds: float, handover_budget: int) -> int:
     return handover_budget + 2 + int(2 * seconds + 0.999)
 
 
-def impolite_report(
-    records: Sequence[SessionRecord],
-    sessions_data: Sequence[JsonDict],
-    restarts: Sequence[float],
-) -> tuple[JsonDict, dict[str, bool]]:
-    """The report's ``unaccounted`` / ``impolite`` sections and their invariants."""
+def judge_sends(records: Sequence[SessionRecord], sessions_data: Sequence[JsonDict]) -> SendAudit:
+    """Every send of every session judged once: what the client was told of it, and how
+    many copies of it the server's history holds (see
+    :mod:`~tunnelproof.testing.chaos.ledger` and :mod:`~tunnelproof.testing.chaos.accounting`).
+    """
     audit = SendAudit()
+    for rec in records:
+        mine = sessions_of(sessions_data, rec.index)
+        final = final_session(mine, rec.final_tag)
+        final_history = (final.get("history") or []) if final is not None else []
+        final_texts = user_texts(final_history)
+
+        def copies(
+            item: SentItem,
+            reported: bool,
+            mine: list[JsonDict] = mine,
+            final: JsonDict | None = final,
+            texts: list[str] = final_texts,
+        ) -> int:
+            if item.kind == "text":
+                # Re-seeding carries earlier texts forward: the final session holds them all.
+                return count_marker(texts, item.what)
+            if item.kind == "tool":
+                if reported and final is not None:
+                    # An answer that reached a server session the conversation then left (a
+                    # fresh-session fallback) is lost to the conversation: "dropped" is right.
+                    return tool_response_count([final], item.what)
+                return tool_response_count(mine, item.what)
+            return 0  # a chunk of audio leaves no trace of its own in the history
+
+        audit.judge(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, copies)
+        heard_texts = [str(e.get("text", "")) for e in final_history if e.get("role") == "user"]
+
+        def heard(tag: str, texts: list[str] = heard_texts) -> bool:
+            return count_marker(texts, tag) >= 1
+
+        audit.judge_utterances(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, heard)
+    return audit
+
+
+def impolite_report(
+    records: Sequence[SessionRecord], audit: SendAudit, restarts: Sequence[float]
+) -> tuple[JsonDict, dict[str, bool]]:
+    """The report's ``unaccounted`` / ``impolite`` sections and their invariants, from the
+    records and their sends judged (:func:`judge_sends`)."""
     tools: JsonDict = {}
     ToolEffects().merge_into(tools)  # every figure present, zero when no tool ran
     loops: list[JsonDict] = []
@@ -45,30 +86,6 @@ def impolite_report(
     delivered_twice = 0
     budget = CHAOS_POLICY.handover_budget
     for rec in records:
-        mine = sessions_of(sessions_data, rec.index)
-        final = final_session(mine, rec.final_tag)
-        final_texts = user_texts(final.get("history") or []) if final is not None else []
-
-        def on_server(
-            item: SentItem, mine: list[JsonDict] = mine, texts: list[str] = final_texts
-        ) -> bool:
-            if item.kind == "text":
-                return count_marker(texts, item.what) >= 1
-            if item.kind == "tool":
-                return tool_response_count(mine, item.what) >= 1
-            return False  # a chunk of audio leaves no trace of its own in the history
-
-        audit.judge(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, on_server)
-        heard_texts = [
-            str(e.get("text", ""))
-            for e in (final.get("history") or [] if final is not None else [])
-            if e.get("role") == "user"
-        ]
-
-        def heard(tag: str, texts: list[str] = heard_texts) -> bool:
-            return count_marker(texts, tag) >= 1
-
-        audit.judge_utterances(rec.index, rec.sends, rec.delivered_seqs, rec.dropped_seqs, heard)
         rec.tool_effects.merge_into(tools)
         delivered_twice += rec.delivered_twice
         for seconds, connects in rec.goaway_loops:

@@ -9,7 +9,8 @@ assistant what was said first: the answer proves whether the context survived.
 
 Every text carries a unique marker (``[c7-3]``) so the emulator's history can be searched
 for it afterwards; everything the session was told (send results, ``SendDropped``,
-``Rewound``, ...) is kept in a :class:`SessionRecord` for that check.
+``Rewound``, ...) is kept in its
+:class:`~tunnelproof.testing.chaos.record.SessionRecord` for that check.
 """
 
 from __future__ import annotations
@@ -20,24 +21,28 @@ import dataclasses
 import logging
 import random
 import time
-from collections import Counter, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from tunnelproof.emulator.audio import encode_speech, silence
 from tunnelproof.protocol.client_messages import FunctionResponse
-from tunnelproof.protocol.config import FunctionDeclaration, LiveConfig
 from tunnelproof.session import app_events as ev
 from tunnelproof.session.credentials import Credential
 from tunnelproof.session.live_session import LiveSession
 from tunnelproof.session.machine import SessionState
-from tunnelproof.session.metrics import SessionMetrics
-from tunnelproof.session.outbox import OutboxLimits, SendResult
-from tunnelproof.session.policy import RetryPolicy, Watchdogs
+from tunnelproof.session.outbox import SendResult
+from tunnelproof.session.policy import Watchdogs
 from tunnelproof.testing.chaos.accounting import marker
+from tunnelproof.testing.chaos.config import (
+    CHAOS_CONFIG,
+    CHAOS_LIMITS,
+    CHAOS_POLICY,
+    CHAOS_WATCHDOGS,
+    TOOL_NAME,
+)
 from tunnelproof.testing.chaos.faults import FaultInjection, gate_faults
-from tunnelproof.testing.chaos.ledger import SentItem, ToolEffects
+from tunnelproof.testing.chaos.ledger import SentItem
+from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import Fault, Step
 from tunnelproof.testing.chaos.stack import FaultStack
 from tunnelproof.testing.netns import NetnsTunnel
@@ -46,83 +51,10 @@ from tunnelproof.tokens.client import TokenServiceSource
 
 log = logging.getLogger("tunnelproof.chaos")
 
-TOOL_NAME = "check_the_weather"
-CHAOS_CONFIG = LiveConfig(tools=(FunctionDeclaration(TOOL_NAME, "Reports the weather."),))
-"""What every chaos session runs (and what the token service locks its tokens to): the
-default model and the default AUDIO answers, as with Google; the answer checks read the
-output transcript."""
-
-CHAOS_WATCHDOGS = Watchdogs(
-    setup_timeout=6.0,
-    reply_timeout=6.0,
-    close_timeout=1.0,
-    go_away_margin=0.5,
-)
-"""The default watchdogs, with the setup and reply watchdogs shortened so a blackhole is
-found in soak time. Token and connect budgets stay at their defaults: under a herd on a
-loaded two-core box, shorter ones turn slowness into a storm of abandoned attempts."""
-
-CHAOS_POLICY = RetryPolicy(
-    max_delay=5.0,
-    max_attempts_per_outage=40,
-    max_attempts_per_session=None,
-    stable_after=5.0,
-)
-"""The default policy with shorter backoff ceilings (the soak has no time for 30 s waits)."""
-
-CHAOS_LIMITS = OutboxLimits(max_messages=16)
-"""The default outbox bounds, but 16 queued messages instead of 256: the token-stall steps
-send a burst while reconnecting, so the soak reaches the bound and checks it holds."""
-
 BURST_AFTER = 4  # burst texts sent after the question, beyond the bound: refused
 
 AUDIO_CHUNK_MS = 40
 ANSWER_TIMEOUT = 30.0  # a turn through a blackhole, a restart and a backoff still fits
-
-
-@dataclass(slots=True)
-class SessionRecord:
-    """What one chaos session did and was told."""
-
-    index: int
-    first_text: str
-    final_tag: str
-    expected_answer: str
-    final_answer: str | None = None
-    texts: dict[str, tuple[int, str]] = field(default_factory=dict)  # marker -> (seq, status)
-    tool_answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> (seq, status)
-    dropped_seqs: set[int] = field(default_factory=set)
-    sends: dict[int, SentItem] = field(default_factory=dict)  # seq -> what the app sent
-    delivered_seqs: set[int] = field(default_factory=set)  # named by Delivered events
-    delivered_twice: int = 0  # seqs a Delivered event named again
-    tool_effects: ToolEffects = field(default_factory=ToolEffects)
-    goaway_loops: list[tuple[float, int]] = field(default_factory=list)  # (seconds, connects)
-    slow_model_turns: list[tuple[float, float, int]] = field(default_factory=list)
-    """(wall start, wall end, disconnects seen) of each thinking-model turn."""
-    latency_ms: float = 0.0
-    kernel_path: bool = False
-    duration_s: float = 0.0
-    step_seconds: list[tuple[str, float]] = field(default_factory=list)  # (fault, seconds)
-    audio_ms_sent: float = 0.0
-    faults: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    turn_timeouts: int = 0
-    timeouts_by_turn: Counter[str] = field(default_factory=Counter)
-    replies_lost_to_reset: int = 0
-    audio_drop_reports: int = 0
-    spoken_turns_cut_by_audio_drops: int = 0
-    timeout_notes: list[str] = field(default_factory=list)
-    cut_notes: list[str] = field(default_factory=list)
-    recent: deque[str] = field(default_factory=lambda: deque(maxlen=40))
-    metrics: SessionMetrics | None = None
-    errors: list[str] = field(default_factory=list)
-    finished: bool = False
-
-    @property
-    def context_survived(self) -> bool:
-        """The assistant quoted the first thing said, word for word."""
-        return self.final_answer == self.expected_answer
 
 
 class ChaosSession(FaultInjection):
@@ -418,12 +350,8 @@ class ChaosSession(FaultInjection):
         session = self.session
         assert session is not None
         result = await session.send_text(text)
-        self.record.texts[tag] = (result.seq, result.status)
-        self.record.sends[result.seq] = SentItem("text", tag)
-        if result.dropped:
-            self.record.dropped_seqs.add(result.seq)
-            return None
-        return result
+        self.record.note_send(result, SentItem("text", tag))
+        return None if result.dropped else result
 
     async def _say(self, text: str, tag: str) -> None:
         await self._ask(text, tag, None)
@@ -461,9 +389,7 @@ class ChaosSession(FaultInjection):
             chunk = pcm[offset : offset + step]
             result = await session.send_audio(chunk)
             self.record.audio_ms_sent += len(chunk) / 32.0
-            self.record.sends[result.seq] = SentItem("audio", tag, len(chunk) / 32.0)
-            if result.dropped:
-                self.record.dropped_seqs.add(result.seq)
+            self.record.note_send(result, SentItem("audio", tag, len(chunk) / 32.0))
             if offset == 0 and after_send is not None:
                 self._spawn(after_send())
             await asyncio.sleep(0.004)  # interleave with the other sessions
@@ -598,10 +524,7 @@ class ChaosSession(FaultInjection):
             result = await session.send_tool_response(
                 [FunctionResponse(call_id, TOOL_NAME, {"result": answer})]
             )
-            self.record.tool_answers[call_id] = (result.seq, result.status)
-            self.record.sends[result.seq] = SentItem("tool", call_id)
-            if result.dropped:
-                self.record.dropped_seqs.add(result.seq)
+            self.record.note_send(result, SentItem("tool", call_id))
 
     async def _resume_later(self, session: LiveSession) -> None:
         await asyncio.sleep(0.5)

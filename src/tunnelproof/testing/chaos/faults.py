@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from tunnelproof.protocol.close_codes import REASON_INTERNAL_ERROR_OCCURRED, REASON_INVALID_ARGUMENT
 from tunnelproof.testing.chaos.gate import GateFault
+from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import Fault
 from tunnelproof.testing.chaos.stack import FaultStack
 from tunnelproof.testing.netns import NetnsTunnel
@@ -21,7 +22,6 @@ from tunnelproof.testing.tunnel import TunnelProxy
 
 if TYPE_CHECKING:
     from tunnelproof.session.live_session import LiveSession
-    from tunnelproof.testing.chaos.driver import SessionRecord
 
 
 class FaultInjection:

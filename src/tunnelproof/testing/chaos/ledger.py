@@ -14,6 +14,11 @@ and, for audio, its milliseconds; the session's events then say what became of i
 A seq both confirmed delivered and reported dropped is a contradiction (the app would
 resend something the server has): counted apart, and the soak fails on it too.
 
+The same pass reads the other side of each text and tool response: how many copies of it
+the server holds (:class:`~tunnelproof.testing.chaos.accounting.Tally`: exactly once,
+reported dropped, duplicated, lost silently, dropped but delivered). One send, judged once,
+both views in its kind's :class:`KindAudit`.
+
 :class:`ToolEffects` is the app's tool with a side effect: it counts executions per
 request. A call flagged ``ToolCallRequested.reissued`` that names a call already run is
 answered from that run; an unflagged second call for the same request runs the effect
@@ -28,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnelproof.protocol.types import JsonDict
+from tunnelproof.testing.chaos.accounting import Tally
 
 SendKind = Literal["text", "tool", "audio"]
 SEND_KINDS: tuple[SendKind, ...] = ("text", "tool", "audio")
@@ -42,9 +48,15 @@ class SentItem:
     audio_ms: float = 0.0
 
 
+COPIED_KINDS: dict[SendKind, str] = {"text": "text", "tool": "tool answer"}
+"""The kinds whose copies the server's history shows (a chunk of audio leaves no trace of
+its own), and how a problem with one is named."""
+
+
 @dataclass(slots=True)
 class KindAudit:
-    """The verdicts of one kind of send (``ms`` fields are audio milliseconds)."""
+    """The verdicts of one kind of send: the client's (``ms`` fields are audio
+    milliseconds) and, in ``copies``, the server's copies (texts and tool responses)."""
 
     sent: int = 0
     delivered_confirmed: int = 0
@@ -60,6 +72,7 @@ class KindAudit:
     confirmed_not_heard: int = 0
     ms_confirmed_not_heard: float = 0.0
     samples: list[str] = field(default_factory=list)
+    copies: Tally = field(default_factory=Tally)
 
     def to_dict(self, *, audio: bool) -> JsonDict:
         """JSON view (the millisecond figures only for audio)."""
@@ -99,16 +112,22 @@ class SendAudit:
         sends: Mapping[int, SentItem],
         delivered: Iterable[int],
         dropped: Iterable[int],
-        on_server: Callable[[SentItem], bool],
+        copies: Callable[[SentItem, bool], int],
     ) -> None:
-        """Judge one session's ``sends`` (seq -> item) against what it was told.
+        """Judge one session's ``sends`` (seq -> item) against what it was told and what
+        the server holds.
 
-        ``on_server(item)`` is the server-side evidence for a send the session could not
-        confirm (asked only for those).
+        ``copies(item, reported_dropped)`` is how many copies of the send the server's
+        history holds: the copies' verdict for a text or tool response, and the evidence
+        for one the session could not confirm (one copy or more: delivered).
         """
         confirmed, reported = set(delivered), set(dropped)
         for seq, item in sorted(sends.items()):
             audit = self.kinds[item.kind]
+            held = copies(item, seq in reported)
+            if item.kind in COPIED_KINDS:
+                name = f"session {session} {COPIED_KINDS[item.kind]} {item.what}"
+                audit.copies.judge(name, held, seq in reported)
             audit.sent += 1
             audit.ms_sent += item.audio_ms
             what = f"session {session} {item.kind} seq {seq} ({item.what})"
@@ -121,7 +140,7 @@ class SendAudit:
             elif seq in confirmed:
                 audit.delivered_confirmed += 1
                 audit.ms_delivered += item.audio_ms
-            elif on_server(item):
+            elif held >= 1:
                 audit.delivered_by_server_evidence += 1
                 audit.ms_delivered += item.audio_ms
             else:

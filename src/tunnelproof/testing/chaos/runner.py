@@ -16,8 +16,8 @@ The stack, all on loopback::
 
 While it runs, :class:`ChaosStack` polls the emulator's event log (connections set up and
 closed, refused resumes) and samples every session's outbox and the process's memory.
-Afterwards :func:`build_report` checks the client's records against the emulator's
-server-side history (see :mod:`~tunnelproof.testing.chaos.accounting`).
+Afterwards :func:`~tunnelproof.testing.chaos.verdict.build_report` checks the client's
+records against the emulator's server-side history.
 """
 
 from __future__ import annotations
@@ -25,16 +25,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
-import platform
 import shutil
 import socket
-import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +38,18 @@ from pydantic import SecretStr
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess
 from tunnelproof.protocol.types import JsonDict
-from tunnelproof.testing.chaos.accounting import (
-    Tally,
-    count_marker,
-    final_session,
-    max_overlap,
-    sessions_of,
-    spans_from_events,
-    tool_response_count,
-    user_texts,
-)
-from tunnelproof.testing.chaos.audit import impolite_report
-from tunnelproof.testing.chaos.driver import (
-    CHAOS_CONFIG,
-    CHAOS_LIMITS,
-    CHAOS_WATCHDOGS,
-    ChaosSession,
-    SessionRecord,
-)
+from tunnelproof.testing.chaos.config import CHAOS_CONFIG, CHAOS_WATCHDOGS, ChaosConfig
+from tunnelproof.testing.chaos.driver import ChaosSession
 from tunnelproof.testing.chaos.gate import TokenGate
 from tunnelproof.testing.chaos.links import Links
+from tunnelproof.testing.chaos.observed import Observed, peak_rss_kb, rss_kb
+from tunnelproof.testing.chaos.record import SessionRecord
 from tunnelproof.testing.chaos.schedule import (
-    PER_SESSION_FAULTS,
-    Fault,
     link_latency_ms,
     plan_session,
     restart_times,
 )
+from tunnelproof.testing.chaos.verdict import build_report
 from tunnelproof.testing.tokens_fixtures import running_token_service
 from tunnelproof.tokens.minting import Minter
 from tunnelproof.tokens.router import TokenService
@@ -94,56 +74,6 @@ CHAOS_EMULATOR_POLICY = dict(
     tool_call_delay=0.0,
     auth_close_timeout=5.0,
 )
-
-
-@dataclass(slots=True)
-class ChaosConfig:
-    """How big and how long a soak is.
-
-    ``time_scale`` shrinks the 1-60 s blackholes; ``restarts`` emulator restarts are
-    spread over ``expected_duration`` seconds (only those that fall inside the run
-    happen); session starts are spread over ``start_spread`` seconds.
-    """
-
-    sessions: int = 120
-    steps: int = 14
-    seed: int = 1
-    time_scale: float = 0.1
-    restarts: int = 2
-    expected_duration: float = 150.0
-    start_spread: float = 8.0
-    deadline: float = 780.0
-    only: tuple[int, ...] = ()
-    """Run only these session indices (each keeps its seeded plan): to replay one failure."""
-    faults: tuple[Fault, ...] = PER_SESSION_FAULTS
-    """The per-session fault kinds dealt (the tiny soak deals the impolite ones only)."""
-    reply_timeout: float = 6.0
-    """The client's reply watchdog; a thinking model stays silent longer than this."""
-    latency: bool = True
-    """Give every session's link its seeded 100-500 ms latency."""
-    kernel_every: int = 10
-    """Every ``kernel_every``-th session's link crosses a network namespace (0: none)."""
-    fault_rate: float = 0.8
-    """Chance of a fault on a step after a session's walk of every kind."""
-
-
-@dataclass(slots=True)
-class Observed:
-    """What the stack saw from outside the sessions while they ran."""
-
-    events: list[JsonDict] = field(default_factory=list)
-    restarts: list[float] = field(default_factory=list)
-    refusals_consumed: int = 0
-    unhandled: list[str] = field(default_factory=list)
-    harness_unhandled: list[str] = field(default_factory=list)
-    outbox_peak: dict[str, float] = field(default_factory=dict)
-    outbox_violations: int = 0
-    rss_samples: list[tuple[float, float]] = field(default_factory=list)
-    connected_samples: list[tuple[float, int]] = field(default_factory=list)
-    emulator_peak_rss_kb: int = 0
-    emulator_errors: int = 0
-    client_sockets_peak: int = 0
-    """Most sockets one session held open at once, sampled from the client's side."""
 
 
 _WATCHED = ("setup_complete", "connection_closed", "resume_refused", "resume_takeover")
@@ -297,7 +227,7 @@ class ChaosStack:
         """Restart the emulator process (SIGTERM, state saved, start on the same port)."""
         await self.poll_events()
         self.observed.emulator_peak_rss_kb = max(
-            self.observed.emulator_peak_rss_kb, _peak_rss_kb(self.emulator.pid)
+            self.observed.emulator_peak_rss_kb, peak_rss_kb(self.emulator.pid)
         )
         self._restarting.clear()
         try:
@@ -424,7 +354,7 @@ async def run_chaos(
                     sessions_data = await stack._call("GET", "/sessions")
                     ledger = await stack._call("GET", "/tokens")
                     observed.emulator_peak_rss_kb = max(
-                        observed.emulator_peak_rss_kb, _peak_rss_kb(emulator.pid)
+                        observed.emulator_peak_rss_kb, peak_rss_kb(emulator.pid)
                     )
                 finally:
                     await links.close()
@@ -448,13 +378,6 @@ async def run_chaos(
     if links is not None and links.kernel_unavailable is not None:
         report["impolite"]["kernel_blackholes_not_run"] = links.kernel_unavailable
     return report
-
-
-def _planned(config: ChaosConfig) -> int:
-    """How many sessions the run must finish (all, or those picked with ``only``)."""
-    if not config.only:
-        return config.sessions
-    return len({i for i in config.only if 0 <= i < config.sessions})
 
 
 async def _run_sessions(
@@ -496,7 +419,7 @@ async def _run_sessions(
                 _sample_outbox(driver, observed)
             if now - last_slow >= 1.0:
                 last_slow = now
-                observed.rss_samples.append((now - t0, _rss_kb() / 1024))
+                observed.rss_samples.append((now - t0, rss_kb() / 1024))
                 connected = sum(
                     1
                     for d in drivers
@@ -569,249 +492,3 @@ def _sample_outbox(driver: ChaosSession, observed: Observed) -> None:
         observed.outbox_violations += 1
     open_sockets = sum(1 for sock in session._sockets.values() if not sock.gone())
     observed.client_sockets_peak = max(observed.client_sockets_peak, open_sockets)
-
-
-def _rss_kb(pid: int | None = None) -> int:
-    return _status_kb(pid, "VmRSS")
-
-
-def _peak_rss_kb(pid: int | None = None) -> int:
-    return _status_kb(pid, "VmHWM")
-
-
-def _status_kb(pid: int | None, field_name: str) -> int:
-    path = f"/proc/{pid if pid is not None else 'self'}/status"
-    try:
-        with open(path, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith(field_name + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        return 0
-    return 0
-
-
-# -- the report ----------------------------------------------------------------------------
-
-
-def build_report(
-    config: ChaosConfig,
-    records: list[SessionRecord],
-    observed: Observed,
-    sessions_data: list[JsonDict],
-    ledger: list[JsonDict],
-    token_owner: dict[str, int],
-    gate_answers: dict[str, int],
-    duration: float,
-) -> JsonDict:
-    """Check every record against the emulator's view; the soak's JSON result."""
-    texts = Tally()
-    tools = Tally()
-    faults: Counter[str] = Counter()
-    skipped: Counter[str] = Counter()
-    events: Counter[str] = Counter()
-    survived = 0
-    context_failures: list[str] = []
-    harness_errors: list[str] = []
-    turn_timeouts = 0
-    timeouts_by_turn: Counter[str] = Counter()
-    timeout_notes: list[str] = []
-    audio_sent = audio_replayed = audio_dropped = 0.0
-    metrics_sum: Counter[str] = Counter()
-    gaps: list[float] = []
-
-    # Sockets at once, from the emulator's connection events.
-    spans = spans_from_events(observed.events, restarts=observed.restarts)
-    per_session_spans: dict[int, list[tuple[float, float]]] = {}
-    for span in spans.values():
-        owner = token_owner.get(span.token or "")
-        if owner is None:
-            continue
-        end = span.end if span.end is not None else float("inf")
-        per_session_spans.setdefault(owner, []).append((span.start, end))
-    overlaps = {i: max_overlap(s) for i, s in per_session_spans.items()}
-
-    for rec in records:
-        faults.update(rec.faults)
-        skipped.update(rec.skipped)
-        events.update(rec.events)
-        turn_timeouts += rec.turn_timeouts
-        timeouts_by_turn.update(rec.timeouts_by_turn)
-        timeout_notes.extend(f"session {rec.index}: {n}" for n in rec.timeout_notes)
-        harness_errors.extend(f"session {rec.index}: {e}" for e in rec.errors)
-        if rec.context_survived:
-            survived += 1
-        else:
-            context_failures.append(f"session {rec.index}: {rec.final_answer!r}")
-        mine = sessions_of(sessions_data, rec.index)
-        final = final_session(mine, rec.final_tag)
-        final_texts = user_texts(final.get("history") or []) if final is not None else []
-        for tag, (seq, status) in rec.texts.items():
-            dropped = status == "dropped" or seq in rec.dropped_seqs
-            texts.judge(f"session {rec.index} text {tag}", count_marker(final_texts, tag), dropped)
-        for call_id, (seq, status) in rec.tool_answers.items():
-            dropped = status == "dropped" or seq in rec.dropped_seqs
-            anywhere = tool_response_count(mine, call_id)
-            if dropped and final is not None:
-                # An answer that reached a server session the conversation then left (a
-                # fresh-session fallback) is lost to the conversation: "dropped" is right.
-                anywhere = tool_response_count([final], call_id)
-            tools.judge(f"session {rec.index} tool answer {call_id}", anywhere, dropped)
-        audio_sent += rec.audio_ms_sent
-        if rec.metrics is not None:
-            m = rec.metrics
-            audio_replayed += m.audio_ms_replayed
-            audio_dropped += m.audio_ms_dropped
-            gaps.extend(m.gaps)
-            for name in (
-                "connect_attempts",
-                "connections",
-                "reconnects",
-                "resumes_attempted",
-                "resumes_succeeded",
-                "fresh_session_fallbacks",
-                "go_aways",
-                "planned_handovers",
-                "dead_links_detected",
-                "offline_failures",
-                "server_failures",
-                "tokens_fetched",
-                "tokens_reused",
-                "messages_replayed",
-                "messages_dropped",
-                "protocol_errors",
-            ):
-                metrics_sum[name] += int(getattr(m, name))
-
-    faults[Fault.EMULATOR_RESTART.value] = len(observed.restarts)
-    # A kernel blackhole kills the client's socket in the client's kernel only: the
-    # emulator holds its end half-open (as Google would) until it hears nothing for long
-    # enough, so its view overlaps a dead socket with the client's next one. For those
-    # sessions the client's own view (sampled) is the measure; the emulator's is shown.
-    kernel_sessions = {r.index for r in records if r.kernel_path}
-    max_sockets = max((n for i, n in overlaps.items() if i not in kernel_sessions), default=0)
-    kernel_overlap = max((n for i, n in overlaps.items() if i in kernel_sessions), default=0)
-    minted = len(ledger)
-    # Contract 1: a token whose handshake completed is never presented again.
-    reused_after_handshake = sum(1 for t in ledger if len(t.get("connections") or []) > 1)
-    limits = CHAOS_LIMITS
-    peak = observed.outbox_peak
-    invariants = {
-        "context_survived_everywhere": survived == len(records) == _planned(config),
-        "texts_exactly_once_or_reported_dropped": texts.ok,
-        "tool_responses_exactly_once_or_reported_dropped": tools.ok,
-        "max_one_socket_per_session": max_sockets <= 1 and observed.client_sockets_peak <= 1,
-        "no_unhandled_exceptions": not observed.unhandled,
-        "no_harness_errors": not harness_errors,
-        "outbox_within_bounds": observed.outbox_violations == 0,
-        "no_token_used_after_its_handshake": reused_after_handshake == 0,
-    }
-    impolite, impolite_invariants = impolite_report(records, sessions_data, observed.restarts)
-    invariants.update(impolite_invariants)
-    sorted_gaps = sorted(gaps)
-    report: JsonDict = {
-        "ok": all(invariants.values()),
-        "invariants": invariants,
-        "run": {
-            "sessions": config.sessions,
-            "steps_per_session": config.steps,
-            "seed": config.seed,
-            "time_scale": config.time_scale,
-            "reply_timeout_s": config.reply_timeout,
-            "fault_kinds": [f.value for f in config.faults],
-            "duration_s": round(duration, 1),
-            "emulator_restarts": len(observed.restarts),
-            "host": {
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-                "platform": sys.platform,
-            },
-        },
-        "faults_injected": dict(sorted(faults.items())),
-        "faults_total": sum(faults.values()),
-        "faults_not_landed": dict(sorted(skipped.items())),
-        "conversations": {
-            "total": len(records),
-            "context_survived": survived,
-            "context_resets": events.get("ContextReset", 0),
-            "failures": context_failures[:20],
-            "turn_timeouts": turn_timeouts,
-            "turn_timeouts_by_kind": dict(sorted(timeouts_by_turn.items())),
-            "turn_timeout_notes": timeout_notes[:20],
-            "replies_lost_to_a_context_reset": sum(r.replies_lost_to_reset for r in records),
-            "spoken_turns_cut_by_reported_audio_drops": sum(
-                r.spoken_turns_cut_by_audio_drops for r in records
-            ),
-            "spoken_turn_cut_notes": [
-                f"session {r.index}: {note}" for r in records for note in r.cut_notes
-            ][:20],
-            "failed_events_then_resumed": events.get("Failed", 0),
-        },
-        "unaccounted": impolite.pop("unaccounted"),
-        "impolite": impolite,
-        "texts": texts.to_dict(),
-        "tool_responses": tools.to_dict(),
-        "audio": {
-            "ms_sent": round(audio_sent),
-            "ms_replayed": round(audio_replayed),
-            "ms_dropped": round(audio_dropped),
-        },
-        "tokens": {
-            "minted": minted,
-            "fetched_by_clients": metrics_sum["tokens_fetched"],
-            "reused_unspent_by_clients": metrics_sum["tokens_reused"],
-            "presented_on_more_than_one_connection": reused_after_handshake,
-            "gate_answers": dict(sorted(gate_answers.items())),
-        },
-        "sockets": {
-            "max_open_per_session_at_once": max_sockets,
-            "sessions_over_one": sorted(
-                i for i, n in overlaps.items() if n > 1 and i not in kernel_sessions
-            ),
-            "client_view_max_open_per_session": observed.client_sockets_peak,
-            "kernel_path_sessions_max_open_emulator_view": kernel_overlap,
-            "kernel_path_note": (
-                "after a kernel blackhole the emulator holds the dead socket half-open "
-                "until it is silent long enough; the client's own view is the measure there"
-            ),
-            "measured_from": "emulator events: setup_complete .. connection_closed, by token",
-            "connections_set_up": len(spans),
-        },
-        "reconnects": {
-            **{k: metrics_sum[k] for k in sorted(metrics_sum)},
-            "gap_p50_s": _pct(sorted_gaps, 0.5),
-            "gap_p95_s": _pct(sorted_gaps, 0.95),
-            "gap_max_s": round(sorted_gaps[-1], 3) if sorted_gaps else None,
-        },
-        "unhandled_exceptions": len(observed.unhandled),
-        "unhandled_samples": observed.unhandled[:10],
-        "proxy_callback_errors_py311": len(observed.harness_unhandled),
-        "harness_errors": harness_errors[:20],
-        "outbox": {
-            "peak_pending_messages": int(peak.get("pending_messages", 0)),
-            "bound_pending_messages": limits.max_messages,
-            "peak_pending_bytes": int(peak.get("pending_bytes", 0)),
-            "bound_pending_bytes": limits.max_bytes,
-            "peak_pending_audio_ms": round(peak.get("pending_audio_ms", 0.0)),
-            "bound_pending_audio_ms": limits.max_audio_ms,
-            "peak_unconfirmed_messages": int(peak.get("unconfirmed_messages", 0)),
-            "bound_unconfirmed_messages": limits.max_unconfirmed_messages,
-            "samples_over_bound": observed.outbox_violations,
-        },
-        "memory": {
-            "client_peak_rss_mb": round(_peak_rss_kb() / 1024, 1),
-            "emulator_peak_rss_mb": round(observed.emulator_peak_rss_kb / 1024, 1),
-        },
-        "emulator_control_errors": observed.emulator_errors,
-        "timeline": {
-            "connected_sessions": [(round(t, 1), n) for t, n in observed.connected_samples],
-            "client_rss_mb": [(round(t, 1), round(m, 1)) for t, m in observed.rss_samples],
-        },
-    }
-    return report
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    return round(values[min(len(values) - 1, int(q * len(values)))], 3)

@@ -6,6 +6,9 @@ All local, no key: an emulator, a tunnel proxy in front of it and the token serv
 the tunnel; its buttons blackhole, restore or cut the link through this server's small
 control API (loopback only), ask the emulator for a goAway, or play the whole journey, and
 a timeline shows every drop, gap, handle and token.
+
+The page itself (``demo.html``) is a static file of :mod:`tunnelproof.browser`, beside the
+client module it loads; this module assembles the running demo around it.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import secrets
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -26,6 +28,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from tunnelproof.browser import MODULE_DIR
 from tunnelproof.browser.static import client_url
+from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
+from tunnelproof.testing.app_server import serving
+from tunnelproof.testing.tunnel import TunnelProxy
+from tunnelproof.tokens.app import create_app
+from tunnelproof.tokens.router import TokenService
+from tunnelproof.tokens.settings import TokenServiceSettings
 
 DEMO_USER = "demo"
 TUNNEL_ACTIONS = ("blackhole", "restore", "reset")
@@ -49,7 +57,9 @@ def demo_page(bearer: str, token_path: str) -> str:
     )
 
 
-def add_demo_routes(app: FastAPI, *, tunnel: Any, emulator: Any, page: str) -> None:
+def add_demo_routes(
+    app: FastAPI, *, tunnel: TunnelProxy, emulator: EmulatorServer, page: str
+) -> None:
     """``GET /`` (the page), ``POST /demo/tunnel`` and ``POST /demo/goaway``."""
 
     @app.get("/", include_in_schema=False)
@@ -82,14 +92,6 @@ async def browser_demo(
 
     ``speed`` paces the emulator's answers (1 = real time, 0 = as fast as possible).
     """
-    import uvicorn
-
-    from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
-    from tunnelproof.testing.tunnel import TunnelProxy
-    from tunnelproof.tokens.app import create_app
-    from tunnelproof.tokens.router import TokenService
-    from tunnelproof.tokens.settings import TokenServiceSettings
-
     api_key = "demo-" + secrets.token_urlsafe(12)
     bearer = secrets.token_urlsafe(18)
     async with EmulatorServer(EmulatorPolicy(generation_speed=speed), api_key=api_key) as emu:
@@ -108,23 +110,8 @@ async def browser_demo(
             service = TokenService(settings)
             app = create_app(service=service)
             add_demo_routes(app, tunnel=tunnel, emulator=emu, page=demo_page(bearer, settings.path))
-            config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-            server = uvicorn.Server(config)
-            task = asyncio.create_task(server.serve())
-            try:
-                async with asyncio.timeout(20):
-                    while not server.started:
-                        if task.done():
-                            task.result()
-                            raise RuntimeError("the demo server stopped during start-up")
-                        await asyncio.sleep(0.02)
-                bound = server.servers[0].sockets[0].getsockname()[1]
-                url = f"http://{host}:{bound}"
+            async with serving(app, host=host, port=port) as url:
                 yield BrowserDemo(url=url + "/", token_url=url + settings.path)
-            finally:
-                server.should_exit = True
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(task, timeout=10)
         finally:
             await tunnel.stop()
 
