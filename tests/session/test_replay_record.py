@@ -138,6 +138,17 @@ def test_an_item_put_in_front_is_the_oldest_and_counts() -> None:
     assert box.confirm(keep_last=2) == [3, 4]
 
 
+def test_a_queued_item_is_removed_by_identity_not_by_its_seq() -> None:
+    """A restore message takes the seq of the last send it stands for (restore.py), so a
+    queued item and a recorded one may share a seq: removing one leaves the other."""
+    box = Outbox()
+    box.mark_sent(text(3))
+    queued = text(3, at=1.0)
+    box.enqueue(queued, 1.0)
+    assert box.remove_where(lambda i: i is queued) == [queued]
+    assert [i.seq for i in box.unconfirmed] == [3] and not box.pending
+
+
 def test_only_a_non_audio_entry_can_be_replaced_by_its_trimmed_copy() -> None:
     box = Outbox()
     box.mark_sent(audio(1))

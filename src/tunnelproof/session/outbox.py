@@ -313,12 +313,16 @@ class Outbox:
         record = self.unconfirmed
         sent = list(record) if among is None else record.select(among)
         queued = self.pending if among is None else [i for i in self.pending if i.seq in among]
-        removed = [i for i in (*sent, *queued) if predicate(i)]
-        if removed:
-            gone = {i.seq for i in removed}  # a seq is unique across both queues
-            self.pending = deque(i for i in self.pending if i.seq not in gone)
-            record.discard(gone)
-        return removed
+        from_record = [i for i in sent if predicate(i)]
+        from_pending = [i for i in queued if predicate(i)]
+        if from_record:
+            record.discard({i.seq for i in from_record})  # a seq is unique in the record
+        if from_pending:
+            # By identity, as before: a restore message takes the seq of the last send it
+            # stands for (restore.py), so a seq need not be unique across the two queues.
+            gone = {id(i) for i in from_pending}
+            self.pending = deque(i for i in self.pending if id(i) not in gone)
+        return from_record + from_pending
 
     def drop_tool_answers(self, ids: set[str]) -> list[Outgoing]:
         """Strip answers to ``ids`` (tool calls the next server state never saw)."""
