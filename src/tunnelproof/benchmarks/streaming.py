@@ -117,9 +117,8 @@ async def run(ctx: BenchContext) -> BenchResult:
             # 0.18 -> 0.29 cores after two minutes of 100), so later ramps met a slower server.
             async with EmulatorProcess(policy, tls=True) as emu:
                 if server_cpus and emu.pid is not None:
-                    # Off the client's core: unpinned, the kernel's wake-up placement put it
-                    # beside the client it answers (on the client's core) often enough to
-                    # preempt the client for a time slice (2-4 ms) at a time.
+                    # Off the client's core: free, it could run there (single callbacks
+                    # of a 50 µs task step took 2-4 ms, a scheduler time slice).
                     os.sched_setaffinity(emu.pid, server_cpus)
                 config = {
                     "client": client,
