@@ -105,6 +105,20 @@ async def test_policy_read_and_change_over_http(emulator: EmulatorServer) -> Non
     assert status == 400 and "no_such_field" in body["error"]["message"]
 
 
+@pytest.mark.parametrize("value", [-1, "nan", "inf", "soon"])
+async def test_policy_refuses_a_duration_it_cannot_run_with(
+    emulator: EmulatorServer, value: object
+) -> None:
+    # A negative or non-finite duration made timers fire at once or never; refused now.
+    # (The fixture's generation_speed=0 is an int: -1 used to pass as "an integer".)
+    before = emulator.policy.generation_speed
+    status, body = await _call(emulator, "PATCH", "/policy", {"generation_speed": value})
+    assert status == 400 and "generation_speed must be" in body["error"]["message"]
+    assert emulator.policy.generation_speed == before
+    status, policy = await _call(emulator, "PATCH", "/policy", {"generation_speed": "0.5"})
+    assert status == 200 and policy["generation_speed"] == 0.5
+
+
 async def test_history_and_event_wait_over_http(emulator: EmulatorServer) -> None:
     ws, _ = await start(emulator)
     await ask(ws, "hello history")

@@ -110,11 +110,14 @@ async def test_our_browser_client_gets_the_answer_spoken_in_its_tunnel_once_in_o
             numbers = [int(n) for n in NUMBER.findall(counted)]
             resumed = await events(page, "resumed")
             dropped = await events(page, "sendDropped")
+            rewound = await events(page, "rewound")
             await page.close()
         finally:
             await browser.close()
         assert errors == []
         assert resumed, "the tunnel did not make the client reconnect"
+        # The relay said the resume was intact: the answer went on, nothing was rewound.
+        assert rewound == [], rewound
         # The whole answer, once, in order, although the device was gone for the end of it.
         assert numbers == list(range(1, 201)), numbers
         # The message typed inside the tunnel: answered from the kept context, once.

@@ -121,6 +121,47 @@ async def test_a_new_owner_counts_the_input_a_killed_owner_never_recorded() -> N
             await dead.redis.aclose()  # type: ignore[attr-defined]
 
 
+async def test_a_new_owner_knows_a_named_replay_from_the_shared_record() -> None:
+    # A tunnelproof client names its messages: the names' digests are the shared record, so
+    # the heir drops the device's replay of "yes" (even one its handle already counted)
+    # and forwards the same bytes under a new name.
+    async with redis_url() as url:
+        dead = RedisCoordinator(url, lease=0.3)
+        heir = RedisCoordinator(url, lease=0.3)
+        relay = RelayServer(
+            ApiKeySource("unused", ws_base="ws://127.0.0.1:9"),
+            DeviceAuthenticator(
+                signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "alice"})
+            ),
+            settings=RelaySettings(secret=SECRET),
+            coordinator=heir,
+        )
+        try:
+            conv = _owner_conversation()
+            assert await dead.try_acquire("c1")
+            dead.track("c1", conv)
+            await conv.open_upstream()
+            await conv.from_device("realtimeInput", _text("hello"), name="d1:1")
+            await conv.from_device("realtimeInput", _text("yes"), name="d1:2")
+            conv.unheld.held((1, 2))  # a handle holds both
+            await dead.flush("c1")
+            taken = await relay._take_over(RelayHandle("c1", "alice", 0, 2))
+            taken.session_factory = _FakeUpstream
+            await taken.open_upstream()
+            await taken.from_device("realtimeInput", _text("yes"), name="d1:2")  # a replay
+            await taken.from_device("realtimeInput", _text("yes"), name="d1:3")  # said again
+            upstream = taken.upstream
+            assert isinstance(upstream, _FakeUpstream)
+            assert [m["realtimeInput"]["text"] for m in upstream.sent] == ["yes"]
+            assert taken.stats.duplicates_dropped == 1 and taken.received == 3
+            await taken.close()
+            await asyncio.gather(*relay._background)
+            await conv.close()
+        finally:
+            await relay.shutdown()
+            await dead.redis.aclose()  # type: ignore[attr-defined]
+
+
 async def test_a_flush_writes_only_what_changed_and_nothing_when_idle() -> None:
     async with redis_url() as url:
         coord = RedisCoordinator(url)
@@ -156,12 +197,15 @@ async def test_audio_streaming_past_the_unheld_bound_is_counted_and_warned_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     conv = _owner_conversation()
+    conv.unheld.max_bytes = 200_000  # the bound in bytes (2 MB by default: ~47 s of speech)
     await conv.open_upstream()
-    chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "AAAA"}}
+    # 40 ms of 16 kHz s16le audio as base64
+    chunk = {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "A" * 1708}}
     with caplog.at_level("WARNING", logger="tunnelproof.relay"):
-        for _ in range(300):  # 12 s of 40 ms chunks and no handle: over the 256 bound
+        for _ in range(300):  # 12 s of 40 ms chunks and no handle: over the byte bound
             await conv.from_device("realtimeInput", chunk)
-    assert conv.stats.unheld_forgotten == 300 - 256
+    assert 0 < conv.stats.unheld_forgotten == conv.unheld.forgotten < 300
+    assert conv.unheld.size_bytes <= 200_000 and conv.unheld.records == 1
     warned = [r for r in caplog.records if "over its bound" in r.getMessage()]
     assert len(warned) == 1, len(warned)  # not one line per chunk
     await conv.close()

@@ -78,14 +78,74 @@ def test_a_fresh_session_seeded_with_what_was_sent_hides_nothing() -> None:
 
 
 def test_the_bounds_forget_the_oldest_and_count_them() -> None:
-    u = UnheldInput(max_messages=3, max_bytes=10_000)
+    u = UnheldInput(max_records=3, max_bytes=10_000)
     for i in range(5):
         u.forwarded(_text(f"m{i}"), i, i)
     assert [e.seq for e in u.entries] == [2, 3, 4] and u.forgotten == 2
-    big = UnheldInput(max_messages=100, max_bytes=100)
+    big = UnheldInput(max_records=100, max_bytes=100)
     big.forwarded(_text("x" * 60), 1, 0)
     big.forwarded(_text("y" * 60), 2, 1)
     assert [e.seq for e in big.entries] == [2] and big.forgotten == 1
+
+
+def _chunk(n: int = 640) -> dict[str, Any]:
+    return {"realtimeInput": {"audio": {"mimeType": "audio/pcm;rate=16000", "data": "A" * n}}}
+
+
+def test_contiguous_audio_is_one_record_bounded_by_bytes_not_by_chunk_count() -> None:
+    u = UnheldInput()
+    for i in range(600):  # 12 s of 20 ms chunks, no handle, no turn end
+        u.forwarded(_chunk(), i + 1, i)
+    assert u.records == 1 and len(u.entries) == 600 and u.forgotten == 0
+    # a typed message ends the run; the next chunk starts a new record
+    u.forwarded(_text("stop"), 601, 600)
+    u.forwarded(_chunk(), 602, 601)
+    assert u.records == 3
+    # so does a turn end the device saw, and a gap in the device's numbering
+    u.turn_ended()
+    u.forwarded(_chunk(), 603, 602)
+    u.forwarded(_chunk(), 604, 604)
+    assert u.records == 5
+    # a handle holding the first half of the run leaves the rest one record
+    u.held(tuple(range(1, 301)))
+    assert len(u.entries) == 304 and u.records == 5
+    u.held(tuple(range(301, 601)))
+    assert u.records == 4
+
+
+def test_speech_over_the_byte_bound_forgets_the_oldest_chunks() -> None:
+    u = UnheldInput(max_bytes=100_000)
+    size = len(orjson.dumps(_chunk()))
+    for i in range(300):
+        u.forwarded(_chunk(), i + 1, i)
+    kept = 100_000 // size
+    assert len(u.entries) == kept and u.forgotten == 300 - kept and u.records == 1
+    assert u.entries[0].index == 300 - kept  # the oldest went first
+    assert u.size_bytes <= 100_000
+
+
+def test_typed_messages_still_count_one_record_each_and_tiny_chunks_hit_the_entry_cap() -> None:
+    u = UnheldInput()
+    for i in range(300):
+        u.forwarded(_text(f"m{i}"), i + 1, i)
+    assert u.records == 256 and u.forgotten == 300 - 256
+    flood = UnheldInput(max_entries=100)
+    for i in range(150):
+        flood.forwarded(_chunk(1), i + 1, i)
+    assert len(flood.entries) == 100 and flood.forgotten == 50 and flood.records == 1
+
+
+def test_records_survive_eviction_of_a_runs_head_and_of_a_whole_run() -> None:
+    u = UnheldInput(max_records=2)
+    u.forwarded(_text("a"), 1, 0)
+    for i in range(1, 4):
+        u.forwarded(_chunk(), i + 1, i)  # one run: records a, run
+    assert u.records == 2 and u.forgotten == 0
+    u.forwarded(_text("b"), 5, 4)  # three records: "a" goes
+    assert u.records == 2 and [e.index for e in u.entries] == [1, 2, 3, 4]
+    u.forwarded(_text("c"), 6, 5)  # the whole run goes, chunk by chunk
+    assert u.records == 2 and [e.index for e in u.entries] == [4, 5]
+    assert u.forgotten == 4
 
 
 def test_a_refused_carried_message_is_forgotten() -> None:
@@ -152,3 +212,29 @@ def test_the_run_length_index_stays_one_run_while_audio_streams_in() -> None:
     u.held(tuple(range(1, 101)))  # a handle held the first 100 sends
     assert u.runs() == [[100, 199, None]]
     assert sorted(u.bodies()) == list(range(100, 200))
+
+
+def test_the_runs_and_indices_kept_up_to_date_match_a_recount() -> None:
+    # The mirror reads them every flush; they are kept incrementally (no pass over up to
+    # 4096 entries): after any mix of additions, evictions, holds and turn ends they must
+    # equal what a recount from the entries gives.
+    import random
+
+    rng = random.Random(7)
+    u = UnheldInput(max_records=5, max_entries=50)
+    seq = 0
+    for step in range(2000):
+        roll = rng.random()
+        if roll < 0.6:
+            seq += 1
+            u.forwarded(_chunk() if rng.random() < 0.7 else _text("x"), seq, seq)
+        elif roll < 0.7:
+            u.turn_ended()
+        elif roll < 0.8 and u.entries:
+            u.held(tuple(e.seq for e in u.entries[: rng.randint(1, 3)] if e.seq is not None))
+        kept = u.runs()
+        u._runs = None  # recount
+        assert u.runs() == kept, step
+        assert u.indices == {e.index for e in u.entries}, step
+        newest = [(e.index, e.message) for e in u.entries if e.index > seq - 2]
+        assert u.messages_after(seq - 2) == newest, step

@@ -94,7 +94,15 @@ def test_wire_frames_and_events() -> None:
         "realtimeInput",
         {"text": "hi"},
     )
-    for bad in (b"[]", b"{}", b'{"nope": {}}', b"not json", b'{"a": 1, "b": 2}'):
+    for bad in (
+        b"[]",
+        b"{}",
+        b'{"nope": {}}',
+        b"not json",
+        b'{"a": 1, "b": 2}',
+        b'{"realtimeInput": {}}',
+        b'{"realtimeInput": {"text": "a", "audioStreamEnd": true}}',
+    ):
         with pytest.raises(wire.WireError) as caught:
             wire.parse_device_frame(bad)
         assert caught.value.code == 1007

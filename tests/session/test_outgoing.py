@@ -63,7 +63,7 @@ def test_snake_case_and_unknown_kinds_are_read_and_setup_is_refused() -> None:
         ClientMessage.from_dict({"realtimeInput": {}, "toolResponse": {}})
     with pytest.raises(ValueError, match="must be an object"):
         ClientMessage.from_dict({"realtimeInput": "text"})
-    with pytest.raises(ValueError, match="rate must be positive"):
+    with pytest.raises(ValueError, match="rate must be a positive integer"):
         ClientMessage.audio(PCM_100MS, rate=0)
 
 
@@ -76,3 +76,40 @@ def test_an_outgoing_item_is_encoded_once_and_trimmed_by_tool_id() -> None:
     assert trimmed is not None and trimmed.tool_ids == ("b",) and trimmed.seq == 7
     assert '"a"' not in trimmed.wire
     assert item.without_tool_ids({"a", "b"}) is None
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), 16000.5, 16000.0, True, "16000", 0])
+def test_an_audio_rate_that_is_not_a_positive_integer_is_refused(rate: object) -> None:
+    # nan went out as "audio/pcm;rate=nan" (the server closes 1007, fatal) with a nan
+    # duration the outbox's audio bound could not compare.
+    with pytest.raises(ValueError, match="audio rate must be a positive integer"):
+        ClientMessage.audio(b"\0\0" * 320, rate=rate)  # type: ignore[arg-type]
+
+
+def test_an_integral_audio_rate_of_any_integer_type_is_taken() -> None:
+    numpy = pytest.importorskip("numpy")  # an app's rate often comes from numpy
+    message = ClientMessage.audio(b"\0\0" * 320, rate=numpy.int64(8000))
+    assert message.audio_ms == pytest.approx(40.0)
+    assert message.body["realtimeInput"]["audio"]["mimeType"] == "audio/pcm;rate=8000"
+
+
+@pytest.mark.parametrize("body", [{}, {"text": "a", "audioStreamEnd": True}])
+def test_a_raw_realtime_input_with_not_exactly_one_field_is_refused(
+    body: dict[str, object],
+) -> None:
+    # Sent as is, the server closed 1007 and the whole session failed.
+    with pytest.raises(ValueError, match="realtimeInput holds exactly one field"):
+        ClientMessage.from_dict({"realtimeInput": body})
+
+
+@pytest.mark.parametrize("text", [None, b"hi", 5])
+def test_text_that_is_not_a_str_is_refused(text: object) -> None:
+    with pytest.raises(TypeError, match="text must be a str"):
+        ClientMessage.text(text)  # type: ignore[arg-type]
+
+
+def test_a_raw_audio_message_with_rate_zero_is_a_value_error() -> None:
+    # It was a ZeroDivisionError out of send_raw (the duration divides by the rate).
+    audio = {"mimeType": "audio/pcm;rate=0", "data": "AAAA"}
+    with pytest.raises(ValueError, match="rate must be a positive integer"):
+        ClientMessage.from_dict({"realtimeInput": {"audio": audio}})

@@ -9,7 +9,13 @@ import socket
 import pytest
 
 from tunnelproof.session.driver import KernelLink, kernel_verdict, read_kernel_link
-from tunnelproof.session.policy import SEED_POLICY, RetryPolicy, Watchdogs
+from tunnelproof.session.policy import (
+    SEED_POLICY,
+    SHED_MIN_DELAY,
+    SHED_MIN_JITTER,
+    RetryPolicy,
+    Watchdogs,
+)
 
 
 def test_an_abrupt_drop_of_a_healthy_connection_is_retried_at_once() -> None:
@@ -84,3 +90,87 @@ def test_read_kernel_link_on_a_live_loopback_connection() -> None:
         for s in (client, peer, server):
             s.close()
     assert read_kernel_link(None) is None
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["token_timeout", "connect_timeout", "setup_timeout", "reply_timeout", "close_timeout"],
+)
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan"), float("inf")])
+def test_watchdogs_refuse_a_timeout_that_fires_at_once_or_never(field: str, value: float) -> None:
+    # Watchdogs(token_timeout=0) or (setup_timeout=nan) made a session that never
+    # connected and said nothing (the app's own timeout was the only way out).
+    with pytest.raises(ValueError, match=field):
+        Watchdogs(**{field: value})  # type: ignore[arg-type]
+
+
+def test_watchdog_margins_may_be_zero_but_not_negative() -> None:
+    assert Watchdogs(go_away_margin=0.0, handover_handle_grace=0.0, stale_socket_wait=0.0)
+    with pytest.raises(ValueError, match="go_away_margin"):
+        Watchdogs(go_away_margin=-1.0)
+    with pytest.raises(ValueError, match="keepalive_count"):
+        Watchdogs(keepalive_count=0)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"base_delay": float("nan")}, "base_delay must be a finite number"),
+        ({"max_delay": float("inf")}, "max_delay must be a finite number"),
+        ({"jitter": "none"}, "jitter must be 'full' or 'additive'"),
+        ({"max_attempts_per_outage": 0}, "max_attempts_per_outage must be >= 1"),
+        ({"max_attempts_per_session": -1}, "max_attempts_per_session must be >= 1"),
+        ({"stable_after": -1.0}, "stable_after must be >= 0"),
+        ({"max_offline_seconds": -5.0}, "max_offline_seconds must be positive"),
+    ],
+)
+def test_retry_policy_refuses_values_it_cannot_run_with(
+    changes: dict[str, object], says: str
+) -> None:
+    with pytest.raises(ValueError, match=says):
+        RetryPolicy(**changes)  # type: ignore[arg-type]
+
+
+def test_a_precise_shed_wait_gets_a_tenth_of_it_as_jitter() -> None:
+    # retry-after-ms is the client's own slot: come back just after it, not up to
+    # base_delay later (which cost the restart benchmark a quarter of a second a round).
+    policy = RetryPolicy()
+    rng = random.Random(3)
+    delays = [policy.shed_delay(2.5, rng) for _ in range(1000)]
+    assert min(delays) >= 2.5
+    assert max(delays) <= 2.5 + 0.25
+    assert max(delays) - min(delays) > 0.2, "still spread, not one tick"
+    # Short waits: at least SHED_MIN_JITTER of spread; long ones at most base_delay.
+    short = [policy.shed_delay(0.15, rng) for _ in range(1000)]
+    assert min(short) >= 0.15 and max(short) <= 0.15 + SHED_MIN_JITTER
+    assert max(short) - min(short) > SHED_MIN_JITTER / 2
+    long = [policy.shed_delay(42.5, rng) for _ in range(1000)]
+    assert max(long) <= 42.5 + policy.base_delay
+    assert max(long) - min(long) > policy.base_delay / 2
+
+
+def test_a_whole_second_wait_is_coarse_and_keeps_the_full_jitter() -> None:
+    # Retry-After: 1 may mean any slot in the second after it: spread over base_delay.
+    policy = RetryPolicy()
+    rng = random.Random(4)
+    delays = [policy.shed_delay(1.0, rng) for _ in range(1000)]
+    assert min(delays) >= 1.0 and max(delays) <= 1.0 + policy.base_delay
+    assert max(delays) - min(delays) > policy.base_delay / 2
+
+
+def test_no_shed_wait_is_shorter_than_the_floor() -> None:
+    # A server answering "retry-after-ms: 1" forever gets ten attempts a second, not a
+    # hot loop (a shed answer is a wait, not a failure: no cap stops it).
+    policy = RetryPolicy()
+    rng = random.Random(5)
+    for asked in (0.001, 0.01, 0.05, 0.0999):
+        delays = [policy.shed_delay(asked, rng) for _ in range(200)]
+        assert min(delays) >= SHED_MIN_DELAY
+        assert max(delays) <= SHED_MIN_DELAY + SHED_MIN_JITTER
+
+
+def test_shed_delays_are_deterministic_for_a_seeded_rng() -> None:
+    policy = RetryPolicy()
+    first = [policy.shed_delay(w, random.Random(9)) for w in (0.3, 1.0, 7.25)]
+    again = [policy.shed_delay(w, random.Random(9)) for w in (0.3, 1.0, 7.25)]
+    assert first == again

@@ -132,3 +132,18 @@ async def test_tunnel_alone_and_token_service(emulator_tunnel, token_service):
     result = run_pytest(project, "-p", "no:asyncio")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_loading_the_plugin_imports_no_service_or_server() -> None:
+    # The plugin loads in every pytest run of a project that installs tunnelproof; the
+    # emulator and the token service are imported by the fixtures that start them.
+    heavy = ("fastapi", "uvicorn", "google.genai", "aiohttp", "tunnelproof.emulator")
+    probe = (
+        "import sys, tunnelproof.testing.pytest_plugin\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]", run.stdout

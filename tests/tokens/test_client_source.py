@@ -211,3 +211,66 @@ async def test_tls_context_is_built_once_not_per_fetch(
             credential = await source()
             assert credential.secret.startswith("auth_tokens/")
     assert built == []
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        "Bearer alice-key-0001\n",  # a key read from a file, newline and all
+        "Bearer alice-key-0001\r\nX-Injected: 1",
+        "Bearer alicé",
+        {"Cookie": "session=a\x00b"},
+    ],
+)
+async def test_a_credential_that_is_no_header_value_is_a_config_error_at_once(
+    emu: Any, credential: Any
+) -> None:
+    # It was TokenUnavailable ("connection failed: LocalProtocolError", whose text held
+    # the secret): the session retried it for minutes and then blamed the service.
+    async with running_token_service(settings_for(emu.http_base)) as svc:
+        source = TokenServiceSource(svc.token_url, lambda: credential, timeout=10)
+        with pytest.raises(TokenConfigError, match="not a valid HTTP header value") as info:
+            await source()
+    assert info.value.__cause__ is None and info.value.__context__ is None
+    assert "alice" not in str(info.value) and "session=" not in str(info.value)
+
+
+async def test_a_session_with_such_a_credential_fails_once_with_the_reason(emu: Any) -> None:
+    from tunnelproof import Failed, LiveConfig, LiveSession
+
+    async with running_token_service(settings_for(emu.http_base, emu.ws_base)) as svc:
+        source = TokenServiceSource(svc.token_url, lambda: "Bearer alice-key-0001\n", timeout=10)
+        async with LiveSession(LiveConfig(), source) as session:
+            events = [event async for event in session]  # ends after Failed
+    assert isinstance(events[-1], Failed), events
+    assert "not a valid HTTP header value" in events[-1].verdict.reason
+    assert session.metrics.connect_attempts <= 1
+
+
+@pytest.mark.parametrize(("status", "error"), [(503, TokenUnavailable), (429, TokenRateLimited)])
+async def test_a_shed_answer_is_read_to_the_millisecond(
+    status: int, error: type[TokenUnavailable] | type[TokenRateLimited]
+) -> None:
+    # The service's own slot for this caller: retry-after-ms before the whole seconds.
+    def shed(request: httpx.Request) -> httpx.Response:
+        headers = {"Retry-After": "1", "retry-after-ms": "312"}
+        return httpx.Response(status, headers=headers, json={"code": "upstream_unavailable"})
+
+    source = TokenServiceSource(
+        "http://tokens.test/api/live/token", transport=httpx.MockTransport(shed)
+    )
+    with pytest.raises(error) as caught:
+        await source()
+    assert caught.value.retry_after == pytest.approx(0.312)
+
+
+async def test_a_shed_answer_without_a_sane_ms_hint_keeps_retry_after() -> None:
+    def shed(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "2", "retry-after-ms": "9e9"})
+
+    source = TokenServiceSource(
+        "http://tokens.test/api/live/token", transport=httpx.MockTransport(shed)
+    )
+    with pytest.raises(TokenUnavailable) as caught:
+        await source()
+    assert caught.value.retry_after == 2.0

@@ -200,7 +200,7 @@ async def test_requests_shed_while_mint_slots_are_busy_do_not_spend_the_budget()
             again = await http.post(svc.token_url, headers=ALICE)
             over = await http.post(svc.token_url, headers=ALICE)
     assert [r.status_code for r in shed] == [503] * 4
-    assert all(r.headers["retry-after"] == "1" for r in shed)
+    assert all(int(r.headers["retry-after-ms"]) >= 1000 for r in shed)  # overload: >= 1 s
     assert other_user.status_code == 503
     assert first.status_code == 503  # the upstream never answered: a transient failure
     assert again.status_code == 503  # not 429: the shed requests cost nothing

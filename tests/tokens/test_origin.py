@@ -8,7 +8,7 @@ import httpx
 
 from tunnelproof.testing.tokens_fixtures import running_token_service
 
-from .helpers import ALICE, settings_for
+from .helpers import ALICE, closed_port_url, settings_for
 
 APP = "https://app.example"
 EVIL = "https://evil.example"
@@ -54,3 +54,15 @@ async def test_no_allowed_origins_refuses_every_browser(emu: Any) -> None:
     assert browser.status_code == 403
     assert null_origin.status_code == 403
     assert server.status_code == 200
+
+
+async def test_a_browser_on_an_allowed_origin_can_read_when_to_come_back() -> None:
+    # Retry-After and retry-after-ms are not CORS-safelisted: unless exposed, a
+    # cross-origin page sees a bare 503 and retries on its own backoff instead of its slot.
+    settings = settings_for(closed_port_url(), allowed_origins=[APP])
+    async with running_token_service(settings) as svc, httpx.AsyncClient(timeout=20) as http:
+        shed = await http.post(svc.token_url, headers={**ALICE, "Origin": APP})
+    assert shed.status_code == 503
+    exposed = {h.strip().lower() for h in shed.headers["access-control-expose-headers"].split(",")}
+    assert {"retry-after", "retry-after-ms"} <= exposed
+    assert int(shed.headers["retry-after-ms"]) >= 1

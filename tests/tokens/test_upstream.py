@@ -7,6 +7,7 @@ emulator serves tokens correctly; here we need one that hangs or fails on purpos
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 
@@ -57,11 +58,51 @@ async def test_while_the_upstream_is_down_retry_after_grows_with_the_backlog() -
     waits = [int(r.headers["retry-after"]) for r in answers]
     assert waits == sorted(waits)  # later callers, later slots
     assert waits[0] <= 2 and waits[-1] >= 4  # 20 callers at 4/s: about 5 s of backlog
+    # The same slots to the millisecond (what tunnelproof's clients read): 250 ms apart,
+    # less the time between two requests, each within its Retry-After second.
+    ms = [int(r.headers["retry-after-ms"]) for r in answers]
+    gaps = [b - a for a, b in itertools.pairwise(ms)]
+    assert all(0 < g <= 251 for g in gaps), gaps
+    assert all((w - 1) * 1000 < m <= w * 1000 for w, m in zip(waits, ms, strict=True))
+    # No slot before the first probe, 1 s after the upstream went down.
+    assert 1000 <= ms[0] <= 1250
     assert all(r.json()["code"] == "upstream_unavailable" for r in answers)
     # One upstream call (the first; the probe interval has not passed), the rest shed at
     # once without upstream work.
     assert 'tunnelproof_token_upstream_errors_total{kind="connect"} 1.0' in metrics
     assert 'tunnelproof_token_rate_limited_total{reason="upstream_down"} 19.0' in metrics
+
+
+async def test_requests_waiting_in_line_when_the_upstream_goes_down_are_shed_without_it() -> None:
+    # One mint slot, held by a request the upstream never answers (mint_timeout 1 s); four
+    # more wait in line (up to 10 s). Once the first one times out the upstream is down:
+    # the four are shed as they reach the slot, not sent to the hung upstream one by one
+    # (which held the herd's answers for a mint_timeout each, and sent it all upstream).
+    settings = dict(
+        mint_timeout=1.0,
+        max_concurrent_mints=1,
+        mint_queue_timeout=10.0,
+        upstream_probe_interval=30.0,  # no probe's turn during the test
+    )
+    async with (
+        misbehaving_upstream("hang") as upstream,
+        running_token_service(settings_for(upstream.base, **settings)) as svc,
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        started = time.monotonic()
+        first = asyncio.create_task(http.post(svc.token_url, headers=ALICE))
+        async with asyncio.timeout(10):
+            while not upstream.requests:  # the slot is taken once the upstream is asked
+                await asyncio.sleep(0.01)
+        waiting = [http.post(svc.token_url, headers=h) for h in (ALICE, BOB, ALICE, BOB)]
+        answers = await asyncio.gather(first, *waiting)
+        elapsed = time.monotonic() - started
+        metrics = (await http.get(svc.url + "/metrics")).text
+    assert [r.status_code for r in answers] == [503] * 5
+    assert all(r.json()["code"] == "upstream_unavailable" for r in answers)
+    assert len(upstream.requests) == 1
+    assert elapsed < 4  # about mint_timeout (1 s + its guard), not 5 of them
+    assert 'tunnelproof_token_rate_limited_total{reason="upstream_down"} 4.0' in metrics
 
 
 async def test_a_down_upstream_is_probed_once_per_interval() -> None:
@@ -167,7 +208,10 @@ async def test_saturated_mint_slots_shed_load_fast_with_retry_after() -> None:
         metrics = (await http.get(svc.url + "/metrics")).text
         results = await asyncio.gather(*stuck)
     assert shed.status_code == 503
-    assert shed.headers["retry-after"] == "1"
+    # Every slot busy: the service is behind by work it cannot size, so not before 1 s
+    # (the queue's own slot comes after that: 1 s + 1 / admit_rate, rounded up).
+    assert 1000 <= int(shed.headers["retry-after-ms"]) <= 1100
+    assert shed.headers["retry-after"] == "2"
     assert shed.headers["cache-control"] == "no-store"
     assert elapsed < 2  # answered at once, not queued behind the stuck mints
     assert 'tunnelproof_token_rate_limited_total{reason="overload"} 1.0' in metrics

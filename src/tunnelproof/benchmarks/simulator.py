@@ -71,7 +71,7 @@ from tunnelproof.session.events import (
 )
 from tunnelproof.session.machine import SessionMachine, SessionState
 from tunnelproof.session.policy import DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
-from tunnelproof.tokens.admission import Admission, retry_after_header
+from tunnelproof.tokens.admission import Admission, overload_wait, retry_after_ms_header
 
 WALL0 = 1_800_000_000.0
 """Wall-clock time at virtual time 0 (token and handle expiry use the wall clock)."""
@@ -528,9 +528,10 @@ class StormWorld(World):
     (tunnelproof's service since issue 15): a request waits its turn (FIFO, at
     ``token_rate``) for up to ``queue_wait`` seconds, as the real service waits up to
     ``mint_queue_timeout`` for a mint slot; one that would wait longer is shed. While the
-    upstream is down it lets one probe per 0.5 s through and answers every other request
-    503 at once. Both answers carry a ``Retry-After`` sized by the backlog
-    (:class:`~tunnelproof.tokens.admission.Admission`, whole seconds, rounded down).
+    upstream is down it lets one probe per ``probe_interval`` through and answers every
+    other request 503 at once. Both answers carry a wait sized by the backlog
+    (:class:`~tunnelproof.tokens.admission.Admission`, the service's own), as the clients
+    read it: the ``retry-after-ms`` header (whole milliseconds, rounded up).
     ``service="fixed"`` (the service before issue 15): a token bucket (``burst``) that
     sheds at once with 503 + ``Retry-After: 1``, and 502 while the upstream is down.
     """
@@ -579,12 +580,12 @@ class StormWorld(World):
     def token_decision(self, t: float) -> tuple[str, float | None]:
         admission = self.admission
         if admission is not None and not admission.may_call_upstream():
-            return "shed", float(retry_after_header(admission.shed()))
+            return "shed", _client_wait(admission.shed())
         if not self.server_up(t):
             if admission is None:
                 return "upstream_down", None  # 502
             admission.upstream_failed()  # this request was the probe
-            return "upstream_down", float(retry_after_header(admission.shed()))
+            return "upstream_down", _client_wait(admission.shed())
         if admission is not None:
             admission.upstream_ok()
         if self.token_rate is None:
@@ -593,7 +594,10 @@ class StormWorld(World):
         if admission is not None:
             turn = max(self._next_free, t)
             if turn - t > self.queue_wait:
-                return "shed", float(retry_after_header(admission.shed()))
+                # As the route sheds a caller whose wait for a mint slot timed out: not
+                # before the line ahead has drained (overload_wait).
+                line = int((turn - t) * self.token_rate)
+                return "shed", _client_wait(admission.shed(overload_wait(line, self.token_rate)))
             self._next_free = turn + 1.0 / self.token_rate
             self.served.append(turn)
             return "ok", turn - t
@@ -611,6 +615,11 @@ class StormWorld(World):
         """The Live server goes down now: every connected socket is closed with 1001."""
         for client in self.clients:
             self.drop(client, 1001, "")
+
+
+def _client_wait(wait: float) -> float:
+    """The wait a tunnelproof client reads from a shed answer (``retry-after-ms``)."""
+    return int(retry_after_ms_header(wait)) / 1000.0
 
 
 @dataclass(slots=True)

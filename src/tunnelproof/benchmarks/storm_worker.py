@@ -39,11 +39,22 @@ CONFIG = LiveConfig()  # the default model, AUDIO answers (as Google's Live mode
 
 
 class CountingSource:
-    """Wrap a token source; record the wall time and outcome of every call."""
+    """Wrap a token source; record the wall time and outcome of every call.
 
-    def __init__(self, inner: TokenServiceSource, log: list[tuple[float, str]]) -> None:
+    ``log`` gets ``(asked, outcome)``; ``answers`` (if given) ``(asked, answered, outcome,
+    retry_after)``: the timeline of a herd through a restart (when each shed answer came
+    and what wait it carried).
+    """
+
+    def __init__(
+        self,
+        inner: TokenServiceSource,
+        log: list[tuple[float, str]],
+        answers: list[tuple[float, float, str, float | None]] | None = None,
+    ) -> None:
         self.inner = inner
         self.log = log
+        self.answers = answers
 
     async def __call__(self) -> Credential:
         at = time.time()
@@ -51,8 +62,15 @@ class CountingSource:
             cred = await self.inner()
         except Exception as exc:
             self.log.append((at, type(exc).__name__))
+            if self.answers is not None:
+                wait = getattr(exc, "retry_after", None)
+                code = getattr(exc, "code", None)  # the service's reason for a 503
+                what = type(exc).__name__ + (f":{code}" if code else "")
+                self.answers.append((at, time.time(), what, wait))
             raise
         self.log.append((at, "ok"))
+        if self.answers is not None:
+            self.answers.append((at, time.time(), "ok", None))
         return cred
 
 
@@ -60,6 +78,7 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
     n = int(config["sessions"])
     policy = SEED_POLICY if config["policy"] == "seed" else DEFAULT_POLICY
     token_log: list[tuple[float, str]] = []
+    answers: list[tuple[float, float, str, float | None]] = []
     # A prebuilt TLS context: with the default verify=True, TokenServiceSource makes httpx
     # build a new one per call (~20 ms of CPU loading the CA bundle), which serialises a
     # herd of reconnects in one process (reported as a bug in tunnelproof.tokens.client).
@@ -67,7 +86,7 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
     inner = TokenServiceSource(
         config["token_url"], lambda: config["bearer"], timeout=10.0, verify=verify
     )
-    source = CountingSource(inner, token_log)
+    source = CountingSource(inner, token_log, answers)
     rng = random.Random(int(config.get("seed", 7)))
     sessions: list[LiveSession] = []
     restored: list[float | None] = [None] * n
@@ -118,6 +137,9 @@ async def _main(config: dict[str, Any]) -> dict[str, Any]:
         "restored_s": sorted(r - t0 for r in restored if r is not None),
         "failed_s": sorted(f - t0 for f in failed if f is not None),
         "token_calls_s": [(at - t0, what) for at, what in token_log if at >= t0],
+        "token_answers_s": [
+            (at - t0, done - t0, what, wait) for at, done, what, wait in answers if at >= t0
+        ],
     }
     for session in sessions:
         with contextlib.suppress(Exception):

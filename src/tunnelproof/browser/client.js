@@ -80,13 +80,47 @@ export function toCredential(value) {
   };
 }
 
-/** @param {string|null} header @returns {number|null} */
-function parseRetryAfter(header) {
-  if (!header) return null;
+/** A retry-after-ms longer than this (s) is not believed (session/retry_after.py). */
+export const MAX_RETRY_AFTER_MS_SECONDS = 3600;
+
+/**
+ * Seconds from a Retry-After header (delta-seconds or HTTP-date), or null.
+ * @param {string|null|undefined} header @param {number} [nowMs] @returns {number|null}
+ */
+export function parseRetryAfter(header, nowMs = Date.now()) {
+  if (!header || !header.trim()) return null;
   const n = Number(header);
-  if (Number.isFinite(n)) return Math.max(0, n);
+  if (!Number.isNaN(n)) return Number.isFinite(n) ? Math.max(0, n) : null;
   const at = Date.parse(header);
-  return Number.isFinite(at) ? Math.max(0, (at - Date.now()) / 1000) : null;
+  return Number.isFinite(at) ? Math.max(0, (at - nowMs) / 1000) : null;
+}
+
+/**
+ * Seconds from a retry-after-ms header, or null when absent or not sane (a finite
+ * number of milliseconds, 0 to MAX_RETRY_AFTER_MS_SECONDS).
+ * @param {string|null|undefined} header @returns {number|null}
+ */
+export function parseRetryAfterMs(header) {
+  if (!header || !header.trim()) return null;
+  const ms = Number(header);
+  if (!Number.isFinite(ms) || ms < 0 || ms / 1000 > MAX_RETRY_AFTER_MS_SECONDS) return null;
+  return ms / 1000;
+}
+
+/**
+ * The wait a 429/503 asks for: retry-after-ms (the service's own slot for this client, to
+ * the millisecond; the convention the OpenAI and Azure SDKs read first) when it is sane and
+ * at most a second beyond Retry-After, else Retry-After (whole seconds); null if neither.
+ * A cross-origin token route must list both in Access-Control-Expose-Headers (tunnelproof's
+ * add_cors does), or the browser hides them.
+ * @param {{get(name: string): string|null}} headers @param {number} [nowMs] @returns {number|null}
+ */
+export function retryAfterFrom(headers, nowMs = Date.now()) {
+  const seconds = parseRetryAfter(headers.get("Retry-After"), nowMs);
+  const ms = parseRetryAfterMs(headers.get("retry-after-ms"));
+  if (ms === null) return seconds;
+  if (seconds !== null && ms > seconds + 1) return seconds;
+  return ms;
 }
 
 /**
@@ -113,10 +147,10 @@ export function tokenRouteGetter(tokenUrl, init = {}) {
     }
     if (res.status === 401 || res.status === 403) throw new TokenError("auth", `token route answered HTTP ${res.status}`);
     if (res.status === 429) {
-      throw new TokenError("rate_limited", "token route answered HTTP 429", parseRetryAfter(res.headers.get("Retry-After")));
+      throw new TokenError("rate_limited", "token route answered HTTP 429", retryAfterFrom(res.headers));
     }
     if (res.status >= 500) {
-      throw new TokenError("unavailable", `token route answered HTTP ${res.status}`, parseRetryAfter(res.headers.get("Retry-After")));
+      throw new TokenError("unavailable", `token route answered HTTP ${res.status}`, retryAfterFrom(res.headers));
     }
     if (!res.ok) throw new TokenError("config", `token route answered HTTP ${res.status}`);
     let body;

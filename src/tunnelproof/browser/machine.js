@@ -65,6 +65,12 @@ import { TurnTracker } from "./turns.js";
  *   goAway on every connection drives no hot loop, and an answer can still arrive
  */
 
+/** The shortest wait after a shed answer (s), whatever the server asked (session/policy.py). */
+export const SHED_MIN_DELAY = 0.1;
+/** Jitter on a precise (sub-second) shed wait: this fraction of it, within [SHED_MIN_JITTER, baseDelay]. */
+export const SHED_JITTER_FRACTION = 0.1;
+export const SHED_MIN_JITTER = 0.02;
+
 /** @type {RetryPolicy} */
 export const DEFAULT_POLICY = Object.freeze({
   offlineInterval: 0.75,
@@ -278,6 +284,8 @@ export class SessionMetrics {
   }
 }
 
+/** How a message sent to a tunnelproof relay starts: its name (protocol/relay_setup.py). */
+const NAME_PREFIX = '{"tunnelproofName":"';
 const T_TOKEN = "token";
 const T_CONNECT = "connect";
 const T_SETUP = "setup";
@@ -421,6 +429,16 @@ export class SessionMachine {
     this.reask = new Set();
     /** Model text of the answer a lost connection cut. */
     this.cutPartial = "";
+    /**
+     * A relay keeps the model's turn going through our drop (its setupComplete says so):
+     * the rewound of a drop from such a connection waits for the resume, which says whether
+     * anything was lost; emitted then only if it was (or if the session ends first).
+     */
+    this.serverKeepsTurns = false;
+    /** Names this client's messages to a relay (drawn on the first relay connection). */
+    this.instanceName = "";
+    /** @type {AppEvent|null} */
+    this.heldRewind = null;
     /**
      * Re-asked questions taken out of the transcript for a fresh session: written back when
      * asked again (a replay, which is otherwise never written twice). @type {Set<number>}
@@ -849,7 +867,7 @@ export class SessionMachine {
       // still has its token in hand (the goAway deadline hands over regardless).
       if (this.phase === "connected" && this.handoverPending) {
         const wait = event.retryAfter ?? 0;
-        this.setTimer(T_PREFETCH, wait > 0 ? wait + this.random() * this.policy.baseDelay : Math.min(1, this.random() * this.policy.baseDelay));
+        this.setTimer(T_PREFETCH, wait > 0 ? this.shedDelay(wait) : Math.min(1, this.random() * this.policy.baseDelay));
       }
       return;
     }
@@ -1101,8 +1119,12 @@ export class SessionMachine {
     if (toolIds.length) this.cancelToolCalls(new Set(toolIds));
     if (partialText || lost.owed || toolIds.length) {
       const reasked = owed.some((seq) => unconfirmed.has(seq));
-      this.emit({ type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked });
+      /** @type {AppEvent} */
+      const rewound = { type: "rewound", partialText, replyLost, cancelledToolCallIds: toolIds, unanswered, reasked };
+      if (wasConnected && this.serverKeepsTurns && !toolIds.length) this.heldRewind = rewound;
+      else this.emit(rewound);
     }
+    if (wasConnected) this.serverKeepsTurns = false;
     this.callsSinceHandle = [];
     // Audio sent beyond the replay window with no confirmation since: the link died with
     // it, and nothing can replay it. Reported, never silently lost.
@@ -1231,7 +1253,7 @@ export class SessionMachine {
   onMessage(message) {
     switch (message.kind) {
       case "setupComplete":
-        if (this.phase === "setup") this.onSetupComplete();
+        if (this.phase === "setup") this.onSetupComplete(message.keepsTurns, message.resumedIntact);
         break;
       case "serverContent":
         this.onContent(message);
@@ -1281,7 +1303,16 @@ export class SessionMachine {
     }
   }
 
-  onSetupComplete() {
+  /** @param {boolean} keepsTurns @param {boolean} resumedIntact */
+  onSetupComplete(keepsTurns, resumedIntact) {
+    // A held rewound: an intact resume continues the turn (nothing was rewound); any other
+    // setupComplete means the cut stands, said before resumed/contextReset.
+    if (!(this.resuming && resumedIntact)) this.releaseHeldRewind();
+    this.heldRewind = null;
+    this.serverKeepsTurns = keepsTurns;
+    if (keepsTurns && !this.instanceName) {
+      this.instanceName = Math.floor(this.random() * 2 ** 32).toString(16).padStart(8, "0");
+    }
     this.cancelTimer(T_SETUP);
     this.phase = "connected";
     this.connectedAt = this.now;
@@ -1348,7 +1379,10 @@ export class SessionMachine {
 
   /** Send `item` on the live connection and record it. @param {Outgoing} item */
   write(item) {
-    this.sendWire(item.wire);
+    // To a tunnelproof relay each message goes out named (a replay keeps its name), so the
+    // relay drops exactly the replays of what it has (protocol/relay_setup.py).
+    const named = this.serverKeepsTurns;
+    this.sendWire(named ? `${NAME_PREFIX}${this.instanceName}:${item.seq}",${item.wire.slice(1)}` : item.wire);
     this.lastWritten = item;
     if (!item.wasSent || this.unwritten.has(item.seq)) {
       this.unwritten.delete(item.seq);
@@ -1563,6 +1597,21 @@ export class SessionMachine {
     return delay;
   }
 
+  /**
+   * The wait after a shed answer (429/503 with Retry-After): what the server asked, never
+   * less than SHED_MIN_DELAY, plus jitter. A whole number of seconds (Retry-After) is coarse:
+   * the slot is somewhere in the second after it, so up to baseDelay of jitter. A fractional
+   * one (retry-after-ms) is this client's own slot: a tenth of it (20 ms to baseDelay).
+   * @param {number} retryAfter
+   */
+  shedDelay(retryAfter) {
+    const wait = Math.max(SHED_MIN_DELAY, retryAfter);
+    const spread = Number.isInteger(retryAfter)
+      ? this.policy.baseDelay
+      : Math.min(this.policy.baseDelay, Math.max(SHED_MIN_JITTER, SHED_JITTER_FRACTION * wait));
+    return wait + this.random() * spread;
+  }
+
   /** Reconnect with no backoff (an expected close, a fresh-session fallback). @param {string} reason */
   reconnectNow(reason) {
     this.phase = "waiting";
@@ -1579,7 +1628,7 @@ export class SessionMachine {
       // so a herd is served in turn instead of giving up.
       this.metrics.shedWaits += 1;
       this.lastFailureOffline = false;
-      this.scheduleRetry(retryAfter + this.random() * this.policy.baseDelay, "server", reason);
+      this.scheduleRetry(this.shedDelay(retryAfter), "server", reason);
       return;
     }
     this.metrics.serverFailures += 1;
@@ -1724,8 +1773,16 @@ export class SessionMachine {
     }
     if (this.connectedAt !== null) this.connectionGone(v.code, v.reason, false);
     this.phase = "failed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "failed", verdict: v, advice: v.advice });
+  }
+
+  /** Emit a held rewound: the resume was not intact, or the session ends. */
+  releaseHeldRewind() {
+    const held = this.heldRewind;
+    this.heldRewind = null;
+    if (held !== null) this.emit(held);
   }
 
   // -- timers ----------------------------------------------------------------------------------
@@ -1872,6 +1929,7 @@ export class SessionMachine {
   finishClose() {
     this.cancelTimer(...this.timers.keys());
     this.phase = "closed";
+    this.releaseHeldRewind();
     this.reportAudioDrops();
     this.emit({ type: "closed" });
   }

@@ -119,7 +119,7 @@ function list(o, name, where) {
 /**
  * @typedef {{text: string|null, inlineData: {mimeType: string, data: string}|null, thought: boolean}} Part
  * @typedef {{id: string, name: string, args: Json}} FunctionCall
- * @typedef {{kind: "setupComplete", sessionId: string|null}
+ * @typedef {{kind: "setupComplete", sessionId: string|null, keepsTurns: boolean, resumedIntact: boolean}
  *   | {kind: "serverContent", parts: Part[], inputTranscription: {text: string, finished: boolean}|null,
  *      outputTranscription: {text: string, finished: boolean}|null, interrupted: boolean,
  *      generationComplete: boolean, turnComplete: boolean, turnCompleteReason: string|null,
@@ -144,8 +144,19 @@ function transcription(o, name) {
 function parseMessage(key, value) {
   const kind = toCamel(key);
   switch (kind) {
-    case "setupComplete":
-      return { kind, sessionId: str(obj(value, kind), "sessionId", kind) };
+    case "setupComplete": {
+      const o = obj(value, kind);
+      // The tunnelproof relay's note (protocol/relay_setup.py): the turn goes on through a
+      // drop of this connection; a resume says whether the device lost any of it.
+      const note = getField(o, "tunnelproofRelay");
+      const n = note !== null && typeof note === "object" && !Array.isArray(note) ? /** @type {Json} */ (note) : {};
+      return {
+        kind,
+        sessionId: str(o, "sessionId", kind),
+        keepsTurns: getField(n, "keepsTurns") === true,
+        resumedIntact: getField(n, "resumedIntact") === true,
+      };
+    }
     case "serverContent": {
       const o = obj(value, kind);
       const turnRaw = getField(o, "modelTurn");

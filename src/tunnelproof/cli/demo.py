@@ -134,6 +134,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show a Live conversation surviving tunnels, a handover, a crash and a cut answer."""
         route_logs(log_file)
+        from tunnelproof.demo.app import SPEED_PROBLEM, speed_ok
+
+        if not speed_ok(speed):
+            # Before anything starts: nan/inf/negative used to reach the journey's
+            # scaling (a traceback, then a hung process) or the browser demo's pacing.
+            if json_output:
+                from tunnelproof.demo.app import print_json
+
+                print_json(error_document(SPEED_PROBLEM, 2))
+            raise _fail(SPEED_PROBLEM)
         if browser:
             from tunnelproof.demo.browser import run_browser_demo_command
 

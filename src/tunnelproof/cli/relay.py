@@ -57,6 +57,9 @@ def command(
     from tunnelproof.tokens.direct import ApiKeySource
     from tunnelproof.tokens.tickets import TicketLedger, TicketSigner
 
+    if not 0 <= port <= 65535:
+        typer.echo(f"tunnelproof relay: --port must be between 0 and 65535, got {port}.", err=True)
+        raise typer.Exit(code=2)
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr)
     api_key = os.environ.get("TUNNELPROOF_API_KEY") or os.environ.get("GEMINI_API_KEY")
     if not api_key:
@@ -125,17 +128,30 @@ def command(
         ssl=tls,
     )
 
+    ready = False
+
     async def serve() -> None:
+        nonlocal ready
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         async with server:
+            ready = True
             sys.stdout.write(json.dumps({**server.ready_info(), "upstream": upstream}) + "\n")
             sys.stdout.flush()
             await stop.wait()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        if ready:
+            raise
+        # Before the ready line: the address cannot be bound (unknown host, in use).
+        typer.echo(
+            f"tunnelproof relay: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True
+        )
+        raise typer.Exit(code=2) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -25,6 +25,7 @@ e.g. ``curl -X POST http://127.0.0.1:41234/blackhole``.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import sys
 from typing import Annotated, Any
@@ -36,11 +37,19 @@ from aiohttp import web
 from tunnelproof.testing.tunnel import TunnelProxy, parse_action
 
 
-def _host_port(text: str, option: str) -> tuple[str, int]:
+def _host_port(text: str, option: str, *, any_port: bool = True) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise typer.BadParameter(f"expected HOST:PORT, got {text!r}", param_hint=option)
+    lowest = 0 if any_port else 1  # port 0 means "pick one" only where we listen
+    if not sep or not port.isdigit() or not lowest <= int(port) <= 65535:
+        raise typer.BadParameter(
+            f"expected HOST:PORT with a port from {lowest} to 65535, got {text!r}",
+            param_hint=option,
+        )
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class StartError(Exception):
+    """The tunnel could not start (a listening address it cannot bind); one sentence."""
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -114,13 +123,25 @@ async def run_tunnel(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner: web.AppRunner | None = None
+    try:
+        await tunnel.start()
+    except OSError as exc:  # unknown host, address in use, no permission
+        raise StartError(
+            f"cannot listen on {listen[0]}:{listen[1]}: {exc.strerror or exc}"
+        ) from None
     async with tunnel:
         control_url = None
         if control is not None:
             runner = web.AppRunner(control_app(tunnel), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, control[0], control[1])
-            await site.start()
+            try:
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise StartError(
+                    f"cannot listen on {control[0]}:{control[1]} (--control): {exc.strerror or exc}"
+                ) from None
             host, port = runner.addresses[0][:2]
             control_url = f"http://{host}:{port}"
         _emit(
@@ -181,16 +202,23 @@ def register(app: typer.Typer) -> None:
                 if not sep:
                     raise ValueError("expected AT_S:ACTION")
                 parse_action(action)
-                steps.append((float(at), action))
+                when = float(at)
+                if not math.isfinite(when) or when < 0:
+                    raise ValueError("AT_S must be a number of seconds >= 0")
+                steps.append((when, action))
             except ValueError as exc:
                 raise typer.BadParameter(f"{item!r}: {exc}", param_hint="--schedule") from None
         control_address = None if control == "off" else _host_port(control, "--control")
-        asyncio.run(
-            run_tunnel(
-                _host_port(upstream, "--upstream"),
-                _host_port(listen, "--listen"),
-                control_address,
-                steps,
-                seed,
+        try:
+            asyncio.run(
+                run_tunnel(
+                    _host_port(upstream, "--upstream", any_port=False),
+                    _host_port(listen, "--listen"),
+                    control_address,
+                    steps,
+                    seed,
+                )
             )
-        )
+        except StartError as exc:
+            typer.echo(f"tunnelproof tunnel: {exc}", err=True)
+            raise typer.Exit(code=2) from None

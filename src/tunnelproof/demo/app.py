@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import sys
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -73,6 +74,14 @@ def _session_kwargs(stack: DemoStack, seed: int | None) -> dict[str, Any]:
     return kwargs
 
 
+SPEED_PROBLEM = "--speed must be a positive number, e.g. --speed 1 or --speed 5."
+
+
+def speed_ok(speed: float) -> bool:
+    """A usable ``--speed``: positive and finite (``nan`` and ``inf`` scale nothing)."""
+    return math.isfinite(speed) and speed > 0
+
+
 async def run_demo(
     options: DemoOptions,
     *,
@@ -80,8 +89,8 @@ async def run_demo(
     console: Console | None = None,
 ) -> DemoOutcome:
     """Run the whole demo; raises :class:`DemoError` when it cannot start."""
-    if options.speed <= 0:
-        raise DemoError("--speed must be a positive number, e.g. --speed 1 or --speed 5.")
+    if not speed_ok(options.speed):
+        raise DemoError(SPEED_PROBLEM)
     journey = train_journey(real=options.real).scaled(options.speed)
     state = DemoState(
         mode="google" if options.real else "emulator",

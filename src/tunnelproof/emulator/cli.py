@@ -11,12 +11,13 @@ When it is ready it prints exactly one JSON line on stdout::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -33,17 +34,37 @@ def build_policy(
     """A policy from ``--policy-json``, then ``--set name=value``, then the named flags."""
     policy = EmulatorPolicy()
     if policy_json:
-        data = json.loads(policy_json)
+        try:
+            data = json.loads(policy_json)
+        except ValueError as exc:
+            raise BadSetting(f"--policy-json is not valid JSON ({exc})") from None
         if not isinstance(data, dict):
-            raise typer.BadParameter("--policy-json must be a JSON object")
-        policy.update(data)
+            raise BadSetting("--policy-json must be a JSON object")
+        _apply(policy, data, "--policy-json")
     for item in settings:
         name, sep, value = item.partition("=")
         if not sep:
-            raise typer.BadParameter(f"--set expects name=value, got {item!r}")
-        policy.update({name.strip(): value.strip()})
-    policy.update({k: v for k, v in explicit.items() if v is not None})
+            raise BadSetting(f"--set expects name=value, got {item!r}")
+        _apply(policy, {name.strip(): value.strip()}, "--set")
+    for name, value in explicit.items():
+        if value is not None:
+            _apply(policy, {name: value}, "--" + name.replace("_", "-"))
     return policy
+
+
+class BadSetting(ValueError):
+    """A command-line value the emulator cannot run with; the message says which."""
+
+
+def _apply(policy: EmulatorPolicy, changes: dict[str, Any], source: str) -> None:
+    # EmulatorPolicy.update raises KeyError/TypeError/ValueError; a user gets one sentence.
+    try:
+        policy.update(changes)
+    except KeyError as exc:
+        names = ", ".join(sorted(f.name for f in dataclasses.fields(policy)))
+        raise BadSetting(f"{source}: {exc.args[0]} (fields: {names})") from None
+    except (TypeError, ValueError) as exc:
+        raise BadSetting(f"{source}: {exc}") from None
 
 
 async def serve(server: EmulatorServer) -> None:
@@ -93,19 +114,24 @@ def command(
 ) -> None:
     """Run the local Gemini Live API emulator."""
     if persist_sessions and state_dir is None:
-        raise typer.BadParameter("--persist-sessions needs --state-dir")
-    policy = build_policy(
-        policy_json=policy_json,
-        settings=settings,
-        explicit={
-            "connection_lifetime": connection_lifetime,
-            "go_away_lead": go_away_lead,
-            "handle_validity": handle_validity,
-            "generation_speed": generation_speed,
-            "strict_token_uses": strict_token_uses,
-            "text_frames": text_frames,
-        },
-    )
+        _fail("--persist-sessions needs --state-dir")
+    if not 0 <= port <= 65535:
+        _fail(f"--port must be between 0 and 65535 (0 picks a free one), got {port}")
+    try:
+        policy = build_policy(
+            policy_json=policy_json,
+            settings=settings,
+            explicit={
+                "connection_lifetime": connection_lifetime,
+                "go_away_lead": go_away_lead,
+                "handle_validity": handle_validity,
+                "generation_speed": generation_speed,
+                "strict_token_uses": strict_token_uses,
+                "text_frames": text_frames,
+            },
+        )
+    except BadSetting as exc:
+        _fail(f"bad setting: {exc}")
     server = EmulatorServer(
         policy=policy,
         host=host,
@@ -115,7 +141,16 @@ def command(
         state_dir=state_dir,
         persist_sessions=persist_sessions,
     )
-    asyncio.run(serve(server))
+    try:
+        asyncio.run(serve(server))
+    except OSError as exc:  # bind: address in use, unknown host, no permission
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
+def _fail(message: str) -> NoReturn:
+    # One sentence on stderr and exit code 2, like the other commands' usage errors.
+    typer.echo(f"tunnelproof emulator: {message}", err=True)
+    raise typer.Exit(code=2)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tunnelproof.emulator.messages import (
     SetupInfo,
+    audio_rate,
     content_text,
     decode_blob,
     pcm_rate,
@@ -104,7 +105,7 @@ def realtime_action(body: Mapping[str, Any], info: SetupInfo) -> RealtimeAction:
         return TextIn(value)
     if name == "audio":
         mime, pcm = decode_blob(value)
-        return AudioIn(pcm, pcm_rate(mime))
+        return AudioIn(pcm, audio_rate(mime))
     if name == "mediaChunks":
         # Deprecated; newer models close with 1007 for it (sip-to-ai#5).
         if info.model.startswith("gemini-3") or not isinstance(value, list) or not value:

@@ -12,6 +12,7 @@ every rule reads it at the moment it decides, so a change applies from the next 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -142,6 +143,11 @@ class EmulatorPolicy:
     """Close code for a setup asking a modality the model cannot answer in (TEXT on the
     audio-only Live models); the reason names the model and its modality."""
 
+    feature_close_code: int = 1008
+    """Close code for a setup asking a feature the model does not have (proactive audio
+    switched off on gemini-3.8-live, affective dialog on 3.8 or 3.1, proactive audio on
+    3.1); the reason is Google's recorded "Operation is not implemented, ..." text."""
+
     # -- audio input (automatic activity detection) ------------------------------------
     vad_energy_threshold: float = 500.0
     """RMS (s16 units) above which an input chunk counts as speech."""
@@ -163,6 +169,10 @@ class EmulatorPolicy:
             if name not in names:
                 raise KeyError(f"EmulatorPolicy has no field {name!r}")
             current = getattr(self, name)
+            if names[name].type == "float" and type(current) is int:
+                # EmulatorPolicy(generation_speed=0) holds an int: coerce by the declared
+                # type, or "0.5" would be refused as "not an integer" and -1 let through.
+                current = float(current)
             setattr(self, name, _coerce(name, value, current))
         return self
 
@@ -195,11 +205,22 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     if isinstance(current, float):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise TypeError(f"{name} must be a number")
-        return float(value)
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        # Every float field is a duration, a pace or a threshold: a negative or non-finite
+        # one would make timers fire at once or never (a hot loop or a hang), not a fault.
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        return number
     if isinstance(current, int):
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TypeError(f"{name} must be an integer")
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, got {value!r}") from None
     if isinstance(current, frozenset):
         return frozenset(value)
     return value

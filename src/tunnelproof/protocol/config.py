@@ -120,6 +120,8 @@ class LiveConfig:
     max_output_tokens: int | None = None
     thinking_budget: int | None = None
     include_thoughts: bool | None = None
+    # Per model (reference section 6): gemini-3.8-live has proactive audio always on
+    # (False is refused) and no affective dialog; 3.1 has neither. Google closes 1008.
     enable_affective_dialog: bool | None = None
     proactive_audio: bool | None = None
     vad: VoiceActivityDetection | None = None

@@ -12,7 +12,9 @@ Modules, one job each:
 * :mod:`~tunnelproof.relay.handles` — signed device handles (conversation + position);
 * :mod:`~tunnelproof.relay.buffer` — the bounded, numbered output buffer;
 * :mod:`~tunnelproof.relay.conversation` — one conversation: upstream owner, attach/detach,
-  grace period, duplicate check;
+  grace period;
+* :mod:`~tunnelproof.relay.dedup` — the duplicate check (replays known by name or content);
+* :mod:`~tunnelproof.relay.unheld` — device input no upstream handle holds yet;
 * :mod:`~tunnelproof.relay.device` — one device socket's bounded sender;
 * :mod:`~tunnelproof.relay.auth` — tickets and token-service authenticators at the upgrade;
 * :mod:`~tunnelproof.relay.server` — the aiohttp server (standalone or mounted).

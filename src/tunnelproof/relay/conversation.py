@@ -11,31 +11,27 @@ One object per conversation owns:
   socket still looks attached takes over: the old socket is half-open (the device itself
   just proved it is gone) and is closed.
 
-Duplicates from a device's replay: a reconnecting tunnelproof client re-sends what it sent
-after the newest handle it received. The handle says how many client messages the relay
-had then (``received``); the relay keeps digests of the messages it received after that,
-and drops a replayed message whose digest matches the next of those (greedy, in order:
-the replay is the tail of what it sent). The first message that matches none ends the
-check and is forwarded. Known limit: a device that deliberately re-sends byte-identical
-content right after a resume has that message dropped as a duplicate.
+Duplicates from a device's replay: :mod:`tunnelproof.relay.dedup` (a tunnelproof client
+names each message, so its replays are recognised exactly; other clients get the rule by
+content after a resume).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tunnelproof.protocol.config import LiveConfig
+from tunnelproof.protocol.relay_setup import relay_note
 from tunnelproof.relay import wire
 from tunnelproof.relay.buffer import OutputBuffer
+from tunnelproof.relay.dedup import DuplicateCheck, content_digest, name_digest
 from tunnelproof.relay.handles import HandleCodec, RelayHandle
 from tunnelproof.relay.settings import RelaySettings
 from tunnelproof.relay.unheld import UnheldInput
@@ -45,8 +41,6 @@ from tunnelproof.session.handle_store import HandleStore
 from tunnelproof.session.live_session import LiveSession
 
 log = logging.getLogger("tunnelproof.relay")
-
-_DIGEST_RING = 4096  # client messages remembered for duplicate checks
 
 
 class DeviceSink(Protocol):
@@ -70,6 +64,7 @@ class ConversationStats:
     takeovers: int = 0
     replayed_frames: int = 0
     lost_to_bounds: int = 0  # frames a returning device needed but the buffer had evicted
+    resumes_not_intact: int = 0  # resumes told output they missed was lost (resumedIntact)
     duplicates_dropped: int = 0
     upstream_drops: int = 0  # client messages the upstream session refused
     upstream_opens: int = 0
@@ -102,8 +97,7 @@ class Conversation:
     closed: bool = False
     last_active: float = field(default_factory=time.monotonic)
     on_closed: Callable[[Conversation], None] | None = None
-    _digests: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=_DIGEST_RING))
-    _dedup: deque[bytes] = field(default_factory=deque)
+    duplicates: DuplicateCheck = field(default_factory=DuplicateCheck)
     _pump: asyncio.Task[None] | None = None
     _grace: asyncio.TimerHandle | None = None
     _closer: asyncio.Future[None] | None = None
@@ -134,6 +128,7 @@ class Conversation:
             conversation_id=self.id,
             handle_store=self.handle_store,
             watchdogs=self.settings.upstream_watchdogs,
+            limits=self.settings.upstream_outbox,
         )
         self.upstream = session
         self.stats.upstream_opens += 1
@@ -160,24 +155,16 @@ class Conversation:
         reach Gemini twice; the unheld ones the new owner sends again itself.
         """
         known = {index for index, _ in digests or []}
-        self._digests.extend(sorted(digests or []))
+        self.duplicates.load(digests or [])
         first = self.received - len(snapshot)
         self.unheld.carry(snapshot, first_index=first)
         for entry in self.unheld.pending_carried():
             if entry.index not in known:  # a record without digests (older owner)
-                digest = hashlib.blake2b(wire.encode(entry.message), digest_size=16).digest()
-                self._digests.append((entry.index, digest))
+                self.duplicates.remember(entry.index, content_digest(entry.message))
 
     def digests_after(self, index: int) -> list[tuple[int, bytes]]:
         """``(index, digest)`` of the device messages numbered above ``index`` (still kept)."""
-        # From the newest back: a flush asks for the few since the last one, not all 4096.
-        newer: list[tuple[int, bytes]] = []
-        for item in reversed(self._digests):
-            if item[0] <= index:
-                break
-            newer.append(item)
-        newer.reverse()
-        return newer
+        return self.duplicates.after(index)
 
     async def wait_ready(self, timeout: float) -> str | None:
         """Wait for the upstream session; ``None`` when ready, else why it is not."""
@@ -317,8 +304,11 @@ class Conversation:
     ) -> None:
         """Attach ``device``: queue what it missed after ``position``, then go live.
 
-        Call after ``setupComplete`` was queued on the device. Synchronous on purpose: no
-        upstream frame can slip in between the replay and the live stream.
+        Queues ``setupComplete`` first, with the relay's note (:mod:`~tunnelproof.protocol.
+        relay_setup`): the device's turn goes on through its drop, and whether this resume
+        replays everything it missed (``resumedIntact``), so a tunnelproof client reports a
+        cut answer (``Rewound``) only when one is lost. Synchronous on purpose: no upstream
+        frame can slip in between the replay and the live stream.
         """
         self.last_active = time.monotonic()
         if self._grace is not None:
@@ -332,14 +322,17 @@ class Conversation:
         self.device_wants_handles = wants_handles
         self.stats.device_attaches += 1
         start = 0 if position is None else position.seq
+        replay = self.buffer.since(start)
+        intact = None if position is None else not replay.missing
+        device.push(wire.encode({"setupComplete": relay_note(resumed_intact=intact)}))
         if position is not None:
             self.stats.device_resumes += 1
-            self._arm_dedup(position.received)
+            self.duplicates.arm(position.received)
         if wants_handles:
             device.push(self._handle_frame(start))
-        replay = self.buffer.since(start)
         if replay.missing:
             self.stats.lost_to_bounds += replay.missing
+            self.stats.resumes_not_intact += 1
             log.warning(
                 "[%s] %d message(s) the device missed were evicted by the buffer bounds",
                 self.id,
@@ -394,18 +387,27 @@ class Conversation:
 
     # -- device input ----------------------------------------------------------------------
 
-    def _arm_dedup(self, received_at_handle: int) -> None:
-        self._dedup = deque(d for i, d in self._digests if i >= received_at_handle)
+    async def from_device(self, kind: str, body: wire.JsonDict, *, name: str | None = None) -> None:
+        """One client message from the attached device, forwarded upstream once.
 
-    async def from_device(self, kind: str, body: wire.JsonDict) -> None:
-        """One client message from the attached device, forwarded upstream once."""
+        ``name``: the device's name for it (:mod:`~tunnelproof.protocol.relay_setup`): a
+        name the relay already received is a replay; without one, the content decides.
+        """
         message = wire.client_message(kind, body)
-        digest = hashlib.blake2b(wire.encode(message), digest_size=16).digest()
-        if self._dedup and self._is_duplicate(digest):
-            self.stats.duplicates_dropped += 1
-            return
+        check = self.duplicates
+        if name is not None:
+            digest = name_digest(name)
+            if check.named_replay(digest):
+                self.stats.duplicates_dropped += 1
+                return
+            check.window.clear()  # a naming device: content decides nothing
+        else:
+            digest = content_digest(message)
+            if check.window and check.content_replay(digest):
+                self.stats.duplicates_dropped += 1
+                return
         index = self.received
-        self._digests.append((index, digest))
+        check.remember(index, digest)
         self.received += 1
         self.last_active = time.monotonic()
         if self.upstream is None:
@@ -428,21 +430,11 @@ class Conversation:
         if result.dropped:
             self.stats.upstream_drops += 1
             log.warning("[%s] upstream refused a %s message: %s", self.id, kind, result.reason)
-        elif self.record is not None and not _media_only(kind, body):
+        elif self.record is not None and not wire.media_only(message):
             try:
                 await self.record(self.id)
             except Exception:  # the periodic flush writes it (a rewrite after a failure)
                 log.warning("[%s] recording a device message failed", self.id, exc_info=True)
-
-    def _is_duplicate(self, digest: bytes) -> bool:
-        window = self._dedup
-        for index, candidate in enumerate(window):
-            if candidate == digest:
-                for _ in range(index + 1):
-                    window.popleft()
-                return True
-        window.clear()  # the replay is over: this message is new
-        return False
 
     # -- end ----------------------------------------------------------------------------
 
@@ -469,12 +461,3 @@ class Conversation:
         await self.close_upstream()
         if self.on_closed is not None:
             self.on_closed(self)
-
-
-_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
-
-
-def _media_only(kind: str, body: wire.JsonDict) -> bool:
-    """A ``realtimeInput`` carrying only audio/video chunks (recorded by the periodic flush:
-    one Redis round trip per 20-40 ms chunk is what the batching avoids)."""
-    return kind == "realtimeInput" and bool(body) and set(body) <= _MEDIA_KEYS

@@ -107,6 +107,7 @@ class _Mirror:
     digests_in_redis: int = 0  # length of the digest list (trimmed past twice the bound)
     unheld_version: int = -1  # UnheldInput.version last written
     bodies: set[int] = field(default_factory=set)  # unheld message indices in Redis
+    body_max: int = -1  # the highest index whose body was written (later ones are new)
     fields: dict[str, bytes] = field(default_factory=dict)  # state fields as written
     expires_at: float = 0.0  # when the TTLs were last pushed forward (monotonic)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -289,6 +290,7 @@ class RedisCoordinator:
         if mirror.resync:
             pipe.delete(in_key, dig_key)
             mirror.bodies.clear()
+            mirror.body_max = -1
             mirror.digested = -1
             mirror.digests_in_redis = 0
             mirror.unheld_version = -1
@@ -311,12 +313,14 @@ class RedisCoordinator:
         runs: bytes | None = None
         if unheld.version != mirror.unheld_version:
             mirror.unheld_version = unheld.version
-            bodies = unheld.bodies()
-            new = {i: orjson.dumps(m) for i, m in bodies.items() if i not in mirror.bodies}
-            gone = [i for i in mirror.bodies if i not in bodies]
+            # Entries are in index order and each index is written once: the new bodies are
+            # the newest entries, the gone ones a set difference (no pass over the record).
+            new = {i: orjson.dumps(m) for i, m in unheld.messages_after(mirror.body_max)}
+            gone = list(mirror.bodies - unheld.indices)
             if new:
                 pipe.hset(in_key, mapping=new)
                 mirror.bodies.update(new)
+                mirror.body_max = max(new)
                 staged += 1
             runs = orjson.dumps(unheld.runs())
         # 2. the state that refers to them

@@ -38,6 +38,7 @@ from aiohttp import WSMsgType, web
 
 from tunnelproof.protocol.casing import camelize_keys
 from tunnelproof.protocol.close_codes import REASON_INVALID_ARGUMENT, REASON_RESOURCE_EXHAUSTED
+from tunnelproof.protocol.relay_setup import split_name
 from tunnelproof.relay import wire
 from tunnelproof.relay.auth import DeviceAuthenticator, DeviceIdentity, Refused
 from tunnelproof.relay.conversation import Conversation, ConversationStats
@@ -318,12 +319,10 @@ class RelayServer:
                 if identity.conversation is not None:
                     raise wire.invalid()  # a resume ticket used for a new conversation
                 conv = await self._new_conversation(setup, identity)
-                device.push(wire.encode(wire.SETUP_COMPLETE))
                 conv.attach(device, position=None, wants_handles=wants)
                 return conv
             position = self._position(raw_handle, identity)
             conv = await self._resumable(position, setup)
-            device.push(wire.encode(wire.SETUP_COMPLETE))
             conv.attach(device, position=position, wants_handles=wants)
             if conv.upstream is None:
                 await conv.open_upstream()
@@ -506,14 +505,15 @@ class RelayServer:
                 return
             if conv.device is not device:
                 return  # replaced by a newer connection
+            name, data = split_name(msg.data)  # a tunnelproof client names its messages
             try:
-                kind, body = wire.parse_device_frame(msg.data)
+                kind, body = wire.parse_device_frame(data)
                 if kind == "setup":
                     raise wire.invalid()
             except wire.WireError as exc:
                 device.kick(exc.code, exc.reason)
                 return
-            await conv.from_device(kind, body)
+            await conv.from_device(kind, body, name=name)
 
 
 def _loopback(request: web.Request) -> bool:

@@ -6,7 +6,12 @@ import secrets
 from dataclasses import dataclass, field
 
 from tunnelproof.relay.buffer import BufferLimits
+from tunnelproof.session.outbox import OutboxLimits
 from tunnelproof.session.policy import DEFAULT_WATCHDOGS, Watchdogs
+
+# Speech the unheld record keeps (2 MB of base64 JSON: ~47 s at 16 kHz), and the time a
+# takeover's resume may take before the carried audio is sent.
+RELAY_UPSTREAM_OUTBOX = OutboxLimits(max_audio_ms=48_000.0, audio_ttl=60.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,10 @@ class RelaySettings:
         secret: signs device handles; every relay process of one deployment must share
             it (random per process by default, fine for one process).
         upstream_watchdogs: the upstream LiveSession's timeouts.
+        upstream_outbox: the upstream LiveSession's outbox bounds. A device client drops
+            the oldest speech beyond 5 s (the newest matters most after a gap); the relay
+            keeps as much as its unheld record (2 MB, ~47 s of 16 kHz speech), so speech
+            no upstream handle holds yet survives an upstream drop or a takeover whole.
         handle_in_frame: put each new device handle in the same frame as the message it
             follows (``{"serverContent": ..., "sessionResumptionUpdate": ...}``), so a cut
             can never fall between the two: exactly-once replay. google-genai, the seed's
@@ -58,6 +67,7 @@ class RelaySettings:
     default_model: str = "gemini-3.8-live"
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     upstream_watchdogs: Watchdogs = DEFAULT_WATCHDOGS
+    upstream_outbox: OutboxLimits = field(default_factory=lambda: RELAY_UPSTREAM_OUTBOX)
     handle_in_frame: bool = True
     text_frames: bool = False
     takeover_timeout: float = 30.0

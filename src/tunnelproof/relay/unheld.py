@@ -23,7 +23,14 @@ whose turn the device still has open (the answer was cut, ``interrupted`` withou
 
 :class:`~tunnelproof.session.app_events.Delivered` (a handle now holds them) and
 :class:`~tunnelproof.session.app_events.SendDropped` remove messages. Bounded by count and
-bytes (oldest forgotten first, counted): beyond the bound a takeover may lose context.
+*records* and bytes (oldest forgotten first, counted): beyond the bound a takeover may lose
+context. A record is one typed message (text, a turn, a tool response, activity markers),
+or a whole run of contiguous media chunks (consecutive device messages carrying only audio
+or video, with no turn end between them): long speech with no upstream handle is one
+record that grows, so the record bound counts things said, and speech is bounded by bytes
+(2 MB: ~47 s of 16 kHz audio as base64 JSON), i.e. by time, whatever the chunk size. Each
+chunk stays its own entry (each is written to Redis once, and a handle may hold part of a
+run); a cap on entries (4096) guards against floods of tiny chunks.
 """
 
 from __future__ import annotations
@@ -33,10 +40,12 @@ from typing import Any
 
 import orjson
 
+from tunnelproof.relay.wire import media_only
 from tunnelproof.session import app_events as ev
 
-MAX_MESSAGES = 256
-MAX_BYTES = 512 * 1024
+MAX_RECORDS = 256  # typed messages, or runs of contiguous media chunks
+MAX_BYTES = 2 * 1024 * 1024  # ~47 s of 16 kHz s16le audio as base64 JSON
+MAX_ENTRIES = 4096  # messages, whatever their size (tiny chunks cost an entry each)
 
 # Upstream events that belong to a model turn (what a re-answer consists of).
 _TURN_EVENTS = (
@@ -59,14 +68,31 @@ class _Entry:
     closed_turn: int | None = None  # the device-visible turn end that followed it
     carried: bool = False  # from a previous owner, not sent upstream by this session yet
     restored: bool = False  # the upstream restored its answered turn as history (no re-answer)
+    media: bool = False  # only audio/video chunks: contiguous ones make one record
+
+
+def _continues(before: _Entry, entry: _Entry) -> bool:
+    """``entry`` extends the record ``before`` ends: both media chunks, consecutive device
+    messages, no turn end between them."""
+    return (
+        before.media
+        and entry.media
+        and entry.index == before.index + 1
+        and entry.closed_turn == before.closed_turn
+    )
+
+
+def _count_records(entries: list[_Entry]) -> int:
+    return sum(1 for i, e in enumerate(entries) if i == 0 or not _continues(entries[i - 1], e))
 
 
 @dataclass(slots=True)
 class UnheldInput:
     """Client messages since the upstream's newest holding handle (one conversation)."""
 
-    max_messages: int = MAX_MESSAGES
+    max_records: int = MAX_RECORDS
     max_bytes: int = MAX_BYTES
+    max_entries: int = MAX_ENTRIES
     entries: list[_Entry] = field(default_factory=list)
     turn_ends: int = 0  # turn ends the device has seen
     hiding: int = 0  # upstream turns still to withhold (re-answers)
@@ -74,12 +100,19 @@ class UnheldInput:
     forgotten: int = 0  # counter: messages evicted by the bounds
     version: int = 0  # bumps on every change (the Redis mirror writes only changes)
     _bytes: int = 0
+    _records: int = 0
+    # Kept up to date as entries come and go, so a flush costs what changed, not the whole
+    # record (up to 4096 entries while long speech streams with no handle).
+    _indices: set[int] = field(default_factory=set)
+    _runs: list[list[Any]] | None = field(default_factory=list)  # None: recompute
 
     # -- recording ---------------------------------------------------------------------
 
     def forwarded(self, message: dict[str, Any], seq: int, index: int) -> None:
         """``message`` (device message ``index``) went to the upstream session as ``seq``."""
-        self._add(_Entry(message, len(orjson.dumps(message)), seq, index))
+        entry = _Entry(message, len(orjson.dumps(message)), seq, index)
+        entry.media = media_only(message)
+        self._add(entry)
 
     def carry(self, snapshot: list[Any], *, first_index: int = 0) -> None:
         """Messages a previous owner had not seen held (its :meth:`snapshot`:
@@ -89,6 +122,7 @@ class UnheldInput:
             message, closed = item[0], item[1]
             index = int(item[2]) if len(item) > 2 else first_index + offset
             entry = _Entry(dict(message), len(orjson.dumps(message)), None, index, carried=True)
+            entry.media = media_only(entry.message)
             if closed is not None:
                 entry.closed_turn = int(closed) - 1_000_000_000  # distinct from ours
             self._add(entry)
@@ -112,6 +146,8 @@ class UnheldInput:
             if entry.closed_turn is None:
                 entry.closed_turn = self.turn_ends
                 self.version += 1
+                self._runs = None
+        self._records = _count_records(self.entries)
 
     def held(self, seqs: tuple[int, ...]) -> None:
         """A handle holds these sends (``Delivered``), or they were dropped."""
@@ -167,34 +203,85 @@ class UnheldInput:
         ``[first index, last index, closed turn]`` per run of consecutive indices with the
         same turn end. While audio streams in (one message per 20-40 ms, no turn end) this
         is one run whose last index grows: a few bytes per flush, not the whole record."""
-        out: list[list[Any]] = []
-        for e in self.entries:
-            if out and out[-1][1] == e.index - 1 and out[-1][2] == e.closed_turn:
-                out[-1][1] = e.index
-            else:
-                out.append([e.index, e.index, e.closed_turn])
-        return out
+        if self._runs is None:
+            self._runs = []
+            for e in self.entries:
+                self._extend_runs(e)
+        return [list(run) for run in self._runs]
 
     def bodies(self) -> dict[int, dict[str, Any]]:
         """The recorded messages by index (the mirror writes each once)."""
         return {e.index: e.message for e in self.entries}
 
+    def messages_after(self, index: int) -> list[tuple[int, dict[str, Any]]]:
+        """``(index, message)`` of the entries numbered above ``index`` (the mirror's new
+        bodies: entries are kept in index order, so only the newest are looked at)."""
+        newer: list[tuple[int, dict[str, Any]]] = []
+        for e in reversed(self.entries):
+            if e.index <= index:
+                break
+            newer.append((e.index, e.message))
+        newer.reverse()
+        return newer
+
+    @property
+    def indices(self) -> set[int]:
+        """The indices held (read only: the mirror's deletions are its set minus these)."""
+        return self._indices
+
     # -- internals ---------------------------------------------------------------------
 
+    @property
+    def records(self) -> int:
+        """Records held: typed messages, and runs of contiguous media chunks."""
+        return self._records
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the messages held (their JSON)."""
+        return self._bytes
+
     def _add(self, entry: _Entry) -> None:
+        if not (self.entries and _continues(self.entries[-1], entry)):
+            self._records += 1
         self.entries.append(entry)
         self._bytes += entry.size
+        self._indices.add(entry.index)
+        if self._runs is not None:
+            self._extend_runs(entry)
         self.version += 1
         while self.entries and (
-            len(self.entries) > self.max_messages or self._bytes > self.max_bytes
+            self._records > self.max_records
+            or self._bytes > self.max_bytes
+            or len(self.entries) > self.max_entries
         ):
             gone = self.entries.pop(0)
             self._bytes -= gone.size
+            self._indices.discard(gone.index)
+            if self._runs is not None:  # the first run loses its first index
+                first = self._runs[0]
+                if first[0] == first[1]:
+                    self._runs.pop(0)
+                else:
+                    first[0] += 1
             self.forgotten += 1
+            if not (self.entries and _continues(gone, self.entries[0])):
+                self._records -= 1  # the record's last entry went
 
     def _remove(self, doomed: Any) -> None:
         kept = [e for e in self.entries if not doomed(e)]
         if len(kept) != len(self.entries):
             self.entries = kept
             self._bytes = sum(e.size for e in kept)
+            self._records = _count_records(kept)
+            self._indices = {e.index for e in kept}
+            self._runs = None
             self.version += 1
+
+    def _extend_runs(self, e: _Entry) -> None:
+        runs = self._runs
+        assert runs is not None
+        if runs and runs[-1][1] == e.index - 1 and runs[-1][2] == e.closed_turn:
+            runs[-1][1] = e.index
+        else:
+            runs.append([e.index, e.index, e.closed_turn])

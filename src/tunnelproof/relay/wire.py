@@ -54,9 +54,14 @@ def parse_device_frame(data: bytes | str) -> tuple[str, JsonDict]:
     malformed frames as Google does.
     """
     try:
-        return decode_client_frame(data)
+        kind, body = decode_client_frame(data)
     except CloseRefusal as exc:
         raise WireError(exc.code, exc.reason) from None
+    if kind == "realtimeInput" and len(body) != 1:
+        # Google's rule (one field per realtimeInput); the upstream session refuses it too
+        # (ValueError from send_raw), so answer the device as Google would.
+        raise invalid()
+    return kind, body
 
 
 def setup_handle(setup: Mapping[str, Any]) -> str | None:
@@ -105,12 +110,24 @@ def client_message(kind: str, body: JsonDict) -> JsonDict:
     return {kind: body}
 
 
-SETUP_COMPLETE: JsonDict = {"setupComplete": {}}
-
-
 def resumption_update(handle: str) -> JsonDict:
     """A resumable ``sessionResumptionUpdate`` carrying a relay handle."""
     return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+
+
+_MEDIA_KEYS = frozenset({"audio", "video", "mediaChunks"})
+
+
+def media_only(message: Mapping[str, Any]) -> bool:
+    """A client message that is a ``realtimeInput`` carrying only audio/video chunks (the
+    relay records those by the periodic flush, and keeps contiguous ones as one record)."""
+    body = message.get("realtimeInput")
+    return (
+        len(message) == 1
+        and isinstance(body, Mapping)
+        and bool(body)
+        and body.keys() <= _MEDIA_KEYS
+    )
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

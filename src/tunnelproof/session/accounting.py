@@ -13,6 +13,7 @@ from tunnelproof.session.actions import Action, Emit
 from tunnelproof.session.metrics import SessionMetrics
 from tunnelproof.session.outbox import AudioDropLedger, Outbox
 from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.relay_link import RelayLink
 from tunnelproof.session.restore import TurnRestore
 from tunnelproof.session.tool_calls import ToolCalls
 from tunnelproof.session.transcript import Transcript
@@ -33,6 +34,7 @@ class DeliveryAccounting:
     _question_texts: dict[int, str]
     _audio_drops: AudioDropLedger
     _unwritten: set[int]
+    _relay: RelayLink
 
     def _emit(self, event: ev.AppEvent) -> None:
         self._out.append(Emit(event))
@@ -69,6 +71,11 @@ class DeliveryAccounting:
         if taken is not None:
             seqs, ms, reason = taken
             self._emit(ev.SendDropped(seqs, "audio", reason, ms))
+
+    def _report_at_end(self) -> None:
+        """The session failed or closed: a held ``Rewound`` and the audio drops, now."""
+        self._relay.release()
+        self._report_audio_drops()
 
     def _settle_at_close(self) -> None:
         """The app closes the session: every send still unconfirmed gets its verdict.

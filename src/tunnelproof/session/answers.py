@@ -29,13 +29,17 @@ Rules (:class:`AnswerCollector`, pure, no I/O):
   lifecycle events included: collecting never hides anything from the app.
 
 The collector reads the session's one event stream from where it stands: consume earlier
-turns first, and do not iterate the session from another task meanwhile.
+turns first, and do not iterate the session from another task meanwhile. The one
+exception is :func:`ask`'s own: a question whose ``ask`` timed out or was cancelled is
+still answered (one turn, before the next question's), so the next ``ask`` reads that
+turn and skips it, and ``collect_answer(session)`` returns it (the rest of the answer).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -114,7 +118,11 @@ class AnswerLost(AnswerError):
 
 
 class AnswerTimeout(AnswerError, TimeoutError):
-    """No complete answer within the timeout (the rest of the turn stays in the stream)."""
+    """No complete answer within the timeout (the rest of the turn stays in the stream).
+
+    After :func:`ask`: ``collect_answer(session)`` returns that answer, or the next
+    ``ask`` skips it and returns its own.
+    """
 
 
 class ToolCallsPending(AnswerError):
@@ -156,6 +164,11 @@ class AnswerCollector:
         self._interrupted = False
 
     @property
+    def question_seq(self) -> int | None:
+        """The ``SendResult.seq`` of the question this answer is for, if known."""
+        return self._question_seq
+
+    @property
     def events(self) -> tuple[ev.AppEvent, ...]:
         """Every event fed so far."""
         return tuple(self._events)
@@ -164,6 +177,10 @@ class AnswerCollector:
     def partial(self) -> str:
         """The answer's text so far."""
         return "".join(self._transcript or self._text).strip()
+
+    def note(self, event: ev.AppEvent) -> None:
+        """Keep ``event`` in :attr:`events` without reading it (it belongs to an earlier turn)."""
+        self._events.append(event)
 
     def feed(self, event: ev.AppEvent) -> Answer | None:
         """Take one event. Returns the answer at ``TurnComplete``; raises an ``AnswerError``."""
@@ -242,14 +259,27 @@ async def collect_answer(
     ``timeout`` (seconds, ``None``: no limit) bounds the wait: :class:`AnswerTimeout`.
     Without one, the wait lasts through reconnects (a tunnel may take minutes) but still
     ends on ``Failed`` / ``Closed``. See the module docstring for the rules.
+
+    On a session whose :func:`ask` timed out (or was cancelled), it continues that
+    question's answer, from what the ask had collected: the rest of the turn.
     """
+    owed = _OWED.get(events) if _weak_referenceable(events) else None
     collector = AnswerCollector(question_seq=question_seq)
+    if owed and question_seq is None:
+        collector = owed[0]  # the oldest abandoned ask: its turn is the next one
     iterator: AsyncIterator[ev.AppEvent] = aiter(events)
     try:
         async with asyncio.timeout(timeout):
             async for event in iterator:
-                answer = collector.feed(event)
+                try:
+                    answer = collector.feed(event)
+                except AnswerError:
+                    if owed:
+                        _forget(owed, collector)
+                    raise
                 if answer is not None:
+                    if owed:
+                        _forget(owed, collector)
                     return answer
     except TimeoutError:
         raise AnswerTimeout(
@@ -312,11 +342,100 @@ async def ask(session: SessionLike, text: str, *, timeout: float | None = None) 
     if result.dropped:
         raise AnswerLost(f"the question was not sent: {result.reason}", ())
     left = None if deadline is None else max(0.0, deadline - loop.time())
-    answer = await collect_answer(session, timeout=left, question_seq=result.seq)
+    mine = AnswerCollector(question_seq=result.seq)
+    owed = _owed_answers(session)
+    owed.append(mine)
+    try:
+        answer = await _collect_in_turn(session, owed, mine, left)
+    except (AnswerTimeout, asyncio.CancelledError):
+        raise  # the answer still comes: the next ask() skips its turn (mine stays owed)
+    except BaseException:
+        _forget(owed, mine)
+        raise
     if config.session_resumption:
         until = loop.time() + HANDLE_GRACE
         await _turn_held(session, min(until, deadline or until))
     return answer
+
+
+# Per session, the asks whose question was sent and whose turn has not been read yet,
+# oldest first. An ask that timed out (or was cancelled) leaves its collector here: the
+# server still answers that question, one turn, before the next one (FIFO). Without this
+# the next ask() returned that stale turn (often cut short by its own question's barge-in)
+# and every later ask() the answer before its own, for ever.
+_OWED: weakref.WeakKeyDictionary[object, list[AnswerCollector]] = weakref.WeakKeyDictionary()
+
+
+def _owed_answers(session: object) -> list[AnswerCollector]:
+    try:
+        return _OWED.setdefault(session, [])
+    except TypeError:  # not weak-referenceable: no memory of abandoned asks
+        return []
+
+
+def _weak_referenceable(obj: object) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _forget(owed: list[AnswerCollector], collector: AnswerCollector) -> None:
+    if collector in owed:
+        owed.remove(collector)
+
+
+async def _collect_in_turn(
+    session: SessionLike,
+    owed: list[AnswerCollector],
+    mine: AnswerCollector,
+    timeout: float | None,
+) -> Answer:
+    """Read events into the oldest owed answer until it is done, then into ``mine``.
+
+    An earlier (abandoned) question's turn is read by its own collector and discarded;
+    its events stay in ``mine.events``. What ends the session for everyone (``Failed``,
+    ``Closed``) or needs the app (a tool call) is raised to this caller, as
+    :func:`collect_answer` does; so is a ``SendDropped`` naming this question.
+    """
+    iterator: AsyncIterator[ev.AppEvent] = aiter(session)
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in iterator:
+                head = owed[0] if owed else mine
+                if head is mine:
+                    answer = mine.feed(event)
+                    if answer is not None:
+                        _forget(owed, mine)
+                        return answer
+                    continue
+                if isinstance(event, (ev.Failed, ev.Closed, ev.ToolCallRequested)):
+                    del owed[: owed.index(mine)]  # no one will read those turns now
+                    mine.feed(event)  # raises this caller's typed error
+                    continue
+                if isinstance(event, ev.SendDropped) and mine.question_seq in event.seqs:
+                    mine.feed(event)  # raises AnswerLost: this question was dropped
+                mine.note(event)
+                if isinstance(event, ev.SendDropped):
+                    for waiting in owed[1 : owed.index(mine)]:
+                        if waiting.question_seq in event.seqs:
+                            _forget(owed, waiting)  # its turn will never come
+                try:
+                    done = head.feed(event) is not None
+                except AnswerError:  # its reply was lost or dropped: nothing to skip
+                    done = True
+                if done:
+                    _forget(owed, head)
+    except TimeoutError:
+        raise AnswerTimeout(
+            f"no complete answer within {timeout:g} s", mine.events, mine.partial
+        ) from None
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+    raise AnswerClosed("the event stream ended", mine.events, mine.partial)
 
 
 async def _turn_held(session: SessionLike, until: float) -> None:

@@ -1,13 +1,12 @@
 """The machine's data and bookkeeping: everything that does not change its phase.
 
-:class:`SessionBookkeeping` is the base of
-:class:`~tunnelproof.session.machine.SessionMachine` (as h11's ``Connection`` keeps the
-fields that do not affect transitions apart from ``_state.py``). It holds the helpers that
-own data (outbox, transcript, turn tracker, tool calls, resumption state, credential slot,
-retry budget, timers), collects the actions of the call in progress, and does the work that
-follows a decision without making one: writing and replaying sends, translating server
-content, confirming delivery, settling a lost connection. Every phase change is in
-``machine.py``.
+:class:`SessionBookkeeping` is the base of :class:`~tunnelproof.session.machine.SessionMachine`
+(as h11's ``Connection`` keeps the fields that do not affect transitions apart from
+``_state.py``). It holds the helpers that own data (outbox, transcript, turns, tool calls,
+resumption state, credential slot, retry budget, timers, relay link), collects the actions
+of the call in progress, and does the work that follows a decision without making one:
+writing and replaying sends, translating server content, confirming delivery, settling a
+lost connection. Every phase change is in ``machine.py``.
 """
 
 from __future__ import annotations
@@ -49,6 +48,7 @@ from tunnelproof.session.outbox import AudioDropLedger, Outbox, OutboxLimits, Se
 from tunnelproof.session.outgoing import MessageKind, Outgoing
 from tunnelproof.session.phases import Phase
 from tunnelproof.session.policy import DEFAULT_POLICY, DEFAULT_WATCHDOGS, RetryPolicy, Watchdogs
+from tunnelproof.session.relay_link import RelayLink
 from tunnelproof.session.restore import TurnRestore
 from tunnelproof.session.resumption import ResumptionState
 from tunnelproof.session.retry_budget import RetryBudget
@@ -112,6 +112,7 @@ class SessionBookkeeping(DeliveryAccounting):
         self._audio_drops = AudioDropLedger()  # reported once per outage
         self._garbage_since_message = False  # only unparseable frames since the last message
         self._last_written: int | None = None  # newest seq written on this connection
+        self._relay = RelayLink(self._emit, self.rng)  # is the server a tunnelproof relay?
         # The call in progress.
         self._now = 0.0
         self._wall = 0.0
@@ -158,13 +159,14 @@ class SessionBookkeeping(DeliveryAccounting):
         if request is not None:
             self._out.append(CancelTokenFetch(request))
 
-    def _connection_ready(self) -> None:
+    def _connection_ready(self, setup_complete: JsonDict) -> None:
         """``setupComplete``: count it, re-seed a fresh session, flush, and say so."""
         self._session_ready = True
         self._connected_at = self._now
         self._last_written = None
         self.resumption.ready()
         resuming = self.resumption.resuming
+        self._relay.setup_complete(setup_complete, resuming=resuming)
         first = not self._ever_connected
         self._ever_connected = True
         self.metrics.connections += 1
@@ -281,9 +283,11 @@ class SessionBookkeeping(DeliveryAccounting):
             self._emit(restored)
         if tool_ids:
             self._cancel_tool_calls(set(tool_ids))
+        rewound: ev.Rewound | None = None
         if partial_text or lost.owed or tool_ids:
             reasked = any(seq in unconfirmed for seq in owed)
-            self._emit(ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked))
+            rewound = ev.Rewound(partial_text, reply_lost, tool_ids, unanswered, reasked)
+        self._relay.connection_lost(rewound)  # reported now, or held for the resume
         self.tools.connection_settled()
         # Audio sent beyond the replay window with no confirmation since: the link died
         # with it, and nothing can replay it. Reported, never silently lost.
@@ -342,7 +346,8 @@ class SessionBookkeeping(DeliveryAccounting):
 
     def _write(self, item: Outgoing) -> None:
         """Send ``item`` on the live connection and record it."""
-        self._out.append(SendFrame(self._attempt, item.wire))  # encoded once, at send
+        wire = self._relay.frame(item.wire, item.seq) if self._relay.keeps_turns else item.wire
+        self._out.append(SendFrame(self._attempt, wire))
         self._last_written = seq = item.seq
         message = item.message  # its fields directly: this runs per 20 ms audio chunk
         if message.turns and (not item.was_sent or seq in self._unwritten):

@@ -41,6 +41,7 @@ from tunnelproof.session.credentials import (
 )
 from tunnelproof.session.events import OpenFailure, SocketOpenFailed, TokenFailed, TokenFailure
 from tunnelproof.session.policy import Watchdogs
+from tunnelproof.session.retry_after import retry_after_from
 
 log = logging.getLogger("tunnelproof.session")
 
@@ -139,16 +140,10 @@ def kernel_verdict(link: KernelLink | None, watchdogs: Watchdogs) -> str | None:
 
 
 def _retry_after(headers: Any) -> float | None:
-    try:
-        value = headers.get("Retry-After")
-    except AttributeError:
+    """The wait a refused handshake asks for (``retry-after-ms``, else ``Retry-After``)."""
+    if not hasattr(headers, "get"):
         return None
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry_after_from(headers)
 
 
 def classify_connect_error(attempt: int, exc: BaseException) -> SocketOpenFailed:

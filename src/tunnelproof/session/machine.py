@@ -431,16 +431,16 @@ class SessionMachine(FailureRouting):
         match message:
             case SetupComplete():
                 if self.phase is Phase.SETUP:
-                    self._on_setup_complete()
+                    self._on_setup_complete(message)
             case GoAway():
                 self._on_go_away(message)
             case _:
                 self._on_conversation(message)
 
-    def _on_setup_complete(self) -> None:
+    def _on_setup_complete(self, setup: SetupComplete) -> None:
         self._cancel_timer(Timer.SETUP)
         self.phase = Phase.CONNECTED
-        self._connection_ready()
+        self._connection_ready(setup.raw)
 
     # -- goAway ------------------------------------------------------------------------------
 
@@ -493,7 +493,7 @@ class SessionMachine(FailureRouting):
         if self._session_ready:
             self._connection_gone(verdict.code, verdict.reason, planned=False)
         self.phase = Phase.FAILED
-        self._report_audio_drops()
+        self._report_at_end()
         self._emit(ev.Failed(verdict))
 
     # -- timers ------------------------------------------------------------------------------
@@ -576,7 +576,7 @@ class SessionMachine(FailureRouting):
     def _finish_close(self) -> None:
         self._cancel_all_timers()
         self.phase = Phase.CLOSED
-        self._report_audio_drops()
+        self._report_at_end()
         self._emit(ev.Closed())
 
     def _on_resume_requested(self) -> None:

@@ -13,6 +13,7 @@ encoded text frame, when the app sent it, whether some connection already carrie
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -62,6 +63,9 @@ class ClientMessage:
     @classmethod
     def text(cls, text: str) -> ClientMessage:
         """``realtimeInput.text``: the model answers it as a turn."""
+        if not isinstance(text, str):
+            # None went out as {"text": null}: the server closes 1007 and the session fails.
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
         return cls(
             MessageKind.TEXT,
             cm.realtime_text(text),
@@ -72,8 +76,10 @@ class ClientMessage:
     @classmethod
     def audio(cls, pcm: bytes, *, rate: int = cm.INPUT_AUDIO_RATE) -> ClientMessage:
         """``realtimeInput.audio``: 16-bit little-endian mono PCM at ``rate`` Hz."""
+        if type(rate) is not int:  # the common case costs one type check per chunk
+            rate = _integral_rate(rate)
         if rate <= 0:
-            raise ValueError(f"audio rate must be positive, got {rate}")
+            raise ValueError(f"audio rate must be a positive integer (Hz), got {rate!r}")
         body = cm.realtime_audio(pcm, rate=rate)
         return cls(MessageKind.AUDIO, body, len(pcm) / (2 * rate) * 1000.0)  # per 20 ms chunk
 
@@ -120,6 +126,13 @@ class ClientMessage:
         if kind_name == "setup":
             raise ValueError("setup is sent by the session itself; do not send it")
         if kind_name == "realtimeInput":
+            if len(body) != 1:
+                # Google: exactly one field per realtimeInput; anything else is a 1007 close
+                # that fails the whole session, so refuse it here, at the app's call.
+                raise ValueError(
+                    "realtimeInput holds exactly one field (audio, video, text, "
+                    f"audioStreamEnd, activityStart or activityEnd), got {list(body)}"
+                )
             return _read_realtime(msg, body)
         if kind_name == "clientContent":
             turns = tuple(t for raw in get_field(body, "turns") or [] for t in _one_turn(raw))
@@ -160,6 +173,8 @@ def _read_realtime(msg: JsonDict, body: Mapping[str, Any]) -> ClientMessage:
         data = str(get_field(audio, "data") or "")
         match = _RATE.search(str(get_field(audio, "mimeType") or ""))
         rate = int(match.group(1)) if match else cm.INPUT_AUDIO_RATE
+        if rate <= 0:  # was a ZeroDivisionError out of send_raw
+            raise ValueError(f"audio rate must be a positive integer (Hz), got {rate}")
         nbytes = len(data) * 3 // 4 - (len(data) - len(data.rstrip("=")))
         return ClientMessage(MessageKind.AUDIO, msg, audio_ms=nbytes / (2 * rate) * 1000.0)
     text = get_field(body, "text")
@@ -247,3 +262,15 @@ class Outgoing:
         if trimmed is self.message:
             return self
         return replace(self, message=trimmed, wire=cm.encode_client_message(trimmed.body))
+
+
+def _integral_rate(rate: object) -> int:
+    """``rate`` as an int (numpy integers too); ``ValueError`` for anything else.
+
+    nan/inf/16000.5/True went out as ``audio/pcm;rate=nan``, which the server refuses
+    (1007, fatal for the session), and a nan duration defeated the outbox's audio bound:
+    refused here, at the app's call.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral):
+        raise ValueError(f"audio rate must be a positive integer (Hz), got {rate!r}")
+    return int(rate)

@@ -30,7 +30,10 @@ Three kinds of "try again" are *not* server failures (issue 15):
   escalated during the flapping. Such drops count against the per-session cap only.
 * **a shed answer with ``Retry-After``** (429/503): the server said when to come back; the
   wait is honoured (plus a little jitter) and does not count against the caps, so a herd
-  is served in turn instead of giving up.
+  is served in turn instead of giving up. A sub-second wait (``retry-after-ms``) is the
+  server's own slot for this client: the jitter is a tenth of it, not half a second, and
+  no wait is shorter than ``SHED_MIN_DELAY`` (so a server that keeps answering "1 ms"
+  cannot drive a hot loop: at most ten attempts a second, each one a served HTTP answer).
 * **a planned handover** (goAway): immediate, within ``handover_budget`` handovers of
   connections younger than ``stable_after``; beyond that, the session stays on the
   connection until the server closes it (a backstop at ``timeLeft + close_timeout``), so
@@ -40,6 +43,7 @@ Three kinds of "try again" are *not* server failures (issue 15):
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -47,6 +51,36 @@ from typing import Literal
 from tunnelproof.protocol.types import HANDLE_VALIDITY_SECONDS
 
 JitterMode = Literal["full", "additive"]
+
+SHED_MIN_DELAY = 0.1
+"""The shortest wait after a shed answer (seconds), whatever the server asked for."""
+SHED_JITTER_FRACTION = 0.1
+"""Jitter on a precise (sub-second) wait: ``uniform(0, fraction × wait)``, at least
+``SHED_MIN_JITTER`` and at most ``base_delay``."""
+SHED_MIN_JITTER = 0.02
+
+
+_WATCHDOG_POSITIVE = (
+    "token_timeout",
+    "connect_timeout",
+    "probe_connect_timeout",
+    "setup_timeout",
+    "reply_timeout",
+    "link_check_timeout",
+    "unacked_dead_after",
+    "close_timeout",
+    "handle_validity",
+    "tcp_user_timeout",
+)
+_WATCHDOG_MAY_BE_ZERO = ("stale_socket_wait", "go_away_margin", "handover_handle_grace")
+
+
+def _finite(obj: object, *names: str) -> None:
+    """``ValueError`` naming the first of ``names`` that is a nan or infinite number."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise ValueError(f"{type(obj).__name__}.{name} must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,8 +149,23 @@ class RetryPolicy:
     shed_is_wait: bool = True
 
     def __post_init__(self) -> None:
+        # nan passes every comparison below; a nan or infinite delay is a timer that fires
+        # at once or never, so refuse it by name first.
+        _finite(self, "offline_interval", "offline_jitter", "base_delay", "multiplier")
+        _finite(self, "max_delay", "additive_jitter", "stable_after", "healthy_after")
+        _finite(self, "immediate_window", "max_offline_seconds", "drop_max_delay")
         if self.offline_interval <= 0 or self.base_delay <= 0 or self.max_delay <= 0:
             raise ValueError("retry delays must be positive")
+        if self.jitter not in ("full", "additive"):
+            raise ValueError(f"jitter must be 'full' or 'additive', got {self.jitter!r}")
+        if self.additive_jitter < 0 or self.stable_after < 0:
+            raise ValueError("additive_jitter and stable_after must be >= 0")
+        if self.max_offline_seconds is not None and self.max_offline_seconds <= 0:
+            raise ValueError("max_offline_seconds must be positive (or None)")
+        for name in ("max_attempts_per_outage", "max_attempts_per_session"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None: no limit), got {value!r}")
         if self.offline_jitter < 0 or self.offline_jitter >= self.offline_interval:
             raise ValueError("offline_jitter must be in [0, offline_interval)")
         if self.multiplier < 1:
@@ -152,11 +201,21 @@ class RetryPolicy:
     def shed_delay(self, retry_after: float, rng: random.Random) -> float:
         """Delay after a shed answer (429/503 with ``Retry-After``): a wait, not a failure.
 
-        The server said when it can take us; the jitter on top (up to ``base_delay``)
-        keeps a herd from returning on one tick. The server spreads the herd itself by
-        answering each client its own ``Retry-After``.
+        The server said when it can take us; the jitter on top keeps a herd from returning
+        on one tick. A whole number of seconds (``Retry-After``) is coarse: the client's
+        real slot may be anywhere in the second after it, so the jitter is up to
+        ``base_delay``. A fractional one (``retry-after-ms``) is the client's own slot
+        (tunnelproof's service spreads the herd itself, one slot per client): the jitter
+        is ``SHED_JITTER_FRACTION`` of it (between ``SHED_MIN_JITTER`` and ``base_delay``),
+        enough to part clients given the same slot by two instances behind one balancer.
+        Never less than ``SHED_MIN_DELAY``.
         """
-        return max(0.0, retry_after) + rng.uniform(0.0, self.base_delay)
+        wait = max(SHED_MIN_DELAY, retry_after)
+        if float(retry_after).is_integer():
+            spread = self.base_delay
+        else:
+            spread = min(self.base_delay, max(SHED_MIN_JITTER, SHED_JITTER_FRACTION * wait))
+        return wait + rng.uniform(0.0, spread)
 
     def drop_is_immediate(self, served: float, recent_quick: int) -> bool:
         """Whether the first attempt after an abrupt drop goes at once.
@@ -264,6 +323,20 @@ class Watchdogs:
     keepalive_idle: int = 2
     keepalive_interval: int = 1
     keepalive_count: int = 3
+
+    def __post_init__(self) -> None:
+        # A zero, negative or nan timeout made the session never connect (a token fetch
+        # "timed out" at once, or setupComplete was never waited for), silently.
+        _finite(self, *_WATCHDOG_POSITIVE, *_WATCHDOG_MAY_BE_ZERO)
+        for name in _WATCHDOG_POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"Watchdogs.{name} must be positive, got {getattr(self, name)!r}")
+        for name in _WATCHDOG_MAY_BE_ZERO:
+            if getattr(self, name) < 0:
+                raise ValueError(f"Watchdogs.{name} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("keepalive_idle", "keepalive_interval", "keepalive_count"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Watchdogs.{name} must be >= 1, got {getattr(self, name)!r}")
 
     def offline_token_timeout(self, last_fetch: float | None, timeouts_in_row: int) -> float:
         """The token fetch allowance while the network is gone.

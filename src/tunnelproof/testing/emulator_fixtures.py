@@ -15,13 +15,17 @@ All fixtures are async (run by pytest-asyncio or anyio, see
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess, EmulatorServer
 from tunnelproof.testing.async_fixtures import async_fixture
 
-EmulatorFactory = Callable[..., Awaitable[EmulatorServer]]
-EmulatorProcessFactory = Callable[..., Awaitable[EmulatorProcess]]
+if TYPE_CHECKING:
+    from tunnelproof.emulator import EmulatorPolicy, EmulatorProcess, EmulatorServer
+
+# The plugin loads in every pytest run of a project that installs tunnelproof: the emulator
+# (aiohttp and the rest) is imported when a test first asks for one of these fixtures.
+EmulatorFactory = Callable[..., Awaitable["EmulatorServer"]]
+EmulatorProcessFactory = Callable[..., Awaitable["EmulatorProcess"]]
 
 __all__ = [
     "EmulatorFactory",
@@ -36,6 +40,8 @@ __all__ = [
 @async_fixture
 async def emulator_factory() -> AsyncIterator[EmulatorFactory]:
     """Start emulators with any policy; all are stopped at teardown."""
+    from tunnelproof.emulator import EmulatorServer
+
     started: list[EmulatorServer] = []
 
     async def make(policy: EmulatorPolicy | None = None, **kwargs: Any) -> EmulatorServer:
@@ -66,6 +72,8 @@ async def emulator_tls(emulator_factory: EmulatorFactory) -> EmulatorServer:
 @async_fixture
 async def emulator_process_factory() -> AsyncIterator[EmulatorProcessFactory]:
     """Start emulator subprocesses; all are stopped (and their temp state removed) after."""
+    from tunnelproof.emulator import EmulatorProcess
+
     started: list[EmulatorProcess] = []
 
     async def make(policy: EmulatorPolicy | None = None, **kwargs: Any) -> EmulatorProcess:

@@ -14,17 +14,21 @@ import contextlib
 import importlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from fastapi import FastAPI
-from pydantic import SecretStr
 
-from tunnelproof.testing.app_server import serving
 from tunnelproof.testing.async_fixtures import async_fixture
-from tunnelproof.tokens.app import create_app
-from tunnelproof.tokens.router import TokenService
-from tunnelproof.tokens.settings import TokenServiceSettings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from tunnelproof.tokens.router import TokenService
+    from tunnelproof.tokens.settings import TokenServiceSettings
+
+# The plugin loads in every pytest run of a project that installs tunnelproof: the token
+# service (FastAPI, uvicorn via app_server, google-genai: over a second of CPU) is imported
+# when a test first starts one, not at plugin load.
 
 __all__ = [
     "DEV_BEARER_KEY",
@@ -72,6 +76,10 @@ async def running_token_service(
 
     Pass ``app`` (with ``service``'s router mounted in it) to serve your own app instead.
     """
+    from tunnelproof.testing.app_server import serving
+    from tunnelproof.tokens.app import create_app
+    from tunnelproof.tokens.router import TokenService
+
     service = service or TokenService(settings)
     app = app or create_app(service=service)
     async with serving(app, host=host, startup_timeout=startup_timeout) as url:
@@ -108,6 +116,10 @@ async def token_service(
     )
     if emulator_server is None:  # pragma: no cover
         pytest.skip("tunnelproof.emulator.EmulatorServer is not available")
+    from pydantic import SecretStr
+
+    from tunnelproof.tokens.settings import TokenServiceSettings
+
     async with emulator_server(host="127.0.0.1", port=0, tls=False, api_key="emulator-key") as emu:
         settings = TokenServiceSettings(
             api_key=SecretStr("emulator-key"),

@@ -8,10 +8,21 @@ one virtual queue that drains at the service's ``rate``: the *n*-th caller shed 
 come back ``n / rate`` seconds later. A herd of N callers is spread over N / rate seconds
 and comes back at about ``rate`` per second, whatever the outage's length: a caller that
 returns into a still-down upstream is shed again (cheaply, no upstream work) and gets a new
-slot at the end of the queue. Slots do not wait for the upstream's next probe: nobody knows
-when it is back, and the callers whose slots fall inside the outage cost at most ``rate``
-cheap answers per second, while a restart that is over in a second or two is not made to
-wait for whole extra seconds.
+slot at the end of the queue.
+
+While the upstream is down, slots are sized by what the service knows of it:
+
+* no slot before its next probe (see below): a caller that came back earlier could only
+  be shed again. The queue starts just after the probe and still drains at ``rate``, so a
+  down upstream is offered at most ``rate`` cheap requests per second, and once a probe
+  finds it back the callers behind it are served in turn;
+* no slot sooner than ``first_wait`` (1 s) after the upstream went down. A restart drops
+  every client at once and their first attempts all arrive within about a second; their
+  second wave then falls outside that second (the most a herd offers in one second stays
+  the herd, once), and a restart is seldom over much sooner (the emulator's takes 1.1 s).
+
+Nobody knows when the upstream will be back, so slots are not held back any longer than
+that: a restart that is over in a second is not made to wait for whole extra seconds.
 
 Two more things live here because they decide the same answer:
 
@@ -19,10 +30,12 @@ Two more things live here because they decide the same answer:
   error, timeout, 5xx, 429) the upstream counts as down; while down, only one request per
   ``probe_interval`` is let through to find out whether it is back, every other one is shed
   at once (503, no upstream work). The first success closes the breaker.
-* **The header**: ``Retry-After`` has one-second resolution (RFC 9110 delta-seconds). The
-  wait is rounded *down* (at least 1), so a caller comes back at most a second before its
-  slot: the service lets a request wait in line for a short while (``mint_queue_timeout``)
-  and tunnelproof's clients add ``uniform(0, 0.5 s)``, which together absorb that.
+* **The headers**: ``Retry-After`` has one-second resolution (RFC 9110 delta-seconds), too
+  coarse for slots 2.5 ms apart and for a restart that is over in a second. The answer
+  carries the slot twice: ``retry-after-ms`` (milliseconds, rounded up: the convention the
+  OpenAI and Azure SDKs read before ``Retry-After``), which tunnelproof's clients prefer,
+  and ``Retry-After`` in whole seconds rounded *up* (at least 1), so a client that reads
+  only the standard header never comes back before its slot.
 
 State is O(1) (a queue tail, not a list) and per process: behind a load balancer each
 instance queues its own shed callers at its own ``rate``, and returning callers spread over
@@ -35,6 +48,10 @@ import math
 import time
 from collections.abc import Callable
 
+DEFAULT_PROBE_INTERVAL = 0.25
+"""Seconds between upstream probes while it is down: a restart that is over is found within
+a quarter of a second, at the cost of four upstream attempts a second while it is not."""
+
 
 class Admission:
     """One virtual queue of shed callers and the upstream's health (see the module)."""
@@ -44,6 +61,7 @@ class Admission:
         "_down_since",
         "_next_probe",
         "_tail",
+        "first_wait",
         "max_wait",
         "probe_interval",
         "rate",
@@ -53,17 +71,22 @@ class Admission:
         self,
         rate: float,
         *,
-        probe_interval: float = 0.5,
+        probe_interval: float = DEFAULT_PROBE_INTERVAL,
+        first_wait: float = 1.0,
         max_wait: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``rate``: tokens/s the service mints at most (one process); ``probe_interval``:
-        seconds between upstream probes while it is down; ``max_wait``: the longest wait
-        ever handed out (seconds)."""
+        seconds between upstream probes while it is down; ``first_wait``: no slot sooner
+        than this after the upstream went down; ``max_wait``: the longest wait ever handed
+        out (seconds)."""
         if rate <= 0 or probe_interval <= 0 or max_wait < 1:
             raise ValueError("rate and probe_interval must be positive, max_wait >= 1 s")
+        if not 0 <= first_wait <= max_wait:
+            raise ValueError("first_wait must be within [0, max_wait]")
         self.rate = rate
         self.probe_interval = probe_interval
+        self.first_wait = first_wait
         self.max_wait = max_wait
         self._clock = clock
         self._tail = -math.inf  # the last slot handed out (clock time)
@@ -101,13 +124,19 @@ class Admission:
 
     # -- the queue --------------------------------------------------------------------------
 
-    def shed(self) -> float:
+    def shed(self, not_before: float = 0.0) -> float:
         """Take the next slot for one shed caller; the seconds until it (> 0).
 
-        Never more than ``max_wait`` away.
+        The slot is at least ``not_before`` seconds away (a backlog the queue does not
+        know of: see :func:`overload_wait`). While the upstream is down it is after its
+        next probe and at least ``first_wait`` after it went down. Never more than
+        ``max_wait`` away.
         """
         now = self._clock()
-        slot = min(max(self._tail, now) + 1.0 / self.rate, now + self.max_wait)
+        start = max(self._tail, now + not_before)
+        if self._down_since is not None:
+            start = max(start, self._next_probe, self._down_since + self.first_wait)
+        slot = min(start + 1.0 / self.rate, now + self.max_wait)
         self._tail = max(self._tail, slot)
         return slot - now
 
@@ -118,11 +147,46 @@ class Admission:
         return max(0, math.ceil(ahead * self.rate)) if ahead > 0 else 0
 
 
-def retry_after_header(wait: float) -> str:
-    """``Retry-After`` for a wait of ``wait`` seconds: whole seconds, rounded down, >= 1.
+_EPSILON = 1e-6  # float noise (a slot 1.0000000002 s away is 1 s away, not 2)
 
-    Rounded down because the client spreads its return over the second after it (see the
-    module docstring): the caller then arrives within ``[floor(wait), floor(wait) + 1)``,
-    which holds its slot.
+OVERLOAD_MIN_WAIT = 1.0
+"""The shortest wait handed to a caller shed because every mint slot stayed busy (s)."""
+
+
+def overload_wait(waiting: int, rate: float) -> float:
+    """How far away the slot of a caller shed because every mint slot stayed busy must be
+    at least: the line still waiting for a slot, at ``rate``, and never under
+    ``OVERLOAD_MIN_WAIT``.
+
+    The virtual queue only knows the callers it shed; this one was shed because the service
+    is behind by work it cannot size (its line, its real rate, which a busy CPU puts below
+    ``admit_rate``). Sent back sooner, such callers return into the same line and are shed
+    again: measured with 500 sessions on a starved CPU, callers told "3 ms" (an empty
+    queue) came back ten times a second and kept the service overloaded for half a minute.
     """
-    return str(max(1, math.floor(wait)))
+    return max(OVERLOAD_MIN_WAIT, waiting / rate)
+
+
+RETRY_AFTER_MS = "retry-after-ms"
+"""The sub-second companion of ``Retry-After`` (milliseconds; not in an RFC: the convention
+of Azure's services, read first by the OpenAI and Azure SDKs and by tunnelproof's clients)."""
+
+
+def retry_after_header(wait: float) -> str:
+    """``Retry-After`` for a wait of ``wait`` seconds: whole seconds, rounded up, >= 1.
+
+    Rounded up so that a client that reads only this header never comes back before its
+    slot (RFC 9110: the time to wait *at least*); tunnelproof's clients read
+    ``retry-after-ms``.
+    """
+    return str(max(1, math.ceil(wait - _EPSILON)))
+
+
+def retry_after_ms_header(wait: float) -> str:
+    """``retry-after-ms`` for a wait of ``wait`` seconds: whole milliseconds, rounded up, >= 1."""
+    return str(max(1, math.ceil(wait * 1000.0 - _EPSILON)))
+
+
+def retry_after_headers(wait: float) -> dict[str, str]:
+    """Both headers for a wait of ``wait`` seconds (see the module docstring)."""
+    return {"Retry-After": retry_after_header(wait), RETRY_AFTER_MS: retry_after_ms_header(wait)}

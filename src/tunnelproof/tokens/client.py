@@ -3,7 +3,9 @@
 Each call POSTs to the service with the user's own credential and returns a fresh
 :class:`~tunnelproof.session.credentials.Credential`. Failures become the typed errors the
 reconnecting client classifies: 401/403 fatal, the service's own 500 "misconfigured"
-fatal, 429 wait, other 5xx/timeouts retry, network gone probe.
+fatal, 429 wait, other 5xx/timeouts retry, network gone probe. The wait of a 429/503 is
+``retry-after-ms`` when the service sent a sane one, else ``Retry-After``
+(:mod:`tunnelproof.session.retry_after`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -29,6 +30,9 @@ from tunnelproof.session.credentials import (
     TokenRateLimited,
     TokenUnavailable,
 )
+from tunnelproof.session.retry_after import parse_retry_after, retry_after_from
+
+__all__ = ["GetCredential", "TokenServiceSource", "UserCredential", "parse_retry_after"]
 
 UserCredential = str | Mapping[str, str] | None
 """What ``get_credential`` returns: the ``Authorization`` header value (``"Bearer …"``), a
@@ -40,23 +44,6 @@ _WS_URL = re.compile(
     r"^(?P<base>wss?://[^/?#]+(?:/[^?#]*?)?)/+ws/google\.ai\.generativelanguage\."
     r"(?P<version>v1|v1alpha|v1beta)\.GenerativeService\.BidiGenerateContentConstrained$"
 )
-
-
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or ``None``."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    reference = now or datetime.now(when.tzinfo)
-    return max(0.0, (when - reference).total_seconds())
 
 
 def _timestamp(value: Any) -> float:
@@ -90,6 +77,10 @@ def _detail(response: httpx.Response) -> str | None:
     if isinstance(detail, str) and detail.isprintable():
         return detail[:200]
     return None
+
+
+# A header value httpx can send: visible ASCII, spaces and tabs inside (RFC 9110 field-value).
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e]+(?:[ \t]+[\x21-\x7e]+)*)?")
 
 
 class TokenServiceSource:
@@ -147,6 +138,17 @@ class TokenServiceSource:
             headers["Authorization"] = value
         elif value is not None:
             headers.update(value)
+        for name, text in headers.items():
+            if not _HEADER_VALUE.fullmatch(text):
+                # httpx refused it deep in the connection (LocalProtocolError, whose text
+                # carries the secret), which read as "service unavailable" and was retried
+                # for minutes; a key read from a file with its newline is the usual cause.
+                # The value is never put in the message.
+                raise TokenConfigError(
+                    f"the {name} header from get_credential is not a valid HTTP header value "
+                    "(a newline, control or non-ASCII character, e.g. a key read from a file "
+                    "with its trailing newline); strip it"
+                )
         return headers
 
     async def __call__(self) -> Credential:
@@ -173,7 +175,8 @@ class TokenServiceSource:
 
     def _credential(self, response: httpx.Response) -> Credential:
         status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        # retry-after-ms (the service's own slot, to the millisecond) before Retry-After.
+        retry_after = retry_after_from(response.headers)
         if status in (401, 403):
             raise TokenAuthError(f"token service refused the user ({status})", status=status)
         if status == 429:

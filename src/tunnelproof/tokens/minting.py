@@ -158,6 +158,7 @@ class Minter:
         )
         self._setup, self._mask = live_config.token_constraints()
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._waiting = 0
         self.queue_timeout = queue_timeout
         self._clock = clock or (lambda: datetime.now(UTC))
         # google-genai (and pydantic under it) is imported when a Minter is built, not with
@@ -178,6 +179,11 @@ class Minter:
                 retry_options=genai_types.HttpRetryOptions(attempts=1),
             ),
         )
+
+    @property
+    def waiting(self) -> int:
+        """Requests waiting in line for a mint slot right now."""
+        return self._waiting
 
     def redact(self, text: str) -> str:
         """``text`` with the API key replaced (for upstream error messages we log)."""
@@ -200,11 +206,14 @@ class Minter:
         if self._slots.locked():
             if self.queue_timeout <= 0:
                 raise MintingOverloaded
+            self._waiting += 1
             try:
                 async with asyncio.timeout(self.queue_timeout):
                     await self._slots.acquire()  # FIFO among the waiters
             except TimeoutError:
                 raise MintingOverloaded from None
+            finally:
+                self._waiting -= 1
         else:
             await self._slots.acquire()  # not locked: acquired without suspending
         try:

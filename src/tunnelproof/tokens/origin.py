@@ -57,5 +57,8 @@ def add_cors(app: FastAPI, policy: OriginPolicy) -> None:
         allow_credentials=not policy.allow_any,
         allow_methods=["POST"],
         allow_headers=["Authorization", "Content-Type"],
+        # Neither is CORS-safelisted: without this a cross-origin page cannot read when a
+        # shed answer (429/503) tells it to come back, and retries on its own backoff.
+        expose_headers=["Retry-After", "retry-after-ms"],
         max_age=600,
     )

@@ -21,8 +21,13 @@
 
 Every 503 of steps 5, 6 and 8 carries a ``Retry-After`` sized by the backlog
 (:class:`~tunnelproof.tokens.admission.Admission`): the *n*-th caller shed is told to come
-back about ``n / admit_rate`` seconds later, so a herd returns at the rate the service
-mints, not all at once. A client treats a 503 with ``Retry-After`` as a wait.
+back about ``n / admit_rate`` seconds later (after the upstream's next probe while it is
+down), so a herd returns at the rate the service mints, not all at once. The wait travels
+twice: ``retry-after-ms`` (milliseconds, which tunnelproof's clients prefer) and
+``Retry-After`` (whole seconds, rounded up, for every other client); the 429 of step 7 does
+the same. A client treats a 503 with ``Retry-After`` as a wait. A request that waited in
+step 6 is checked against step 5 again: if the upstream went down meanwhile, it is shed
+without upstream work like the others.
 
 The raw path must be the route's path as is: a percent-encoded one (``/api%2Flive/token``)
 gets 404, so a proxy or firewall rule written for the path cannot be sidestepped.
@@ -44,7 +49,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tunnelproof.browser.static import static_router
-from tunnelproof.tokens.admission import Admission, retry_after_header
+from tunnelproof.tokens.admission import Admission, overload_wait, retry_after_headers
 from tunnelproof.tokens.auth import (
     AuthenticationFailed,
     Authenticator,
@@ -126,6 +131,7 @@ def _error(
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
+    """A fixed whole-second wait (no per-caller slot: no sub-second hint either)."""
     return {"Retry-After": str(max(1, round(seconds)))}
 
 
@@ -282,24 +288,35 @@ class TokenService:
                 500, "Server misconfigured", code=MISCONFIGURED_CODE, detail=MISCONFIGURED_DETAIL
             )
 
-        if not self.admission.may_call_upstream():
+        admission = self.admission
+        probe = admission.upstream_down  # down, yet let through: this request is the probe
+        if not admission.may_call_upstream():
             # The upstream is down and this is not the probe's turn: no upstream work.
-            self.metrics.rate_limited.labels("upstream_down").inc()
-            return self._shed("Upstream unavailable, retry later", UPSTREAM_UNAVAILABLE_CODE)
+            return self._shed_upstream_down()
         try:
             # The mint slot first: a request shed because all slots are busy must not spend
             # the user's rate budget (they are told when to come back).
             async with self.minter.reserved() as mint:
+                if not probe and admission.upstream_down and not admission.may_call_upstream():
+                    # The upstream went down while this request waited in line: without
+                    # this check every waiter of a herd would try it in turn, holding the
+                    # line (and the herd's answers) for up to mint_queue_timeout.
+                    return self._shed_upstream_down()
                 return await self._limit_and_mint(principal.user_id, mint)
         except MintingOverloaded:
             self.metrics.rate_limited.labels("overload").inc()
             log.warning("token request shed: all mint slots busy")
-            return self._shed("Busy, retry later", OVERLOADED_CODE)
+            not_before = overload_wait(self.minter.waiting, self.admission.rate)
+            return self._shed("Busy, retry later", OVERLOADED_CODE, not_before)
 
-    def _shed(self, message: str, code: str) -> Response:
-        """503 with the caller's own slot in the backlog as ``Retry-After``."""
-        wait = self.admission.shed()
-        return _error(503, message, {"Retry-After": retry_after_header(wait)}, code=code)
+    def _shed_upstream_down(self) -> Response:
+        self.metrics.rate_limited.labels("upstream_down").inc()
+        return self._shed("Upstream unavailable, retry later", UPSTREAM_UNAVAILABLE_CODE)
+
+    def _shed(self, message: str, code: str, not_before: float = 0.0) -> Response:
+        """503 with the caller's own slot in the backlog (``Retry-After``, ``retry-after-ms``)."""
+        wait = self.admission.shed(not_before)
+        return _error(503, message, retry_after_headers(wait), code=code)
 
     async def _limit_and_mint(
         self, user_id: str, mint: Callable[[], Awaitable[MintedToken]]
@@ -313,7 +330,7 @@ class TokenService:
         if wait is not None:
             self.metrics.rate_limited.labels("user").inc()
             log.info("token request from user %r rate limited for %.0fs", user_id, wait)
-            return _error(429, "Too many token requests", _retry_after(wait))
+            return _error(429, "Too many token requests", retry_after_headers(wait))
 
         started = time.perf_counter()
         try:

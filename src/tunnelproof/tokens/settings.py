@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from tunnelproof.protocol.config import LiveConfig, Modality
 from tunnelproof.protocol.endpoints import GOOGLE_HTTP_BASE, ApiVersion
 from tunnelproof.protocol.models import DEFAULT_LIVE_MODEL, bare_model_id
+from tunnelproof.tokens.admission import DEFAULT_PROBE_INTERVAL
 
 log = logging.getLogger("tunnelproof.tokens")
 
@@ -70,7 +71,7 @@ class TokenServiceSettings(BaseSettings):
     """Tokens/s one process mints at most (``tunnelproof bench token_service`` measures
     it). Shed callers are told to come back at this rate: the *n*-th one shed gets
     ``Retry-After`` ≈ n / admit_rate, so a herd returns at about this rate."""
-    upstream_probe_interval: float = Field(default=0.5, gt=0)
+    upstream_probe_interval: float = Field(default=DEFAULT_PROBE_INTERVAL, gt=0)
     """While the upstream is down, one request per this many seconds goes upstream to
     find out whether it is back; every other one is answered 503 at once."""
 
