@@ -111,3 +111,22 @@ def test_token_service_source_rejects_bad_urls() -> None:
         TokenServiceSource("127.0.0.1:8080/api/live/token")
     with pytest.raises(TokenConfigError):
         TokenServiceSource("ftp://host/x")
+
+
+def test_the_api_key_source_does_not_load_google_genai() -> None:
+    """``tokens.direct`` imports ``tokens.minting``; google-genai (and pydantic) load only
+    when a ``Minter`` is built: a client process does not pay ~0.4 s of imports and ~75k
+    objects its garbage collector walks in every full collection."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tunnelproof.tokens.direct import ApiKeySource\n"
+        "heavy = [m for m in ('google.genai', 'pydantic', 'httpx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -6,7 +6,8 @@
 ``cpu`` (the core to pin this process to, or null), ``server_pid`` (the emulator, whose
 CPU time is sampled too), ``http_base``/``ws_base``/``api_key``/``ca_file`` of the
 emulator (wss with its test CA), and optionally ``profile`` (a path: cProfile the last
-step's window into it).
+step's window into it) and ``histogram`` (true: each step also lists the most numerous
+GC-tracked types). Every step reports the garbage collector's pauses in its window.
 
 Each session sends one 20 ms chunk of 16 kHz PCM (640 bytes, silence) on an absolute 20 ms
 schedule and asks for a story whenever the previous answer is complete, so 24 kHz audio
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -231,6 +233,44 @@ def _proc_cpu(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class GcPauses:
+    """Collections of the cyclic garbage collector during a window (``gc.callbacks``).
+
+    Diagnostics only, the same for every client: each collection stops the event loop, and
+    one longer than a chunk period delays every session's next send at once.
+    """
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._started))
+
+    def summary(self, histogram: bool = False) -> dict[str, Any]:
+        """Count, total and longest pause, the full (generation 2) collections, and with
+        ``histogram`` the 12 most numerous types of GC-tracked objects."""
+        full = [s for g, s in self.pauses if g == 2]
+        top: dict[str, int] = {}
+        if histogram:
+            counts: dict[str, int] = {}
+            for obj in gc.get_objects():
+                name = type(obj).__qualname__
+                counts[name] = counts.get(name, 0) + 1
+            top = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:12])
+        return {
+            "gc_collections": len(self.pauses),
+            "gc_full_collections": len(full),
+            "gc_total_ms": 1000 * sum(s for _, s in self.pauses),
+            "gc_max_pause_ms": 1000 * max((s for _, s in self.pauses), default=0.0),
+            "gc_tracked_objects": len(gc.get_objects()),
+            **({"gc_top_types": top} if histogram else {}),
+        }
+
+
 def _p99(values: list[float]) -> float | None:
     if not values:
         return None
@@ -246,6 +286,8 @@ async def _step(
     cpu0, wall0, srv0 = _cpu(), time.monotonic(), _proc_cpu(server_pid)
     sent0, recv0, bytes0 = counters.sent, counters.received_chunks, counters.received_bytes
     counters.lags = []
+    pauses = GcPauses()
+    gc.callbacks.append(pauses)
     profiler = None
     if config.get("profile") and config.get("_last"):
         import cProfile
@@ -258,6 +300,7 @@ async def _step(
         profiler.dump_stats(config["profile"])
     lags, counters.lags = counters.lags, None
     cpu1, wall1, srv1 = _cpu(), time.monotonic(), _proc_cpu(server_pid)
+    gc.callbacks.remove(pauses)
     wall = wall1 - wall0
     sent = counters.sent - sent0
     nbytes = counters.received_bytes - bytes0
@@ -283,6 +326,7 @@ async def _step(
         "send_rate_vs_realtime": sent * CHUNK_S / wall / max(1, n),
         "audio_back_vs_realtime": audio,
         "holds": p99 is not None and p99 < HOLD_LAG_S and audio >= HOLD_AUDIO,
+        **pauses.summary(bool(config.get("histogram"))),
     }
 
 

@@ -87,13 +87,13 @@ class DeliveryAccounting:
         if not self._session_ready:
             return  # nothing unconfirmed: a lost connection put it all back in pending
         awaiting = set(self.turns.awaiting_answer)
-        unread = [i for i in self.outbox.unconfirmed if i.seq in awaiting]
-        read = [i.seq for i in self.outbox.unconfirmed if i.seq not in awaiting]
+        unread = self.outbox.unconfirmed.select(awaiting)  # by seq: audio is rebuilt
+        read = [seq for seq in self.outbox.unconfirmed.seqs if seq not in awaiting]
         read += self.restore.covered(read)
         earlier = [a.seq for a in self.outbox.take_unverified()]
         if read or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *read]))))
-        self.outbox.remove_where(lambda i: i.seq in awaiting and i.was_sent)
+        self.outbox.remove_where(lambda i: i.was_sent, among=awaiting)
         self._report_dropped(unread, "the session was closed before the server answered it")
 
     def _forget_questions_up_to(self, seq: int) -> None:
@@ -110,8 +110,9 @@ class DeliveryAccounting:
         has consumed is not held either (an unfinished utterance is not in the state).
         """
         first = self.turns.unheld_from
-        keep = 0 if first is None else sum(1 for i in self.outbox.unconfirmed if i.seq >= first)
-        confirmed = [item.seq for item in self.outbox.confirm(keep_last=keep)]
+        sent = self.outbox.unconfirmed.seqs
+        keep = 0 if first is None else sum(1 for seq in sent if seq >= first)
+        confirmed = self.outbox.confirm(keep_last=keep)
         confirmed += self.restore.covered(confirmed)  # the sends a restore message stands for
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
@@ -128,5 +129,5 @@ class DeliveryAccounting:
 
     def _reject_message(self, seq: int, described: str) -> None:
         """The server rejected message ``seq`` (closed 1007 after it): report, never replay."""
-        rejected = self.outbox.remove_where(lambda i: i.seq == seq)
+        rejected = self.outbox.remove_where(lambda i: True, among=(seq,))
         self._report_dropped(rejected, f"the server rejected it ({described})")

@@ -270,7 +270,7 @@ class SessionBookkeeping(DeliveryAccounting):
         # lack (unconfirmed, so replayed). A confirmed one is in the state without its
         # answer; replaying it would duplicate it, so the app is told (reply_lost). A
         # setup that failed carried no conversation: the earlier verdicts stand.
-        unconfirmed = {item.seq for item in self.outbox.unconfirmed}
+        unconfirmed = set(self.outbox.unconfirmed.seqs)
         owed = [seq for seq in (lost.cut, *lost.waiting) if seq is not None]
         lost_questions = [seq for seq in owed if seq not in unconfirmed]
         if was_ready:

@@ -6,12 +6,13 @@ Two queues:
   ``setupComplete`` (the server drops or rejects anything earlier). Bounded: audio by total
   duration, everything else by count and bytes. Audio also has a time to live: a sentence
   spoken 20 s ago inside a tunnel is no longer worth sending, so it is dropped and counted.
-* ``unconfirmed``: messages already sent since the newest resumable handle. A resume from
-  that handle restores a state that does not contain them, so they are put back in front
-  of ``pending`` and replayed. A new resumable handle confirms them (the server's state
-  now includes them). Without ``lastConsumedClientMessageIndex`` (Vertex only) this is the
-  best the wire allows: messages still in flight when the handle was issued count as
-  confirmed.
+* ``unconfirmed``: messages already sent since the newest resumable handle (a
+  :class:`~tunnelproof.session.replay.ReplayRecord`, which keeps audio chunks as plain
+  values the garbage collector does not track). A resume from that handle restores a
+  state that does not contain them, so they are put back in front of ``pending`` and
+  replayed. A new resumable handle confirms them (the server's state now includes them).
+  Without ``lastConsumedClientMessageIndex`` (Vertex only) this is the best the wire
+  allows: messages still in flight when the handle was issued count as confirmed.
 
 Nothing leaves the outbox silently: every drop is returned to the caller (the machine),
 which reports it as a ``SendDropped`` event and in the metrics.
@@ -22,8 +23,9 @@ Two records make that possible without keeping every payload:
 
 * ``unverified``: chunks that left the replay window (``unconfirmed`` keeps at most
   ``max_audio_ms`` of audio) before any evidence that the server holds them. Only their
-  ``seq`` and duration are kept; the next confirmation makes them delivered, a drop first
-  makes them dropped ("sent into a link that died, too old to replay").
+  ``seq`` and duration are kept (two deques of numbers, nothing per chunk for the garbage
+  collector); the next confirmation makes them delivered, a drop first makes them dropped
+  ("sent into a link that died, too old to replay").
 * :class:`AudioDropLedger`: drops during one outage (stale audio, bounds, the above) are
   gathered and reported as one ``SendDropped`` with the outage's total duration, not one
   event per 20 ms chunk.
@@ -33,11 +35,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tunnelproof.session.outgoing import MessageKind, Outgoing
+from tunnelproof.session.replay import ReplayRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,9 +165,10 @@ class Outbox:
 
     limits: OutboxLimits = field(default_factory=OutboxLimits)
     pending: deque[Outgoing] = field(default_factory=deque)
-    unconfirmed: deque[Outgoing] = field(default_factory=deque)
-    unverified: deque[SentAudio] = field(default_factory=deque)
-    _unconfirmed_audio_ms: float = 0.0  # running total: mark_sent runs per audio chunk
+    unconfirmed: ReplayRecord = field(default_factory=ReplayRecord)
+    # Chunks beyond the replay window, unconfirmed: seqs and durations at the same index.
+    _unverified_seqs: deque[int] = field(default_factory=deque)
+    _unverified_ms: deque[float] = field(default_factory=deque)
 
     # -- sizes -------------------------------------------------------------------------
 
@@ -177,16 +181,23 @@ class Outbox:
         items = [i for i in self.pending if i.kind is not MessageKind.AUDIO]
         return len(items), sum(i.size for i in items)
 
+    @property
+    def unverified(self) -> list[SentAudio]:
+        """Chunks sent beyond the replay window since the last confirmation, oldest first."""
+        pairs = zip(self._unverified_seqs, self._unverified_ms, strict=True)
+        return [SentAudio(seq, ms) for seq, ms in pairs]
+
     def within_bounds(self) -> bool:
         """The invariant the machine keeps at all times."""
         count, size = self.pending_other()
+        record = self.unconfirmed
         return (
             self.pending_audio_ms() <= self.limits.max_audio_ms + 1e-6
             and count <= self.limits.max_messages
             and size <= self.limits.max_bytes
-            and len(self.unconfirmed) <= self.limits.max_unconfirmed_messages
-            and self._unconfirmed_audio_ms <= self.limits.max_audio_ms + 1e-6
-            and abs(self._unconfirmed_audio_ms - sum(i.audio_ms for i in self.unconfirmed)) < 1e-3
+            and len(record) <= self.limits.max_unconfirmed_messages
+            and record.audio_ms <= self.limits.max_audio_ms + 1e-6
+            and abs(record.audio_ms - sum(record.durations)) < 1e-3
         )
 
     # -- operations --------------------------------------------------------------------
@@ -242,83 +253,64 @@ class Outbox:
         self.pending.clear()
         return items, dropped
 
-    def mark_sent(self, item: Outgoing) -> list[Outgoing]:
-        """Record ``item`` as sent and unconfirmed; returns items too old to keep for replay."""
-        # Marked in place, not copied: this runs for every 20 ms audio chunk, and the item
-        # left pending (or was never queued) before it was written.
-        item.was_sent = True
-        unconfirmed = self.unconfirmed
-        unconfirmed.append(item)
-        evicted: list[Outgoing] = []
+    def mark_sent(self, item: Outgoing) -> list[int]:
+        """Record ``item`` as sent and unconfirmed; returns the seqs of the chunks that left
+        the replay record (too old to keep for replay: they are remembered as unverified)."""
+        item.was_sent = True  # in place: the item left pending (or was never queued)
+        record = self.unconfirmed
+        record.append(item)
+        evicted: list[int] = []
         # Audio: keep only as much as the outbox could replay.
-        self._unconfirmed_audio_ms += item.message.audio_ms
         limit = self.limits.max_audio_ms + 1e-6
-        while self._unconfirmed_audio_ms > limit:
-            if unconfirmed and unconfirmed[0].message.kind is MessageKind.AUDIO:
-                head = unconfirmed.popleft()  # the usual case (per chunk): the oldest is audio
-                self._unconfirmed_audio_ms -= head.message.audio_ms
-                evicted.append(head)
-                self._unverified(head)
-                continue
-            for index, queued in enumerate(unconfirmed):
-                if queued.kind is MessageKind.AUDIO:
-                    del self.unconfirmed[index]
-                    self._unconfirmed_audio_ms -= queued.audio_ms
-                    evicted.append(queued)
-                    self._unverified(queued)
+        while record.audio_ms > limit:
+            if record.head_is_audio():  # the usual case (per chunk): the oldest is audio
+                seq, ms, _ = record.popleft()
+            else:
+                index = record.first_audio()
+                if index is None:  # pragma: no cover - the total only counts audio
+                    record.audio_ms = 0.0
                     break
-            else:  # pragma: no cover - the total only counts audio
-                self._unconfirmed_audio_ms = 0.0
-        while len(self.unconfirmed) > self.limits.max_unconfirmed_messages:
-            oldest = self.unconfirmed.popleft()
-            self._unconfirmed_audio_ms -= oldest.audio_ms
-            evicted.append(oldest)
-            if oldest.kind is MessageKind.AUDIO:
-                self._unverified(oldest)
+                seq, ms, _ = record.delete(index)
+            evicted.append(seq)
+            self._unverified(seq, ms)
+        while len(record) > self.limits.max_unconfirmed_messages:
+            seq, ms, is_audio = record.popleft()
+            evicted.append(seq)
+            if is_audio:
+                self._unverified(seq, ms)
         return evicted
 
-    def _unverified(self, item: Outgoing) -> None:
-        self.unverified.append(SentAudio(item.seq, item.audio_ms))
-        if len(self.unverified) > MAX_UNVERIFIED:
-            self.unverified.popleft()
+    def _unverified(self, seq: int, audio_ms: float) -> None:
+        self._unverified_seqs.append(seq)
+        self._unverified_ms.append(audio_ms)
+        if len(self._unverified_seqs) > MAX_UNVERIFIED:
+            self._unverified_seqs.popleft()
+            self._unverified_ms.popleft()
 
     def take_unverified(self, before: int | None = None) -> list[SentAudio]:
         """Chunks sent beyond the replay window since the last confirmation (and forget);
         with ``before``, only those with a lower ``seq``."""
-        if before is None:
-            items = list(self.unverified)
-            self.unverified.clear()
-            return items
-        items = []
-        while self.unverified and self.unverified[0].seq < before:
-            items.append(self.unverified.popleft())
+        seqs, durations = self._unverified_seqs, self._unverified_ms
+        items: list[SentAudio] = []
+        while seqs and (before is None or seqs[0] < before):
+            items.append(SentAudio(seqs.popleft(), durations.popleft()))
         return items
 
-    def _recount(self) -> None:
-        self._unconfirmed_audio_ms = sum(i.audio_ms for i in self.unconfirmed)
-
-    def confirm(self, keep_last: int = 0) -> list[Outgoing]:
+    def confirm(self, keep_last: int = 0) -> list[int]:
         """The server's state holds what was sent before the ``keep_last`` newest sends.
 
-        Returns the items confirmed (oldest first). The machine decides ``keep_last`` (see
+        Returns the seqs confirmed (oldest first). The machine decides ``keep_last`` (see
         ``SessionMachine._confirm_delivery``): sends whose reply is still due were not read
         when the handle was issued.
         """
-        keep = max(0, keep_last)
-        confirmed: list[Outgoing] = []
-        while len(self.unconfirmed) > keep:
-            confirmed.append(self.unconfirmed.popleft())
-        self._recount()
-        return confirmed
+        return self.unconfirmed.pop_older(max(0, keep_last))
 
     def requeue_unconfirmed(self, now: float) -> list[Outgoing]:
         """Put unconfirmed messages back in front of ``pending`` for replay.
 
         Returns what could not be kept (stale audio, or non-audio beyond the bounds).
         """
-        replay = list(self.unconfirmed)
-        self.unconfirmed.clear()
-        self._unconfirmed_audio_ms = 0.0
+        replay = self.unconfirmed.take_all()
         self.pending = deque([*replay, *self.pending])
         dropped = self.expire_audio(now)
         while self.pending_audio_ms() > self.limits.max_audio_ms:
@@ -339,30 +331,47 @@ class Outbox:
                     break
         return dropped
 
-    def remove_where(self, predicate: Callable[[Outgoing], bool]) -> list[Outgoing]:
-        """Remove and return queued or unconfirmed items for which ``predicate(item)``."""
-        removed = [i for i in (*self.unconfirmed, *self.pending) if predicate(i)]
-        if removed:
-            gone = {id(i) for i in removed}
+    def remove_where(
+        self, predicate: Callable[[Outgoing], bool], *, among: Container[int] | None = None
+    ) -> list[Outgoing]:
+        """Remove and return unconfirmed or queued items for which ``predicate(item)``
+        (unconfirmed first, each oldest first); with ``among``, only items whose ``seq``
+        is in it are considered (the replay record then rebuilds only those)."""
+        record = self.unconfirmed
+        sent = list(record) if among is None else record.select(among)
+        queued = self.pending if among is None else [i for i in self.pending if i.seq in among]
+        from_record = [i for i in sent if predicate(i)]
+        from_pending = [i for i in queued if predicate(i)]
+        if from_record:
+            record.discard({i.seq for i in from_record})  # a seq is unique in the record
+        if from_pending:
+            # By identity, as before: a restore message takes the seq of the last send it
+            # stands for (restore.py), so a seq need not be unique across the two queues.
+            gone = {id(i) for i in from_pending}
             self.pending = deque(i for i in self.pending if id(i) not in gone)
-            self.unconfirmed = deque(i for i in self.unconfirmed if id(i) not in gone)
-            self._recount()
-        return removed
+        return from_record + from_pending
 
     def drop_tool_answers(self, ids: set[str]) -> list[Outgoing]:
         """Strip answers to ``ids`` (tool calls the next server state never saw)."""
         dropped: list[Outgoing] = []
-        for name in ("pending", "unconfirmed"):
-            queue: deque[Outgoing] = getattr(self, name)
-            kept: deque[Outgoing] = deque()
-            for item in queue:
-                trimmed = item.without_tool_ids(ids)
-                if trimmed is None:
-                    dropped.append(item)
-                else:
-                    kept.append(trimmed)
-            setattr(self, name, kept)
-        self._recount()
+        kept: deque[Outgoing] = deque()
+        for item in self.pending:
+            trimmed = item.without_tool_ids(ids)
+            if trimmed is None:
+                dropped.append(item)
+            else:
+                kept.append(trimmed)
+        self.pending = kept
+        record = self.unconfirmed
+        gone: set[int] = set()
+        for item in record.others():  # audio answers no tool call
+            trimmed = item.without_tool_ids(ids)
+            if trimmed is None:
+                dropped.append(item)
+                gone.add(item.seq)
+            elif trimmed is not item:
+                record.set_other(trimmed)
+        record.discard(gone)
         return dropped
 
     def clear(self) -> list[Outgoing]:
@@ -370,5 +379,4 @@ class Outbox:
         items = list(self.pending)
         self.pending.clear()
         self.unconfirmed.clear()
-        self._unconfirmed_audio_ms = 0.0
         return items

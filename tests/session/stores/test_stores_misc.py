@@ -51,3 +51,26 @@ async def test_memory_store_sweeps_expired_entries_while_saving(
     now[0] = T0 + 1000
     await store.save("fresh", StoredSession("h", now[0]))  # 10th save triggers the sweep
     assert len(store) == 1
+
+
+def test_a_session_in_memory_does_not_load_redis_or_sqlite() -> None:
+    """The SQLite and Redis stores load on first use: a LiveSession with the default
+    memory store does not import ``redis`` (~16k objects every full collection walks)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tunnelproof.session.live_session import LiveSession\n"
+        "from tunnelproof.session.stores import MemoryHandleStore, open_handle_store\n"
+        "open_handle_store('memory://')\n"
+        "heavy = [m for m in ('redis', 'sqlite3') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from tunnelproof.session import stores\n"
+        "assert stores.RedisHandleStore.__name__ == 'RedisHandleStore'\n"
+        "assert 'redis' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -16,10 +16,15 @@ characters without control characters (:class:`InvalidConversationId` otherwise)
 
 :func:`open_handle_store` builds one from a URL: ``memory://``, ``sqlite:///path/file.db``,
 ``redis://host:port/db``.
+
+The SQLite and Redis stores are imported on first use (``__getattr__``): a session that
+keeps its handles in memory does not load ``redis`` (and what it imports), whose ~16k
+objects every full collection of the garbage collector would walk.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,8 +37,17 @@ from tunnelproof.session.stores._common import (
     validate_conversation_id,
 )
 from tunnelproof.session.stores.memory_store import MemoryHandleStore
-from tunnelproof.session.stores.redis_store import RedisHandleStore
-from tunnelproof.session.stores.sqlite_store import HandleStoreSchemaError, SqliteHandleStore
+
+if TYPE_CHECKING:
+    from tunnelproof.session.stores.redis_store import RedisHandleStore
+    from tunnelproof.session.stores.sqlite_store import HandleStoreSchemaError, SqliteHandleStore
+
+# name -> the submodule that defines it, loaded on first use.
+_LAZY = {
+    "RedisHandleStore": "redis_store",
+    "SqliteHandleStore": "sqlite_store",
+    "HandleStoreSchemaError": "sqlite_store",
+}
 
 __all__ = [
     "DEFAULT_MAX_TRANSCRIPT_TURNS",
@@ -47,6 +61,15 @@ __all__ = [
     "open_handle_store",
     "validate_conversation_id",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
 
 
 if TYPE_CHECKING:
@@ -76,7 +99,11 @@ def open_handle_store(url: str, **options: Any) -> HandleStore:
     if scheme == "sqlite":
         if not rest:
             raise ValueError("sqlite:// URL needs a path, e.g. sqlite:///var/lib/app/handles.db")
+        from tunnelproof.session.stores.sqlite_store import SqliteHandleStore
+
         return SqliteHandleStore(Path(rest), **options)
     if scheme in ("redis", "rediss", "unix"):
+        from tunnelproof.session.stores.redis_store import RedisHandleStore
+
         return RedisHandleStore(url, **options)
     raise ValueError(f"unknown handle store scheme {scheme!r} (memory, sqlite, redis)")
