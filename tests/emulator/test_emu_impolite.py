@@ -4,8 +4,13 @@ a rejected client message (issue 13)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
+import struct
+from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.protocol.close_codes import REASON_DEADLINE_EXPIRED, REASON_INVALID_ARGUMENT
@@ -14,6 +19,7 @@ from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 from .emu_helpers import (
     ask,
     expect_close,
+    key_url,
     recv,
     recv_until,
     send,
@@ -190,3 +196,35 @@ async def test_setup_is_not_a_client_message_for_the_rejection(emulator: Emulato
     await send(ws, _user("now"))
     code, _ = await expect_close(ws)
     assert code == 1007
+
+
+# -- a client gone during the handshake ----------------------------------------------------
+
+
+async def test_a_client_gone_during_the_handshake_is_no_server_error(
+    emulator: EmulatorServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A process stopping (or a tunnel) can reset the socket between the upgrade request and
+    # the 101: the emulator has nobody to answer. aiohttp used to log that as "Error
+    # handling request" with a traceback (seen when Ctrl-C stopped the demo mid-connect).
+    target = urlsplit(key_url(emulator))
+    request = (
+        f"GET {target.path}?{target.query} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    caplog.set_level(logging.ERROR)
+    for _ in range(20):  # the reset must land before the 101 is written; bounded retries
+        _reader, writer = await asyncio.open_connection(target.hostname, target.port)
+        writer.write(request)
+        await writer.drain()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST, not FIN
+        await asyncio.sleep(0.05)
+        if emulator.hub.events.count("upgrade_abandoned"):
+            break
+    assert emulator.hub.events.count("upgrade_abandoned") >= 1
+    assert not [r for r in caplog.records if "Error handling request" in r.getMessage()]
+    ws, _ = await start(emulator)  # and it still serves
+    await ws.close()

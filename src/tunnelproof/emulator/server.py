@@ -282,7 +282,14 @@ class EmulatorServer:
         )
         if not ws.can_prepare(request).ok:
             return _refusal(HttpRefusal(400, "Expected a WebSocket upgrade."))
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:
+            # The client left during the handshake (a process stopping, a tunnel): nothing
+            # to serve and nobody to tell. Any response is dropped quietly by aiohttp's
+            # writer; without this aiohttp logs it as a server error with a traceback.
+            hub.events.emit("upgrade_abandoned", message="client gone during the handshake")
+            return web.Response(status=400)
         conn = LiveConnection(
             hub,
             request,
