@@ -756,6 +756,7 @@ export class SessionMachine {
     const first = this.turns.unheldFrom;
     const keep = first === null ? 0 : this.outbox.unconfirmed.filter((i) => i.seq >= first).length;
     const confirmed = this.outbox.confirm(keep).map((i) => i.seq);
+    confirmed.push(...this.historyPastUnheardAudio(first));
     confirmed.push(...this.restore.covered(confirmed)); // the sends a restore message stands for
     // Audio that left the replay window earlier was sent before these: held too, unless no
     // turn has consumed it yet.
@@ -763,6 +764,28 @@ export class SessionMachine {
     if (confirmed.length || earlier.length) {
       this.emit({ type: "delivered", seqs: [...earlier, ...confirmed].sort((a, b) => a - b) });
     }
+  }
+
+  /**
+   * History (clientContent asking no answer) sent after audio no turn consumed and before
+   * any unanswered question: the server appended it at once, so the handle holds it though
+   * the unfinished utterance before it is not (replaying it would put it in the history
+   * twice). Confirmed, out of order (Python: _history_past_unheard_audio).
+   * @param {number | null} first
+   * @returns {number[]}
+   */
+  historyPastUnheardAudio(first) {
+    const asked = this.turns.awaitingAnswer.slice(0, 1);
+    if (first === null || (asked.length && asked[0] <= first)) return [];
+    const limit = asked.length ? asked[0] : null;
+    const held = this.outbox.unconfirmed.filter(
+      (i) => i.kind === "client_content" && !i.expectsReply && i.seq > first && (limit === null || i.seq < limit),
+    );
+    if (!held.length) return [];
+    const gone = new Set(held);
+    this.outbox.unconfirmed = this.outbox.unconfirmed.filter((i) => !gone.has(i));
+    this.outbox.recount();
+    return held.map((i) => i.seq);
   }
 
   /** @param {boolean} prefetch */
@@ -1188,10 +1211,14 @@ export class SessionMachine {
 
   prepareFreshSession() {
     if (this.resetReason === null) this.resetReason = "the connection was lost before a resumption handle arrived";
-    if (this.openToolCalls.size) {
+    // Answers still unconfirmed answer calls the new session never saw: dropped too.
+    const answered = this.outbox.pending.flatMap((i) => i.toolIds);
+    if (this.openToolCalls.size || answered.length) {
       const ids = [...this.openToolCalls].sort();
-      this.cancelToolCalls(new Set(ids));
-      this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids, unanswered: [], reasked: false });
+      this.cancelToolCalls(new Set([...ids, ...answered]));
+      if (ids.length) {
+        this.emit({ type: "rewound", partialText: "", replyLost: false, cancelledToolCallIds: ids, unanswered: [], reasked: false });
+      }
     }
     // Text already sent is in the transcript, which re-seeds the new session, except the
     // questions still owed an answer: they are asked again after the history (and leave the

@@ -113,12 +113,34 @@ class DeliveryAccounting:
         sent = self.outbox.unconfirmed.seqs
         keep = 0 if first is None else sum(1 for seq in sent if seq >= first)
         confirmed = self.outbox.confirm(keep_last=keep)
+        confirmed += self._history_past_unheard_audio(first)
         confirmed += self.restore.covered(confirmed)  # the sends a restore message stands for
         # Audio that left the replay window earlier was sent before these: held too,
         # unless no turn has consumed it yet.
         earlier = [a.seq for a in self.outbox.take_unverified(before=first)]
         if confirmed or earlier:
             self._emit(ev.Delivered(tuple(sorted([*earlier, *confirmed]))))
+
+    def _history_past_unheard_audio(self, first: int | None) -> list[int]:
+        """History (``clientContent`` asking no answer) sent after audio no turn consumed
+        and before any unanswered question: the server appended it at once, so the handle
+        holds it though the unfinished utterance before it is not (replaying it would put
+        it in the history twice). Confirmed, out of order."""
+        asked = self.turns.awaiting_answer[:1]
+        if first is None or (asked and asked[0] <= first):
+            return []
+        limit = asked[0] if asked else None
+        held = [
+            item.seq
+            for item in self.outbox.unconfirmed.others()
+            if item.kind is MessageKind.CLIENT_CONTENT
+            and not item.expects_reply
+            and item.seq > first
+            and (limit is None or item.seq < limit)
+        ]
+        if held:
+            self.outbox.unconfirmed.discard(set(held))
+        return held
 
     def _cancel_tool_calls(self, ids: set[str]) -> None:
         self.tools.cancel(ids)

@@ -312,10 +312,13 @@ class SessionBookkeeping(DeliveryAccounting):
     def _prepare_fresh_session(self) -> None:
         """The next attempt starts a new server session: settle what the old one held."""
         self.resumption.fresh_session_started()
-        if self.tools.open:
+        # Answers still unconfirmed answer calls the new session never saw: dropped too.
+        answered = {c for item in self.outbox.pending for c in item.tool_ids}
+        if self.tools.open or answered:
             ids = tuple(sorted(self.tools.open))
-            self._cancel_tool_calls(set(ids))
-            self._emit(ev.Rewound("", False, ids))
+            self._cancel_tool_calls(self.tools.open | answered)
+            if ids:
+                self._emit(ev.Rewound("", False, ids))
         # Text already sent is in the transcript, which re-seeds the new session, except
         # the questions still owed an answer: they are asked again after the history (and
         # leave the history, with the cut-off start of their answer), so the fresh session
