@@ -40,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -267,19 +267,36 @@ async def collect_answer(
     collector = AnswerCollector(question_seq=question_seq)
     if owed and question_seq is None:
         collector = owed[0]  # the oldest abandoned ask: its turn is the next one
+
+    def step(event: ev.AppEvent) -> Answer | None:
+        try:
+            answer = collector.feed(event)
+        except AnswerError:
+            if owed:
+                _forget(owed, collector)
+            raise
+        if answer is not None and owed:
+            _forget(owed, collector)
+        return answer
+
+    return await _read_until_answer(events, step, collector, timeout)
+
+
+async def _read_until_answer(
+    events: AsyncIterable[ev.AppEvent],
+    step: Callable[[ev.AppEvent], Answer | None],
+    collector: AnswerCollector,
+    timeout: float | None,
+) -> Answer:
+    """Feed ``events`` to ``step`` until it returns the answer, within ``timeout``; the
+    stream is closed either way, and a timeout or its end is raised with what
+    ``collector`` holds."""
     iterator: AsyncIterator[ev.AppEvent] = aiter(events)
     try:
         async with asyncio.timeout(timeout):
             async for event in iterator:
-                try:
-                    answer = collector.feed(event)
-                except AnswerError:
-                    if owed:
-                        _forget(owed, collector)
-                    raise
+                answer = step(event)
                 if answer is not None:
-                    if owed:
-                        _forget(owed, collector)
                     return answer
     except TimeoutError:
         raise AnswerTimeout(
@@ -399,43 +416,34 @@ async def _collect_in_turn(
     ``Closed``) or needs the app (a tool call) is raised to this caller, as
     :func:`collect_answer` does; so is a ``SendDropped`` naming this question.
     """
-    iterator: AsyncIterator[ev.AppEvent] = aiter(session)
-    try:
-        async with asyncio.timeout(timeout):
-            async for event in iterator:
-                head = owed[0] if owed else mine
-                if head is mine:
-                    answer = mine.feed(event)
-                    if answer is not None:
-                        _forget(owed, mine)
-                        return answer
-                    continue
-                if isinstance(event, (ev.Failed, ev.Closed, ev.ToolCallRequested)):
-                    del owed[: owed.index(mine)]  # no one will read those turns now
-                    mine.feed(event)  # raises this caller's typed error
-                    continue
-                if isinstance(event, ev.SendDropped) and mine.question_seq in event.seqs:
-                    mine.feed(event)  # raises AnswerLost: this question was dropped
-                mine.note(event)
-                if isinstance(event, ev.SendDropped):
-                    for waiting in owed[1 : owed.index(mine)]:
-                        if waiting.question_seq in event.seqs:
-                            _forget(owed, waiting)  # its turn will never come
-                try:
-                    done = head.feed(event) is not None
-                except AnswerError:  # its reply was lost or dropped: nothing to skip
-                    done = True
-                if done:
-                    _forget(owed, head)
-    except TimeoutError:
-        raise AnswerTimeout(
-            f"no complete answer within {timeout:g} s", mine.events, mine.partial
-        ) from None
-    finally:
-        close = getattr(iterator, "aclose", None)
-        if close is not None:
-            await close()
-    raise AnswerClosed("the event stream ended", mine.events, mine.partial)
+
+    def step(event: ev.AppEvent) -> Answer | None:
+        head = owed[0] if owed else mine
+        if head is mine:
+            answer = mine.feed(event)
+            if answer is not None:
+                _forget(owed, mine)
+            return answer
+        if isinstance(event, (ev.Failed, ev.Closed, ev.ToolCallRequested)):
+            del owed[: owed.index(mine)]  # no one will read those turns now
+            mine.feed(event)  # raises this caller's typed error
+            return None
+        if isinstance(event, ev.SendDropped) and mine.question_seq in event.seqs:
+            mine.feed(event)  # raises AnswerLost: this question was dropped
+        mine.note(event)
+        if isinstance(event, ev.SendDropped):
+            for waiting in owed[1 : owed.index(mine)]:
+                if waiting.question_seq in event.seqs:
+                    _forget(owed, waiting)  # its turn will never come
+        try:
+            done = head.feed(event) is not None
+        except AnswerError:  # its reply was lost or dropped: nothing to skip
+            done = True
+        if done:
+            _forget(owed, head)
+        return None
+
+    return await _read_until_answer(session, step, mine, timeout)
 
 
 async def _turn_held(session: SessionLike, until: float) -> None:
