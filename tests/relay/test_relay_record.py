@@ -55,6 +55,18 @@ def _owner_conversation() -> Conversation:
     )
 
 
+def _relay(coordinator: RedisCoordinator) -> RelayServer:
+    """A relay process on ``coordinator`` (its upstream is never dialled here)."""
+    return RelayServer(
+        ApiKeySource("unused", ws_base="ws://127.0.0.1:9"),
+        DeviceAuthenticator(
+            signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "alice"})
+        ),
+        settings=RelaySettings(secret=SECRET),
+        coordinator=coordinator,
+    )
+
+
 def _text(text: str) -> dict[str, Any]:
     return {"text": text}
 
@@ -63,14 +75,7 @@ async def test_a_new_owner_counts_the_input_a_killed_owner_never_recorded() -> N
     async with redis_url() as url:
         dead = RedisCoordinator(url, lease=0.3)  # no loops: it "dies" after its last flush
         heir = RedisCoordinator(url, lease=0.3)
-        relay = RelayServer(
-            ApiKeySource("unused", ws_base="ws://127.0.0.1:9"),
-            DeviceAuthenticator(
-                signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "alice"})
-            ),
-            settings=RelaySettings(secret=SECRET),
-            coordinator=heir,
-        )
+        relay = _relay(heir)
         try:
             conv = _owner_conversation()
             assert await dead.try_acquire("c1")
@@ -128,14 +133,7 @@ async def test_a_new_owner_knows_a_named_replay_from_the_shared_record() -> None
     async with redis_url() as url:
         dead = RedisCoordinator(url, lease=0.3)
         heir = RedisCoordinator(url, lease=0.3)
-        relay = RelayServer(
-            ApiKeySource("unused", ws_base="ws://127.0.0.1:9"),
-            DeviceAuthenticator(
-                signer=None, consume=None, authenticator=StaticKeyAuthenticator({"k": "alice"})
-            ),
-            settings=RelaySettings(secret=SECRET),
-            coordinator=heir,
-        )
+        relay = _relay(heir)
         try:
             conv = _owner_conversation()
             assert await dead.try_acquire("c1")
