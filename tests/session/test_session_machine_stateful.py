@@ -362,19 +362,10 @@ class SessionModel(RuleBasedStateMachine):
                 break
             if phase is Phase.FAILED:
                 h.feed(ResumeRequested())
-            elif phase is Phase.FETCHING:
-                if h.pending_request() is None:
-                    h.advance(0.1)
-                else:
-                    h.give_token()
-            elif phase is Phase.OPENING:
-                h.opened()
-            elif phase is Phase.SETUP:
-                h.setup_complete()
-            elif phase is Phase.WAITING:
-                h.retry()
             elif phase in (Phase.HANDING_OVER, Phase.CLOSING):
                 h.closed(1000)
+            else:
+                _reconnect_step(h)
             self.sync()
         self.sync()
         if h.m.phase is not Phase.CLOSED:
@@ -420,21 +411,29 @@ class TurnWindowModel(SessionModel):
     def link_comes_back(self) -> None:
         h = self.h
         for _ in range(50):  # bounded: a few timers at most
-            phase = h.m.phase
-            if phase is Phase.FETCHING:
-                if h.pending_request() is None:
-                    h.advance(0.1)
-                else:
-                    h.give_token()
-            elif phase is Phase.OPENING:
-                h.opened()
-            elif phase is Phase.SETUP:
-                h.setup_complete()
-            elif phase is Phase.WAITING:
-                h.retry()
-            else:
+            if not _reconnect_step(h):
                 break
             self.step()
+
+
+def _reconnect_step(h: Harness) -> bool:
+    """One step of a reconnect the world lets through (a token, the socket, setup, the
+    retry timer); ``False`` when the session is not reconnecting."""
+    phase = h.m.phase
+    if phase is Phase.FETCHING:
+        if h.pending_request() is None:
+            h.advance(0.1)
+        else:
+            h.give_token()
+    elif phase is Phase.OPENING:
+        h.opened()
+    elif phase is Phase.SETUP:
+        h.setup_complete()
+    elif phase is Phase.WAITING:
+        h.retry()
+    else:
+        return False
+    return True
 
 
 TurnWindowModel.TestCase.settings = settings(
