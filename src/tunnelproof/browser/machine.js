@@ -781,10 +781,7 @@ export class SessionMachine {
     const held = this.outbox.unconfirmed.filter(
       (i) => i.kind === "client_content" && !i.expectsReply && i.seq > first && (limit === null || i.seq < limit),
     );
-    if (!held.length) return [];
-    const gone = new Set(held);
-    this.outbox.unconfirmed = this.outbox.unconfirmed.filter((i) => !gone.has(i));
-    this.outbox.recount();
+    if (held.length) this.outbox.removeWhere((i) => held.includes(i));
     return held.map((i) => i.seq);
   }
 
