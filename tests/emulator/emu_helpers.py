@@ -6,7 +6,7 @@ import asyncio
 import json
 import ssl
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import websockets
@@ -14,6 +14,9 @@ from websockets.asyncio.client import ClientConnection
 
 from tunnelproof.emulator import EmulatorProcess, EmulatorServer
 from tunnelproof.protocol.endpoints import Method, live_path
+
+if TYPE_CHECKING:
+    from google import genai
 
 MODEL = "gemini-3.8-live"
 TIMEOUT = 15.0
@@ -260,3 +263,18 @@ async def refused_with(
     ws = await open_ws(url, headers)
     await send(ws, message if message is not None else setup())
     return await expect_close(ws)
+
+
+def genai_client(emu: EmulatorServer, key: str, *, api_version: str = "v1alpha") -> genai.Client:
+    """A google-genai client of ``emu`` over its test CA (``key``: the API key or a token)."""
+    from google import genai  # only the SDK tests pay for the import
+
+    assert emu.ca_file is not None
+    return genai.Client(
+        api_key=key,
+        http_options={
+            "base_url": emu.http_base,
+            "api_version": api_version,
+            "async_client_args": {"ssl": ssl.create_default_context(cafile=emu.ca_file)},
+        },
+    )

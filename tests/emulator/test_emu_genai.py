@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from google import genai
 from google.genai import types
 
 from tunnelproof.emulator import EmulatorServer
 from tunnelproof.protocol.models import EMULATOR_TEXT_MODEL
 
+from .emu_helpers import genai_client
+
 MODEL = "gemini-3.8-live"
-
-
-def _client(emu: EmulatorServer, key: str) -> genai.Client:
-    assert emu.ca_file is not None
-    return genai.Client(
-        api_key=key,
-        http_options={
-            "base_url": emu.http_base,
-            "api_version": "v1alpha",
-            "async_client_args": {"ssl": ssl.create_default_context(cafile=emu.ca_file)},
-        },
-    )
 
 
 @dataclass
@@ -81,13 +69,13 @@ def _config(handle: str | None) -> types.LiveConnectConfig:
 @pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
 async def test_genai_token_session_resumes_with_context(emulator_tls: EmulatorServer) -> None:
     emu = emulator_tls
-    minting = _client(emu, emu.api_key)
+    minting = genai_client(emu, emu.api_key)
     token = await minting.aio.auth_tokens.create(
         config=types.CreateAuthTokenConfig(uses=1, http_options={"api_version": "v1alpha"})
     )
     assert token.name is not None and token.name.startswith("auth_tokens/")
 
-    client = _client(emu, token.name)
+    client = genai_client(emu, token.name)
     async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
         answer, handle = await _turn(session, "the password is swordfish")
         assert answer == 'You said: "the password is swordfish".'
@@ -111,7 +99,7 @@ async def test_genai_token_session_resumes_with_context(emulator_tls: EmulatorSe
 @pytest.mark.filterwarnings("ignore::google.genai.errors.ExperimentalWarning")
 async def test_genai_api_key_session_resumes_with_context(emulator_tls: EmulatorServer) -> None:
     emu = emulator_tls
-    client = _client(emu, emu.api_key)
+    client = genai_client(emu, emu.api_key)
     async with client.aio.live.connect(model=MODEL, config=_config(None)) as session:
         await _turn(session, "my name is Grace")
         answer, handle = await _turn(session, "how many turns")
@@ -131,14 +119,14 @@ async def test_genai_sees_close_codes_as_api_errors(emulator_tls: EmulatorServer
     from google.genai import errors
 
     emu = emulator_tls
-    bad = _client(emu, "wrong-key")
+    bad = genai_client(emu, "wrong-key")
     with pytest.raises(errors.APIError) as info:
         async with bad.aio.live.connect(model=MODEL, config=_config(None)):
             pass
     assert info.value.code == 1007
     assert "API key not valid" in str(info.value)
 
-    good = _client(emu, emu.api_key)
+    good = genai_client(emu, emu.api_key)
     with pytest.raises(errors.APIError) as info:
         async with good.aio.live.connect(
             model="gemini-live-2.5-flash-preview", config=_config(None)
@@ -153,7 +141,7 @@ async def test_genai_sees_close_codes_as_api_errors(emulator_tls: EmulatorServer
 async def test_genai_unknown_token_is_refused_at_the_upgrade(emulator_tls: EmulatorServer) -> None:
     import websockets
 
-    client = _client(emulator_tls, "auth_tokens/never-minted")
+    client = genai_client(emulator_tls, "auth_tokens/never-minted")
     with pytest.raises(websockets.InvalidStatus) as info:
         async with client.aio.live.connect(model=MODEL, config=_config(None)):
             pass
@@ -171,7 +159,7 @@ async def test_genai_sees_go_away_then_the_deadline_close(
     emu = await emulator_factory(  # type: ignore[operator]
         EmulatorPolicy(connection_lifetime=1.0, go_away_lead=0.5), tls=True
     )
-    client = _client(emu, emu.api_key)
+    client = genai_client(emu, emu.api_key)
     seen: list[str | None] = []
 
     async def listen() -> None:
@@ -195,7 +183,7 @@ async def test_genai_locked_tokens_override_the_client_config(
     emulator_tls: EmulatorServer, lock: list[str] | None
 ) -> None:
     emu = emulator_tls
-    minting = _client(emu, emu.api_key)
+    minting = genai_client(emu, emu.api_key)
     token = await minting.aio.auth_tokens.create(
         config=types.CreateAuthTokenConfig(
             uses=1,
@@ -211,7 +199,7 @@ async def test_genai_locked_tokens_override_the_client_config(
         )
     )
     assert token.name is not None
-    client = _client(emu, token.name)
+    client = genai_client(emu, token.name)
     # The client asks the emulator's text model for TEXT; the token's lock wins.
     wanted = types.LiveConnectConfig(
         response_modalities=[types.Modality.TEXT],
@@ -237,7 +225,7 @@ async def test_genai_tool_call_round_trip_and_spoken_audio(
     emu = await emulator_factory(  # type: ignore[operator]
         EmulatorPolicy(generation_speed=0, seconds_per_word=0.05), tls=True
     )
-    client = _client(emu, emu.api_key)
+    client = genai_client(emu, emu.api_key)
     config = types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         input_audio_transcription=types.AudioTranscriptionConfig(),

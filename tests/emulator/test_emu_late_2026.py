@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 
 import aiohttp
 import pytest
-from google import genai
 from google.genai import errors, types
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
@@ -19,6 +17,7 @@ from .emu_helpers import (
     Json,
     ask,
     expect_close,
+    genai_client,
     is_update,
     key_url,
     recv_until,
@@ -84,15 +83,7 @@ async def test_genai_text_setup_raises_api_error_1007(
     emulator_factory: EmulatorFactory, model: str
 ) -> None:
     emu = await emulator_factory(EmulatorPolicy(generation_speed=0), tls=True)
-    assert emu.ca_file is not None
-    client = genai.Client(
-        api_key=emu.api_key,
-        http_options={
-            "base_url": emu.http_base,
-            "api_version": "v1beta",
-            "async_client_args": {"ssl": ssl.create_default_context(cafile=emu.ca_file)},
-        },
-    )
+    client = genai_client(emu, emu.api_key, api_version="v1beta")
     config = types.LiveConnectConfig(response_modalities=[types.Modality.TEXT])
 
     async def listen() -> None:

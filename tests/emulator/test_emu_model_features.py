@@ -9,18 +9,16 @@ implemented, or supported, or enabled." (assumption 19 in docs/emulator.md).
 
 from __future__ import annotations
 
-import ssl
 from typing import Any
 
 import pytest
-from google import genai
 from google.genai import errors, types
 
 from tunnelproof.emulator import EmulatorPolicy, EmulatorServer
 from tunnelproof.protocol.close_codes import REASON_NOT_IMPLEMENTED
 from tunnelproof.testing.emulator_fixtures import EmulatorFactory
 
-from .emu_helpers import ask, key_url, refused_with, setup, start
+from .emu_helpers import ask, genai_client, key_url, refused_with, setup, start
 
 PROACTIVE_OFF: dict[str, Any] = {"proactivity": {"proactiveAudio": False}}
 PROACTIVE_ON: dict[str, Any] = {"proactivity": {"proactiveAudio": True}}
@@ -84,15 +82,7 @@ async def test_genai_proactive_audio_off_on_3_8_raises_api_error_1008(
     emulator_factory: EmulatorFactory,
 ) -> None:
     emu = await emulator_factory(EmulatorPolicy(generation_speed=0), tls=True)
-    assert emu.ca_file is not None
-    client = genai.Client(
-        api_key=emu.api_key,
-        http_options={
-            "base_url": emu.http_base,
-            "api_version": "v1alpha",
-            "async_client_args": {"ssl": ssl.create_default_context(cafile=emu.ca_file)},
-        },
-    )
+    client = genai_client(emu, emu.api_key)
     config = types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
         proactivity=types.ProactivityConfig(proactive_audio=False),
